@@ -1,1 +1,10 @@
+//! The gateway's fast path as plain Rust over byte buffers, plus what the
+//! `gw-dataplane` runner needs that is not DPDK: its configuration and the
+//! pcap file format used by tests and the harness.
+//!
+//! DPDK types never appear here; they live in the `dpdk` crate and in the
+//! runner (src/bin/gw-dataplane).
 
+pub mod config;
+pub mod counters;
+pub mod pcap;

@@ -56,7 +56,9 @@ pub struct Eal {
 
 impl fmt::Debug for Eal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Eal").field("main_lcore", &self.main_lcore()).finish()
+        f.debug_struct("Eal")
+            .field("main_lcore", &self.main_lcore())
+            .finish()
     }
 }
 
@@ -97,7 +99,9 @@ impl Eal {
             return Err(Error::last("rte_eal_init"));
         }
         INITIALIZED.store(true, Ordering::SeqCst);
-        Ok(Eal { _main_lcore_only: PhantomData })
+        Ok(Eal {
+            _main_lcore_only: PhantomData,
+        })
     }
 
     /// The main lcore (the one that ran init).
@@ -150,7 +154,12 @@ impl Eal {
             drop(unsafe { Box::from_raw(arg as *mut Job) });
             return Err(Error::from_rc("rte_eal_remote_launch", rc).unwrap_err());
         }
-        Ok(LaunchHandle { lcore, slot, joined: false, _eal: PhantomData })
+        Ok(LaunchHandle {
+            lcore,
+            slot,
+            joined: false,
+            _eal: PhantomData,
+        })
     }
 }
 
@@ -187,7 +196,9 @@ pub struct LaunchHandle<'eal, T> {
 
 impl<T> fmt::Debug for LaunchHandle<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaunchHandle").field("lcore", &self.lcore).finish()
+        f.debug_struct("LaunchHandle")
+            .field("lcore", &self.lcore)
+            .finish()
     }
 }
 

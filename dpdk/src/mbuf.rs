@@ -87,13 +87,22 @@ impl Mbuf {
         let m = self.raw();
         // SAFETY: buf_addr+data_off..+data_len lies inside the mbuf's buffer
         // (a DPDK invariant) and we own the mbuf, so no one writes to it.
-        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
-        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        let (addr, off, len) = (
+            m.buf_addr as *mut u8,
+            m.data_off as usize,
+            m.data_len as usize,
+        );
         // SAFETY: as in data(); &mut self makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
     }
@@ -138,7 +147,9 @@ impl Mbuf {
     /// (unchanged) if the packet is shorter.
     #[inline]
     pub fn adj(&mut self, n: usize) -> bool {
-        let Ok(n16) = u16::try_from(n) else { return false };
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
         // SAFETY: valid owned mbuf; DPDK checks the length.
         !unsafe { sys::shim_rte_pktmbuf_adj(self.0.as_ptr(), n16) }.is_null()
     }
@@ -147,7 +158,9 @@ impl Mbuf {
     /// shorter.
     #[inline]
     pub fn trim(&mut self, n: usize) -> bool {
-        let Ok(n16) = u16::try_from(n) else { return false };
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
         // SAFETY: valid owned mbuf; DPDK checks the length.
         unsafe { sys::shim_rte_pktmbuf_trim(self.0.as_ptr(), n16) == 0 }
     }
@@ -200,7 +213,10 @@ impl Default for MbufBurst {
 
 impl MbufBurst {
     pub const fn new() -> Self {
-        MbufBurst { pkts: [const { MaybeUninit::uninit() }; BURST_SIZE], len: 0 }
+        MbufBurst {
+            pkts: [const { MaybeUninit::uninit() }; BURST_SIZE],
+            len: 0,
+        }
     }
 
     #[inline]
@@ -289,7 +305,12 @@ impl MbufBurst {
         // SAFETY: MaybeUninit<Mbuf> has the layout of a pointer (Mbuf is a
         // repr(transparent) NonNull); the tail past len is uninit storage
         // that DPDK may write pointers into.
-        let all = unsafe { std::slice::from_raw_parts_mut(self.pkts.as_mut_ptr() as *mut *mut sys::rte_mbuf, BURST_SIZE) };
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.pkts.as_mut_ptr() as *mut *mut sys::rte_mbuf,
+                BURST_SIZE,
+            )
+        };
         (&mut all[len..], len)
     }
 

@@ -1,0 +1,291 @@
+//! Brings the configured ports up, launches the forwarding workers, and runs
+//! the main lcore's loop: live counters, idle exit, signals, shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::config::{Config, WorkerConfig};
+use dataplane::counters::{IdleBackoff, WorkerCounters, WorkerSnapshot};
+use dpdk::{Eal, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub exit_when_idle: Option<Duration>,
+    pub stats_interval: Option<Duration>,
+}
+
+/// One forwarding direction a worker serves: this rx queue into
+/// `txqs[tx]` of the same worker.
+struct Path {
+    rx: RxQueue,
+    tx: usize,
+}
+
+struct WorkerPlan {
+    paths: Vec<Path>,
+    txqs: Vec<TxQueue>,
+}
+
+pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+
+    let eal_args = cfg.eal_args();
+    let eal = Eal::init(&eal_args)
+        .map_err(|e| format!("EAL init failed ({e}); arguments: {}", eal_args.join(" ")))?;
+    let workers = eal.worker_lcores();
+    if workers.is_empty() {
+        return Err(format!(
+            "eal.lcores = '{}' leaves no worker lcore (the first one is the main lcore)",
+            cfg.eal.lcores
+        ));
+    }
+    let nq = u16::try_from(workers.len()).map_err(|_| "too many worker lcores".to_string())?;
+
+    let pool = Arc::new(
+        Mempool::pktmbuf(
+            "gw_mbufs",
+            cfg.mempool.mbufs,
+            cfg.mempool.cache,
+            dpdk::mempool::DEFAULT_DATA_ROOM,
+            eal.socket_id(),
+        )
+        .map_err(|e| format!("mempool of {} mbufs: {e}", cfg.mempool.mbufs))?,
+    );
+
+    // Bring up every port with one rx and one tx queue per worker.
+    let mut ports: Vec<Port> = Vec::new();
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        let id = PortId::by_name(pc.dpdk_name()).map_err(|e| {
+            format!(
+                "port[{i}] '{}': device '{}' did not come up ({e})",
+                pc.name,
+                pc.dpdk_name()
+            )
+        })?;
+        let conf = PortConfig {
+            rx_queues: nq,
+            tx_queues: nq,
+            rx_desc: pc.rx_desc,
+            tx_desc: pc.tx_desc,
+            ..Default::default()
+        };
+        let port = Port::configure(id, &conf, pool.clone())
+            .map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
+        port.start()
+            .map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
+        ports.push(port);
+    }
+
+    let plans = plan_workers(&mut ports, &cfg.pairs(), workers.len());
+    let counters: Vec<Arc<WorkerCounters>> = workers
+        .iter()
+        .map(|_| Arc::new(WorkerCounters::default()))
+        .collect();
+    let mut handles = Vec::new();
+    for ((lcore, plan), c) in workers.iter().zip(plans).zip(&counters) {
+        let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
+        let h = eal
+            .launch(*lcore, move || forward_worker(plan, &stop, &c, &wc))
+            .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
+        handles.push(h);
+    }
+
+    let port_list: Vec<String> = cfg
+        .ports
+        .iter()
+        .zip(&ports)
+        .map(|(pc, p)| {
+            let rss = if p.rss_active() { ", RSS" } else { "" };
+            format!("{}={} (port {}{rss})", pc.name, pc.dpdk_name(), p.id())
+        })
+        .collect();
+    println!(
+        "gw-dataplane: {} | {} worker lcore(s) {:?} | ports: {}",
+        dpdk::version(),
+        workers.len(),
+        workers,
+        port_list.join(", ")
+    );
+
+    main_loop(cfg, opts, &ports, &counters, &stop);
+
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        h.join().map_err(|e| format!("worker: {e}"))?;
+    }
+    print_final(cfg, &ports, &counters);
+    for p in &ports {
+        p.stop()
+            .map_err(|e| format!("stopping {}: {e}", p.name()))?;
+    }
+    // Ports close before the pool and the EAL go.
+    drop(ports);
+    drop(pool);
+    drop(eal);
+    // EAL leaves its runtime directory (config, sockets) behind; it is ours
+    // alone (the prefix is locked while we run), so tidy it.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", cfg.eal.file_prefix));
+    Ok(())
+}
+
+/// A port's rx and tx queues, each taken out once by the worker it goes to.
+type PortQueues = (Vec<Option<RxQueue>>, Vec<Option<TxQueue>>);
+
+/// Gives worker w queue w of every port: for each pair (a, b) it forwards
+/// a.rx[w] -> b.tx[w] and b.rx[w] -> a.tx[w].
+fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -> Vec<WorkerPlan> {
+    let mut queues: Vec<PortQueues> = ports
+        .iter_mut()
+        .map(|p| {
+            let (rx, tx) = p.take_queues().expect("queues taken once");
+            (
+                rx.into_iter().map(Some).collect(),
+                tx.into_iter().map(Some).collect(),
+            )
+        })
+        .collect();
+    (0..nworkers)
+        .map(|w| {
+            let mut plan = WorkerPlan {
+                paths: Vec::new(),
+                txqs: Vec::new(),
+            };
+            for &(a, b) in pairs {
+                for (from, to) in [(a, b), (b, a)] {
+                    let rx = queues[from].0[w].take().expect("each rx queue used once");
+                    let tx = queues[to].1[w].take().expect("each tx queue used once");
+                    plan.txqs.push(tx);
+                    plan.paths.push(Path {
+                        rx,
+                        tx: plan.txqs.len() - 1,
+                    });
+                }
+            }
+            plan
+        })
+        .collect()
+}
+
+/// The forwarding worker: rx burst -> tx burst on the paired port; what the
+/// tx queue does not take is freed and counted. Sleeps when idle.
+fn forward_worker(mut plan: WorkerPlan, stop: &AtomicBool, c: &WorkerCounters, wc: &WorkerConfig) {
+    let mut burst = MbufBurst::new();
+    let mut backoff = IdleBackoff::new(wc.idle_polls_before_sleep, wc.idle_sleep_max_us);
+    let mut s = WorkerSnapshot::default();
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = 0usize;
+        for p in plan.paths.iter_mut() {
+            let n = p.rx.rx_burst(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            let sent = plan.txqs[p.tx].tx_burst(&mut burst);
+            s.tx += sent as u64;
+            s.tx_full += burst.len() as u64;
+            burst.clear();
+        }
+        s.rx += got as u64;
+        if let Some(d) = backoff.after_poll(got > 0) {
+            s.idle_sleeps += 1;
+            std::thread::sleep(d);
+        }
+        c.publish(&s);
+    }
+}
+
+fn main_loop(
+    cfg: &Config,
+    opts: &RunOptions,
+    ports: &[Port],
+    counters: &[Arc<WorkerCounters>],
+    stop: &AtomicBool,
+) {
+    let start = Instant::now();
+    let total_rx = || counters.iter().map(|c| c.snapshot().rx).sum::<u64>();
+    let mut last_rx = total_rx();
+    let mut last_rx_change = Instant::now();
+    let mut last_print = Instant::now();
+    let mut last_stats: Vec<PortStats> = ports
+        .iter()
+        .map(|p| p.stats().unwrap_or_default())
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+        let rx = total_rx();
+        if rx != last_rx {
+            last_rx = rx;
+            last_rx_change = Instant::now();
+        }
+        if opts
+            .exit_when_idle
+            .is_some_and(|idle| last_rx_change.elapsed() >= idle)
+        {
+            break;
+        }
+        let Some(iv) = opts.stats_interval else {
+            continue;
+        };
+        let dt = last_print.elapsed();
+        if dt < iv {
+            continue;
+        }
+        let now: Vec<PortStats> = ports
+            .iter()
+            .map(|p| p.stats().unwrap_or_default())
+            .collect();
+        let secs = dt.as_secs_f64();
+        let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
+        let mut line = format!("[{:7.1}s]", start.elapsed().as_secs_f64());
+        for ((pc, a), b) in cfg.ports.iter().zip(&last_stats).zip(&now) {
+            line.push_str(&format!(
+                " | {} rx {:.3} Mpps tx {:.3} Mpps {:.2} Gbit/s",
+                pc.name,
+                rate(a.ipackets, b.ipackets) / 1e6,
+                rate(a.opackets, b.opackets) / 1e6,
+                rate(a.obytes, b.obytes) * 8.0 / 1e9,
+            ));
+        }
+        let w = counters
+            .iter()
+            .map(|c| c.snapshot())
+            .fold(WorkerSnapshot::default(), |a, b| a + b);
+        line.push_str(&format!(" | tx_full drops {}", w.tx_full));
+        println!("{line}");
+        last_stats = now;
+        last_print = Instant::now();
+    }
+}
+
+/// Final counters, one `key=value` line per port and per worker, for
+/// people and for tests.
+fn print_final(cfg: &Config, ports: &[Port], counters: &[Arc<WorkerCounters>]) {
+    for (pc, p) in cfg.ports.iter().zip(ports) {
+        let s = p.stats().unwrap_or_default();
+        println!(
+            "counters port={} device={} ipackets={} opackets={} ibytes={} obytes={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
+            pc.name,
+            pc.dpdk_name(),
+            s.ipackets,
+            s.opackets,
+            s.ibytes,
+            s.obytes,
+            s.imissed,
+            s.ierrors,
+            s.oerrors,
+            s.rx_nombuf
+        );
+    }
+    for (i, c) in counters.iter().enumerate() {
+        let s = c.snapshot();
+        println!(
+            "counters worker={} rx={} tx={} tx_full={} idle_sleeps={}",
+            i, s.rx, s.tx, s.tx_full, s.idle_sleeps
+        );
+    }
+}
