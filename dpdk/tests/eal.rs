@@ -143,7 +143,6 @@ fn ring_between_lcores(eal: &Eal, worker: LcoreId) {
                     return echoed;
                 }
                 m.from = LcoreId::current();
-                let mut m = m;
                 while let Err(back) = tx.enqueue(m) {
                     m = back;
                 }
@@ -211,10 +210,18 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
 fn ring_ports_form_a_wire(pool: &Arc<Mempool>) {
     let a_to_b: Arc<Ring<Mbuf>> = Arc::new(Ring::create("wire_ab", 1024, 0).unwrap());
     let b_to_a: Arc<Ring<Mbuf>> = Arc::new(Ring::create("wire_ba", 1024, 0).unwrap());
-    let (a, wire_a) =
-        PortId::from_rings("net_ring_a", &[b_to_a.clone()], &[a_to_b.clone()]).unwrap();
-    let (b, wire_b) =
-        PortId::from_rings("net_ring_b", &[a_to_b.clone()], &[b_to_a.clone()]).unwrap();
+    let (a, wire_a) = PortId::from_rings(
+        "net_ring_a",
+        std::slice::from_ref(&b_to_a),
+        std::slice::from_ref(&a_to_b),
+    )
+    .unwrap();
+    let (b, wire_b) = PortId::from_rings(
+        "net_ring_b",
+        std::slice::from_ref(&a_to_b),
+        std::slice::from_ref(&b_to_a),
+    )
+    .unwrap();
     // The net_ring driver prefixes the name it is given.
     assert_eq!(dpdk::ethdev::port_name(a), "net_ring_net_ring_a");
     assert_eq!(PortId::by_name("net_ring_net_ring_a").unwrap(), a);
