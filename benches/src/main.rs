@@ -1,1 +1,70 @@
-fn main() {}
+//! gw-bench: the line-rate harness.
+//!
+//! `gw-bench forward` measures the plain rx->tx forwarding loop of
+//! `gw-dataplane` and `dpdk-testpmd --forward-mode=io` in the same run, on
+//! the arrangement of ../shared/anchors (README there): port 0 =
+//! `net_pcap` replaying a preloaded pcap forever (`infinite_rx=1`), port 1 =
+//! `net_null` sink, one worker lcore on CPU 1, main lcore on CPU 0. Rates
+//! come from each process's DPDK telemetry socket through the anchors'
+//! own sampler (lib/telemetry_rate.py), so both are measured the same way.
+//! Runs are interleaved (testpmd, ours, ours, testpmd, ...) because this
+//! machine is noisy: only same-run ratios mean anything.
+//!
+//! Reports Mpps (median window of the median run, min and max over runs)
+//! and cycles per packet = TSC Hz / pps.
+
+mod forward;
+mod measure;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gw-bench",
+    version,
+    about = "Line-rate harness for the gateway"
+)]
+struct Cli {
+    /// The shared folder with the anchors (default: ../shared beside the
+    /// repository).
+    #[arg(long, global = true)]
+    shared: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Plain forwarding: gw-dataplane vs dpdk-testpmd io, same vdevs and core.
+    Forward(forward::ForwardArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let shared = cli
+        .shared
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    let shared = match shared.canonicalize() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "gw-bench: shared folder {}: {e} (pass --shared)",
+                shared.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let r = match cli.cmd {
+        Cmd::Forward(a) => forward::run(&a, &shared),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gw-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
