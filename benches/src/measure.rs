@@ -150,7 +150,7 @@ impl Anchors {
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
-    s[(s.len() + 1) / 2 - 1]
+    s[s.len().div_ceil(2) - 1]
 }
 
 #[cfg(test)]
