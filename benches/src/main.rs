@@ -15,6 +15,7 @@
 
 mod forward;
 mod measure;
+mod traffic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,25 +41,32 @@ struct Cli {
 enum Cmd {
     /// Plain forwarding: gw-dataplane vs dpdk-testpmd io, same vdevs and core.
     Forward(forward::ForwardArgs),
+    /// Write a pcap of UDP/IPv4 test frames (input for a net_pcap port).
+    Pcap {
+        /// Inner IPv4 packet size in octets, or "imix".
+        #[arg(long, default_value = "64")]
+        size: String,
+        /// Frames to write.
+        #[arg(long, default_value_t = 256)]
+        count: usize,
+        /// Output file.
+        out: PathBuf,
+    },
+}
+
+/// The shared folder: --shared, or ../shared beside the repository.
+fn shared_dir(arg: Option<PathBuf>) -> Result<PathBuf, String> {
+    let p = arg.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    p.canonicalize().map_err(|e| format!("shared folder {}: {e} (pass --shared)", p.display()))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let shared = cli
-        .shared
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    let shared = match shared.canonicalize() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "gw-bench: shared folder {}: {e} (pass --shared)",
-                shared.display()
-            );
-            return ExitCode::from(2);
-        }
-    };
     let r = match cli.cmd {
-        Cmd::Forward(a) => forward::run(&a, &shared),
+        Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
+        Cmd::Pcap { size, count, out } => {
+            traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use dataplane::pcap;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gw-dataplane");
+/// The binary under test: this build's, or another build of it (the static
+/// one, say) named by GW_DATAPLANE_BIN.
+fn bin() -> String {
+    std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string())
+}
 
 fn prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -66,7 +70,7 @@ fn pcap_port(name: &str, idx: u32, rx: &Path, tx: &Path) -> String {
 }
 
 fn spawn(args: &[String], prefix: &str) -> Child {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .args(["--file-prefix", prefix, "--stats-interval", "0"])
         .stdout(Stdio::piped())
@@ -198,7 +202,7 @@ fn wait_for_banner(child: &mut Child) {
 }
 
 fn run_expect_failure(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(bin()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -51,7 +51,6 @@ const STATIC_LIBS: &[&str] = &[
     "rte_eal",
     "rte_telemetry",
     "rte_kvargs",
-    "rte_log",
 ];
 
 /// System libraries the static DPDK libraries above call into; these stay

@@ -244,9 +244,10 @@ fn main_loop(
         let mut line = format!("[{:7.1}s]", start.elapsed().as_secs_f64());
         for ((pc, a), b) in cfg.ports.iter().zip(&last_stats).zip(&now) {
             line.push_str(&format!(
-                " | {} rx {:.3} Mpps tx {:.3} Mpps {:.2} Gbit/s",
+                " | {}: rx {:.3} Mpps {:.2} Gbit/s, tx {:.3} Mpps {:.2} Gbit/s",
                 pc.name,
                 rate(a.ipackets, b.ipackets) / 1e6,
+                rate(a.ibytes, b.ibytes) * 8.0 / 1e9,
                 rate(a.opackets, b.opackets) / 1e6,
                 rate(a.obytes, b.obytes) * 8.0 / 1e9,
             ));

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# setup.sh - installs what building, running and testing the gateway needs.
+# Idempotent: quiet and quick when everything is there already. Both README
+# commands (./lab.sh and ./test.sh) call it first. Needs root for apt-get.
+set -euo pipefail
+
+# Debian 12 packages, and why:
+PKGS=(
+    libdpdk-dev dpdk dpdk-dev  # DPDK 22.11: headers, .so/.a, PMDs, dpdk-testpmd
+    libipsec-mb-dev            # intel-ipsec-mb (DPDK's crypto_ipsec_mb PMD)
+    libpcap-dev                # net_pcap virtual device
+    pkg-config                 # finds libdpdk
+    clang libclang-dev         # bindgen (dpdk-sys)
+    build-essential            # cc for the DPDK shim
+    python3-scapy              # ../shared anchors' pcap generator and ESP oracle
+    tcpdump iproute2 procps    # captures, network namespaces, ps/kill in tests
+)
+
+log() { [[ "${SETUP_QUIET:-0}" == 1 ]] || echo "setup: $*"; }
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $EUID -ne 0 ]]; then
+        echo "setup: missing Debian packages: ${missing[*]}; run as root (sudo ./setup.sh)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq \
+        || { echo "setup: apt-get update failed: are the Debian mirrors reachable?" >&2; exit 1; }
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/tmp/gw-setup-apt.log 2>&1; then
+        echo "setup: apt-get install ${missing[*]} failed; last lines of /tmp/gw-setup-apt.log:" >&2
+        tail -n 15 /tmp/gw-setup-apt.log >&2
+        exit 1
+    fi
+else
+    log "Debian packages present"
+fi
+
+if ! pkg-config --atleast-version=22.11 libdpdk; then
+    echo "setup: pkg-config finds no DPDK >= 22.11 (libdpdk-dev installed?)" >&2
+    exit 1
+fi
+
+# Rust: the stable toolchain from rustup (Debian's cargo is too old).
+if ! command -v cargo >/dev/null 2>&1; then
+    for d in "$HOME/.cargo/bin" /root/.cargo/bin; do
+        [[ -x "$d/cargo" ]] && export PATH="$d:$PATH" && break
+    done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found: install the stable Rust toolchain (https://rustup.rs), then run again" >&2
+    exit 1
+fi
+need="1.80.0"
+have=$(rustc --version | awk '{print $2}')
+if [[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]]; then
+    echo "setup: rustc $have is older than $need: rustup update stable" >&2
+    exit 1
+fi
+for comp in rustfmt clippy; do
+    if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        log "adding rustup component $comp"
+        rustup component add "$comp" >/dev/null
+    fi
+done
+log "ready: DPDK $(pkg-config --modversion libdpdk), $(rustc --version)"
