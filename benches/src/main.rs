@@ -56,17 +56,18 @@ enum Cmd {
 
 /// The shared folder: --shared, or ../shared beside the repository.
 fn shared_dir(arg: Option<PathBuf>) -> Result<PathBuf, String> {
-    let p = arg.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    p.canonicalize().map_err(|e| format!("shared folder {}: {e} (pass --shared)", p.display()))
+    let p =
+        arg.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    p.canonicalize()
+        .map_err(|e| format!("shared folder {}: {e} (pass --shared)", p.display()))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
-        Cmd::Pcap { size, count, out } => {
-            traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
-        }
+        Cmd::Pcap { size, count, out } => traffic::write_pcap(&out, &size, count)
+            .map(|n| println!("wrote {n} frames to {}", out.display())),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,8 @@ use dataplane::pcap;
 /// The binary under test: this build's, or another build of it (the static
 /// one, say) named by GW_DATAPLANE_BIN.
 fn bin() -> String {
-    std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string())
+    std::env::var("GW_DATAPLANE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string())
 }
 
 fn prefix() -> String {
