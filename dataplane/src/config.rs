@@ -46,8 +46,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
-    /// DPDK `-l`: the first lcore is the main one (rings, housekeeping), the
-    /// others run workers.
+    /// DPDK `--lcores`: the first lcore is the main one (rings,
+    /// housekeeping), the others run workers. Plain lists (`0,2-5`) or
+    /// lcore@cpu maps (`0@0,1@1,2@1`: two workers sharing CPU 1).
     pub lcores: String,
     /// `-m`: megabytes of memory for DPDK.
     pub memory_mb: u32,
@@ -321,7 +322,7 @@ impl Config {
     pub fn eal_args(&self) -> Vec<String> {
         let e = &self.eal;
         let mut a = vec![
-            "-l".to_string(),
+            "--lcores".to_string(),
             e.lcores.clone(),
             "-m".into(),
             e.memory_mb.to_string(),

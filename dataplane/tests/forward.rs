@@ -268,3 +268,47 @@ fn bad_eal_arguments_are_an_error_not_an_abort() {
     assert!(err.contains("leaves no worker lcore"), "{err}");
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}"));
 }
+
+#[test]
+fn two_workers_each_own_a_queue_of_every_port() {
+    // Three lcores, two of them workers sharing CPU 1 (EAL's lcore@cpu
+    // syntax), each port with two queues: worker w forwards queue w.
+    let r = Run::new();
+    let q0 = frames(400, 7);
+    let q1 = frames(250, 13);
+    let (in0, in1) = (r.write("q0.pcap", &q0), r.write("q1.pcap", &q1));
+    let empty = r.write("empty.pcap", &[]);
+    let wan = format!(
+        "wan=net_pcap0,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+        in0.display(),
+        in1.display(),
+        r.path("wan_tx0.pcap").display(),
+        r.path("wan_tx1.pcap").display()
+    );
+    let lan = format!(
+        "lan=net_pcap1,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+        empty.display(),
+        empty.display(),
+        r.path("lan_tx0.pcap").display(),
+        r.path("lan_tx1.pcap").display()
+    );
+    let args: Vec<String> = [
+        "--port",
+        &wan,
+        "--port",
+        &lan,
+        "--lcores",
+        "0@0,1@1,2@1",
+        "--exit-when-idle",
+        "500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = finish(spawn(&args, &prefix()));
+    assert!(out.contains("2 worker lcore(s)"), "{out}");
+    assert_eq!(pcap::read_packets(&r.path("lan_tx0.pcap")).unwrap(), q0);
+    assert_eq!(pcap::read_packets(&r.path("lan_tx1.pcap")).unwrap(), q1);
+    assert!(out.contains("counters worker=0 rx=400 tx=400"), "{out}");
+    assert!(out.contains("counters worker=1 rx=250 tx=250"), "{out}");
+}
