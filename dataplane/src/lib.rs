@@ -8,3 +8,4 @@
 pub mod config;
 pub mod counters;
 pub mod pcap;
+pub mod wire;
