@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod counters;
+pub mod crypto;
 pub mod pcap;
 pub mod wire;

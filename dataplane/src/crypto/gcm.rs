@@ -1,0 +1,179 @@
+//! AES-GCM for ESP (RFC 4106) on `ring`.
+//!
+//! Nonce = 4-octet salt (the last octets of the key material, RFC 4106
+//! 8.1) || 8-octet explicit IV. The IV is the 64-bit sequence number: unique
+//! per packet under one key, which is all GCM needs (RFC 4106 3.1). AAD is
+//! SPI || Seq (8 octets), or SPI || Seq high || Seq low with ESN (12; RFC
+//! 4106 5).
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use zeroize::Zeroizing;
+
+use super::IcvError;
+use crate::wire::esp::HEADER_LEN;
+
+const IV_LEN: usize = 8;
+const TAG_LEN: usize = 16;
+
+pub(super) struct Gcm {
+    key: LessSafeKey,
+    salt: Zeroizing<[u8; 4]>,
+}
+
+impl Gcm {
+    /// `material` = AES key (16 or 32 octets) || salt (4 octets); the length
+    /// was checked by the caller.
+    pub(super) fn new(material: &[u8]) -> Gcm {
+        let (k, s) = material.split_at(material.len() - 4);
+        let alg = if k.len() == 16 {
+            &aead::AES_128_GCM
+        } else {
+            &aead::AES_256_GCM
+        };
+        let key = LessSafeKey::new(
+            UnboundKey::new(alg, k).expect("key length checked by EspCipher::new"),
+        );
+        let mut salt = Zeroizing::new([0u8; 4]);
+        salt.copy_from_slice(s);
+        Gcm { key, salt }
+    }
+
+    fn nonce(&self, iv: &[u8]) -> Nonce {
+        let mut n = [0u8; 12];
+        n[..4].copy_from_slice(&*self.salt);
+        n[4..].copy_from_slice(iv);
+        Nonce::assume_unique_for_key(n)
+    }
+
+    /// AAD into `buf`, returning the used part.
+    fn aad<'a>(esp: &[u8], seq: u64, esn: bool, buf: &'a mut [u8; 12]) -> &'a [u8] {
+        buf[..4].copy_from_slice(&esp[..4]);
+        if esn {
+            buf[4..8].copy_from_slice(&((seq >> 32) as u32).to_be_bytes());
+            buf[8..12].copy_from_slice(&esp[4..8]);
+            &buf[..12]
+        } else {
+            buf[4..8].copy_from_slice(&esp[4..8]);
+            &buf[..8]
+        }
+    }
+
+    pub(super) fn seal(&self, esp: &mut [u8], seq: u64, esn: bool) {
+        let n = esp.len();
+        esp[HEADER_LEN..HEADER_LEN + IV_LEN].copy_from_slice(&seq.to_be_bytes());
+        let nonce = self.nonce(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
+        let mut abuf = [0u8; 12];
+        let aad = Self::aad(esp, seq, esn, &mut abuf);
+        let (body, icv) =
+            esp[HEADER_LEN + IV_LEN..].split_at_mut(n - HEADER_LEN - IV_LEN - TAG_LEN);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), body)
+            .expect("ESP payloads are far below GCM's length limit");
+        icv.copy_from_slice(tag.as_ref());
+    }
+
+    pub(super) fn open(&self, esp: &mut [u8], seq: u64, esn: bool) -> Result<(), IcvError> {
+        let nonce = self.nonce(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
+        let mut abuf = [0u8; 12];
+        let aad = Self::aad(esp, seq, esn, &mut abuf);
+        // ciphertext || tag are contiguous in ESP: open in place.
+        self.key
+            .open_in_place(nonce, Aad::from(aad), &mut esp[HEADER_LEN + IV_LEN..])
+            .map(|_| ())
+            .map_err(|_| IcvError)
+    }
+}
+
+/// GCM on raw inputs, for known-answer tests of the same `ring` calls.
+#[cfg(test)]
+pub(super) fn seal_raw(key: &[u8], nonce: [u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+    let alg = if key.len() == 16 {
+        &aead::AES_128_GCM
+    } else {
+        &aead::AES_256_GCM
+    };
+    let k = LessSafeKey::new(UnboundKey::new(alg, key).unwrap());
+    let t = k
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
+        .unwrap();
+    t.as_ref().try_into().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hex;
+    use super::*;
+
+    /// McGrew & Viega, "The Galois/Counter Mode of Operation (GCM)", test
+    /// cases 4 (AES-128) and 16 (AES-256): 60-octet plaintext, 20-octet AAD,
+    /// 96-bit IV.
+    #[test]
+    fn known_answers_gcm_spec_test_cases_4_and_16() {
+        let p = hex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+        );
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let iv: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
+
+        let mut d = p.clone();
+        let tag = seal_raw(&hex("feffe9928665731c6d6a8f9467308308"), iv, &aad, &mut d);
+        assert_eq!(
+            d,
+            hex(
+                "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e\
+                 21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
+            )
+        );
+        assert_eq!(tag.to_vec(), hex("5bc94fbc3221a5db94fae95ae7121a47"));
+
+        let mut d = p.clone();
+        let key = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
+        let tag = seal_raw(&key, iv, &aad, &mut d);
+        assert_eq!(
+            d,
+            hex(
+                "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+                 8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+            )
+        );
+        assert_eq!(tag.to_vec(), hex("76fc6ece0f4e1768cddf8853bb2d551b"));
+    }
+
+    /// The ESP construction uses exactly those primitives: salt || IV as the
+    /// nonce and SPI || Seq as AAD (RFC 4106 3, 5).
+    #[test]
+    fn esp_nonce_and_aad_layout() {
+        let material = hex("feffe9928665731c6d6a8f9467308308cafebabe");
+        let g = Gcm::new(&material);
+        let mut esp = vec![0u8; 8 + 8 + 4 + 16];
+        esp[..8].copy_from_slice(&hex("0000432187654321"));
+        esp[16..20].copy_from_slice(&[1, 2, 2, 4]);
+        let seq = 0xfacedbaddecaf888u64;
+        g.seal(&mut esp, seq, false);
+        let mut d = [1u8, 2, 2, 4];
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&hex("cafebabefacedbaddecaf888"));
+        let tag = seal_raw(&material[..16], nonce, &hex("0000432187654321"), &mut d);
+        assert_eq!(
+            &esp[8..16],
+            &seq.to_be_bytes(),
+            "explicit IV = sequence number"
+        );
+        assert_eq!(&esp[16..20], &d);
+        assert_eq!(&esp[20..], &tag);
+        // With ESN the AAD is SPI || seq_hi || seq_lo.
+        let mut esp2 = esp.clone();
+        esp2[16..20].copy_from_slice(&[1, 2, 2, 4]);
+        g.seal(&mut esp2, seq, true);
+        let mut d = [1u8, 2, 2, 4];
+        let tag = seal_raw(
+            &material[..16],
+            nonce,
+            &hex("00004321facedbad87654321"),
+            &mut d,
+        );
+        assert_eq!(&esp2[20..], &tag);
+    }
+}
