@@ -5,8 +5,10 @@
 //! DPDK types never appear here; they live in the `dpdk` crate and in the
 //! runner (src/bin/gw-dataplane).
 
+pub mod buf;
 pub mod config;
 pub mod counters;
 pub mod crypto;
 pub mod pcap;
+pub mod replay;
 pub mod wire;
