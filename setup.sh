@@ -55,7 +55,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install the stable Rust toolchain (https://rustup.rs), then run again" >&2
     exit 1
 fi
-need="1.80.0"
+need="1.85.0"
 have=$(rustc --version | awk '{print $2}')
 if [[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" != "$need" ]]; then
     echo "setup: rustc $have is older than $need: rustup update stable" >&2

@@ -1,0 +1,260 @@
+//! Security associations as the fast path holds them.
+//!
+//! An [`OutboundSa`] is shared by every worker (`Arc`): its sequence
+//! number is an atomic counter, so numbers stay unique per SA whichever
+//! core encrypts (RFC 4303 3.3.3). An [`InboundSa`] is read-only; its
+//! anti-replay window lives with the one worker that receives the SA
+//! (RSS on the outer addresses keeps an SA on one core), so the window
+//! needs no atomics.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{Algorithm, EspCipher, KeyError};
+use crate::lpm::Prefix;
+use crate::wire::{ipproto, ipv4, ipv6, udp};
+
+/// NAT-T UDP encapsulation ports (RFC 3948): ours and the peer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NattPorts {
+    pub local: u16,
+    pub remote: u16,
+}
+
+/// Everything needed to build an SA, from config or the control plane.
+#[derive(Clone)]
+pub struct SaParams {
+    pub spi: u32,
+    pub alg: Algorithm,
+    pub enc_key: Zeroizing<Vec<u8>>,
+    pub auth_key: Zeroizing<Vec<u8>>,
+    /// Tunnel endpoints: outer source (ours) and destination (peer).
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub natt: Option<NattPorts>,
+    pub esn: bool,
+    /// Inbound only: anti-replay window in packets, 0 = off.
+    pub replay_window: u32,
+    /// Inbound only: the inner source and destination must fall in these
+    /// (the SA's traffic selectors), when set.
+    pub inner_src: Option<Prefix>,
+    pub inner_dst: Option<Prefix>,
+}
+
+impl std::fmt::Debug for SaParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaParams")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("alg", &self.alg)
+            .field("keys", &"<redacted>")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("natt", &self.natt)
+            .field("esn", &self.esn)
+            .field("replay_window", &self.replay_window)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("tunnel endpoints {0} and {1} are not the same IP version")]
+    MixedFamilies(IpAddr, IpAddr),
+    #[error("SPI 0 is reserved (RFC 4303 2.1)")]
+    ZeroSpi,
+}
+
+/// The outer headers an outbound SA puts in front of every packet, built
+/// once: IPv4 (20) or IPv6 (40), then UDP (8) with NAT-T.
+#[derive(Debug, Clone)]
+pub struct OuterTemplate {
+    bytes: [u8; 48],
+    ip_len: usize,
+    udp: bool,
+}
+
+impl OuterTemplate {
+    fn new(local: IpAddr, remote: IpAddr, natt: Option<NattPorts>) -> Result<Self, SaError> {
+        let mut bytes = [0u8; 48];
+        let proto = if natt.is_some() {
+            ipproto::UDP
+        } else {
+            ipproto::ESP
+        };
+        let ip_len = match (local, remote) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                ipv4::Repr {
+                    src: s,
+                    dst: d,
+                    protocol: proto,
+                    payload_len: 0,
+                    ttl: 64,
+                    tos: 0,
+                    ident: 0,
+                    dont_fragment: false,
+                }
+                .emit(&mut bytes);
+                ipv4::MIN_HEADER_LEN
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                ipv6::Repr {
+                    src: s,
+                    dst: d,
+                    next_header: proto,
+                    payload_len: 0,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                }
+                .emit(&mut bytes);
+                ipv6::HEADER_LEN
+            }
+            (a, b) => return Err(SaError::MixedFamilies(a, b)),
+        };
+        if let Some(n) = natt {
+            udp::emit(&mut bytes[ip_len..], n.local, n.remote, 0);
+        }
+        Ok(OuterTemplate {
+            bytes,
+            ip_len,
+            udp: natt.is_some(),
+        })
+    }
+
+    /// Octets of outer headers before the ESP header.
+    pub fn len(&self) -> usize {
+        self.ip_len + if self.udp { udp::HEADER_LEN } else { 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.ip_len == ipv6::HEADER_LEN
+    }
+
+    /// Writes the headers into `out` (exactly `len()` octets) for an ESP
+    /// packet of `esp_len` octets.
+    #[inline]
+    pub fn write(&self, out: &mut [u8], esp_len: usize, ident: u16) {
+        let n = self.len();
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        let udp_len = if self.udp { udp::HEADER_LEN } else { 0 };
+        if self.is_v6() {
+            ipv6::patch_len(out, udp_len + esp_len);
+        } else {
+            ipv4::patch_len_ident(out, udp_len + esp_len, ident);
+        }
+        if self.udp {
+            udp::patch_len(&mut out[self.ip_len..], esp_len);
+        }
+    }
+}
+
+/// Limits on the number of packets an SA may send: 2^32 - 1 without ESN,
+/// 2^64 - 1 with (RFC 4303 3.3.3: never cycle).
+fn seq_limit(esn: bool) -> u64 {
+    if esn {
+        u64::MAX
+    } else {
+        u32::MAX as u64
+    }
+}
+
+#[derive(Debug)]
+pub struct OutboundSa {
+    pub spi: u32,
+    pub cipher: EspCipher,
+    pub esn: bool,
+    pub remote: IpAddr,
+    pub template: OuterTemplate,
+    /// Last sequence number handed out (0: none yet).
+    seq: AtomicU64,
+    limit: u64,
+    /// Set by the main lcore at the hard lifetime; workers then drop.
+    pub expired: AtomicBool,
+}
+
+impl OutboundSa {
+    pub fn new(p: &SaParams) -> Result<Self, SaError> {
+        if p.spi == 0 {
+            return Err(SaError::ZeroSpi);
+        }
+        Ok(OutboundSa {
+            spi: p.spi,
+            cipher: EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?,
+            esn: p.esn,
+            remote: p.remote,
+            template: OuterTemplate::new(p.local, p.remote, p.natt)?,
+            seq: AtomicU64::new(0),
+            limit: seq_limit(p.esn),
+            expired: AtomicBool::new(false),
+        })
+    }
+
+    /// The next sequence number, or `None` once the SA has used them all
+    /// (it then stays exhausted; the control plane must rekey).
+    #[inline]
+    pub fn next_seq(&self) -> Option<u64> {
+        let s = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        (s <= self.limit && s != 0).then_some(s)
+    }
+
+    /// Sequence numbers used so far.
+    pub fn seq_used(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed).min(self.limit)
+    }
+
+    /// Starts counting from `seq` (tests of the limit; resync).
+    pub fn set_seq(&self, seq: u64) {
+        self.seq.store(seq, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct InboundSa {
+    pub spi: u32,
+    pub cipher: EspCipher,
+    pub esn: bool,
+    pub replay_window: u32,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub natt: Option<NattPorts>,
+    pub inner_src: Option<Prefix>,
+    pub inner_dst: Option<Prefix>,
+    pub expired: AtomicBool,
+}
+
+impl InboundSa {
+    pub fn new(p: &SaParams) -> Result<Self, SaError> {
+        if p.spi == 0 {
+            return Err(SaError::ZeroSpi);
+        }
+        if p.local.is_ipv4() != p.remote.is_ipv4() {
+            return Err(SaError::MixedFamilies(p.local, p.remote));
+        }
+        Ok(InboundSa {
+            spi: p.spi,
+            cipher: EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?,
+            esn: p.esn,
+            replay_window: p.replay_window,
+            local: p.local,
+            remote: p.remote,
+            natt: p.natt,
+            inner_src: p.inner_src,
+            inner_dst: p.inner_dst,
+            expired: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether inner addresses fall within the SA's selectors.
+    #[inline]
+    pub fn selectors_allow(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.inner_src.is_none_or(|p| p.contains(src))
+            && self.inner_dst.is_none_or(|p| p.contains(dst))
+    }
+}
