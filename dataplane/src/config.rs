@@ -30,6 +30,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `forward`: cross-connect port pairs (the foundation's mode, and the
+    /// forwarding floor of the benchmarks). `gateway`: the IPsec pipeline.
+    #[serde(default)]
+    pub mode: Mode,
     #[serde(default)]
     pub eal: EalConfig,
     #[serde(default)]
@@ -40,6 +44,125 @@ pub struct Config {
     pub forward: ForwardConfig,
     #[serde(default)]
     pub worker: WorkerConfig,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<NeighborConfig>,
+    #[serde(default, rename = "sa")]
+    pub sas: Vec<SaConfig>,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Forward,
+    Gateway,
+}
+
+/// A route: inner or outer destinations to a port, directly or via a
+/// next hop.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub dst: String,
+    pub port: String,
+    #[serde(default)]
+    pub via: Option<String>,
+}
+
+/// A static neighbour (like `ip neigh add ... lladdr ...`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// A manually keyed SA (like `ip xfrm state add`), tunnel mode.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SaConfig {
+    /// The SPI: an integer (TOML accepts 0x1001).
+    pub spi: u32,
+    pub direction: Direction,
+    /// aes128gcm, aes256gcm, aes128cbc-sha1, aes256cbc-sha1,
+    /// aes128cbc-sha256, aes256cbc-sha256.
+    pub alg: String,
+    /// Encryption key in hex (GCM: key then 4-octet salt).
+    pub key: String,
+    /// Integrity key in hex (CBC suites only).
+    #[serde(default)]
+    pub auth_key: String,
+    /// Outer source (ours) and destination (the peer).
+    pub local: String,
+    pub remote: String,
+    /// UDP-encapsulate (RFC 3948) with these ports.
+    #[serde(default)]
+    pub natt: bool,
+    #[serde(default = "natt_port")]
+    pub natt_local_port: u16,
+    #[serde(default = "natt_port")]
+    pub natt_remote_port: u16,
+    #[serde(default)]
+    pub esn: bool,
+    /// Inbound: anti-replay window in packets (0 = off).
+    #[serde(default = "default_window")]
+    pub replay_window: u32,
+    /// Inbound: inner addresses must fall in these prefixes.
+    #[serde(default)]
+    pub inner_src: Option<String>,
+    #[serde(default)]
+    pub inner_dst: Option<String>,
+}
+
+impl std::fmt::Debug for SaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaConfig")
+            .field("spi", &self.spi)
+            .field("direction", &self.direction)
+            .field("alg", &self.alg)
+            .field("keys", &"<redacted>")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+fn natt_port() -> u16 {
+    4500
+}
+
+fn default_window() -> u32 {
+    64
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Protect,
+    Bypass,
+    Discard,
+}
+
+/// Outbound security policy by inner destination prefix.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub dst: String,
+    pub action: Action,
+    /// With `protect`: the SPI of an outbound [[sa]].
+    #[serde(default)]
+    pub sa: Option<u32>,
 }
 
 /// DPDK EAL settings. Defaults suit a machine without hugepages or a NIC.
@@ -105,6 +228,19 @@ pub struct PortConfig {
     pub rx_desc: u16,
     #[serde(default = "default_desc")]
     pub tx_desc: u16,
+    /// Gateway mode: our addresses on this port (`192.0.2.1/24`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Largest IP packet sent on this port.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Override the device's MAC address (`02:00:00:00:00:01`).
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+fn default_mtu() -> u16 {
+    1500
 }
 
 fn default_desc() -> u16 {
@@ -286,7 +422,10 @@ impl Config {
                 }
             }
         }
-        if self.forward.pairs.is_empty() {
+        if self.mode == Mode::Gateway {
+            let macs = vec![[2, 0, 0, 0, 0, 0]; self.ports.len()];
+            crate::tables::Tables::from_config(self, origin, &macs)?;
+        } else if self.forward.pairs.is_empty() {
             if self.ports.len() % 2 != 0 {
                 return Err(bad(
                     "forward.pairs".into(),

@@ -13,6 +13,8 @@ pub mod drop;
 pub mod ipsec;
 pub mod lpm;
 pub mod pcap;
+pub mod pipeline;
 pub mod replay;
 pub mod sa;
+pub mod tables;
 pub mod wire;

@@ -19,8 +19,9 @@ struct Args {
     /// TOML configuration (see configs/dataplane.example.toml).
     #[arg(short, long)]
     config: Option<PathBuf>,
-    /// A port as NAME=DEVICE (repeatable); replaces the config's ports.
-    /// DEVICE is a PCI address or a DPDK virtual device string.
+    /// A port as NAME=DEVICE (repeatable): sets the device of the config's
+    /// port NAME, or adds that port. DEVICE is a PCI address or a DPDK
+    /// virtual device string.
     #[arg(long = "port", value_name = "NAME=DEVICE")]
     ports: Vec<String>,
     /// Override eal.lcores (first = main lcore, the rest run workers).
@@ -58,19 +59,23 @@ fn build_config(args: &Args) -> Result<Config, String> {
         }
         None => toml::from_str::<Config>("").expect("empty config parses"),
     };
-    if !args.ports.is_empty() {
-        cfg.ports.clear();
-        cfg.forward.pairs.clear();
-        for (i, spec) in args.ports.iter().enumerate() {
-            let Some((name, device)) = spec.split_once('=') else {
-                return Err(format!("--port #{}: '{spec}' is not NAME=DEVICE", i + 1));
-            };
-            cfg.ports.push(PortConfig {
+    // --port NAME=DEVICE sets the device of the config's port NAME, or adds
+    // a port of that name.
+    for (i, spec) in args.ports.iter().enumerate() {
+        let Some((name, device)) = spec.split_once('=') else {
+            return Err(format!("--port #{}: '{spec}' is not NAME=DEVICE", i + 1));
+        };
+        match cfg.ports.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.device = device.into(),
+            None => cfg.ports.push(PortConfig {
                 name: name.into(),
                 device: device.into(),
                 rx_desc: 1024,
                 tx_desc: 1024,
-            });
+                addresses: Vec::new(),
+                mtu: 1500,
+                mac: None,
+            }),
         }
     }
     if let Some(l) = &args.lcores {

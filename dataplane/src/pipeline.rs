@@ -1,0 +1,340 @@
+//! One worker's packet pipeline: classify -> ESP decap / encap -> route ->
+//! Ethernet, over a [`PacketBuf`]. Returns a [`Verdict`] per packet and
+//! counts every drop by reason, per worker and per SA.
+//!
+//! Panic policy: none on any input; every rejection is a [`DropReason`].
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::ipsec::{self, wire_drop};
+use crate::replay::ReplayWindow;
+use crate::tables::{Policy, Tables};
+use crate::wire::{ethernet, ipproto, ipv4, ipv6, udp};
+
+/// What to do with a packet after [`Worker::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send on this port (the buffer holds the whole frame).
+    Tx(u16),
+    /// For the control plane: IKE, ARP, anything addressed to us.
+    Punt,
+    /// Dropped (already counted).
+    Drop(DropReason),
+}
+
+/// Counters one worker writes and anyone may read (single writer: a
+/// relaxed load and store, no locked instruction).
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub drops: [AtomicU64; DropReason::COUNT],
+    pub punted: AtomicU64,
+    pub encrypted: AtomicU64,
+    pub decrypted: AtomicU64,
+    pub forwarded: AtomicU64,
+    /// Per inbound SA (index as in [`Tables::in_sas`]): packets, octets.
+    pub sa_in: Vec<[AtomicU64; 2]>,
+    /// Per outbound SA: packets, octets.
+    pub sa_out: Vec<[AtomicU64; 2]>,
+    /// Per inbound SA: replay and ICV drops.
+    pub sa_in_drops: Vec<[AtomicU64; 2]>,
+}
+
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl WorkerStats {
+    pub fn new(n_in: usize, n_out: usize) -> WorkerStats {
+        let z = || [AtomicU64::new(0), AtomicU64::new(0)];
+        WorkerStats {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            punted: AtomicU64::new(0),
+            encrypted: AtomicU64::new(0),
+            decrypted: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            sa_in: (0..n_in).map(|_| z()).collect(),
+            sa_out: (0..n_out).map(|_| z()).collect(),
+            sa_in_drops: (0..n_in).map(|_| z()).collect(),
+        }
+    }
+
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Relaxed)
+    }
+}
+
+pub struct Worker {
+    tables: Arc<Tables>,
+    /// Anti-replay windows of the inbound SAs this worker receives.
+    windows: Vec<ReplayWindow>,
+    stats: Arc<WorkerStats>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("in_sas", &self.windows.len())
+            .finish()
+    }
+}
+
+/// Facts of the packet's IP header that the pipeline needs.
+struct L3 {
+    v6: bool,
+    dst: IpAddr,
+    proto: u8,
+    l4_off: usize,
+    ttl: u8,
+}
+
+impl Worker {
+    pub fn new(tables: Arc<Tables>) -> Worker {
+        let windows = tables
+            .in_sas
+            .iter()
+            .map(|sa| ReplayWindow::new(sa.replay_window, sa.esn))
+            .collect();
+        let stats = Arc::new(WorkerStats::new(tables.in_sas.len(), tables.out_sas.len()));
+        Worker {
+            tables,
+            windows,
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Runs one received Ethernet frame through the pipeline.
+    #[inline]
+    pub fn process<B: PacketBuf>(&mut self, buf: &mut B) -> Verdict {
+        match self.classify(buf) {
+            Ok(Verdict::Punt) => {
+                bump(&self.stats.punted, 1);
+                Verdict::Punt
+            }
+            Ok(v) => v,
+            Err(r) => {
+                bump(&self.stats.drops[r as usize], 1);
+                Verdict::Drop(r)
+            }
+        }
+    }
+
+    fn classify<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Verdict, DropReason> {
+        let et = ethernet::Frame::new_checked(buf.data())
+            .map_err(wire_drop)?
+            .ethertype();
+        match et {
+            ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {}
+            ethernet::ETHERTYPE_ARP => return Ok(Verdict::Punt),
+            _ => return Err(DropReason::UnsupportedEthertype),
+        }
+        buf.adj(ethernet::HEADER_LEN);
+        let l3 = parse_l3(buf, et == ethernet::ETHERTYPE_IPV6)?;
+        if self.tables.local.contains(&l3.dst) {
+            return self.local(buf, &l3);
+        }
+        self.forward(buf, l3, false)
+    }
+
+    /// Packets addressed to one of our own addresses.
+    fn local<B: PacketBuf>(&mut self, buf: &mut B, l3: &L3) -> Result<Verdict, DropReason> {
+        match l3.proto {
+            ipproto::ESP => self.inbound(buf, l3.l4_off),
+            ipproto::UDP => {
+                let u = udp::Packet::new_checked(&buf.data()[l3.l4_off..]).map_err(wire_drop)?;
+                match u.dst_port() {
+                    udp::PORT_NATT => match udp::classify_natt(u.payload()).map_err(wire_drop)? {
+                        udp::NattPayload::Esp => {
+                            let off = l3.l4_off + udp::HEADER_LEN;
+                            let end = l3.l4_off + u.len();
+                            // UDP length bounds the ESP packet.
+                            let extra = buf.len() - end;
+                            if extra > 0 {
+                                buf.trim(extra);
+                            }
+                            self.inbound(buf, off)
+                        }
+                        udp::NattPayload::Ike => Ok(Verdict::Punt),
+                        udp::NattPayload::Keepalive => Err(DropReason::NattKeepalive),
+                    },
+                    _ => Ok(Verdict::Punt),
+                }
+            }
+            ipproto::FRAGMENT => Err(DropReason::Fragment),
+            _ => Ok(Verdict::Punt),
+        }
+    }
+
+    /// ESP for one of our inbound SAs.
+    fn inbound<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        esp_off: usize,
+    ) -> Result<Verdict, DropReason> {
+        let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..])
+            .map_err(wire_drop)?
+            .spi();
+        let &i = self
+            .tables
+            .spi_index
+            .get(&spi)
+            .ok_or(DropReason::UnknownSpi)?;
+        let sa = &self.tables.in_sas[i];
+        if sa.expired.load(Relaxed) {
+            return Err(DropReason::SaExpired);
+        }
+        let inner = match ipsec::decap(sa, &mut self.windows[i], buf, esp_off) {
+            Ok(x) => x,
+            Err(r) => {
+                let slot = match r {
+                    DropReason::Replay => Some(0),
+                    DropReason::IcvFailed => Some(1),
+                    _ => None,
+                };
+                if let Some(s) = slot {
+                    bump(&self.stats.sa_in_drops[i][s], 1);
+                }
+                return Err(r);
+            }
+        };
+        let (src, dst) =
+            ipsec::inner_addrs(buf.data(), inner.v6).ok_or(DropReason::InnerMalformed)?;
+        if !sa.selectors_allow(src, dst) {
+            return Err(DropReason::PolicyMismatch);
+        }
+        bump(&self.stats.decrypted, 1);
+        bump(&self.stats.sa_in[i][0], 1);
+        bump(&self.stats.sa_in[i][1], buf.len() as u64);
+        let l3 = parse_l3(buf, inner.v6)?;
+        self.forward(buf, l3, true)
+    }
+
+    /// Policy, then encap or plain routing. `from_tunnel`: the packet just
+    /// left a tunnel; its inner header passes unchanged (we are the tunnel
+    /// endpoint), so no TTL decrement.
+    fn forward<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        l3: L3,
+        from_tunnel: bool,
+    ) -> Result<Verdict, DropReason> {
+        match self.tables.policy(l3.dst) {
+            Some(Policy::Protect(i)) => {
+                let sa = &self.tables.out_sas[i];
+                if sa.expired.load(Relaxed) {
+                    return Err(DropReason::SaExpired);
+                }
+                let len = buf.len() as u64;
+                ipsec::encap(sa, buf, l3.v6)?;
+                bump(&self.stats.encrypted, 1);
+                bump(&self.stats.sa_out[i][0], 1);
+                bump(&self.stats.sa_out[i][1], len);
+                let remote = sa.remote;
+                self.output(buf, remote)
+            }
+            Some(Policy::Discard) => Err(DropReason::PolicyDiscard),
+            Some(Policy::Bypass) | None => {
+                if !from_tunnel {
+                    if l3.ttl <= 1 {
+                        return Err(DropReason::TtlExceeded);
+                    }
+                    if l3.v6 {
+                        ipv6::Packet::new_checked(buf.data_mut())
+                            .map_err(wire_drop)?
+                            .decrement_hop_limit();
+                    } else {
+                        ipv4::Packet::new_checked(buf.data_mut())
+                            .map_err(wire_drop)?
+                            .decrement_ttl();
+                    }
+                }
+                bump(&self.stats.forwarded, 1);
+                self.output(buf, l3.dst)
+            }
+        }
+    }
+
+    /// Route lookup, neighbour, MTU, Ethernet header.
+    fn output<B: PacketBuf>(&self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
+        let r = self.tables.route(dst).ok_or(DropReason::NoRoute)?;
+        let port = self
+            .tables
+            .ports
+            .get(r.port as usize)
+            .ok_or(DropReason::NoRoute)?;
+        let next_hop = r.via.unwrap_or(dst);
+        let mac = *self
+            .tables
+            .neighbors
+            .get(&next_hop)
+            .ok_or(DropReason::NoNeighbor)?;
+        if buf.len() > port.mtu {
+            return Err(DropReason::Oversize);
+        }
+        let et = if dst.is_ipv6() {
+            ethernet::ETHERTYPE_IPV6
+        } else {
+            ethernet::ETHERTYPE_IPV4
+        };
+        let h = buf
+            .prepend(ethernet::HEADER_LEN)
+            .ok_or(DropReason::NoRoom)?;
+        ethernet::emit(h, mac, port.mac, et);
+        Ok(Verdict::Tx(r.port))
+    }
+}
+
+/// Parses the IP header filling `buf`, trims Ethernet padding after it.
+fn parse_l3<B: PacketBuf>(buf: &mut B, v6: bool) -> Result<L3, DropReason> {
+    let (l3, total) = if v6 {
+        let p = ipv6::Packet::new_checked(buf.data()).map_err(wire_drop)?;
+        let (proto, off) = p.upper_layer().map_err(wire_drop)?;
+        (
+            L3 {
+                v6,
+                dst: p.dst().into(),
+                proto,
+                l4_off: off,
+                ttl: p.hop_limit(),
+            },
+            p.total_len(),
+        )
+    } else {
+        let p = ipv4::Packet::new_checked(buf.data()).map_err(wire_drop)?;
+        if !p.checksum_ok() {
+            return Err(DropReason::BadChecksum);
+        }
+        let proto = if p.is_fragment() {
+            ipproto::FRAGMENT
+        } else {
+            p.protocol()
+        };
+        (
+            L3 {
+                v6,
+                dst: p.dst().into(),
+                proto,
+                l4_off: p.header_len(),
+                ttl: p.ttl(),
+            },
+            p.total_len(),
+        )
+    };
+    let extra = buf.len() - total;
+    if extra > 0 {
+        buf.trim(extra);
+    }
+    Ok(l3)
+}

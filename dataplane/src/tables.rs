@@ -1,0 +1,345 @@
+//! What the workers look things up in: our addresses, SAs by SPI, the
+//! security policy (inner destination -> protect / bypass / discard),
+//! routes, neighbours and the ports' link-layer facts.
+//!
+//! Built by the main lcore (from config now, from control-plane commands
+//! later) and shared read-only with the workers behind an `Arc`; an update
+//! is a new `Tables` published to them (make-before-break).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::lpm::{Lpm, Prefix};
+use crate::sa::{InboundSa, OutboundSa};
+
+/// Security policy for traffic to a destination prefix (RFC 4301 4.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Encrypt with the outbound SA at this index.
+    Protect(usize),
+    /// Forward in the clear.
+    Bypass,
+    Discard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub port: u16,
+    /// Next hop; `None` = the destination is on the link.
+    pub via: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortInfo {
+    pub mac: [u8; 6],
+    /// Largest IP packet the port sends.
+    pub mtu: usize,
+}
+
+#[derive(Debug)]
+pub struct Tables {
+    pub ports: Vec<PortInfo>,
+    pub local: FxHashSet<IpAddr>,
+    pub out_sas: Vec<Arc<OutboundSa>>,
+    pub in_sas: Vec<Arc<InboundSa>>,
+    /// Inbound SPI -> index into `in_sas`.
+    pub spi_index: FxHashMap<u32, usize>,
+    spd4: Lpm<Policy>,
+    spd6: Lpm<Policy>,
+    routes4: Lpm<Route>,
+    routes6: Lpm<Route>,
+    pub neighbors: FxHashMap<IpAddr, [u8; 6]>,
+}
+
+impl Tables {
+    pub fn new(ports: Vec<PortInfo>) -> Tables {
+        Tables {
+            ports,
+            local: FxHashSet::default(),
+            out_sas: Vec::new(),
+            in_sas: Vec::new(),
+            spi_index: FxHashMap::default(),
+            spd4: Lpm::new_v4(),
+            spd6: Lpm::new_v6(),
+            routes4: Lpm::new_v4(),
+            routes6: Lpm::new_v6(),
+            neighbors: FxHashMap::default(),
+        }
+    }
+
+    /// Adds an inbound SA; false if its SPI is taken.
+    pub fn add_inbound(&mut self, sa: InboundSa) -> bool {
+        if self.spi_index.contains_key(&sa.spi) {
+            return false;
+        }
+        self.spi_index.insert(sa.spi, self.in_sas.len());
+        self.in_sas.push(Arc::new(sa));
+        true
+    }
+
+    /// Adds an outbound SA and returns its index for [`Policy::Protect`].
+    pub fn add_outbound(&mut self, sa: OutboundSa) -> usize {
+        self.out_sas.push(Arc::new(sa));
+        self.out_sas.len() - 1
+    }
+
+    pub fn add_policy(&mut self, dst: Prefix, p: Policy) {
+        if dst.addr.is_ipv4() {
+            self.spd4.insert(dst, p);
+        } else {
+            self.spd6.insert(dst, p);
+        }
+    }
+
+    pub fn add_route(&mut self, dst: Prefix, r: Route) {
+        if dst.addr.is_ipv4() {
+            self.routes4.insert(dst, r);
+        } else {
+            self.routes6.insert(dst, r);
+        }
+    }
+
+    #[inline]
+    pub fn policy(&self, dst: IpAddr) -> Option<Policy> {
+        match dst {
+            IpAddr::V4(_) => self.spd4.lookup(dst).copied(),
+            IpAddr::V6(_) => self.spd6.lookup(dst).copied(),
+        }
+    }
+
+    #[inline]
+    pub fn route(&self, dst: IpAddr) -> Option<Route> {
+        match dst {
+            IpAddr::V4(_) => self.routes4.lookup(dst).copied(),
+            IpAddr::V6(_) => self.routes6.lookup(dst).copied(),
+        }
+    }
+}
+
+use crate::config::{Action, Config, ConfigError, Direction};
+use crate::crypto::Algorithm;
+use crate::sa::{NattPorts, SaParams};
+use zeroize::Zeroizing;
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
+    }
+    Ok(m)
+}
+
+/// Parses a hex string (spaces and colons allowed) into key bytes.
+pub fn parse_hex(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    let s = s.strip_prefix("0x").unwrap_or(&s);
+    if s.len() % 2 != 0 {
+        return Err("hex string has an odd number of digits".into());
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
+    for i in (0..s.len()).step_by(2) {
+        out.push(u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "not a hex string".to_string())?);
+    }
+    Ok(out)
+}
+
+impl Tables {
+    /// Builds the gateway tables from a config; `macs` are the ports' MAC
+    /// addresses (from the devices). Errors name the field at fault.
+    pub fn from_config(
+        cfg: &Config,
+        origin: &str,
+        macs: &[[u8; 6]],
+    ) -> Result<Tables, ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid {
+            path: origin.into(),
+            field,
+            message,
+        };
+        let port_index = |name: &str, field: String| {
+            cfg.ports
+                .iter()
+                .position(|p| p.name == name)
+                .map(|i| i as u16)
+                .ok_or_else(|| bad(field, format!("no port named '{name}'")))
+        };
+        let mut ports = Vec::new();
+        for (i, p) in cfg.ports.iter().enumerate() {
+            let mac = match &p.mac {
+                Some(m) => parse_mac(m).map_err(|e| bad(format!("port[{i}].mac"), e))?,
+                None => macs.get(i).copied().unwrap_or_default(),
+            };
+            if p.mtu < 1280 {
+                return Err(bad(
+                    format!("port[{i}].mtu"),
+                    format!("{} is below 1280", p.mtu),
+                ));
+            }
+            ports.push(PortInfo {
+                mac,
+                mtu: p.mtu as usize,
+            });
+        }
+        let mut t = Tables::new(ports);
+        for (i, p) in cfg.ports.iter().enumerate() {
+            for (j, a) in p.addresses.iter().enumerate() {
+                let pre: Prefix = a
+                    .parse()
+                    .map_err(|e| bad(format!("port[{i}].addresses[{j}]"), e))?;
+                let addr: IpAddr = a.split('/').next().unwrap_or("").parse().map_err(|_| {
+                    bad(
+                        format!("port[{i}].addresses[{j}]"),
+                        format!("'{a}' is not an address"),
+                    )
+                })?;
+                t.local.insert(addr);
+                // The connected subnet routes to this port.
+                t.add_route(
+                    pre,
+                    Route {
+                        port: i as u16,
+                        via: None,
+                    },
+                );
+            }
+        }
+        for (i, r) in cfg.routes.iter().enumerate() {
+            let dst: Prefix = r
+                .dst
+                .parse()
+                .map_err(|e| bad(format!("route[{i}].dst"), e))?;
+            let port = port_index(&r.port, format!("route[{i}].port"))?;
+            let via = match &r.via {
+                Some(v) => {
+                    let a: IpAddr = v.parse().map_err(|_| {
+                        bad(
+                            format!("route[{i}].via"),
+                            format!("'{v}' is not an address"),
+                        )
+                    })?;
+                    if a.is_ipv4() != dst.addr.is_ipv4() {
+                        return Err(bad(
+                            format!("route[{i}].via"),
+                            "not the family of dst".into(),
+                        ));
+                    }
+                    Some(a)
+                }
+                None => None,
+            };
+            t.add_route(dst, Route { port, via });
+        }
+        for (i, n) in cfg.neighbors.iter().enumerate() {
+            let ip: IpAddr = n.ip.parse().map_err(|_| {
+                bad(
+                    format!("neighbor[{i}].ip"),
+                    format!("'{}' is not an address", n.ip),
+                )
+            })?;
+            let mac = parse_mac(&n.mac).map_err(|e| bad(format!("neighbor[{i}].mac"), e))?;
+            t.neighbors.insert(ip, mac);
+        }
+        let mut out_index: FxHashMap<u32, usize> = FxHashMap::default();
+        for (i, s) in cfg.sas.iter().enumerate() {
+            let f = |n: &str| format!("sa[{i}].{n}");
+            let alg: Algorithm = s.alg.parse().map_err(|e| bad(f("alg"), e))?;
+            let enc_key = parse_hex(&s.key).map_err(|e| bad(f("key"), e))?;
+            let auth_key = parse_hex(&s.auth_key).map_err(|e| bad(f("auth_key"), e))?;
+            let addr = |v: &str, n: &str| -> Result<IpAddr, ConfigError> {
+                v.parse()
+                    .map_err(|_| bad(f(n), format!("'{v}' is not an address")))
+            };
+            let prefix = |v: &Option<String>, n: &str| -> Result<Option<Prefix>, ConfigError> {
+                v.as_ref()
+                    .map(|v| v.parse().map_err(|e| bad(f(n), e)))
+                    .transpose()
+            };
+            if s.replay_window > crate::replay::MAX_WINDOW {
+                return Err(bad(
+                    f("replay_window"),
+                    format!("at most {}", crate::replay::MAX_WINDOW),
+                ));
+            }
+            let p = SaParams {
+                spi: s.spi,
+                alg,
+                enc_key,
+                auth_key,
+                local: addr(&s.local, "local")?,
+                remote: addr(&s.remote, "remote")?,
+                natt: s.natt.then_some(NattPorts {
+                    local: s.natt_local_port,
+                    remote: s.natt_remote_port,
+                }),
+                esn: s.esn,
+                replay_window: s.replay_window,
+                inner_src: prefix(&s.inner_src, "inner_src")?,
+                inner_dst: prefix(&s.inner_dst, "inner_dst")?,
+            };
+            match s.direction {
+                Direction::In => {
+                    let sa =
+                        InboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
+                    if !t.add_inbound(sa) {
+                        return Err(bad(
+                            f("spi"),
+                            format!("inbound SPI {:#x} is used twice", s.spi),
+                        ));
+                    }
+                }
+                Direction::Out => {
+                    let sa =
+                        OutboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
+                    if out_index.insert(s.spi, t.add_outbound(sa)).is_some() {
+                        return Err(bad(
+                            f("spi"),
+                            format!("outbound SPI {:#x} is used twice", s.spi),
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, p) in cfg.policies.iter().enumerate() {
+            let dst: Prefix = p
+                .dst
+                .parse()
+                .map_err(|e| bad(format!("policy[{i}].dst"), e))?;
+            let pol = match (p.action, p.sa) {
+                (Action::Protect, Some(spi)) => {
+                    Policy::Protect(*out_index.get(&spi).ok_or_else(|| {
+                        bad(
+                            format!("policy[{i}].sa"),
+                            format!("no outbound [[sa]] with SPI {spi:#x}"),
+                        )
+                    })?)
+                }
+                (Action::Protect, None) => {
+                    return Err(bad(
+                        format!("policy[{i}].sa"),
+                        "protect needs the SPI of an outbound SA".into(),
+                    ))
+                }
+                (Action::Bypass, None) => Policy::Bypass,
+                (Action::Discard, None) => Policy::Discard,
+                (_, Some(_)) => {
+                    return Err(bad(
+                        format!("policy[{i}].sa"),
+                        "only protect takes an SA".into(),
+                    ))
+                }
+            };
+            t.add_policy(dst, pol);
+        }
+        Ok(t)
+    }
+}
