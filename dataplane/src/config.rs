@@ -118,11 +118,12 @@ pub struct SaConfig {
     /// Inbound: anti-replay window in packets (0 = off).
     #[serde(default = "default_window")]
     pub replay_window: u32,
-    /// Inbound: inner addresses must fall in these prefixes.
+    /// Inbound: the SA's traffic selectors; inner addresses must fall in
+    /// one of these prefixes of their family (none listed: any).
     #[serde(default)]
-    pub inner_src: Option<String>,
+    pub inner_src: Vec<String>,
     #[serde(default)]
-    pub inner_dst: Option<String>,
+    pub inner_dst: Vec<String>,
 }
 
 impl std::fmt::Debug for SaConfig {

@@ -149,8 +149,8 @@ mod tests {
             }),
             esn,
             replay_window: 64,
-            inner_src: None,
-            inner_dst: None,
+            inner_src: Vec::new(),
+            inner_dst: Vec::new(),
         }
     }
 

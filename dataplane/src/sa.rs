@@ -37,10 +37,11 @@ pub struct SaParams {
     pub esn: bool,
     /// Inbound only: anti-replay window in packets, 0 = off.
     pub replay_window: u32,
-    /// Inbound only: the inner source and destination must fall in these
-    /// (the SA's traffic selectors), when set.
-    pub inner_src: Option<Prefix>,
-    pub inner_dst: Option<Prefix>,
+    /// Inbound only: the SA's traffic selectors. An inner source (and
+    /// destination) must fall in one of these prefixes of its family; an
+    /// empty list, or none of the packet's family, allows any.
+    pub inner_src: Vec<Prefix>,
+    pub inner_dst: Vec<Prefix>,
 }
 
 impl std::fmt::Debug for SaParams {
@@ -224,8 +225,8 @@ pub struct InboundSa {
     pub local: IpAddr,
     pub remote: IpAddr,
     pub natt: Option<NattPorts>,
-    pub inner_src: Option<Prefix>,
-    pub inner_dst: Option<Prefix>,
+    pub inner_src: Vec<Prefix>,
+    pub inner_dst: Vec<Prefix>,
     pub expired: AtomicBool,
 }
 
@@ -245,8 +246,8 @@ impl InboundSa {
             local: p.local,
             remote: p.remote,
             natt: p.natt,
-            inner_src: p.inner_src,
-            inner_dst: p.inner_dst,
+            inner_src: p.inner_src.clone(),
+            inner_dst: p.inner_dst.clone(),
             expired: AtomicBool::new(false),
         })
     }
@@ -254,7 +255,14 @@ impl InboundSa {
     /// Whether inner addresses fall within the SA's selectors.
     #[inline]
     pub fn selectors_allow(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.inner_src.is_none_or(|p| p.contains(src))
-            && self.inner_dst.is_none_or(|p| p.contains(dst))
+        allowed(&self.inner_src, src) && allowed(&self.inner_dst, dst)
     }
+}
+
+fn allowed(sel: &[Prefix], a: IpAddr) -> bool {
+    let mut same_family = sel
+        .iter()
+        .filter(|p| p.addr.is_ipv4() == a.is_ipv4())
+        .peekable();
+    same_family.peek().is_none() || same_family.any(|p| p.contains(a))
 }

@@ -259,10 +259,11 @@ impl Tables {
                 v.parse()
                     .map_err(|_| bad(f(n), format!("'{v}' is not an address")))
             };
-            let prefix = |v: &Option<String>, n: &str| -> Result<Option<Prefix>, ConfigError> {
-                v.as_ref()
-                    .map(|v| v.parse().map_err(|e| bad(f(n), e)))
-                    .transpose()
+            let prefixes = |v: &[String], n: &str| -> Result<Vec<Prefix>, ConfigError> {
+                v.iter()
+                    .enumerate()
+                    .map(|(j, v)| v.parse().map_err(|e| bad(format!("sa[{i}].{n}[{j}]"), e)))
+                    .collect()
             };
             if s.replay_window > crate::replay::MAX_WINDOW {
                 return Err(bad(
@@ -283,8 +284,8 @@ impl Tables {
                 }),
                 esn: s.esn,
                 replay_window: s.replay_window,
-                inner_src: prefix(&s.inner_src, "inner_src")?,
-                inner_dst: prefix(&s.inner_dst, "inner_dst")?,
+                inner_src: prefixes(&s.inner_src, "inner_src")?,
+                inner_dst: prefixes(&s.inner_dst, "inner_dst")?,
             };
             match s.direction {
                 Direction::In => {
