@@ -115,6 +115,10 @@ pub struct SaConfig {
     pub natt_remote_port: u16,
     #[serde(default)]
     pub esn: bool,
+    /// Outbound: the last sequence number already used (default 0: the
+    /// first packet gets 1). For resuming an SA after a restart.
+    #[serde(default)]
+    pub seq: u64,
     /// Inbound: anti-replay window in packets (0 = off).
     #[serde(default = "default_window")]
     pub replay_window: u32,

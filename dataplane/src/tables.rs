@@ -301,6 +301,7 @@ impl Tables {
                 Direction::Out => {
                     let sa =
                         OutboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
+                    sa.set_seq(s.seq);
                     if out_index.insert(s.spi, t.add_outbound(sa)).is_some() {
                         return Err(bad(
                             f("spi"),

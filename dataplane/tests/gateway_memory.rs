@@ -10,7 +10,8 @@ use dataplane::config::Config;
 use dataplane::drop::DropReason;
 use dataplane::pipeline::{Verdict, Worker};
 use dataplane::tables::Tables;
-use dataplane::wire::{ethernet, ipproto, ipv4, ipv6};
+
+mod common;
 
 const MAC_A_LAN: &str = "02:00:00:00:0a:01";
 const MAC_A_WAN: &str = "02:00:00:00:0a:02";
@@ -147,44 +148,8 @@ fn worker(text: &str) -> Worker {
     Worker::new(Arc::new(Tables::from_config(&cfg, "test", &[]).unwrap()))
 }
 
-/// An Ethernet frame to the gateway's LAN port carrying UDP.
-fn lan_frame(v6: bool, src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + len];
-    ethernet::emit(
-        &mut f,
-        [2, 0, 0, 0, 0, 1],
-        [2, 0, 0, 0, 0, 2],
-        if v6 { 0x86dd } else { 0x0800 },
-    );
-    if v6 {
-        ipv6::Repr {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            next_header: ipproto::UDP,
-            payload_len: len - 40,
-            hop_limit: 64,
-            traffic_class: 0,
-        }
-        .emit(&mut f[14..]);
-    } else {
-        ipv4::Repr {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            protocol: ipproto::UDP,
-            payload_len: len - 20,
-            ttl: 64,
-            tos: 0,
-            ident: tag as u16,
-            dont_fragment: false,
-        }
-        .emit(&mut f[14..]);
-    }
-    let l3 = if v6 { 54 } else { 34 };
-    f[l3..]
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
-    f
+fn lan_frame(_v6: bool, src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
+    common::udp_frame(src, dst, len, tag)
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub use dpdk_sys as sys;
 pub use eal::{Eal, LaunchHandle, LcoreId};
 pub use error::{Error, ErrorKind, Result};
 pub use ethdev::{Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
-pub use mbuf::{Mbuf, MbufBurst, BURST_SIZE};
+pub use mbuf::{Drain, Mbuf, MbufBurst, BURST_SIZE};
 pub use mempool::Mempool;
 pub use ring::{Ring, RingItem};
 

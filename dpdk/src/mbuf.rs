@@ -268,6 +268,20 @@ impl MbufBurst {
         Some(unsafe { self.pkts[self.len].assume_init_read() })
     }
 
+    /// Takes every mbuf out, in order; those not taken by the time the
+    /// iterator drops are freed.
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let end = self.len;
+        // From here the burst owns nothing; the Drain owns 0..end.
+        self.len = 0;
+        Drain {
+            burst: self,
+            next: 0,
+            end,
+        }
+    }
+
     /// Frees every mbuf in the burst.
     #[inline]
     pub fn clear(&mut self) {
@@ -341,6 +355,43 @@ impl MbufBurst {
         // SAFETY: both ranges lie inside the array; ptr::copy allows overlap.
         unsafe { std::ptr::copy(self.pkts.as_ptr().add(n), self.pkts.as_mut_ptr(), rest) };
         self.len = rest;
+    }
+}
+
+/// See [`MbufBurst::drain`].
+pub struct Drain<'a> {
+    burst: &'a mut MbufBurst,
+    next: usize,
+    end: usize,
+}
+
+impl fmt::Debug for Drain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Drain({} left)", self.end - self.next)
+    }
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next == self.end {
+            return None;
+        }
+        // SAFETY: entries next..end are initialised and owned by the Drain;
+        // each is read exactly once.
+        let m = unsafe { self.burst.pkts[self.next].assume_init_read() };
+        self.next += 1;
+        Some(m)
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
     }
 }
 

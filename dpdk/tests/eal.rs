@@ -119,8 +119,24 @@ fn mbuf_room_operations(pool: &Mempool) {
     assert_eq!(burst.len(), 16);
     assert_eq!(pool.in_use(), before + 16);
     assert!(burst.push(m).is_ok());
+    // Drain hands them out in order and frees what is not taken.
+    let first = burst.drain().next().unwrap();
+    assert!(burst.is_empty());
+    assert_eq!(
+        pool.in_use(),
+        before,
+        "first is held; the other 15 and `m` were freed"
+    );
+    drop(first);
+    assert!(pool.alloc_bulk(&mut burst, 3));
+    let lens: Vec<usize> = burst.drain().map(|m| m.len()).collect();
+    assert_eq!(lens, vec![0, 0, 0]);
     drop(burst);
-    assert_eq!(pool.in_use(), before - 1);
+    assert_eq!(
+        pool.in_use(),
+        before - 1,
+        "the mbuf pushed from outside was freed too"
+    );
 }
 
 #[derive(Debug)]

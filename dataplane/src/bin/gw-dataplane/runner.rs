@@ -5,9 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::config::{Config, WorkerConfig};
+use dataplane::buf::PacketBuf;
+use dataplane::config::{Config, Mode, WorkerConfig};
 use dataplane::counters::{IdleBackoff, WorkerCounters, WorkerSnapshot};
-use dpdk::{Eal, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+use dataplane::drop::DropReason;
+use dataplane::pipeline::{Verdict, Worker, WorkerStats};
+use dataplane::tables::Tables;
+use dpdk::{Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -81,18 +85,41 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         ports.push(port);
     }
 
-    let plans = plan_workers(&mut ports, &cfg.pairs(), workers.len());
     let counters: Vec<Arc<WorkerCounters>> = workers
         .iter()
         .map(|_| Arc::new(WorkerCounters::default()))
         .collect();
+    let mut gw_stats: Vec<Arc<WorkerStats>> = Vec::new();
     let mut handles = Vec::new();
-    for ((lcore, plan), c) in workers.iter().zip(plans).zip(&counters) {
-        let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
-        let h = eal
-            .launch(*lcore, move || forward_worker(plan, &stop, &c, &wc))
-            .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
-        handles.push(h);
+    let mut tables: Option<Arc<Tables>> = None;
+    match cfg.mode {
+        Mode::Forward => {
+            let plans = plan_workers(&mut ports, &cfg.pairs(), workers.len());
+            for ((lcore, plan), c) in workers.iter().zip(plans).zip(&counters) {
+                let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
+                let h = eal
+                    .launch(*lcore, move || forward_worker(plan, &stop, &c, &wc))
+                    .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
+                handles.push(h);
+            }
+        }
+        Mode::Gateway => {
+            let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
+            let t = Arc::new(Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?);
+            let plans = plan_gateway(&mut ports, workers.len());
+            for ((lcore, (rxqs, txqs)), c) in workers.iter().zip(plans).zip(&counters) {
+                let w = Worker::new(t.clone());
+                gw_stats.push(w.stats());
+                let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
+                let h = eal
+                    .launch(*lcore, move || {
+                        gateway_worker(rxqs, txqs, w, &stop, &c, &wc)
+                    })
+                    .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
+                handles.push(h);
+            }
+            tables = Some(t);
+        }
     }
 
     let port_list: Vec<String> = cfg
@@ -119,6 +146,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         h.join().map_err(|e| format!("worker: {e}"))?;
     }
     print_final(cfg, &ports, &counters);
+    if let Some(t) = &tables {
+        print_gateway_final(t, &gw_stats);
+    }
     for p in &ports {
         p.stop()
             .map_err(|e| format!("stopping {}: {e}", p.name()))?;
@@ -169,6 +199,164 @@ fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -
             plan
         })
         .collect()
+}
+
+/// Gives worker w rx queue w of every port and tx queue w of every port
+/// (indexed by port).
+fn plan_gateway(ports: &mut [Port], nworkers: usize) -> Vec<(Vec<RxQueue>, Vec<TxQueue>)> {
+    let mut per_port: Vec<PortQueues> = ports
+        .iter_mut()
+        .map(|p| {
+            let (rx, tx) = p.take_queues().expect("queues taken once");
+            (
+                rx.into_iter().map(Some).collect(),
+                tx.into_iter().map(Some).collect(),
+            )
+        })
+        .collect();
+    (0..nworkers)
+        .map(|w| {
+            let rx = per_port
+                .iter_mut()
+                .map(|q| q.0[w].take().expect("rx queue used once"))
+                .collect();
+            let tx = per_port
+                .iter_mut()
+                .map(|q| q.1[w].take().expect("tx queue used once"))
+                .collect();
+            (rx, tx)
+        })
+        .collect()
+}
+
+/// The fast path over an mbuf.
+struct MbufBuf<'a>(&'a mut Mbuf);
+
+impl PacketBuf for MbufBuf<'_> {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        self.0.data()
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.0.data_mut()
+    }
+    #[inline]
+    fn headroom(&self) -> usize {
+        self.0.headroom()
+    }
+    #[inline]
+    fn tailroom(&self) -> usize {
+        self.0.tailroom()
+    }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.0.prepend(n)
+    }
+    #[inline]
+    fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.0.append(n)
+    }
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        self.0.adj(n)
+    }
+    #[inline]
+    fn trim(&mut self, n: usize) -> bool {
+        self.0.trim(n)
+    }
+}
+
+/// The gateway worker: rx burst from each port, every packet through the
+/// pipeline, per-port tx bursts. Punted packets are counted and freed
+/// until the control-plane ring takes them.
+fn gateway_worker(
+    mut rxqs: Vec<RxQueue>,
+    mut txqs: Vec<TxQueue>,
+    mut w: Worker,
+    stop: &AtomicBool,
+    c: &WorkerCounters,
+    wc: &WorkerConfig,
+) {
+    let mut rx = MbufBurst::new();
+    let mut out: Vec<MbufBurst> = txqs.iter().map(|_| MbufBurst::new()).collect();
+    let mut backoff = IdleBackoff::new(wc.idle_polls_before_sleep, wc.idle_sleep_max_us);
+    let mut s = WorkerSnapshot::default();
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = 0usize;
+        for q in rxqs.iter_mut() {
+            let n = q.rx_burst(&mut rx);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            for mut m in rx.drain() {
+                if let Verdict::Tx(p) = w.process(&mut MbufBuf(&mut m)) {
+                    // A burst of at most 32 in cannot fill a burst out.
+                    let _ = out[p as usize].push(m);
+                }
+            }
+            for (p, b) in out.iter_mut().enumerate() {
+                if !b.is_empty() {
+                    s.tx += txqs[p].tx_burst(b) as u64;
+                    s.tx_full += b.len() as u64;
+                    b.clear();
+                }
+            }
+        }
+        s.rx += got as u64;
+        if let Some(d) = backoff.after_poll(got > 0) {
+            s.idle_sleeps += 1;
+            std::thread::sleep(d);
+        }
+        c.publish(&s);
+    }
+}
+
+/// Gateway counters: per-reason drops, per-SA packets, as `key=value`.
+fn print_gateway_final(t: &Tables, stats: &[Arc<WorkerStats>]) {
+    let sum = |f: &dyn Fn(&WorkerStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "counters gateway encrypted={} decrypted={} forwarded={} punted={}",
+        sum(&|s| ld(&s.encrypted)),
+        sum(&|s| ld(&s.decrypted)),
+        sum(&|s| ld(&s.forwarded)),
+        sum(&|s| ld(&s.punted))
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .map(|r| (r, sum(&|s| s.drop_count(*r))))
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{}={n}", r.name()))
+        .collect();
+    println!(
+        "counters drops {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(" ")
+        }
+    );
+    for (i, sa) in t.out_sas.iter().enumerate() {
+        println!(
+            "counters sa spi={:#010x} dir=out packets={} bytes={} seq={}",
+            sa.spi,
+            sum(&|s| ld(&s.sa_out[i][0])),
+            sum(&|s| ld(&s.sa_out[i][1])),
+            sa.seq_used()
+        );
+    }
+    for (i, sa) in t.in_sas.iter().enumerate() {
+        println!(
+            "counters sa spi={:#010x} dir=in packets={} bytes={} replay={} icv_failed={}",
+            sa.spi,
+            sum(&|s| ld(&s.sa_in[i][0])),
+            sum(&|s| ld(&s.sa_in[i][1])),
+            sum(&|s| ld(&s.sa_in_drops[i][0])),
+            sum(&|s| ld(&s.sa_in_drops[i][1]))
+        );
+    }
 }
 
 /// The forwarding worker: rx burst -> tx burst on the paired port; what the
