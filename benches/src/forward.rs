@@ -68,33 +68,19 @@ pub fn run(a: &ForwardArgs, shared: &Path) -> Result<(), String> {
     let anchors = Anchors::new(shared)?;
     let dataplane = match &a.dataplane {
         Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("gw-dataplane"),
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("gw-dataplane"),
     };
     if !dataplane.exists() {
-        return Err(format!(
-            "{} not found (cargo build --release first)",
-            dataplane.display()
-        ));
+        return Err(format!("{} not found (cargo build --release first)", dataplane.display()));
     }
     let hz = tsc_hz()?;
-    let work = tempfile::Builder::new()
-        .prefix("gw-bench-fwd.")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let work = tempfile::Builder::new().prefix("gw-bench-fwd.").tempdir().map_err(|e| e.to_string())?;
     anchors.gen_pcaps(work.path())?;
-    let w = Windows {
-        warmup_s: a.warmup,
-        interval_s: a.interval,
-        count: a.windows,
-    };
+    let w = Windows { warmup_s: a.warmup, interval_s: a.interval, count: a.windows };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_default();
     println!(
@@ -112,11 +98,7 @@ pub fn run(a: &ForwardArgs, shared: &Path) -> Result<(), String> {
         for (si, size) in a.sizes.iter().enumerate() {
             let pcap = work.path().join(format!("clear-{size}.pcap"));
             // Alternate which tool goes first, so drift hits both alike.
-            let order = if r % 2 == 0 {
-                [Tool::Testpmd, Tool::Ours]
-            } else {
-                [Tool::Ours, Tool::Testpmd]
-            };
+            let order = if r % 2 == 0 { [Tool::Testpmd, Tool::Ours] } else { [Tool::Ours, Tool::Testpmd] };
             for tool in order {
                 let prefix = format!("gw-bench-fwd-{}-{}", std::process::id(), tool as u8);
                 let cmd = command(tool, a, &dataplane, &pcap, &prefix);
@@ -172,43 +154,17 @@ fn command(tool: Tool, a: &ForwardArgs, dataplane: &Path, pcap: &Path, prefix: &
             let mut c = Command::new("timeout");
             c.args(["-k", "5", "-s", "INT", "120", &a.testpmd]);
             c.args(["-l", &lcores, "--main-lcore", &a.ctrl_cpu.to_string()]);
-            c.args([
-                "--no-huge",
-                "-m",
-                "1024",
-                "--no-pci",
-                "--log-level=lib.eal:warning",
-                "--file-prefix",
-                prefix,
-            ]);
+            c.args(["--no-huge", "-m", "1024", "--no-pci", "--log-level=lib.eal:warning", "--file-prefix", prefix]);
             c.args(["--vdev", &src, "--vdev", sink, "--"]);
-            c.args([
-                "--forward-mode=io",
-                "--nb-cores=1",
-                "--burst=32",
-                "--stats-period=3600",
-                "--auto-start",
-            ]);
+            c.args(["--forward-mode=io", "--nb-cores=1", "--burst=32", "--stats-period=3600", "--auto-start"]);
             c
         }
         Tool::Ours => {
             let mut c = Command::new("timeout");
             c.args(["-k", "5", "-s", "INT", "120"]);
             c.arg(dataplane);
-            c.args([
-                "--lcores",
-                &lcores,
-                "--file-prefix",
-                prefix,
-                "--stats-interval",
-                "0",
-            ]);
-            c.args([
-                "--port",
-                &format!("src={src}"),
-                "--port",
-                &format!("sink={sink}"),
-            ]);
+            c.args(["--lcores", &lcores, "--file-prefix", prefix, "--stats-interval", "0"]);
+            c.args(["--port", &format!("src={src}"), "--port", &format!("sink={sink}")]);
             c
         }
     }

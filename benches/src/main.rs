@@ -13,6 +13,7 @@
 //! Reports Mpps (median window of the median run, min and max over runs)
 //! and cycles per packet = TSC Hz / pps.
 
+mod esp;
 mod forward;
 mod measure;
 mod traffic;
@@ -23,11 +24,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gw-bench",
-    version,
-    about = "Line-rate harness for the gateway"
-)]
+#[command(name = "gw-bench", version, about = "Line-rate harness for the gateway")]
 struct Cli {
     /// The shared folder with the anchors (default: ../shared beside the
     /// repository).
@@ -41,6 +38,8 @@ struct Cli {
 enum Cmd {
     /// Plain forwarding: gw-dataplane vs dpdk-testpmd io, same vdevs and core.
     Forward(forward::ForwardArgs),
+    /// ESP encrypt/decrypt: DPDK path beside ipsec-secgw, and in memory.
+    Esp(esp::EspArgs),
     /// Write a pcap of UDP/IPv4 test frames (input for a net_pcap port).
     Pcap {
         /// Inner IPv4 packet size in octets, or "imix".
@@ -56,18 +55,18 @@ enum Cmd {
 
 /// The shared folder: --shared, or ../shared beside the repository.
 fn shared_dir(arg: Option<PathBuf>) -> Result<PathBuf, String> {
-    let p =
-        arg.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    p.canonicalize()
-        .map_err(|e| format!("shared folder {}: {e} (pass --shared)", p.display()))
+    let p = arg.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    p.canonicalize().map_err(|e| format!("shared folder {}: {e} (pass --shared)", p.display()))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
-        Cmd::Pcap { size, count, out } => traffic::write_pcap(&out, &size, count)
-            .map(|n| println!("wrote {n} frames to {}", out.display())),
+        Cmd::Esp(a) => esp::run(&a, shared_dir(cli.shared).ok().as_deref()),
+        Cmd::Pcap { size, count, out } => {
+            traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

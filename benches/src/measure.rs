@@ -27,8 +27,7 @@ impl Sample {
     pub fn parse(output: &str) -> Option<Sample> {
         let line = output.lines().find(|l| l.starts_with("RESULT "))?;
         let get = |k: &str| -> Option<f64> {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+            line.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
         };
         Some(Sample {
             rx_mpps: get("rx_mpps")?,
@@ -43,8 +42,7 @@ impl Sample {
 /// KVM guest the kernel reports the TSC rate there; the hypervisor hides the
 /// real core clock). Cycles per packet are therefore TSC ticks.
 pub fn tsc_hz() -> Result<f64, String> {
-    let text =
-        std::fs::read_to_string("/proc/cpuinfo").map_err(|e| format!("/proc/cpuinfo: {e}"))?;
+    let text = std::fs::read_to_string("/proc/cpuinfo").map_err(|e| format!("/proc/cpuinfo: {e}"))?;
     text.lines()
         .find(|l| l.starts_with("cpu MHz"))
         .and_then(|l| l.split(':').nth(1))
@@ -69,10 +67,7 @@ impl Anchors {
         };
         for p in [&a.python, &a.sampler, &a.gen_pcap] {
             if !p.exists() {
-                return Err(format!(
-                    "{} is missing (run ./setup.sh; is --shared right?)",
-                    p.display()
-                ));
+                return Err(format!("{} is missing (run ./setup.sh; is --shared right?)", p.display()));
             }
         }
         Ok(a)
@@ -86,9 +81,7 @@ impl Anchors {
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("{}: {e}", self.gen_pcap.display()))?;
-        st.success()
-            .then_some(())
-            .ok_or_else(|| format!("{} failed: {st}", self.gen_pcap.display()))
+        st.success().then_some(()).ok_or_else(|| format!("{} failed: {st}", self.gen_pcap.display()))
     }
 
     /// Starts `cmd` (a DPDK primary using `prefix`), samples it, stops it
@@ -112,15 +105,9 @@ impl Anchors {
             .arg(&self.python)
             .arg(&self.sampler)
             .args([prefix, "0", "1"])
-            .args([
-                w.warmup_s.to_string(),
-                w.interval_s.to_string(),
-                w.count.to_string(),
-            ])
+            .args([w.warmup_s.to_string(), w.interval_s.to_string(), w.count.to_string()])
             .output();
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
         let mut waited = 0;
         while child.try_wait().ok().flatten().is_none() && waited < 100 {
             std::thread::sleep(Duration::from_millis(100));
@@ -159,17 +146,10 @@ mod tests {
 
     #[test]
     fn parses_the_sampler_result_line() {
-        let out = "window rx_mpps=1\nRESULT rx_mpps=33.9120 tx_mpps=33.9000 drop_frac=0.0004 rx_B=78.0 tx_B=0.0 rx_total=1\n";
+        let out =
+            "window rx_mpps=1\nRESULT rx_mpps=33.9120 tx_mpps=33.9000 drop_frac=0.0004 rx_B=78.0 tx_B=0.0 rx_total=1\n";
         let s = Sample::parse(out).unwrap();
-        assert_eq!(
-            s,
-            Sample {
-                rx_mpps: 33.912,
-                tx_mpps: 33.9,
-                drop_frac: 0.0004,
-                rx_bytes: 78.0
-            }
-        );
+        assert_eq!(s, Sample { rx_mpps: 33.912, tx_mpps: 33.9, drop_frac: 0.0004, rx_bytes: 78.0 });
         assert!(Sample::parse("window only\n").is_none());
     }
 

@@ -21,10 +21,7 @@ pub const MIN_SIZE: usize = 28;
 /// One frame: flow `i` (source 192.168.1.(1 + i%16), destination
 /// 192.168.105.(1 + (i/16)%16)), inner IPv4 length `size`.
 pub fn udp_frame(i: usize, size: usize) -> Vec<u8> {
-    assert!(
-        (MIN_SIZE..=9000).contains(&size),
-        "inner size {size} outside 28..=9000"
-    );
+    assert!((MIN_SIZE..=9000).contains(&size), "inner size {size} outside 28..=9000");
     let mut f = Vec::with_capacity(14 + size);
     f.extend_from_slice(&DST_MAC);
     f.extend_from_slice(&SRC_MAC);
@@ -70,11 +67,7 @@ pub fn udp_frame(i: usize, size: usize) -> Vec<u8> {
 pub fn internet_checksum(b: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in b.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
+        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], 0]) };
         sum += w as u32;
     }
     while sum > 0xffff {
@@ -89,9 +82,7 @@ pub fn frames(size: &str, count: usize) -> Result<Vec<Vec<u8>>, String> {
         let n = IMIX.len() * (count / IMIX.len()).max(1);
         return Ok((0..n).map(|i| udp_frame(i, IMIX[i % IMIX.len()])).collect());
     }
-    let s: usize = size
-        .parse()
-        .map_err(|_| format!("size '{size}' is not a number or 'imix'"))?;
+    let s: usize = size.parse().map_err(|_| format!("size '{size}' is not a number or 'imix'"))?;
     if !(MIN_SIZE..=9000).contains(&s) {
         return Err(format!("size {s} outside {MIN_SIZE}..=9000"));
     }
@@ -113,11 +104,7 @@ mod tests {
         for size in [28usize, 64, 576, 1400] {
             let f = udp_frame(37, size);
             assert_eq!(f.len(), size + 14);
-            assert_eq!(
-                internet_checksum(&f[14..34]),
-                0,
-                "IPv4 header checksum verifies"
-            );
+            assert_eq!(internet_checksum(&f[14..34]), 0, "IPv4 header checksum verifies");
             let ip = &f[14..];
             let mut pseudo = Vec::new();
             pseudo.extend_from_slice(&ip[12..20]);
@@ -131,10 +118,7 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3 example words 0001 f203 f4f5 f6f7: sum ddf2, checksum 220d.
-        assert_eq!(
-            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0x220d
-        );
+        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
     }
 
     #[test]

@@ -49,11 +49,7 @@ impl VecBuf {
         let cap = capacity.max(headroom + data.len());
         let mut buf = vec![0u8; cap];
         buf[headroom..headroom + data.len()].copy_from_slice(data);
-        VecBuf {
-            buf,
-            start: headroom,
-            end: headroom + data.len(),
-        }
+        VecBuf { buf, start: headroom, end: headroom + data.len() }
     }
 
     /// Refills with `data` at the default headroom (reuses the allocation).

@@ -12,18 +12,11 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: String,
-        field: String,
-        message: String,
-    },
+    Invalid { path: String, field: String, message: String },
 }
 
 /// The whole file.
@@ -214,10 +207,7 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig {
-            mbufs: 16383,
-            cache: 256,
-        }
+        MempoolConfig { mbufs: 16383, cache: 256 }
     }
 }
 
@@ -278,11 +268,7 @@ fn is_pci_address(s: &str) -> bool {
     let Some((dev, func)) = devfn.split_once('.') else {
         return false;
     };
-    dom_ok
-        && hex(bus, 2)
-        && hex(dev, 2)
-        && func.len() == 1
-        && func.chars().all(|c| ('0'..='7').contains(&c))
+    dom_ok && hex(bus, 2) && hex(dev, 2) && func.len() == 1 && func.chars().all(|c| ('0'..='7').contains(&c))
 }
 
 /// Plain forwarding between port pairs, both directions (the foundation's
@@ -309,10 +295,7 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig {
-            idle_sleep_max_us: 1000,
-            idle_polls_before_sleep: 256,
-        }
+        WorkerConfig { idle_sleep_max_us: 1000, idle_polls_before_sleep: 256 }
     }
 }
 
@@ -320,19 +303,14 @@ impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
         Config::parse(&text, &p)
     }
 
     /// Parses and checks config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.into(),
-            message: e.to_string(),
-        })?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -340,47 +318,23 @@ impl Config {
     /// The port pairs to forward between, as indices into `ports`.
     pub fn pairs(&self) -> Vec<(usize, usize)> {
         if self.forward.pairs.is_empty() {
-            return (0..self.ports.len() / 2)
-                .map(|i| (2 * i, 2 * i + 1))
-                .collect();
+            return (0..self.ports.len() / 2).map(|i| (2 * i, 2 * i + 1)).collect();
         }
-        let idx = |n: &str| {
-            self.ports
-                .iter()
-                .position(|p| p.name == n)
-                .expect("validated")
-        };
-        self.forward
-            .pairs
-            .iter()
-            .map(|[a, b]| (idx(a), idx(b)))
-            .collect()
+        let idx = |n: &str| self.ports.iter().position(|p| p.name == n).expect("validated");
+        self.forward.pairs.iter().map(|[a, b]| (idx(a), idx(b))).collect()
     }
 
     /// Checks what serde cannot: names, references, ranges.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |field: String, message: String| ConfigError::Invalid {
-            path: origin.into(),
-            field,
-            message,
-        };
+        let bad = |field: String, message: String| ConfigError::Invalid { path: origin.into(), field, message };
         if self.eal.lcores.trim().is_empty() {
-            return Err(bad(
-                "eal.lcores".into(),
-                "must name at least one lcore".into(),
-            ));
+            return Err(bad("eal.lcores".into(), "must name at least one lcore".into()));
         }
         if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return Err(bad(
-                "eal.file_prefix".into(),
-                "must be a non-empty name without '/'".into(),
-            ));
+            return Err(bad("eal.file_prefix".into(), "must be a non-empty name without '/'".into()));
         }
         if self.mempool.mbufs < 1023 {
-            return Err(bad(
-                "mempool.mbufs".into(),
-                format!("{} is too few (at least 1023)", self.mempool.mbufs),
-            ));
+            return Err(bad("mempool.mbufs".into(), format!("{} is too few (at least 1023)", self.mempool.mbufs)));
         }
         if self.ports.is_empty() {
             return Err(bad("port".into(), "no [[port]] configured".into()));
@@ -392,38 +346,23 @@ impl Config {
                 return Err(bad(format!("port[{i}].name"), "must not be empty".into()));
             }
             if !names.insert(p.name.as_str()) {
-                return Err(bad(
-                    format!("port[{i}].name"),
-                    format!("'{}' is used twice", p.name),
-                ));
+                return Err(bad(format!("port[{i}].name"), format!("'{}' is used twice", p.name)));
             }
             if p.dpdk_name().is_empty() {
                 return Err(bad(format!("port[{i}].device"), "must not be empty".into()));
             }
             if !devices.insert(p.dpdk_name()) {
-                return Err(bad(
-                    format!("port[{i}].device"),
-                    format!("device '{}' is used twice", p.dpdk_name()),
-                ));
+                return Err(bad(format!("port[{i}].device"), format!("device '{}' is used twice", p.dpdk_name())));
             }
-            if !p.is_pci()
-                && !p.dpdk_name().starts_with("net_")
-                && !p.dpdk_name().starts_with("eth_")
-            {
+            if !p.is_pci() && !p.dpdk_name().starts_with("net_") && !p.dpdk_name().starts_with("eth_") {
                 return Err(bad(
                     format!("port[{i}].device"),
-                    format!(
-                        "'{}' is neither a PCI address nor a net_* virtual device",
-                        p.device
-                    ),
+                    format!("'{}' is neither a PCI address nor a net_* virtual device", p.device),
                 ));
             }
             for (f, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
                 if !(32..=8192).contains(&v) {
-                    return Err(bad(
-                        format!("port[{i}].{f}"),
-                        format!("{v} outside 32..=8192"),
-                    ));
+                    return Err(bad(format!("port[{i}].{f}"), format!("{v} outside 32..=8192")));
                 }
             }
         }
@@ -434,10 +373,7 @@ impl Config {
             if self.ports.len() % 2 != 0 {
                 return Err(bad(
                     "forward.pairs".into(),
-                    format!(
-                        "{} ports cannot be paired in order; list the pairs",
-                        self.ports.len()
-                    ),
+                    format!("{} ports cannot be paired in order; list the pairs", self.ports.len()),
                 ));
             }
         } else {
@@ -445,16 +381,10 @@ impl Config {
             for (i, pair) in self.forward.pairs.iter().enumerate() {
                 for n in pair {
                     if !names.contains(n.as_str()) {
-                        return Err(bad(
-                            format!("forward.pairs[{i}]"),
-                            format!("no port named '{n}'"),
-                        ));
+                        return Err(bad(format!("forward.pairs[{i}]"), format!("no port named '{n}'")));
                     }
                     if !used.insert(n.as_str()) {
-                        return Err(bad(
-                            format!("forward.pairs[{i}]"),
-                            format!("port '{n}' is in two pairs"),
-                        ));
+                        return Err(bad(format!("forward.pairs[{i}]"), format!("port '{n}' is in two pairs")));
                     }
                 }
             }
@@ -465,12 +395,7 @@ impl Config {
     /// The EAL argument list this config asks for.
     pub fn eal_args(&self) -> Vec<String> {
         let e = &self.eal;
-        let mut a = vec![
-            "--lcores".to_string(),
-            e.lcores.clone(),
-            "-m".into(),
-            e.memory_mb.to_string(),
-        ];
+        let mut a = vec!["--lcores".to_string(), e.lcores.clone(), "-m".into(), e.memory_mb.to_string()];
         if e.no_huge {
             a.push("--no-huge".into());
         }
@@ -516,11 +441,7 @@ mod tests {
         assert!(c.ports[1].is_pci());
         assert_eq!(c.pairs(), vec![(0, 1)]);
         let args = c.eal_args();
-        assert!(args.windows(2).any(|w| w
-            == [
-                "--vdev",
-                "net_pcap0,rx_pcap=/tmp/in.pcap,tx_pcap=/tmp/out.pcap"
-            ]));
+        assert!(args.windows(2).any(|w| w == ["--vdev", "net_pcap0,rx_pcap=/tmp/in.pcap,tx_pcap=/tmp/out.pcap"]));
         assert!(args.windows(2).any(|w| w == ["-a", "0000:03:00.1"]));
         assert!(args.windows(2).any(|w| w == ["--file-prefix", "t1"]));
     }
@@ -530,14 +451,7 @@ mod tests {
         for ok in ["0000:03:00.0", "03:00.7", "abcd:ef:1f.3,txq_inline=0"] {
             assert!(is_pci_address(ok), "{ok}");
         }
-        for no in [
-            "net_null0",
-            "0000:03:00.8",
-            "3:00.0",
-            "0000:03:00",
-            "",
-            "zz:00.0",
-        ] {
+        for no in ["net_null0", "0000:03:00.8", "3:00.0", "0000:03:00", "", "zz:00.0"] {
             assert!(!is_pci_address(no), "{no}");
         }
     }
@@ -549,15 +463,9 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = err("[eal]\nlcore = \"0\"\n");
-        assert!(
-            e.contains("x.toml") && e.contains("unknown field `lcore`"),
-            "{e}"
-        );
+        assert!(e.contains("x.toml") && e.contains("unknown field `lcore`"), "{e}");
         let e = err("[[port]]\nname = \"a\"\ndevice = \"net_null0\"\n[[port]]\nname = \"a\"\ndevice = \"net_null1\"\n");
-        assert!(
-            e.contains("port[1].name") && e.contains("used twice"),
-            "{e}"
-        );
+        assert!(e.contains("port[1].name") && e.contains("used twice"), "{e}");
         let e = err("[[port]]\nname = \"a\"\ndevice = \"eth0\"\n[[port]]\nname = \"b\"\ndevice = \"net_null1\"\n");
         assert!(e.contains("port[0].device"), "{e}");
         let e = err("[[port]]\nname = \"a\"\ndevice = \"net_null0\"\n");

@@ -74,12 +74,7 @@ pub struct IdleBackoff {
 
 impl IdleBackoff {
     pub fn new(polls_before_sleep: u32, max_us: u32) -> Self {
-        IdleBackoff {
-            polls_before_sleep,
-            max_us,
-            empty: 0,
-            next_us: 1,
-        }
+        IdleBackoff { polls_before_sleep, max_us, empty: 0, next_us: 1 }
     }
 
     /// Call after each poll round with whether anything arrived; returns how
@@ -132,12 +127,7 @@ mod tests {
     #[test]
     fn counters_publish_and_snapshot() {
         let c = WorkerCounters::default();
-        let s = WorkerSnapshot {
-            rx: 5,
-            tx: 4,
-            tx_full: 1,
-            idle_sleeps: 9,
-        };
+        let s = WorkerSnapshot { rx: 5, tx: 4, tx_full: 1, idle_sleeps: 9 };
         c.publish(&s);
         assert_eq!(c.snapshot(), s);
         assert_eq!((s + s).rx, 10);

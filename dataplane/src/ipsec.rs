@@ -23,11 +23,7 @@ pub fn encap<B: PacketBuf>(sa: &OutboundSa, buf: &mut B, inner_v6: bool) -> Resu
         return Err(DropReason::NoRoom);
     }
     let seq = sa.next_seq().ok_or(DropReason::SeqOverflow)?;
-    let nh = if inner_v6 {
-        ipproto::IPV6
-    } else {
-        ipproto::IPV4
-    };
+    let nh = if inner_v6 { ipproto::IPV6 } else { ipproto::IPV4 };
     let t = buf.append(tail).ok_or(DropReason::NoRoom)?;
     esp::emit_trailer(&mut t[..pad + esp::TRAILER_LEN], nh);
     let h = buf.prepend(head).ok_or(DropReason::NoRoom)?;
@@ -62,15 +58,11 @@ pub fn decap<B: PacketBuf>(
     if len < esp_off + esp::HEADER_LEN + iv + esp::TRAILER_LEN + icv {
         return Err(DropReason::Truncated);
     }
-    let seq_low = esp::Packet::new_checked(&buf.data()[esp_off..])
-        .map_err(|_| DropReason::Truncated)?
-        .seq();
+    let seq_low = esp::Packet::new_checked(&buf.data()[esp_off..]).map_err(|_| DropReason::Truncated)?.seq();
     let seq = window.check(seq_low).map_err(|e| match e {
         ReplayError::Zero | ReplayError::TooOld | ReplayError::Duplicate => DropReason::Replay,
     })?;
-    sa.cipher
-        .open(&mut buf.data_mut()[esp_off..], seq, sa.esn)
-        .map_err(|_| DropReason::IcvFailed)?;
+    sa.cipher.open(&mut buf.data_mut()[esp_off..], seq, sa.esn).map_err(|_| DropReason::IcvFailed)?;
     window.accept(seq);
     let body = esp_off + esp::HEADER_LEN + iv;
     let (pad, nh) = esp::parse_trailer(&buf.data()[body..len - icv]).map_err(|e| match e {
@@ -129,13 +121,7 @@ mod tests {
     use std::net::IpAddr;
     use zeroize::Zeroizing;
 
-    pub(crate) fn params(
-        alg: Algorithm,
-        local: &str,
-        remote: &str,
-        natt: bool,
-        esn: bool,
-    ) -> SaParams {
+    pub(crate) fn params(alg: Algorithm, local: &str, remote: &str, natt: bool, esn: bool) -> SaParams {
         SaParams {
             spi: 0x1001,
             alg,
@@ -143,10 +129,7 @@ mod tests {
             auth_key: Zeroizing::new((50..50 + alg.auth_key_len() as u8).collect()),
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
-            natt: natt.then_some(NattPorts {
-                local: 4500,
-                remote: 4500,
-            }),
+            natt: natt.then_some(NattPorts { local: 4500, remote: 4500 }),
             esn,
             replay_window: 64,
             inner_src: Vec::new(),
@@ -166,10 +149,7 @@ mod tests {
                 traffic_class: 0,
             }
             .emit(&mut p);
-            p[40..]
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
+            p[40..].iter_mut().enumerate().for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
         } else {
             ipv4::Repr {
                 src: "10.1.0.10".parse().unwrap(),
@@ -182,10 +162,7 @@ mod tests {
                 dont_fragment: false,
             }
             .emit(&mut p);
-            p[20..]
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
+            p[20..].iter_mut().enumerate().for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
         }
         p
     }
@@ -199,10 +176,7 @@ mod tests {
 
     #[test]
     fn all_four_tunnel_combinations_every_cipher_natt_and_esn() {
-        let outer = [
-            ("192.0.2.1", "192.0.2.2"),
-            ("2001:db8:1::1", "2001:db8:1::2"),
-        ];
+        let outer = [("192.0.2.1", "192.0.2.2"), ("2001:db8:1::1", "2001:db8:1::2")];
         for alg in Algorithm::ALL {
             for (l, r) in outer {
                 for inner_v6 in [false, true] {
@@ -236,17 +210,10 @@ mod tests {
                                     o.protocol()
                                 };
                                 assert_eq!(proto, if natt { ipproto::UDP } else { ipproto::ESP });
-                                assert_eq!(
-                                    esp::Packet::new_checked(&d[off..]).unwrap().spi(),
-                                    0x1001
-                                );
+                                assert_eq!(esp::Packet::new_checked(&d[off..]).unwrap().spi(), 0x1001);
                                 let got = decap(&inb, &mut w, &mut b, off).unwrap();
                                 assert_eq!(got.v6, inner_v6);
-                                assert_eq!(
-                                    b.data(),
-                                    &clear[..],
-                                    "{alg} {l} inner_v6={inner_v6} natt={natt} esn={esn}"
-                                );
+                                assert_eq!(b.data(), &clear[..], "{alg} {l} inner_v6={inner_v6} natt={natt} esn={esn}");
                             }
                         }
                     }
@@ -278,10 +245,7 @@ mod tests {
         for cut in 0..sealed.len() {
             let mut t = VecBuf::new(&sealed.data()[..cut]);
             let mut w3 = ReplayWindow::new(64, false);
-            assert!(
-                decap(&inb, &mut w3, &mut t, 20.min(cut)).is_err(),
-                "cut {cut}"
-            );
+            assert!(decap(&inb, &mut w3, &mut t, 20.min(cut)).is_err(), "cut {cut}");
         }
     }
 
@@ -337,13 +301,7 @@ mod tests {
 
     #[test]
     fn no_room_is_a_drop_not_a_panic() {
-        let p = params(
-            Algorithm::AesCbc256HmacSha256,
-            "2001:db8::1",
-            "2001:db8::2",
-            true,
-            false,
-        );
+        let p = params(Algorithm::AesCbc256HmacSha256, "2001:db8::1", "2001:db8::2", true, false);
         let out = OutboundSa::new(&p).unwrap();
         let clear = inner_packet(false, 64, 0);
         let mut b = VecBuf::with_room(&clear, 10, 200);

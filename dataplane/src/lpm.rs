@@ -48,13 +48,9 @@ impl FromStr for Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("'{a}' is not an IP address"))?;
+        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
         let len = match l {
-            Some(l) => l
-                .parse()
-                .map_err(|_| format!("'{l}' is not a prefix length"))?,
+            Some(l) => l.parse().map_err(|_| format!("'{l}' is not a prefix length"))?,
             None if addr.is_ipv4() => 32,
             None => 128,
         };
@@ -93,17 +89,11 @@ pub struct Lpm<T> {
 
 impl<T> Lpm<T> {
     pub fn new_v4() -> Self {
-        Lpm {
-            v6: false,
-            levels: Vec::new(),
-        }
+        Lpm { v6: false, levels: Vec::new() }
     }
 
     pub fn new_v6() -> Self {
-        Lpm {
-            v6: true,
-            levels: Vec::new(),
-        }
+        Lpm { v6: true, levels: Vec::new() }
     }
 
     fn max(&self) -> u8 {
@@ -147,9 +137,7 @@ impl<T> Lpm<T> {
     pub fn lookup(&self, a: IpAddr) -> Option<&T> {
         let bits = bits_of(a);
         let max = self.max();
-        self.levels
-            .iter()
-            .find_map(|(len, m)| m.get(&mask(bits, *len, max)))
+        self.levels.iter().find_map(|(len, m)| m.get(&mask(bits, *len, max)))
     }
 
     pub fn len(&self) -> usize {
@@ -194,18 +182,9 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
         assert!("10.0.0/8".parse::<Prefix>().is_err());
         assert!("::/129".parse::<Prefix>().is_err());
-        assert_eq!(
-            "10.9.8.7/8".parse::<Prefix>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert!("10.0.0.0/8"
-            .parse::<Prefix>()
-            .unwrap()
-            .contains("10.255.0.1".parse().unwrap()));
-        assert!(!"10.0.0.0/8"
-            .parse::<Prefix>()
-            .unwrap()
-            .contains("::1".parse().unwrap()));
+        assert_eq!("10.9.8.7/8".parse::<Prefix>().unwrap().to_string(), "10.0.0.0/8");
+        assert!("10.0.0.0/8".parse::<Prefix>().unwrap().contains("10.255.0.1".parse().unwrap()));
+        assert!(!"10.0.0.0/8".parse::<Prefix>().unwrap().contains("::1".parse().unwrap()));
     }
 
     proptest! {

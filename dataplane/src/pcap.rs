@@ -63,21 +63,12 @@ pub fn parse(bytes: &[u8]) -> Result<(u32, Vec<Record>), PcapError> {
     while r.off < bytes.len() {
         let rec_off = r.off as u64;
         let h = r.take(16, "record header")?;
-        let (ts_sec, ts_frac, incl, orig_len) =
-            (u32_at(h, 0), u32_at(h, 4), u32_at(h, 8), u32_at(h, 12));
+        let (ts_sec, ts_frac, incl, orig_len) = (u32_at(h, 0), u32_at(h, 4), u32_at(h, 8), u32_at(h, 12));
         if incl > MAX_RECORD {
-            return Err(PcapError::RecordTooLong {
-                offset: rec_off,
-                len: incl,
-            });
+            return Err(PcapError::RecordTooLong { offset: rec_off, len: incl });
         }
         let data = r.take(incl as usize, "record data")?.to_vec();
-        out.push(Record {
-            ts_sec,
-            ts_frac,
-            orig_len,
-            data,
-        });
+        out.push(Record { ts_sec, ts_frac, orig_len, data });
     }
     Ok((linktype, out))
 }
@@ -133,10 +124,7 @@ impl<'a> Cursor<'a> {
                 self.off = e;
                 Ok(s)
             }
-            None => Err(PcapError::Truncated {
-                what,
-                offset: self.off as u64,
-            }),
+            None => Err(PcapError::Truncated { what, offset: self.off as u64 }),
         }
     }
 }
@@ -163,23 +151,11 @@ mod tests {
     fn parses_big_endian_nanosecond_files() {
         let mut buf = Vec::new();
         buf.extend_from_slice(&MAGIC_NSEC.to_be_bytes());
-        buf.extend_from_slice(&[
-            0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1,
-        ]);
-        buf.extend_from_slice(&[
-            0, 0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3, 0, 0, 0, 3, 0xa, 0xb, 0xc,
-        ]);
+        buf.extend_from_slice(&[0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1]);
+        buf.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 3, 0, 0, 0, 3, 0xa, 0xb, 0xc]);
         let (lt, recs) = parse(&buf).unwrap();
         assert_eq!(lt, 1);
-        assert_eq!(
-            recs,
-            vec![Record {
-                ts_sec: 7,
-                ts_frac: 9,
-                orig_len: 3,
-                data: vec![0xa, 0xb, 0xc]
-            }]
-        );
+        assert_eq!(recs, vec![Record { ts_sec: 7, ts_frac: 9, orig_len: 3, data: vec![0xa, 0xb, 0xc] }]);
     }
 
     #[test]
@@ -196,10 +172,7 @@ mod tests {
             if ends.contains(&cut) {
                 assert!(r.is_ok(), "cut at {cut}");
             } else {
-                assert!(
-                    matches!(r, Err(PcapError::Truncated { .. })),
-                    "cut at {cut}: {r:?}"
-                );
+                assert!(matches!(r, Err(PcapError::Truncated { .. })), "cut at {cut}: {r:?}");
             }
         }
     }
@@ -210,9 +183,6 @@ mod tests {
         let mut buf = Vec::new();
         write(&mut buf, &[[0u8; 4]]).unwrap();
         buf[24 + 8..24 + 12].copy_from_slice(&(MAX_RECORD + 1).to_le_bytes());
-        assert!(matches!(
-            parse(&buf),
-            Err(PcapError::RecordTooLong { offset: 24, .. })
-        ));
+        assert!(matches!(parse(&buf), Err(PcapError::RecordTooLong { offset: 24, .. })));
     }
 }

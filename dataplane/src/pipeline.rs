@@ -77,9 +77,7 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("in_sas", &self.windows.len())
-            .finish()
+        f.debug_struct("Worker").field("in_sas", &self.windows.len()).finish()
     }
 }
 
@@ -94,17 +92,9 @@ struct L3 {
 
 impl Worker {
     pub fn new(tables: Arc<Tables>) -> Worker {
-        let windows = tables
-            .in_sas
-            .iter()
-            .map(|sa| ReplayWindow::new(sa.replay_window, sa.esn))
-            .collect();
+        let windows = tables.in_sas.iter().map(|sa| ReplayWindow::new(sa.replay_window, sa.esn)).collect();
         let stats = Arc::new(WorkerStats::new(tables.in_sas.len(), tables.out_sas.len()));
-        Worker {
-            tables,
-            windows,
-            stats,
-        }
+        Worker { tables, windows, stats }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -132,9 +122,7 @@ impl Worker {
     }
 
     fn classify<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Verdict, DropReason> {
-        let et = ethernet::Frame::new_checked(buf.data())
-            .map_err(wire_drop)?
-            .ethertype();
+        let et = ethernet::Frame::new_checked(buf.data()).map_err(wire_drop)?.ethertype();
         match et {
             ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {}
             ethernet::ETHERTYPE_ARP => return Ok(Verdict::Punt),
@@ -178,19 +166,9 @@ impl Worker {
     }
 
     /// ESP for one of our inbound SAs.
-    fn inbound<B: PacketBuf>(
-        &mut self,
-        buf: &mut B,
-        esp_off: usize,
-    ) -> Result<Verdict, DropReason> {
-        let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..])
-            .map_err(wire_drop)?
-            .spi();
-        let &i = self
-            .tables
-            .spi_index
-            .get(&spi)
-            .ok_or(DropReason::UnknownSpi)?;
+    fn inbound<B: PacketBuf>(&mut self, buf: &mut B, esp_off: usize) -> Result<Verdict, DropReason> {
+        let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..]).map_err(wire_drop)?.spi();
+        let &i = self.tables.spi_index.get(&spi).ok_or(DropReason::UnknownSpi)?;
         let sa = &self.tables.in_sas[i];
         if sa.expired.load(Relaxed) {
             return Err(DropReason::SaExpired);
@@ -209,8 +187,7 @@ impl Worker {
                 return Err(r);
             }
         };
-        let (src, dst) =
-            ipsec::inner_addrs(buf.data(), inner.v6).ok_or(DropReason::InnerMalformed)?;
+        let (src, dst) = ipsec::inner_addrs(buf.data(), inner.v6).ok_or(DropReason::InnerMalformed)?;
         if !sa.selectors_allow(src, dst) {
             return Err(DropReason::PolicyMismatch);
         }
@@ -224,12 +201,7 @@ impl Worker {
     /// Policy, then encap or plain routing. `from_tunnel`: the packet just
     /// left a tunnel; its inner header passes unchanged (we are the tunnel
     /// endpoint), so no TTL decrement.
-    fn forward<B: PacketBuf>(
-        &mut self,
-        buf: &mut B,
-        l3: L3,
-        from_tunnel: bool,
-    ) -> Result<Verdict, DropReason> {
+    fn forward<B: PacketBuf>(&mut self, buf: &mut B, l3: L3, from_tunnel: bool) -> Result<Verdict, DropReason> {
         match self.tables.policy(l3.dst) {
             Some(Policy::Protect(i)) => {
                 let sa = &self.tables.out_sas[i];
@@ -251,13 +223,9 @@ impl Worker {
                         return Err(DropReason::TtlExceeded);
                     }
                     if l3.v6 {
-                        ipv6::Packet::new_checked(buf.data_mut())
-                            .map_err(wire_drop)?
-                            .decrement_hop_limit();
+                        ipv6::Packet::new_checked(buf.data_mut()).map_err(wire_drop)?.decrement_hop_limit();
                     } else {
-                        ipv4::Packet::new_checked(buf.data_mut())
-                            .map_err(wire_drop)?
-                            .decrement_ttl();
+                        ipv4::Packet::new_checked(buf.data_mut()).map_err(wire_drop)?.decrement_ttl();
                     }
                 }
                 bump(&self.stats.forwarded, 1);
@@ -269,28 +237,14 @@ impl Worker {
     /// Route lookup, neighbour, MTU, Ethernet header.
     fn output<B: PacketBuf>(&self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
         let r = self.tables.route(dst).ok_or(DropReason::NoRoute)?;
-        let port = self
-            .tables
-            .ports
-            .get(r.port as usize)
-            .ok_or(DropReason::NoRoute)?;
+        let port = self.tables.ports.get(r.port as usize).ok_or(DropReason::NoRoute)?;
         let next_hop = r.via.unwrap_or(dst);
-        let mac = *self
-            .tables
-            .neighbors
-            .get(&next_hop)
-            .ok_or(DropReason::NoNeighbor)?;
+        let mac = *self.tables.neighbors.get(&next_hop).ok_or(DropReason::NoNeighbor)?;
         if buf.len() > port.mtu {
             return Err(DropReason::Oversize);
         }
-        let et = if dst.is_ipv6() {
-            ethernet::ETHERTYPE_IPV6
-        } else {
-            ethernet::ETHERTYPE_IPV4
-        };
-        let h = buf
-            .prepend(ethernet::HEADER_LEN)
-            .ok_or(DropReason::NoRoom)?;
+        let et = if dst.is_ipv6() { ethernet::ETHERTYPE_IPV6 } else { ethernet::ETHERTYPE_IPV4 };
+        let h = buf.prepend(ethernet::HEADER_LEN).ok_or(DropReason::NoRoom)?;
         ethernet::emit(h, mac, port.mac, et);
         Ok(Verdict::Tx(r.port))
     }
@@ -301,36 +255,14 @@ fn parse_l3<B: PacketBuf>(buf: &mut B, v6: bool) -> Result<L3, DropReason> {
     let (l3, total) = if v6 {
         let p = ipv6::Packet::new_checked(buf.data()).map_err(wire_drop)?;
         let (proto, off) = p.upper_layer().map_err(wire_drop)?;
-        (
-            L3 {
-                v6,
-                dst: p.dst().into(),
-                proto,
-                l4_off: off,
-                ttl: p.hop_limit(),
-            },
-            p.total_len(),
-        )
+        (L3 { v6, dst: p.dst().into(), proto, l4_off: off, ttl: p.hop_limit() }, p.total_len())
     } else {
         let p = ipv4::Packet::new_checked(buf.data()).map_err(wire_drop)?;
         if !p.checksum_ok() {
             return Err(DropReason::BadChecksum);
         }
-        let proto = if p.is_fragment() {
-            ipproto::FRAGMENT
-        } else {
-            p.protocol()
-        };
-        (
-            L3 {
-                v6,
-                dst: p.dst().into(),
-                proto,
-                l4_off: p.header_len(),
-                ttl: p.ttl(),
-            },
-            p.total_len(),
-        )
+        let proto = if p.is_fragment() { ipproto::FRAGMENT } else { p.protocol() };
+        (L3 { v6, dst: p.dst().into(), proto, l4_off: p.header_len(), ttl: p.ttl() }, p.total_len())
     };
     let extra = buf.len() - total;
     if extra > 0 {

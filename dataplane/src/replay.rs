@@ -37,17 +37,8 @@ impl ReplayWindow {
         let size = size.min(MAX_WINDOW) as u64;
         // One block more than the window needs, so the block being cleared
         // never holds a bit still inside the window.
-        let nblocks = if size == 0 {
-            1
-        } else {
-            (size as usize).div_ceil(64) + 1
-        };
-        ReplayWindow {
-            size,
-            esn,
-            top: 0,
-            blocks: vec![0; nblocks.next_power_of_two()].into_boxed_slice(),
-        }
+        let nblocks = if size == 0 { 1 } else { (size as usize).div_ceil(64) + 1 };
+        ReplayWindow { size, esn, top: 0, blocks: vec![0; nblocks.next_power_of_two()].into_boxed_slice() }
     }
 
     pub fn size(&self) -> u32 {
@@ -229,11 +220,7 @@ mod tests {
         let mut w = ReplayWindow::new(64, true);
         w.accept((1 << 32) + 10); // top: high 1, low 10 (case B)
         assert_eq!(w.infer(5), (1 << 32) + 5);
-        assert_eq!(
-            w.infer(u32::MAX - 3),
-            u32::MAX as u64 - 3,
-            "just left of the wrap: previous epoch"
-        );
+        assert_eq!(w.infer(u32::MAX - 3), u32::MAX as u64 - 3, "just left of the wrap: previous epoch");
         assert_eq!(w.infer(100), (1 << 32) + 100);
         let mut w = ReplayWindow::new(64, true);
         w.accept(u32::MAX as u64 - 5); // case A near the end of epoch 0

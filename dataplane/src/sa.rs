@@ -81,11 +81,7 @@ pub struct OuterTemplate {
 impl OuterTemplate {
     fn new(local: IpAddr, remote: IpAddr, natt: Option<NattPorts>) -> Result<Self, SaError> {
         let mut bytes = [0u8; 48];
-        let proto = if natt.is_some() {
-            ipproto::UDP
-        } else {
-            ipproto::ESP
-        };
+        let proto = if natt.is_some() { ipproto::UDP } else { ipproto::ESP };
         let ip_len = match (local, remote) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 ipv4::Repr {
@@ -102,15 +98,8 @@ impl OuterTemplate {
                 ipv4::MIN_HEADER_LEN
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                ipv6::Repr {
-                    src: s,
-                    dst: d,
-                    next_header: proto,
-                    payload_len: 0,
-                    hop_limit: 64,
-                    traffic_class: 0,
-                }
-                .emit(&mut bytes);
+                ipv6::Repr { src: s, dst: d, next_header: proto, payload_len: 0, hop_limit: 64, traffic_class: 0 }
+                    .emit(&mut bytes);
                 ipv6::HEADER_LEN
             }
             (a, b) => return Err(SaError::MixedFamilies(a, b)),
@@ -118,11 +107,7 @@ impl OuterTemplate {
         if let Some(n) = natt {
             udp::emit(&mut bytes[ip_len..], n.local, n.remote, 0);
         }
-        Ok(OuterTemplate {
-            bytes,
-            ip_len,
-            udp: natt.is_some(),
-        })
+        Ok(OuterTemplate { bytes, ip_len, udp: natt.is_some() })
     }
 
     /// Octets of outer headers before the ESP header.
@@ -260,9 +245,6 @@ impl InboundSa {
 }
 
 fn allowed(sel: &[Prefix], a: IpAddr) -> bool {
-    let mut same_family = sel
-        .iter()
-        .filter(|p| p.addr.is_ipv4() == a.is_ipv4())
-        .peekable();
+    let mut same_family = sel.iter().filter(|p| p.addr.is_ipv4() == a.is_ipv4()).peekable();
     same_family.peek().is_none() || same_family.any(|p| p.contains(a))
 }

@@ -138,10 +138,7 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 
 /// Parses a hex string (spaces and colons allowed) into key bytes.
 pub fn parse_hex(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let s: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
+    let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
     let s = s.strip_prefix("0x").unwrap_or(&s);
     if s.len() % 2 != 0 {
         return Err("hex string has an odd number of digits".into());
@@ -156,16 +153,8 @@ pub fn parse_hex(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 impl Tables {
     /// Builds the gateway tables from a config; `macs` are the ports' MAC
     /// addresses (from the devices). Errors name the field at fault.
-    pub fn from_config(
-        cfg: &Config,
-        origin: &str,
-        macs: &[[u8; 6]],
-    ) -> Result<Tables, ConfigError> {
-        let bad = |field: String, message: String| ConfigError::Invalid {
-            path: origin.into(),
-            field,
-            message,
-        };
+    pub fn from_config(cfg: &Config, origin: &str, macs: &[[u8; 6]]) -> Result<Tables, ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid { path: origin.into(), field, message };
         let port_index = |name: &str, field: String| {
             cfg.ports
                 .iter()
@@ -180,58 +169,34 @@ impl Tables {
                 None => macs.get(i).copied().unwrap_or_default(),
             };
             if p.mtu < 1280 {
-                return Err(bad(
-                    format!("port[{i}].mtu"),
-                    format!("{} is below 1280", p.mtu),
-                ));
+                return Err(bad(format!("port[{i}].mtu"), format!("{} is below 1280", p.mtu)));
             }
-            ports.push(PortInfo {
-                mac,
-                mtu: p.mtu as usize,
-            });
+            ports.push(PortInfo { mac, mtu: p.mtu as usize });
         }
         let mut t = Tables::new(ports);
         for (i, p) in cfg.ports.iter().enumerate() {
             for (j, a) in p.addresses.iter().enumerate() {
-                let pre: Prefix = a
+                let pre: Prefix = a.parse().map_err(|e| bad(format!("port[{i}].addresses[{j}]"), e))?;
+                let addr: IpAddr = a
+                    .split('/')
+                    .next()
+                    .unwrap_or("")
                     .parse()
-                    .map_err(|e| bad(format!("port[{i}].addresses[{j}]"), e))?;
-                let addr: IpAddr = a.split('/').next().unwrap_or("").parse().map_err(|_| {
-                    bad(
-                        format!("port[{i}].addresses[{j}]"),
-                        format!("'{a}' is not an address"),
-                    )
-                })?;
+                    .map_err(|_| bad(format!("port[{i}].addresses[{j}]"), format!("'{a}' is not an address")))?;
                 t.local.insert(addr);
                 // The connected subnet routes to this port.
-                t.add_route(
-                    pre,
-                    Route {
-                        port: i as u16,
-                        via: None,
-                    },
-                );
+                t.add_route(pre, Route { port: i as u16, via: None });
             }
         }
         for (i, r) in cfg.routes.iter().enumerate() {
-            let dst: Prefix = r
-                .dst
-                .parse()
-                .map_err(|e| bad(format!("route[{i}].dst"), e))?;
+            let dst: Prefix = r.dst.parse().map_err(|e| bad(format!("route[{i}].dst"), e))?;
             let port = port_index(&r.port, format!("route[{i}].port"))?;
             let via = match &r.via {
                 Some(v) => {
-                    let a: IpAddr = v.parse().map_err(|_| {
-                        bad(
-                            format!("route[{i}].via"),
-                            format!("'{v}' is not an address"),
-                        )
-                    })?;
+                    let a: IpAddr =
+                        v.parse().map_err(|_| bad(format!("route[{i}].via"), format!("'{v}' is not an address")))?;
                     if a.is_ipv4() != dst.addr.is_ipv4() {
-                        return Err(bad(
-                            format!("route[{i}].via"),
-                            "not the family of dst".into(),
-                        ));
+                        return Err(bad(format!("route[{i}].via"), "not the family of dst".into()));
                     }
                     Some(a)
                 }
@@ -240,12 +205,8 @@ impl Tables {
             t.add_route(dst, Route { port, via });
         }
         for (i, n) in cfg.neighbors.iter().enumerate() {
-            let ip: IpAddr = n.ip.parse().map_err(|_| {
-                bad(
-                    format!("neighbor[{i}].ip"),
-                    format!("'{}' is not an address", n.ip),
-                )
-            })?;
+            let ip: IpAddr =
+                n.ip.parse().map_err(|_| bad(format!("neighbor[{i}].ip"), format!("'{}' is not an address", n.ip)))?;
             let mac = parse_mac(&n.mac).map_err(|e| bad(format!("neighbor[{i}].mac"), e))?;
             t.neighbors.insert(ip, mac);
         }
@@ -256,20 +217,13 @@ impl Tables {
             let enc_key = parse_hex(&s.key).map_err(|e| bad(f("key"), e))?;
             let auth_key = parse_hex(&s.auth_key).map_err(|e| bad(f("auth_key"), e))?;
             let addr = |v: &str, n: &str| -> Result<IpAddr, ConfigError> {
-                v.parse()
-                    .map_err(|_| bad(f(n), format!("'{v}' is not an address")))
+                v.parse().map_err(|_| bad(f(n), format!("'{v}' is not an address")))
             };
             let prefixes = |v: &[String], n: &str| -> Result<Vec<Prefix>, ConfigError> {
-                v.iter()
-                    .enumerate()
-                    .map(|(j, v)| v.parse().map_err(|e| bad(format!("sa[{i}].{n}[{j}]"), e)))
-                    .collect()
+                v.iter().enumerate().map(|(j, v)| v.parse().map_err(|e| bad(format!("sa[{i}].{n}[{j}]"), e))).collect()
             };
             if s.replay_window > crate::replay::MAX_WINDOW {
-                return Err(bad(
-                    f("replay_window"),
-                    format!("at most {}", crate::replay::MAX_WINDOW),
-                ));
+                return Err(bad(f("replay_window"), format!("at most {}", crate::replay::MAX_WINDOW)));
             }
             let p = SaParams {
                 spi: s.spi,
@@ -278,10 +232,7 @@ impl Tables {
                 auth_key,
                 local: addr(&s.local, "local")?,
                 remote: addr(&s.remote, "remote")?,
-                natt: s.natt.then_some(NattPorts {
-                    local: s.natt_local_port,
-                    remote: s.natt_remote_port,
-                }),
+                natt: s.natt.then_some(NattPorts { local: s.natt_local_port, remote: s.natt_remote_port }),
                 esn: s.esn,
                 replay_window: s.replay_window,
                 inner_src: prefixes(&s.inner_src, "inner_src")?,
@@ -289,57 +240,34 @@ impl Tables {
             };
             match s.direction {
                 Direction::In => {
-                    let sa =
-                        InboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
+                    let sa = InboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
                     if !t.add_inbound(sa) {
-                        return Err(bad(
-                            f("spi"),
-                            format!("inbound SPI {:#x} is used twice", s.spi),
-                        ));
+                        return Err(bad(f("spi"), format!("inbound SPI {:#x} is used twice", s.spi)));
                     }
                 }
                 Direction::Out => {
-                    let sa =
-                        OutboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
+                    let sa = OutboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
                     sa.set_seq(s.seq);
                     if out_index.insert(s.spi, t.add_outbound(sa)).is_some() {
-                        return Err(bad(
-                            f("spi"),
-                            format!("outbound SPI {:#x} is used twice", s.spi),
-                        ));
+                        return Err(bad(f("spi"), format!("outbound SPI {:#x} is used twice", s.spi)));
                     }
                 }
             }
         }
         for (i, p) in cfg.policies.iter().enumerate() {
-            let dst: Prefix = p
-                .dst
-                .parse()
-                .map_err(|e| bad(format!("policy[{i}].dst"), e))?;
-            let pol = match (p.action, p.sa) {
-                (Action::Protect, Some(spi)) => {
-                    Policy::Protect(*out_index.get(&spi).ok_or_else(|| {
-                        bad(
-                            format!("policy[{i}].sa"),
-                            format!("no outbound [[sa]] with SPI {spi:#x}"),
-                        )
-                    })?)
-                }
-                (Action::Protect, None) => {
-                    return Err(bad(
-                        format!("policy[{i}].sa"),
-                        "protect needs the SPI of an outbound SA".into(),
-                    ))
-                }
-                (Action::Bypass, None) => Policy::Bypass,
-                (Action::Discard, None) => Policy::Discard,
-                (_, Some(_)) => {
-                    return Err(bad(
-                        format!("policy[{i}].sa"),
-                        "only protect takes an SA".into(),
-                    ))
-                }
-            };
+            let dst: Prefix = p.dst.parse().map_err(|e| bad(format!("policy[{i}].dst"), e))?;
+            let pol =
+                match (p.action, p.sa) {
+                    (Action::Protect, Some(spi)) => Policy::Protect(*out_index.get(&spi).ok_or_else(|| {
+                        bad(format!("policy[{i}].sa"), format!("no outbound [[sa]] with SPI {spi:#x}"))
+                    })?),
+                    (Action::Protect, None) => {
+                        return Err(bad(format!("policy[{i}].sa"), "protect needs the SPI of an outbound SA".into()))
+                    }
+                    (Action::Bypass, None) => Policy::Bypass,
+                    (Action::Discard, None) => Policy::Discard,
+                    (_, Some(_)) => return Err(bad(format!("policy[{i}].sa"), "only protect takes an SA".into())),
+                };
             t.add_policy(dst, pol);
         }
         Ok(t)

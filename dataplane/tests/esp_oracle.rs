@@ -21,15 +21,8 @@ use dataplane::pcap;
 use dataplane::wire::{esp, ipproto, ipv4, ipv6, udp};
 
 fn oracle() -> PathBuf {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/interop/esp-oracle"
-    ));
-    assert!(
-        p.exists(),
-        "{} missing: ../shared must sit beside the repository",
-        p.display()
-    );
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/interop/esp-oracle"));
+    assert!(p.exists(), "{} missing: ../shared must sit beside the repository", p.display());
     p
 }
 
@@ -70,61 +63,42 @@ impl Case {
         }
     }
     fn hexkey(&self, n: usize, seed: usize) -> String {
-        (0..n)
-            .map(|i| format!("{:02x}", (seed * 31 + self.k * 7 + i) as u8))
-            .collect()
+        (0..n).map(|i| format!("{:02x}", (seed * 31 + self.k * 7 + i) as u8)).collect()
     }
     fn keys(&self, dir: usize) -> (String, String) {
-        (
-            self.hexkey(self.alg.enc_key_len(), 1 + dir),
-            self.hexkey(self.alg.auth_key_len(), 3 + dir),
-        )
+        (self.hexkey(self.alg.enc_key_len(), 1 + dir), self.hexkey(self.alg.auth_key_len(), 3 + dir))
     }
     /// LAN -> remote LAN (what we encrypt): inner v4 and v6 mixed.
     fn outbound_clear(&self) -> Vec<Vec<u8>> {
         let d4 = format!("10.2.{}.20", self.k);
         let d6 = format!("2001:db8:b:{:x}::20", self.k);
-        [
-            (false, 64),
-            (true, 100),
-            (false, 1400),
-            (true, 1400),
-            (false, 29),
-            (true, 48),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, &(v6, len))| {
-            if v6 {
-                common::udp_frame("2001:db8:a::10", &d6, len, i as u8)
-            } else {
-                common::udp_frame("10.1.0.10", &d4, len, i as u8)
-            }
-        })
-        .collect()
+        [(false, 64), (true, 100), (false, 1400), (true, 1400), (false, 29), (true, 48)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(v6, len))| {
+                if v6 {
+                    common::udp_frame("2001:db8:a::10", &d6, len, i as u8)
+                } else {
+                    common::udp_frame("10.1.0.10", &d4, len, i as u8)
+                }
+            })
+            .collect()
     }
     /// Remote LAN -> our LAN (what the oracle encrypts for us).
     fn inbound_clear(&self) -> Vec<Vec<u8>> {
         let s4 = format!("10.2.{}.20", self.k);
         let s6 = format!("2001:db8:b:{:x}::20", self.k);
-        [
-            (true, 64),
-            (false, 100),
-            (true, 1400),
-            (false, 1400),
-            (false, 28),
-            (true, 49),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, &(v6, len))| {
-            if v6 {
-                common::udp_frame(&s6, "2001:db8:a::10", len, 100 + i as u8)
-            } else {
-                common::udp_frame(&s4, "10.1.0.10", len, 100 + i as u8)
-            }
-        })
-        .collect()
+        [(true, 64), (false, 100), (true, 1400), (false, 1400), (false, 28), (true, 49)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(v6, len))| {
+                if v6 {
+                    common::udp_frame(&s6, "2001:db8:a::10", len, 100 + i as u8)
+                } else {
+                    common::udp_frame(&s4, "10.1.0.10", len, 100 + i as u8)
+                }
+            })
+            .collect()
     }
 }
 
@@ -133,29 +107,11 @@ fn cases() -> Vec<Case> {
     for (i, alg) in Algorithm::ALL.into_iter().enumerate() {
         for outer_v6 in [false, true] {
             let natt = (i + outer_v6 as usize) % 2 == 1;
-            v.push(Case {
-                k: v.len(),
-                alg,
-                outer_v6,
-                natt,
-                esn: false,
-            });
+            v.push(Case { k: v.len(), alg, outer_v6, natt, esn: false });
         }
     }
-    v.push(Case {
-        k: v.len(),
-        alg: Algorithm::AesGcm128,
-        outer_v6: false,
-        natt: true,
-        esn: true,
-    });
-    v.push(Case {
-        k: v.len(),
-        alg: Algorithm::AesCbc256HmacSha256,
-        outer_v6: true,
-        natt: false,
-        esn: true,
-    });
+    v.push(Case { k: v.len(), alg: Algorithm::AesGcm128, outer_v6: false, natt: true, esn: true });
+    v.push(Case { k: v.len(), alg: Algorithm::AesCbc256HmacSha256, outer_v6: true, natt: false, esn: true });
     v
 }
 
@@ -194,11 +150,7 @@ mac = "02:00:00:00:aa:aa"
             cs.natt,
             cs.esn
         );
-        c += &format!(
-            "[[neighbor]]\nip = \"{}\"\nmac = \"02:00:00:00:bb:{:02x}\"\n",
-            cs.remote(),
-            cs.k
-        );
+        c += &format!("[[neighbor]]\nip = \"{}\"\nmac = \"02:00:00:00:bb:{:02x}\"\n", cs.remote(), cs.k);
         c += &format!(
             "[[sa]]\nspi = {}\ndirection = \"out\"\nkey = \"{ko}\"\nauth_key = \"{ao}\"\nseq = {}\n{common}",
             cs.out_spi(),
@@ -218,15 +170,8 @@ mac = "02:00:00:00:aa:aa"
 }
 
 fn run_oracle(args: &[String]) -> String {
-    let out = Command::new(oracle())
-        .args(args)
-        .output()
-        .expect("run esp-oracle");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(oracle()).args(args).output().expect("run esp-oracle");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "esp-oracle {args:?} failed:\n{text}");
     text
 }
@@ -263,19 +208,12 @@ fn oracle_sa_args(cs: &Case, spi: u32, dir: usize, input: &Path, output: &Path) 
 fn spi_of(frame: &[u8]) -> u32 {
     let ip = common::ip_of(frame);
     let (proto, off) = if ip[0] >> 4 == 6 {
-        ipv6::Packet::new_checked(ip)
-            .unwrap()
-            .upper_layer()
-            .unwrap()
+        ipv6::Packet::new_checked(ip).unwrap().upper_layer().unwrap()
     } else {
         let p = ipv4::Packet::new_checked(ip).unwrap();
         (p.protocol(), p.header_len())
     };
-    let off = if proto == ipproto::UDP {
-        off + udp::HEADER_LEN
-    } else {
-        off
-    };
+    let off = if proto == ipproto::UDP { off + udp::HEADER_LEN } else { off };
     esp::Packet::new_checked(&ip[off..]).unwrap().spi()
 }
 
@@ -308,21 +246,10 @@ fn gateway_esp_matches_the_scapy_oracle_both_ways() {
         let clear = d(&format!("in-clear-{}.pcap", cs.k));
         let enc = d(&format!("in-esp-{}.pcap", cs.k));
         pcap::write_file(&clear, &cs.inbound_clear()).unwrap();
-        let mut args = vec![
-            "encap".to_string(),
-            "--src".into(),
-            cs.remote(),
-            "--dst".into(),
-            cs.local(),
-        ];
+        let mut args = vec!["encap".to_string(), "--src".into(), cs.remote(), "--dst".into(), cs.local()];
         args.extend(oracle_sa_args(cs, cs.in_spi(), 1, &clear, &enc));
         run_oracle(&args);
-        wan_in.extend(
-            pcap::read_packets(&enc)
-                .unwrap()
-                .into_iter()
-                .map(fix_scapy_udp_len),
-        );
+        wan_in.extend(pcap::read_packets(&enc).unwrap().into_iter().map(fix_scapy_udp_len));
     }
     let lan_in: Vec<Vec<u8>> = cases.iter().flat_map(|c| c.outbound_clear()).collect();
     pcap::write_file(&d("lan_in.pcap"), &lan_in).unwrap();
@@ -337,39 +264,17 @@ fn gateway_esp_matches_the_scapy_oracle_both_ways() {
             d(&format!("{name}_out.pcap")).display()
         )
     };
-    let bin = std::env::var("GW_DATAPLANE_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
+    let bin = std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
     let out = Command::new(bin)
-        .args([
-            "--config",
-            d("gw.toml").to_str().unwrap(),
-            "--port",
-            &port("lan", 0),
-            "--port",
-            &port("wan", 1),
-        ])
-        .args([
-            "--file-prefix",
-            &prefix,
-            "--exit-when-idle",
-            "500",
-            "--stats-interval",
-            "0",
-        ])
+        .args(["--config", d("gw.toml").to_str().unwrap(), "--port", &port("lan", 0), "--port", &port("wan", 1)])
+        .args(["--file-prefix", &prefix, "--exit-when-idle", "500", "--stats-interval", "0"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "gw-dataplane: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "gw-dataplane: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("counters drops none"), "{stdout}");
     let n = cases.len() * 6;
-    assert!(
-        stdout.contains(&format!("encrypted={n} decrypted={n}")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("encrypted={n} decrypted={n}")), "{stdout}");
 
     // Outbound: split our ESP by SPI and let the oracle decrypt it.
     let wan_out = pcap::read_packets(&d("wan_out.pcap")).unwrap();
@@ -382,21 +287,13 @@ fn gateway_esp_matches_the_scapy_oracle_both_ways() {
         let esp_pcap = d(&format!("out-esp-{}.pcap", cs.k));
         let dec = d(&format!("out-dec-{}.pcap", cs.k));
         let clear = d(&format!("out-clear-{}.pcap", cs.k));
-        pcap::write_file(
-            &esp_pcap,
-            by_spi.get(&cs.out_spi()).expect("ESP for every SA"),
-        )
-        .unwrap();
+        pcap::write_file(&esp_pcap, by_spi.get(&cs.out_spi()).expect("ESP for every SA")).unwrap();
         pcap::write_file(&clear, &cs.outbound_clear()).unwrap();
         let mut args = vec!["decap".to_string()];
         args.extend(oracle_sa_args(cs, cs.out_spi(), 0, &esp_pcap, &dec));
         let text = run_oracle(&args);
         assert!(text.contains("6 ok, 0 failed"), "{}: {text}", cs.alg);
-        let cmp = run_oracle(&[
-            "compare".into(),
-            dec.display().to_string(),
-            clear.display().to_string(),
-        ]);
+        let cmp = run_oracle(&["compare".into(), dec.display().to_string(), clear.display().to_string()]);
         assert!(cmp.contains("same: 6 packets"), "{}: {cmp}", cs.alg);
     }
 
@@ -405,16 +302,8 @@ fn gateway_esp_matches_the_scapy_oracle_both_ways() {
     let want: Vec<Vec<u8>> = cases.iter().flat_map(|c| c.inbound_clear()).collect();
     assert_eq!(lan_out.len(), want.len());
     for (i, (got, want)) in lan_out.iter().zip(&want).enumerate() {
-        assert_eq!(
-            common::ip_of(got),
-            common::ip_of(want),
-            "inbound packet {i}"
-        );
-        assert_eq!(
-            &got[0..6],
-            &[2, 0, 0, 0, 0xaa, 0xaa],
-            "to the LAN host's MAC"
-        );
+        assert_eq!(common::ip_of(got), common::ip_of(want), "inbound packet {i}");
+        assert_eq!(&got[0..6], &[2, 0, 0, 0, 0xaa, 0xaa], "to the LAN host's MAC");
         assert_eq!(&got[6..12], &[2, 0, 0, 0, 1, 1], "from our LAN MAC");
     }
 }

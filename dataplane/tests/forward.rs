@@ -14,17 +14,12 @@ use dataplane::pcap;
 /// The binary under test: this build's, or another build of it (the static
 /// one, say) named by GW_DATAPLANE_BIN.
 fn bin() -> String {
-    std::env::var("GW_DATAPLANE_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string())
+    std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string())
 }
 
 fn prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "gw-fwd-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("gw-fwd-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Ethernet frames of varied sizes (60..=1514) and contents.
@@ -32,9 +27,7 @@ fn frames(n: usize, seed: u8) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let len = 60 + (i * 97 + seed as usize) % 1455;
-            let mut f: Vec<u8> = (0..len)
-                .map(|k| (k as u8).wrapping_mul(seed).wrapping_add(i as u8))
-                .collect();
+            let mut f: Vec<u8> = (0..len).map(|k| (k as u8).wrapping_mul(seed).wrapping_add(i as u8)).collect();
             f[12] = 0x08; // EtherType IPv4, so nothing mistakes it for a control frame
             f[13] = 0x00;
             f
@@ -48,9 +41,7 @@ struct Run {
 
 impl Run {
     fn new() -> Run {
-        Run {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Run { dir: tempfile::tempdir().unwrap() }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -63,11 +54,7 @@ impl Run {
 }
 
 fn pcap_port(name: &str, idx: u32, rx: &Path, tx: &Path) -> String {
-    format!(
-        "{name}=net_pcap{idx},rx_pcap={},tx_pcap={}",
-        rx.display(),
-        tx.display()
-    )
+    format!("{name}=net_pcap{idx},rx_pcap={},tx_pcap={}", rx.display(), tx.display())
 }
 
 fn spawn(args: &[String], prefix: &str) -> Child {
@@ -99,46 +86,19 @@ fn pcap_in_pcap_out_byte_identical_both_ways() {
     let b_in = frames(300, 11);
     let args = vec![
         "--port".into(),
-        pcap_port(
-            "wan",
-            0,
-            &r.write("a_in.pcap", &a_in),
-            &r.path("a_out.pcap"),
-        ),
+        pcap_port("wan", 0, &r.write("a_in.pcap", &a_in), &r.path("a_out.pcap")),
         "--port".into(),
-        pcap_port(
-            "lan",
-            1,
-            &r.write("b_in.pcap", &b_in),
-            &r.path("b_out.pcap"),
-        ),
+        pcap_port("lan", 1, &r.write("b_in.pcap", &b_in), &r.path("b_out.pcap")),
         "--exit-when-idle".into(),
         "500".into(),
     ];
     let p = prefix();
     let out = finish(spawn(&args, &p));
-    assert_eq!(
-        pcap::read_packets(&r.path("b_out.pcap")).unwrap(),
-        a_in,
-        "wan -> lan"
-    );
-    assert_eq!(
-        pcap::read_packets(&r.path("a_out.pcap")).unwrap(),
-        b_in,
-        "lan -> wan"
-    );
-    assert!(
-        out.contains("counters port=wan device=net_pcap0 ipackets=700 opackets=300"),
-        "{out}"
-    );
-    assert!(
-        out.contains("counters worker=0 rx=1000 tx=1000 tx_full=0"),
-        "{out}"
-    );
-    assert!(
-        !Path::new(&format!("/var/run/dpdk/{p}")).exists(),
-        "runtime dir tidied"
-    );
+    assert_eq!(pcap::read_packets(&r.path("b_out.pcap")).unwrap(), a_in, "wan -> lan");
+    assert_eq!(pcap::read_packets(&r.path("a_out.pcap")).unwrap(), b_in, "lan -> wan");
+    assert!(out.contains("counters port=wan device=net_pcap0 ipackets=700 opackets=300"), "{out}");
+    assert!(out.contains("counters worker=0 rx=1000 tx=1000 tx_full=0"), "{out}");
+    assert!(!Path::new(&format!("/var/run/dpdk/{p}")).exists(), "runtime dir tidied");
 }
 
 #[test]
@@ -163,18 +123,11 @@ fn two_processes_run_side_by_side() {
     wait_for_banner(&mut first);
     let mut second = spawn(&args("two", "300"), &prefix());
     wait_for_banner(&mut second);
-    assert!(
-        first.try_wait().unwrap().is_none(),
-        "first process still running while the second is up"
-    );
+    assert!(first.try_wait().unwrap().is_none(), "first process still running while the second is up");
     finish(second);
     finish(first);
     for tag in ["one", "two"] {
-        assert_eq!(
-            pcap::read_packets(&r.path(&format!("{tag}_b.pcap"))).unwrap(),
-            pkts,
-            "{tag}"
-        );
+        assert_eq!(pcap::read_packets(&r.path(&format!("{tag}_b.pcap"))).unwrap(), pkts, "{tag}");
     }
 }
 
@@ -185,10 +138,7 @@ fn wait_for_banner(child: &mut Child) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "gw-dataplane exited before its banner"
-        );
+        assert!(lines.read_line(&mut line).unwrap() > 0, "gw-dataplane exited before its banner");
         if line.starts_with("gw-dataplane: ") {
             break;
         }
@@ -204,23 +154,21 @@ fn wait_for_banner(child: &mut Child) {
 
 fn run_expect_failure(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
 fn bad_configuration_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[[port]]\nname = \"wan\"\ndevice = \"net_null0\"\n[[port]]\nname = \"wan\"\ndevice = \"net_null1\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[[port]]\nname = \"wan\"\ndevice = \"net_null0\"\n[[port]]\nname = \"wan\"\ndevice = \"net_null1\"\n",
+    )
+    .unwrap();
     let (code, err) = run_expect_failure(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("bad.toml") && err.contains("port[1].name") && err.contains("used twice"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("port[1].name") && err.contains("used twice"), "{err}");
 
     std::fs::write(&cfg, "[eal]\nlcores = 1\n").unwrap();
     let (code, err) = run_expect_failure(&["--config", cfg.to_str().unwrap()]);
@@ -229,10 +177,7 @@ fn bad_configuration_names_the_field() {
 
     let (code, err) = run_expect_failure(&["--port", "oops"]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("--port #1") && err.contains("NAME=DEVICE"),
-        "{err}"
-    );
+    assert!(err.contains("--port #1") && err.contains("NAME=DEVICE"), "{err}");
 }
 
 #[test]
@@ -254,16 +199,8 @@ fn bad_eal_arguments_are_an_error_not_an_abort() {
 
     // Only a main lcore: refused with a reason, after a clean EAL start.
     let p = prefix();
-    let (code, err) = run_expect_failure(&[
-        "--port",
-        "a=net_null0",
-        "--port",
-        "b=net_null1",
-        "--lcores",
-        "0",
-        "--file-prefix",
-        &p,
-    ]);
+    let (code, err) =
+        run_expect_failure(&["--port", "a=net_null0", "--port", "b=net_null1", "--lcores", "0", "--file-prefix", &p]);
     assert_eq!(code, 1);
     assert!(err.contains("leaves no worker lcore"), "{err}");
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}"));
@@ -292,19 +229,10 @@ fn two_workers_each_own_a_queue_of_every_port() {
         r.path("lan_tx0.pcap").display(),
         r.path("lan_tx1.pcap").display()
     );
-    let args: Vec<String> = [
-        "--port",
-        &wan,
-        "--port",
-        &lan,
-        "--lcores",
-        "0@0,1@1,2@1",
-        "--exit-when-idle",
-        "500",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args: Vec<String> = ["--port", &wan, "--port", &lan, "--lcores", "0@0,1@1,2@1", "--exit-when-idle", "500"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let out = finish(spawn(&args, &prefix()));
     assert!(out.contains("2 worker lcore(s)"), "{out}");
     assert_eq!(pcap::read_packets(&r.path("lan_tx0.pcap")).unwrap(), q0);

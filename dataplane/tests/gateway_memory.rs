@@ -24,25 +24,11 @@ const MAC_HOST_B: &str = "02:00:00:00:bb:bb";
 /// 10.2/16 + 2001:db8:b::/48) with SAs to the other over outer `v6`.
 fn gateway(me: char, alg: &str, v6: bool, natt: bool) -> String {
     let (my_lan4, my_lan6, peer_lan4, peer_lan6) = if me == 'a' {
-        (
-            "10.1.0.1/16",
-            "2001:db8:a::1/48",
-            "10.2.0.0/16",
-            "2001:db8:b::/48",
-        )
+        ("10.1.0.1/16", "2001:db8:a::1/48", "10.2.0.0/16", "2001:db8:b::/48")
     } else {
-        (
-            "10.2.0.1/16",
-            "2001:db8:b::1/48",
-            "10.1.0.0/16",
-            "2001:db8:a::/48",
-        )
+        ("10.2.0.1/16", "2001:db8:b::1/48", "10.1.0.0/16", "2001:db8:a::/48")
     };
-    let (wa, wb) = if v6 {
-        ("2001:db8:ffff::a", "2001:db8:ffff::b")
-    } else {
-        ("192.0.2.1", "192.0.2.2")
-    };
+    let (wa, wb) = if v6 { ("2001:db8:ffff::a", "2001:db8:ffff::b") } else { ("192.0.2.1", "192.0.2.2") };
     let (me_w, peer_w) = if me == 'a' { (wa, wb) } else { (wb, wa) };
     let plen = if v6 { 64 } else { 24 };
     let (lan_mac, wan_mac, peer_wan_mac, host_mac) = if me == 'a' {
@@ -51,16 +37,8 @@ fn gateway(me: char, alg: &str, v6: bool, natt: bool) -> String {
         (MAC_B_LAN, MAC_B_WAN, MAC_A_WAN, MAC_HOST_B)
     };
     let host4 = if me == 'a' { "10.1.0.10" } else { "10.2.0.20" };
-    let host6 = if me == 'a' {
-        "2001:db8:a::10"
-    } else {
-        "2001:db8:b::20"
-    };
-    let (out_spi, in_spi) = if me == 'a' {
-        (0x1001, 0x2002)
-    } else {
-        (0x2002, 0x1001)
-    };
+    let host6 = if me == 'a' { "2001:db8:a::10" } else { "2001:db8:b::20" };
+    let (out_spi, in_spi) = if me == 'a' { (0x1001, 0x2002) } else { (0x2002, 0x1001) };
     let key_len = match alg {
         "aes128gcm" => 20,
         "aes256gcm" => 36,
@@ -74,21 +52,14 @@ fn gateway(me: char, alg: &str, v6: bool, natt: bool) -> String {
     } else {
         0
     };
-    let hex = |n: usize, seed: u8| {
-        (0..n)
-            .map(|i| format!("{:02x}", seed.wrapping_add(i as u8)))
-            .collect::<String>()
-    };
+    let hex = |n: usize, seed: u8| (0..n).map(|i| format!("{:02x}", seed.wrapping_add(i as u8))).collect::<String>();
     // Each direction has its own keys; A's outbound = B's inbound.
     let key_ab = hex(key_len, 1);
     let key_ba = hex(key_len, 101);
     let auth_ab = hex(auth_len, 51);
     let auth_ba = hex(auth_len, 151);
-    let (k_out, a_out, k_in, a_in) = if me == 'a' {
-        (&key_ab, &auth_ab, &key_ba, &auth_ba)
-    } else {
-        (&key_ba, &auth_ba, &key_ab, &auth_ab)
-    };
+    let (k_out, a_out, k_in, a_in) =
+        if me == 'a' { (&key_ab, &auth_ab, &key_ba, &auth_ba) } else { (&key_ba, &auth_ba, &key_ab, &auth_ab) };
     format!(
         r#"
 mode = "gateway"
@@ -154,24 +125,14 @@ fn lan_frame(_v6: bool, src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
 
 #[test]
 fn lan_to_lan_through_two_gateways_every_cipher_and_family() {
-    for alg in [
-        "aes128gcm",
-        "aes256gcm",
-        "aes128cbc-sha1",
-        "aes256cbc-sha1",
-        "aes128cbc-sha256",
-        "aes256cbc-sha256",
-    ] {
+    for alg in ["aes128gcm", "aes256gcm", "aes128cbc-sha1", "aes256cbc-sha1", "aes128cbc-sha256", "aes256cbc-sha256"] {
         for outer_v6 in [false, true] {
             for natt in [false, true] {
                 let mut a = worker(&gateway('a', alg, outer_v6, natt));
                 let mut b = worker(&gateway('b', alg, outer_v6, natt));
                 for (i, inner_v6) in [false, true, false, true].into_iter().enumerate() {
-                    let (src, dst) = if inner_v6 {
-                        ("2001:db8:a::10", "2001:db8:b::20")
-                    } else {
-                        ("10.1.0.10", "10.2.0.20")
-                    };
+                    let (src, dst) =
+                        if inner_v6 { ("2001:db8:a::10", "2001:db8:b::20") } else { ("10.1.0.10", "10.2.0.20") };
                     let sent = lan_frame(inner_v6, src, dst, 64 + 300 * i, i as u8);
                     let mut buf = VecBuf::new(&sent);
                     assert_eq!(a.process(&mut buf), Verdict::Tx(1), "{alg}: A sends on wan");
@@ -219,18 +180,12 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
     // Unknown SPI (UDP 4500 payload starts at 14 + 20 + 8).
     let mut t = wire.clone();
     t[42..46].copy_from_slice(&0xdeadu32.to_be_bytes());
-    assert_eq!(
-        b.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::UnknownSpi)
-    );
+    assert_eq!(b.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::UnknownSpi));
     // Bad ICV.
     let mut t = wire.clone();
     let n = t.len();
     t[n - 1] ^= 1;
-    assert_eq!(
-        b.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::IcvFailed)
-    );
+    assert_eq!(b.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::IcvFailed));
     // IKE on 4500 (non-ESP marker) and 500 go to the control plane.
     let mut ike = wire.clone();
     ike[42..46].copy_from_slice(&[0, 0, 0, 0]);
@@ -253,39 +208,24 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
         0,
     );
     ka[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(
-        b.process(&mut VecBuf::new(&ka)),
-        Verdict::Drop(DropReason::NattKeepalive)
-    );
+    assert_eq!(b.process(&mut VecBuf::new(&ka)), Verdict::Drop(DropReason::NattKeepalive));
     // Bad IPv4 header checksum.
     let mut t = wire.clone();
     t[24] ^= 0xff;
-    assert_eq!(
-        b.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::BadChecksum)
-    );
+    assert_eq!(b.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::BadChecksum));
     // Not IP.
     let mut t = wire.clone();
     t[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
-    assert_eq!(
-        b.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::UnsupportedEthertype)
-    );
+    assert_eq!(b.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::UnsupportedEthertype));
     // ARP goes to the control plane.
     let mut t = wire.clone();
     t[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     assert_eq!(b.process(&mut VecBuf::new(&t)), Verdict::Punt);
     // Clear traffic with no route; TTL 1 in transit.
     let mut t = lan_frame(false, "10.1.0.10", "198.51.100.1", 64, 2);
-    assert_eq!(
-        a.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::NoRoute)
-    );
+    assert_eq!(a.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::NoRoute));
     t = lan_frame(false, "10.1.0.10", "10.1.0.99", 64, 2);
-    assert_eq!(
-        a.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::NoNeighbor)
-    );
+    assert_eq!(a.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::NoNeighbor));
     t[14 + 8] = 1;
     let c = dataplane::wire::checksum(
         &{
@@ -297,23 +237,14 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
         0,
     );
     t[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(
-        a.process(&mut VecBuf::new(&t)),
-        Verdict::Drop(DropReason::TtlExceeded)
-    );
+    assert_eq!(a.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::TtlExceeded));
     // Oversize after encapsulation.
     let big = lan_frame(false, "10.1.0.10", "10.2.0.20", 1480, 3);
-    assert_eq!(
-        a.process(&mut VecBuf::new(&big)),
-        Verdict::Drop(DropReason::Oversize)
-    );
+    assert_eq!(a.process(&mut VecBuf::new(&big)), Verdict::Drop(DropReason::Oversize));
     // Inner source outside B's selector for this SA (10.1.0.0/16).
     let mut wrong = VecBuf::new(&lan_frame(false, "10.9.0.10", "10.2.0.20", 64, 4));
     assert_eq!(a.process(&mut wrong), Verdict::Tx(1));
-    assert_eq!(
-        b.process(&mut wrong),
-        Verdict::Drop(DropReason::PolicyMismatch)
-    );
+    assert_eq!(b.process(&mut wrong), Verdict::Drop(DropReason::PolicyMismatch));
 }
 
 #[test]
@@ -325,19 +256,13 @@ fn bad_gateway_configs_name_the_field() {
         Config::parse(&t, "gw.toml").unwrap_err().to_string()
     };
     let e = err("alg = \"aes128gcm\"", "alg = \"des\"");
-    assert!(
-        e.contains("sa[0].alg") && e.contains("unknown algorithm"),
-        "{e}"
-    );
+    assert!(e.contains("sa[0].alg") && e.contains("unknown algorithm"), "{e}");
     let e = err("key = \"0102", "key = \"zz02");
     assert!(e.contains("sa[0].key"), "{e}");
     let e = err("key = \"0102", "key = \"02");
     assert!(e.contains("sa[0]") && e.contains("20 octets"), "{e}");
     let e = err("remote = \"192.0.2.2\"", "remote = \"2001:db8::2\"");
-    assert!(
-        e.contains("sa[0]") && e.contains("not the same IP version"),
-        "{e}"
-    );
+    assert!(e.contains("sa[0]") && e.contains("not the same IP version"), "{e}");
     let e = err("sa = 4097", "sa = 7");
     assert!(e.contains("policy[0].sa") && e.contains("0x7"), "{e}");
     let e = err("mac = \"02:00:00:00:0a:01\"", "mac = \"02:00\"");

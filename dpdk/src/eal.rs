@@ -56,9 +56,7 @@ pub struct Eal {
 
 impl fmt::Debug for Eal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Eal")
-            .field("main_lcore", &self.main_lcore())
-            .finish()
+        f.debug_struct("Eal").field("main_lcore", &self.main_lcore()).finish()
     }
 }
 
@@ -84,13 +82,8 @@ impl Eal {
         }
         // EAL keeps pointers into argv for the life of the process (e.g. the
         // --vdev strings) and permutes the array: hand it leaked storage.
-        let argv: &'static mut [*mut c_char] = Vec::leak(
-            owned
-                .into_iter()
-                .map(CString::into_raw)
-                .chain(std::iter::once(std::ptr::null_mut()))
-                .collect(),
-        );
+        let argv: &'static mut [*mut c_char] =
+            Vec::leak(owned.into_iter().map(CString::into_raw).chain(std::iter::once(std::ptr::null_mut())).collect());
         let argc = (argv.len() - 1) as c_int;
         // SAFETY: argv holds argc valid NUL-terminated strings followed by
         // NULL, all leaked so they outlive the EAL.
@@ -99,9 +92,7 @@ impl Eal {
             return Err(Error::last("rte_eal_init"));
         }
         INITIALIZED.store(true, Ordering::SeqCst);
-        Ok(Eal {
-            _main_lcore_only: PhantomData,
-        })
+        Ok(Eal { _main_lcore_only: PhantomData })
     }
 
     /// The main lcore (the one that ran init).
@@ -154,12 +145,7 @@ impl Eal {
             drop(unsafe { Box::from_raw(arg as *mut Job) });
             return Err(Error::from_rc("rte_eal_remote_launch", rc).unwrap_err());
         }
-        Ok(LaunchHandle {
-            lcore,
-            slot,
-            joined: false,
-            _eal: PhantomData,
-        })
+        Ok(LaunchHandle { lcore, slot, joined: false, _eal: PhantomData })
     }
 }
 
@@ -196,9 +182,7 @@ pub struct LaunchHandle<'eal, T> {
 
 impl<T> fmt::Debug for LaunchHandle<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaunchHandle")
-            .field("lcore", &self.lcore)
-            .finish()
+        f.debug_struct("LaunchHandle").field("lcore", &self.lcore).finish()
     }
 }
 

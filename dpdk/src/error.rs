@@ -90,13 +90,7 @@ impl fmt::Display for Error {
         // SAFETY: rte_strerror returns a pointer to a static or thread-local
         // NUL-terminated string for any errno value.
         let msg = unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(self.errno)) };
-        write!(
-            f,
-            "{}: {} (errno {})",
-            self.op,
-            msg.to_string_lossy(),
-            self.errno
-        )
+        write!(f, "{}: {} (errno {})", self.op, msg.to_string_lossy(), self.errno)
     }
 }
 

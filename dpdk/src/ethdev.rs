@@ -55,11 +55,7 @@ impl PortId {
 
     /// A port whose rx queue i reads `rx[i]` and tx queue i writes `tx[i]`
     /// (the net_ring driver). Connecting two ports crosswise makes a wire.
-    pub fn from_rings(
-        name: &str,
-        rx: &[Arc<Ring<Mbuf>>],
-        tx: &[Arc<Ring<Mbuf>>],
-    ) -> Result<(PortId, RingWire)> {
+    pub fn from_rings(name: &str, rx: &[Arc<Ring<Mbuf>>], tx: &[Arc<Ring<Mbuf>>]) -> Result<(PortId, RingWire)> {
         let cname = CString::new(name).map_err(|_| Error::new("device name has NUL", 22))?;
         let rxp: Vec<_> = rx.iter().map(|r| r.as_ptr()).collect();
         let txp: Vec<_> = tx.iter().map(|r| r.as_ptr()).collect();
@@ -67,24 +63,12 @@ impl PortId {
         // are kept alive by the returned RingWire, which the caller holds
         // together with the port.
         let rc = unsafe {
-            sys::rte_eth_from_rings(
-                cname.as_ptr(),
-                rxp.as_ptr(),
-                rxp.len() as u32,
-                txp.as_ptr(),
-                txp.len() as u32,
-                0,
-            )
+            sys::rte_eth_from_rings(cname.as_ptr(), rxp.as_ptr(), rxp.len() as u32, txp.as_ptr(), txp.len() as u32, 0)
         };
         if rc < 0 {
             return Err(Error::last("rte_eth_from_rings"));
         }
-        Ok((
-            PortId(rc as u16),
-            RingWire {
-                _rings: rx.iter().chain(tx).cloned().collect(),
-            },
-        ))
+        Ok((PortId(rc as u16), RingWire { _rings: rx.iter().chain(tx).cloned().collect() }))
     }
 }
 
@@ -117,14 +101,7 @@ pub struct PortConfig {
 
 impl Default for PortConfig {
     fn default() -> Self {
-        PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss: true,
-            promiscuous: true,
-        }
+        PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss: true, promiscuous: true }
     }
 }
 
@@ -191,18 +168,11 @@ impl Port {
 
     /// As [`Port::configure`], keeping `wire` (a net_ring port's rings)
     /// alive as long as the port.
-    pub fn configure_with(
-        id: PortId,
-        conf: &PortConfig,
-        pool: Arc<Mempool>,
-        wire: Option<RingWire>,
-    ) -> Result<Port> {
+    pub fn configure_with(id: PortId, conf: &PortConfig, pool: Arc<Mempool>, wire: Option<RingWire>) -> Result<Port> {
         let p = id.0;
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: valid out-pointer; DPDK validates the port id.
-        Error::from_rc("rte_eth_dev_info_get", unsafe {
-            sys::rte_eth_dev_info_get(p, &mut info)
-        })?;
+        Error::from_rc("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(p, &mut info) })?;
         if conf.rx_queues == 0 || conf.rx_queues > info.max_rx_queues {
             return Err(Error::new("rx queue count outside the device's range", 22));
         }
@@ -220,12 +190,7 @@ impl Port {
         Error::from_rc("rte_eth_dev_configure", unsafe {
             sys::rte_eth_dev_configure(p, conf.rx_queues, conf.tx_queues, &eth)
         })?;
-        let inner = Arc::new(PortInner {
-            id,
-            started: AtomicBool::new(false),
-            _wire: wire,
-            _pool: pool.clone(),
-        });
+        let inner = Arc::new(PortInner { id, started: AtomicBool::new(false), _wire: wire, _pool: pool.clone() });
         let (mut nrx, mut ntx) = (conf.rx_desc, conf.tx_desc);
         // SAFETY: valid in/out pointers.
         Error::from_rc("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {
@@ -252,13 +217,7 @@ impl Port {
             // SAFETY: plain device call.
             let _ = unsafe { sys::rte_eth_promiscuous_enable(p) };
         }
-        Ok(Port {
-            inner,
-            rxq: conf.rx_queues,
-            txq: conf.tx_queues,
-            queues_taken: false,
-            rss_active,
-        })
+        Ok(Port { inner, rxq: conf.rx_queues, txq: conf.tx_queues, queues_taken: false, rss_active })
     }
 
     pub fn id(&self) -> PortId {
@@ -272,9 +231,7 @@ impl Port {
 
     pub fn start(&self) -> Result<()> {
         // SAFETY: configured port.
-        Error::from_rc("rte_eth_dev_start", unsafe {
-            sys::rte_eth_dev_start(self.inner.id.0)
-        })?;
+        Error::from_rc("rte_eth_dev_start", unsafe { sys::rte_eth_dev_start(self.inner.id.0) })?;
         self.inner.started.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -283,9 +240,7 @@ impl Port {
     pub fn stop(&self) -> Result<()> {
         if self.inner.started.swap(false, Ordering::SeqCst) {
             // SAFETY: started port.
-            Error::from_rc("rte_eth_dev_stop", unsafe {
-                sys::rte_eth_dev_stop(self.inner.id.0)
-            })?;
+            Error::from_rc("rte_eth_dev_stop", unsafe { sys::rte_eth_dev_stop(self.inner.id.0) })?;
         }
         Ok(())
     }
@@ -296,18 +251,8 @@ impl Port {
             return None;
         }
         self.queues_taken = true;
-        let rx = (0..self.rxq)
-            .map(|q| RxQueue {
-                port: self.inner.clone(),
-                queue: q,
-            })
-            .collect();
-        let tx = (0..self.txq)
-            .map(|q| TxQueue {
-                port: self.inner.clone(),
-                queue: q,
-            })
-            .collect();
+        let rx = (0..self.rxq).map(|q| RxQueue { port: self.inner.clone(), queue: q }).collect();
+        let tx = (0..self.txq).map(|q| TxQueue { port: self.inner.clone(), queue: q }).collect();
         Some((rx, tx))
     }
 
@@ -318,9 +263,7 @@ impl Port {
     pub fn mac(&self) -> Result<[u8; 6]> {
         let mut a = sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
-        Error::from_rc("rte_eth_macaddr_get", unsafe {
-            sys::rte_eth_macaddr_get(self.inner.id.0, &mut a)
-        })?;
+        Error::from_rc("rte_eth_macaddr_get", unsafe { sys::rte_eth_macaddr_get(self.inner.id.0, &mut a) })?;
         Ok(a.addr_bytes)
     }
 
@@ -339,18 +282,14 @@ pub fn port_name(id: PortId) -> String {
         return format!("port{}", id.0);
     }
     // SAFETY: DPDK wrote a NUL-terminated name into buf.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// Counters of any port, by id.
 pub fn stats(id: PortId) -> Result<PortStats> {
     let mut s = sys::rte_eth_stats::default();
     // SAFETY: valid out-pointer.
-    Error::from_rc("rte_eth_stats_get", unsafe {
-        sys::rte_eth_stats_get(id.0, &mut s)
-    })?;
+    Error::from_rc("rte_eth_stats_get", unsafe { sys::rte_eth_stats_get(id.0, &mut s) })?;
     Ok(PortStats {
         ipackets: s.ipackets,
         opackets: s.opackets,
@@ -390,14 +329,9 @@ impl RxQueue {
         let (spare, len) = burst.spare_raw();
         // SAFETY: `spare` has room for spare.len() pointers; the queue is
         // polled only here (&mut self, one owner); DPDK writes n owned mbufs.
-        let n = unsafe {
-            sys::shim_rte_eth_rx_burst(
-                self.port.id.0,
-                self.queue,
-                spare.as_mut_ptr(),
-                spare.len() as u16,
-            )
-        } as usize;
+        let n =
+            unsafe { sys::shim_rte_eth_rx_burst(self.port.id.0, self.queue, spare.as_mut_ptr(), spare.len() as u16) }
+                as usize;
         // SAFETY: the first len + n entries now hold owned mbufs.
         unsafe { burst.set_len(len + n) };
         n
@@ -432,9 +366,7 @@ impl TxQueue {
         let len = burst.len();
         // SAFETY: the first len pointers are owned mbufs; DPDK takes
         // ownership of the first n it returns; one owner uses this queue.
-        let n = unsafe {
-            sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, burst.raw_ptr(), len as u16)
-        } as usize;
+        let n = unsafe { sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, burst.raw_ptr(), len as u16) } as usize;
         burst.consume_front(n);
         n
     }

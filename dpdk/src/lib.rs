@@ -42,7 +42,5 @@ pub fn rdtsc() -> u64 {
 /// The DPDK version string this binary was built against and runs with.
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(sys::rte_version()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { std::ffi::CStr::from_ptr(sys::rte_version()) }.to_string_lossy().into_owned()
 }

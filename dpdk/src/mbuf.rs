@@ -87,22 +87,13 @@ impl Mbuf {
         let m = self.raw();
         // SAFETY: buf_addr+data_off..+data_len lies inside the mbuf's buffer
         // (a DPDK invariant) and we own the mbuf, so no one writes to it.
-        unsafe {
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
     }
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
-        let (addr, off, len) = (
-            m.buf_addr as *mut u8,
-            m.data_off as usize,
-            m.data_len as usize,
-        );
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
         // SAFETY: as in data(); &mut self makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
     }
@@ -213,10 +204,7 @@ impl Default for MbufBurst {
 
 impl MbufBurst {
     pub const fn new() -> Self {
-        MbufBurst {
-            pkts: [const { MaybeUninit::uninit() }; BURST_SIZE],
-            len: 0,
-        }
+        MbufBurst { pkts: [const { MaybeUninit::uninit() }; BURST_SIZE], len: 0 }
     }
 
     #[inline]
@@ -275,11 +263,7 @@ impl MbufBurst {
         let end = self.len;
         // From here the burst owns nothing; the Drain owns 0..end.
         self.len = 0;
-        Drain {
-            burst: self,
-            next: 0,
-            end,
-        }
+        Drain { burst: self, next: 0, end }
     }
 
     /// Frees every mbuf in the burst.
@@ -319,12 +303,8 @@ impl MbufBurst {
         // SAFETY: MaybeUninit<Mbuf> has the layout of a pointer (Mbuf is a
         // repr(transparent) NonNull); the tail past len is uninit storage
         // that DPDK may write pointers into.
-        let all = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.pkts.as_mut_ptr() as *mut *mut sys::rte_mbuf,
-                BURST_SIZE,
-            )
-        };
+        let all =
+            unsafe { std::slice::from_raw_parts_mut(self.pkts.as_mut_ptr() as *mut *mut sys::rte_mbuf, BURST_SIZE) };
         (&mut all[len..], len)
     }
 

@@ -44,23 +44,12 @@ impl Mempool {
     /// A pool of `count` packet mbufs with a per-lcore cache of `cache`
     /// and `data_room` bytes of buffer each (headroom included), on NUMA
     /// `socket` (-1: any).
-    pub fn pktmbuf(
-        name: &str,
-        count: u32,
-        cache: u32,
-        data_room: u16,
-        socket: i32,
-    ) -> Result<Self> {
+    pub fn pktmbuf(name: &str, count: u32, cache: u32, data_room: u16, socket: i32) -> Result<Self> {
         let cname = CString::new(name).map_err(|_| Error::new("mempool name has NUL", 22))?;
         // SAFETY: cname is a valid C string; DPDK copies the name.
-        let p = unsafe {
-            sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, data_room, socket)
-        };
+        let p = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, data_room, socket) };
         NonNull::new(p)
-            .map(|ptr| Mempool {
-                ptr,
-                name: name.to_owned(),
-            })
+            .map(|ptr| Mempool { ptr, name: name.to_owned() })
             .ok_or_else(|| Error::last("rte_pktmbuf_pool_create"))
     }
 
@@ -88,9 +77,7 @@ impl Mempool {
         let n = n.min(ptrs.len());
         // SAFETY: `ptrs` has room for n pointers; on success DPDK wrote n
         // valid mbufs, which we then hand to the burst.
-        let rc = unsafe {
-            sys::shim_rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), ptrs.as_mut_ptr(), n as u32)
-        };
+        let rc = unsafe { sys::shim_rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), ptrs.as_mut_ptr(), n as u32) };
         if rc == 0 {
             // SAFETY: n fresh mbufs were written right after the filled part.
             unsafe { burst.set_len(len + n) };

@@ -57,10 +57,7 @@ unsafe impl<T: RingItem> Sync for Ring<T> {}
 
 impl<T: RingItem> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ring")
-            .field("name", &self.name)
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("Ring").field("name", &self.name).field("len", &self.len()).finish()
     }
 }
 
@@ -72,11 +69,7 @@ impl<T: RingItem> Ring<T> {
         // SAFETY: valid C string; flags 0 = multi-producer/multi-consumer.
         let p = unsafe { sys::rte_ring_create(cname.as_ptr(), count, socket, 0) };
         NonNull::new(p)
-            .map(|ptr| Ring {
-                ptr,
-                name: name.to_owned(),
-                _items: PhantomData,
-            })
+            .map(|ptr| Ring { ptr, name: name.to_owned(), _items: PhantomData })
             .ok_or_else(|| Error::last("rte_ring_create"))
     }
 
@@ -93,14 +86,7 @@ impl<T: RingItem> Ring<T> {
         let p = item.into_ptr();
         let objs = [p];
         // SAFETY: valid ring; one pointer to enqueue.
-        let n = unsafe {
-            sys::shim_rte_ring_enqueue_burst(
-                self.ptr.as_ptr(),
-                objs.as_ptr(),
-                1,
-                std::ptr::null_mut(),
-            )
-        };
+        let n = unsafe { sys::shim_rte_ring_enqueue_burst(self.ptr.as_ptr(), objs.as_ptr(), 1, std::ptr::null_mut()) };
         if n == 1 {
             Ok(())
         } else {
@@ -113,14 +99,8 @@ impl<T: RingItem> Ring<T> {
     pub fn dequeue(&self) -> Option<T> {
         let mut objs = [std::ptr::null_mut::<c_void>()];
         // SAFETY: valid ring; room for one pointer.
-        let n = unsafe {
-            sys::shim_rte_ring_dequeue_burst(
-                self.ptr.as_ptr(),
-                objs.as_mut_ptr(),
-                1,
-                std::ptr::null_mut(),
-            )
-        };
+        let n =
+            unsafe { sys::shim_rte_ring_dequeue_burst(self.ptr.as_ptr(), objs.as_mut_ptr(), 1, std::ptr::null_mut()) };
         // SAFETY: a dequeued pointer was enqueued by into_ptr of a T.
         (n == 1).then(|| unsafe { T::from_ptr(objs[0]) })
     }

@@ -63,11 +63,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 
     let statik = env::var_os("CARGO_FEATURE_STATIC").is_some();
-    let dpdk = pkg_config::Config::new()
-        .atleast_version("22.11")
-        .cargo_metadata(false)
-        .probe("libdpdk")
-        .unwrap_or_else(|e| {
+    let dpdk =
+        pkg_config::Config::new().atleast_version("22.11").cargo_metadata(false).probe("libdpdk").unwrap_or_else(|e| {
             panic!(
                 "DPDK 22.11 not found with pkg-config ({e}); install it with \
                  `apt-get install libdpdk-dev dpdk` or run ./setup.sh"

@@ -48,15 +48,8 @@ fn eal_mbufs_rings_and_ports() {
     let workers = eal.worker_lcores();
     assert_eq!(workers, vec![LcoreId(1)]);
 
-    let pool = Arc::new(
-        Mempool::pktmbuf("test_pool", 2047, 32, dpdk::mempool::DEFAULT_DATA_ROOM, 0).unwrap(),
-    );
-    assert_eq!(
-        Mempool::pktmbuf("test_pool", 63, 0, 2176, 0)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Exists
-    );
+    let pool = Arc::new(Mempool::pktmbuf("test_pool", 2047, 32, dpdk::mempool::DEFAULT_DATA_ROOM, 0).unwrap());
+    assert_eq!(Mempool::pktmbuf("test_pool", 63, 0, 2176, 0).unwrap_err().kind(), ErrorKind::Exists);
 
     mbuf_room_operations(&pool);
     ring_between_lcores(&eal, workers[0]);
@@ -122,21 +115,13 @@ fn mbuf_room_operations(pool: &Mempool) {
     // Drain hands them out in order and frees what is not taken.
     let first = burst.drain().next().unwrap();
     assert!(burst.is_empty());
-    assert_eq!(
-        pool.in_use(),
-        before,
-        "first is held; the other 15 and `m` were freed"
-    );
+    assert_eq!(pool.in_use(), before, "first is held; the other 15 and `m` were freed");
     drop(first);
     assert!(pool.alloc_bulk(&mut burst, 3));
     let lens: Vec<usize> = burst.drain().map(|m| m.len()).collect();
     assert_eq!(lens, vec![0, 0, 0]);
     drop(burst);
-    assert_eq!(
-        pool.in_use(),
-        before - 1,
-        "the mbuf pushed from outside was freed too"
-    );
+    assert_eq!(pool.in_use(), before - 1, "the mbuf pushed from outside was freed too");
 }
 
 #[derive(Debug)]
@@ -173,14 +158,7 @@ fn ring_between_lcores(eal: &Eal, worker: LcoreId) {
     let mut next_rx = 0u64;
     let mut next_tx = 0u64;
     while next_rx < N {
-        if next_tx < N
-            && to_worker
-                .enqueue(Box::new(Msg {
-                    seq: next_tx,
-                    from: None,
-                }))
-                .is_ok()
-        {
+        if next_tx < N && to_worker.enqueue(Box::new(Msg { seq: next_tx, from: None })).is_ok() {
             next_tx += 1;
         }
         if let Some(m) = from_worker.dequeue() {
@@ -189,20 +167,13 @@ fn ring_between_lcores(eal: &Eal, worker: LcoreId) {
             next_rx += 1;
         }
     }
-    to_worker
-        .enqueue(Box::new(Msg {
-            seq: u64::MAX,
-            from: None,
-        }))
-        .unwrap();
+    to_worker.enqueue(Box::new(Msg { seq: u64::MAX, from: None })).unwrap();
     assert_eq!(handle.join().unwrap(), N);
 
     // A panic on a worker is an error at join, not a crash.
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let h = eal
-        .launch(worker, || -> u32 { panic!("deliberate") })
-        .unwrap();
+    let h = eal.launch(worker, || -> u32 { panic!("deliberate") }).unwrap();
     assert!(h.join().is_err());
     std::panic::set_hook(quiet);
 
@@ -211,10 +182,7 @@ fn ring_between_lcores(eal: &Eal, worker: LcoreId) {
     for s in 0..7 {
         r.enqueue(Box::new(Msg { seq: s, from: None })).unwrap();
     }
-    assert!(
-        r.enqueue(Box::new(Msg { seq: 7, from: None })).is_err(),
-        "count-1 usable slots"
-    );
+    assert!(r.enqueue(Box::new(Msg { seq: 7, from: None })).is_err(), "count-1 usable slots");
     assert_eq!(r.len(), 7);
 }
 
@@ -226,18 +194,10 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
 fn ring_ports_form_a_wire(pool: &Arc<Mempool>) {
     let a_to_b: Arc<Ring<Mbuf>> = Arc::new(Ring::create("wire_ab", 1024, 0).unwrap());
     let b_to_a: Arc<Ring<Mbuf>> = Arc::new(Ring::create("wire_ba", 1024, 0).unwrap());
-    let (a, wire_a) = PortId::from_rings(
-        "net_ring_a",
-        std::slice::from_ref(&b_to_a),
-        std::slice::from_ref(&a_to_b),
-    )
-    .unwrap();
-    let (b, wire_b) = PortId::from_rings(
-        "net_ring_b",
-        std::slice::from_ref(&a_to_b),
-        std::slice::from_ref(&b_to_a),
-    )
-    .unwrap();
+    let (a, wire_a) =
+        PortId::from_rings("net_ring_a", std::slice::from_ref(&b_to_a), std::slice::from_ref(&a_to_b)).unwrap();
+    let (b, wire_b) =
+        PortId::from_rings("net_ring_b", std::slice::from_ref(&a_to_b), std::slice::from_ref(&b_to_a)).unwrap();
     // The net_ring driver prefixes the name it is given.
     assert_eq!(dpdk::ethdev::port_name(a), "net_ring_net_ring_a");
     assert_eq!(PortId::by_name("net_ring_net_ring_a").unwrap(), a);
@@ -253,13 +213,8 @@ fn ring_ports_form_a_wire(pool: &Arc<Mempool>) {
     let (mut brx, mut btx) = pb.take_queues().unwrap();
     assert!(pa.take_queues().is_none(), "queues are handed out once");
 
-    for (src_tx, dst_rx, tag) in [
-        (&mut atx[0], &mut brx[0], 0usize),
-        (&mut btx[0], &mut arx[0], 1000),
-    ] {
-        let sent: Vec<Vec<u8>> = (0..100)
-            .map(|i| frame(tag + i, 60 + (i * 37) % 1455))
-            .collect();
+    for (src_tx, dst_rx, tag) in [(&mut atx[0], &mut brx[0], 0usize), (&mut btx[0], &mut arx[0], 1000)] {
+        let sent: Vec<Vec<u8>> = (0..100).map(|i| frame(tag + i, 60 + (i * 37) % 1455)).collect();
         for chunk in sent.chunks(32) {
             let mut burst = MbufBurst::new();
             for f in chunk {

@@ -9,8 +9,8 @@
 //! AES block per packet and no random number generator on the fast path.
 
 use aes::cipher::{
-    block_padding::NoPadding, generic_array::GenericArray, BlockDecryptMut, BlockEncrypt,
-    BlockEncryptMut, InnerIvInit, KeyInit,
+    block_padding::NoPadding, generic_array::GenericArray, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, InnerIvInit,
+    KeyInit,
 };
 use aes::{Aes128Dec, Aes128Enc, Aes256Dec, Aes256Enc};
 use ring::hmac;
@@ -47,16 +47,10 @@ impl CbcHmac {
             ),
         };
         let mac_alg = match alg {
-            Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc256HmacSha1 => {
-                hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY
-            }
+            Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc256HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
             _ => hmac::HMAC_SHA256,
         };
-        CbcHmac {
-            aes,
-            mac: hmac::Key::new(mac_alg, auth_key),
-            icv_len: alg.icv_len(),
-        }
+        CbcHmac { aes, mac: hmac::Key::new(mac_alg, auth_key), icv_len: alg.icv_len() }
     }
 
     fn iv_for(&self, seq: u64) -> [u8; 16] {
@@ -96,16 +90,11 @@ impl CbcHmac {
         }
         let tag = self.icv(&esp[..body_end], seq, esn);
         // Constant-time comparison of the truncated ICV.
-        let diff = tag.as_ref()[..self.icv_len]
-            .iter()
-            .zip(&esp[body_end..])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = tag.as_ref()[..self.icv_len].iter().zip(&esp[body_end..]).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
             return Err(IcvError);
         }
-        let iv: [u8; 16] = esp[HEADER_LEN..HEADER_LEN + IV_LEN]
-            .try_into()
-            .map_err(|_| IcvError)?;
+        let iv: [u8; 16] = esp[HEADER_LEN..HEADER_LEN + IV_LEN].try_into().map_err(|_| IcvError)?;
         cbc_decrypt(&self.aes, &iv, &mut esp[HEADER_LEN + IV_LEN..body_end]);
         Ok(())
     }
@@ -131,12 +120,12 @@ fn cbc_encrypt(aes: &Aes, iv: &[u8; 16], data: &mut [u8]) {
 fn cbc_decrypt(aes: &Aes, iv: &[u8; 16], data: &mut [u8]) {
     let iv = GenericArray::from_slice(iv);
     let r = match aes {
-        Aes::A128(_, d) => cbc::Decryptor::<Aes128Dec>::inner_iv_init(d.clone(), iv)
-            .decrypt_padded_mut::<NoPadding>(data)
-            .map(|_| ()),
-        Aes::A256(_, d) => cbc::Decryptor::<Aes256Dec>::inner_iv_init(d.clone(), iv)
-            .decrypt_padded_mut::<NoPadding>(data)
-            .map(|_| ()),
+        Aes::A128(_, d) => {
+            cbc::Decryptor::<Aes128Dec>::inner_iv_init(d.clone(), iv).decrypt_padded_mut::<NoPadding>(data).map(|_| ())
+        }
+        Aes::A256(_, d) => {
+            cbc::Decryptor::<Aes256Dec>::inner_iv_init(d.clone(), iv).decrypt_padded_mut::<NoPadding>(data).map(|_| ())
+        }
     };
     debug_assert!(r.is_ok());
 }
@@ -148,14 +137,12 @@ mod tests {
 
     fn aes_for(key: &[u8]) -> Aes {
         match key.len() {
-            16 => Aes::A128(
-                Aes128Enc::new(GenericArray::from_slice(key)),
-                Aes128Dec::new(GenericArray::from_slice(key)),
-            ),
-            _ => Aes::A256(
-                Aes256Enc::new(GenericArray::from_slice(key)),
-                Aes256Dec::new(GenericArray::from_slice(key)),
-            ),
+            16 => {
+                Aes::A128(Aes128Enc::new(GenericArray::from_slice(key)), Aes128Dec::new(GenericArray::from_slice(key)))
+            }
+            _ => {
+                Aes::A256(Aes256Enc::new(GenericArray::from_slice(key)), Aes256Dec::new(GenericArray::from_slice(key)))
+            }
         }
     }
 
@@ -203,10 +190,7 @@ mod tests {
     #[test]
     fn known_answers_hmac() {
         let c = CbcHmac::new(Algorithm::AesCbc128HmacSha1, &[0; 16], &[0x0b; 20]);
-        assert_eq!(
-            c.icv(b"Hi There", 0, false).as_ref(),
-            &hex("b617318655057264e28bc0b6fb378c8ef146be00")[..]
-        );
+        assert_eq!(c.icv(b"Hi There", 0, false).as_ref(), &hex("b617318655057264e28bc0b6fb378c8ef146be00")[..]);
         let c = CbcHmac::new(Algorithm::AesCbc128HmacSha256, &[0; 16], &[0x0b; 20]);
         assert_eq!(
             c.icv(b"Hi There", 0, false).as_ref(),
@@ -221,9 +205,7 @@ mod tests {
         let mut block = [0u8; 16];
         block[15] = 1;
         let aes = aes_for(&[7; 16]);
-        let Aes::A128(e, _) = &aes else {
-            unreachable!()
-        };
+        let Aes::A128(e, _) = &aes else { unreachable!() };
         let mut b = GenericArray::from(block);
         e.encrypt_block(&mut b);
         assert_eq!(c.iv_for(1), <[u8; 16]>::from(b));

@@ -1,4 +1,6 @@
-//! AES-GCM for ESP (RFC 4106) on `ring`.
+//! AES-GCM for ESP (RFC 4106) on intel-ipsec-mb, with `ring` as the
+//! fallback where intel-ipsec-mb does not initialise (figures in
+//! crypto/mod.rs).
 //!
 //! Nonce = 4-octet salt (the last octets of the key material, RFC 4106
 //! 8.1) || 8-octet explicit IV. The IV is the 64-bit sequence number: unique
@@ -16,33 +18,42 @@ const IV_LEN: usize = 8;
 const TAG_LEN: usize = 16;
 
 pub(super) struct Gcm {
-    key: LessSafeKey,
+    key: Engine,
     salt: Zeroizing<[u8; 4]>,
+}
+
+enum Engine {
+    IpsecMb(ipsec_mb::GcmKey),
+    Ring(LessSafeKey),
 }
 
 impl Gcm {
     /// `material` = AES key (16 or 32 octets) || salt (4 octets); the length
     /// was checked by the caller.
     pub(super) fn new(material: &[u8]) -> Gcm {
+        Self::with_engine(material, true)
+    }
+
+    /// `fast`: intel-ipsec-mb when it is available; otherwise `ring`.
+    pub(super) fn with_engine(material: &[u8], fast: bool) -> Gcm {
         let (k, s) = material.split_at(material.len() - 4);
-        let alg = if k.len() == 16 {
-            &aead::AES_128_GCM
-        } else {
-            &aead::AES_256_GCM
+        let key = match fast.then(|| ipsec_mb::GcmKey::new(k)).flatten() {
+            Some(key) => Engine::IpsecMb(key),
+            None => {
+                let alg = if k.len() == 16 { &aead::AES_128_GCM } else { &aead::AES_256_GCM };
+                Engine::Ring(LessSafeKey::new(UnboundKey::new(alg, k).expect("key length checked by EspCipher::new")))
+            }
         };
-        let key = LessSafeKey::new(
-            UnboundKey::new(alg, k).expect("key length checked by EspCipher::new"),
-        );
         let mut salt = Zeroizing::new([0u8; 4]);
         salt.copy_from_slice(s);
         Gcm { key, salt }
     }
 
-    fn nonce(&self, iv: &[u8]) -> Nonce {
+    fn nonce_bytes(&self, iv: &[u8]) -> [u8; 12] {
         let mut n = [0u8; 12];
         n[..4].copy_from_slice(&*self.salt);
         n[4..].copy_from_slice(iv);
-        Nonce::assume_unique_for_key(n)
+        n
     }
 
     /// AAD into `buf`, returning the used part.
@@ -61,42 +72,51 @@ impl Gcm {
     pub(super) fn seal(&self, esp: &mut [u8], seq: u64, esn: bool) {
         let n = esp.len();
         esp[HEADER_LEN..HEADER_LEN + IV_LEN].copy_from_slice(&seq.to_be_bytes());
-        let nonce = self.nonce(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
+        let nonce = self.nonce_bytes(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
         let mut abuf = [0u8; 12];
         let aad = Self::aad(esp, seq, esn, &mut abuf);
-        let (body, icv) =
-            esp[HEADER_LEN + IV_LEN..].split_at_mut(n - HEADER_LEN - IV_LEN - TAG_LEN);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(aad), body)
-            .expect("ESP payloads are far below GCM's length limit");
-        icv.copy_from_slice(tag.as_ref());
+        let (body, icv) = esp[HEADER_LEN + IV_LEN..].split_at_mut(n - HEADER_LEN - IV_LEN - TAG_LEN);
+        match &self.key {
+            Engine::IpsecMb(k) => {
+                let mut tag = [0u8; TAG_LEN];
+                k.seal_in_place(&nonce, aad, body, &mut tag);
+                icv.copy_from_slice(&tag);
+            }
+            Engine::Ring(k) => {
+                let tag = k
+                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
+                    .expect("ESP payloads are far below GCM's length limit");
+                icv.copy_from_slice(tag.as_ref());
+            }
+        }
     }
 
     pub(super) fn open(&self, esp: &mut [u8], seq: u64, esn: bool) -> Result<(), IcvError> {
-        let nonce = self.nonce(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
+        let n = esp.len();
+        let nonce = self.nonce_bytes(&esp[HEADER_LEN..HEADER_LEN + IV_LEN]);
         let mut abuf = [0u8; 12];
         let aad = Self::aad(esp, seq, esn, &mut abuf);
-        // ciphertext || tag are contiguous in ESP: open in place.
-        self.key
-            .open_in_place(nonce, Aad::from(aad), &mut esp[HEADER_LEN + IV_LEN..])
-            .map(|_| ())
-            .map_err(|_| IcvError)
+        match &self.key {
+            Engine::IpsecMb(k) => {
+                let (body, icv) = esp[HEADER_LEN + IV_LEN..].split_at_mut(n - HEADER_LEN - IV_LEN - TAG_LEN);
+                let tag: &[u8; TAG_LEN] = (&*icv).try_into().map_err(|_| IcvError)?;
+                k.open_in_place(&nonce, aad, body, tag).then_some(()).ok_or(IcvError)
+            }
+            // ciphertext || tag are contiguous in ESP: open in place.
+            Engine::Ring(k) => k
+                .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut esp[HEADER_LEN + IV_LEN..])
+                .map(|_| ())
+                .map_err(|_| IcvError),
+        }
     }
 }
 
 /// GCM on raw inputs, for known-answer tests of the same `ring` calls.
 #[cfg(test)]
 pub(super) fn seal_raw(key: &[u8], nonce: [u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
-    let alg = if key.len() == 16 {
-        &aead::AES_128_GCM
-    } else {
-        &aead::AES_256_GCM
-    };
+    let alg = if key.len() == 16 { &aead::AES_128_GCM } else { &aead::AES_256_GCM };
     let k = LessSafeKey::new(UnboundKey::new(alg, key).unwrap());
-    let t = k
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
-        .unwrap();
+    let t = k.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data).unwrap();
     t.as_ref().try_into().unwrap()
 }
 
@@ -110,10 +130,8 @@ mod tests {
     /// 96-bit IV.
     #[test]
     fn known_answers_gcm_spec_test_cases_4_and_16() {
-        let p = hex(
-            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
-             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
-        );
+        let p = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
         let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
         let iv: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
 
@@ -121,10 +139,8 @@ mod tests {
         let tag = seal_raw(&hex("feffe9928665731c6d6a8f9467308308"), iv, &aad, &mut d);
         assert_eq!(
             d,
-            hex(
-                "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e\
-                 21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
-            )
+            hex("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e\
+                 21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091")
         );
         assert_eq!(tag.to_vec(), hex("5bc94fbc3221a5db94fae95ae7121a47"));
 
@@ -133,12 +149,39 @@ mod tests {
         let tag = seal_raw(&key, iv, &aad, &mut d);
         assert_eq!(
             d,
-            hex(
-                "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
-                 8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
-            )
+            hex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+                 8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662")
         );
         assert_eq!(tag.to_vec(), hex("76fc6ece0f4e1768cddf8853bb2d551b"));
+    }
+
+    /// intel-ipsec-mb and ring produce the same ESP bytes, and each opens
+    /// the other's, for both key sizes, with and without ESN.
+    #[test]
+    fn engines_agree() {
+        for klen in [20usize, 36] {
+            let material: Vec<u8> = (0..klen as u8).map(|i| i.wrapping_mul(13)).collect();
+            let (fast, slow) = (Gcm::with_engine(&material, true), Gcm::with_engine(&material, false));
+            assert!(matches!(fast.key, Engine::IpsecMb(_)), "intel-ipsec-mb in use");
+            for len in [0usize, 1, 15, 16, 17, 100, 1500] {
+                for esn in [false, true] {
+                    let mut a = vec![0u8; 8 + 8 + len + 16];
+                    a[..8].copy_from_slice(&[0, 0, 0x10, 1, 0, 0, 0, 9]);
+                    a[16..16 + len].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+                    let mut b = a.clone();
+                    let seq = (3u64 << 32) | 9;
+                    fast.seal(&mut a, seq, esn);
+                    slow.seal(&mut b, seq, esn);
+                    assert_eq!(a, b, "len {len} esn {esn}");
+                    let mut c = a.clone();
+                    slow.open(&mut c, seq, esn).unwrap();
+                    fast.open(&mut b, seq, esn).unwrap();
+                    assert_eq!(b, c);
+                    a[16] ^= 1;
+                    assert_eq!(fast.open(&mut a, seq, esn), Err(IcvError));
+                }
+            }
+        }
     }
 
     /// The ESP construction uses exactly those primitives: salt || IV as the
@@ -156,11 +199,7 @@ mod tests {
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(&hex("cafebabefacedbaddecaf888"));
         let tag = seal_raw(&material[..16], nonce, &hex("0000432187654321"), &mut d);
-        assert_eq!(
-            &esp[8..16],
-            &seq.to_be_bytes(),
-            "explicit IV = sequence number"
-        );
+        assert_eq!(&esp[8..16], &seq.to_be_bytes(), "explicit IV = sequence number");
         assert_eq!(&esp[16..20], &d);
         assert_eq!(&esp[20..], &tag);
         // With ESN the AAD is SPI || seq_hi || seq_lo.
@@ -168,12 +207,7 @@ mod tests {
         esp2[16..20].copy_from_slice(&[1, 2, 2, 4]);
         g.seal(&mut esp2, seq, true);
         let mut d = [1u8, 2, 2, 4];
-        let tag = seal_raw(
-            &material[..16],
-            nonce,
-            &hex("00004321facedbad87654321"),
-            &mut d,
-        );
+        let tag = seal_raw(&material[..16], nonce, &hex("00004321facedbad87654321"), &mut d);
         assert_eq!(&esp2[20..], &tag);
     }
 }

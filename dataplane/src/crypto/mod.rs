@@ -120,13 +120,10 @@ impl fmt::Display for Algorithm {
 impl FromStr for Algorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Algorithm::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-                format!("unknown algorithm '{s}' (one of {})", names.join(", "))
-            })
+        Algorithm::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown algorithm '{s}' (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -146,17 +143,9 @@ impl From<Algorithm> for String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("{alg}: encryption key must be {want} octets, got {got}")]
-    EncKeyLength {
-        alg: Algorithm,
-        want: usize,
-        got: usize,
-    },
+    EncKeyLength { alg: Algorithm, want: usize, got: usize },
     #[error("{alg}: integrity key must be {want} octets, got {got}")]
-    AuthKeyLength {
-        alg: Algorithm,
-        want: usize,
-        got: usize,
-    },
+    AuthKeyLength { alg: Algorithm, want: usize, got: usize },
 }
 
 /// The ICV did not verify (or the ESP packet is too short to hold one).
@@ -185,18 +174,10 @@ impl fmt::Debug for EspCipher {
 impl EspCipher {
     pub fn new(alg: Algorithm, enc_key: &[u8], auth_key: &[u8]) -> Result<Self, KeyError> {
         if enc_key.len() != alg.enc_key_len() {
-            return Err(KeyError::EncKeyLength {
-                alg,
-                want: alg.enc_key_len(),
-                got: enc_key.len(),
-            });
+            return Err(KeyError::EncKeyLength { alg, want: alg.enc_key_len(), got: enc_key.len() });
         }
         if auth_key.len() != alg.auth_key_len() {
-            return Err(KeyError::AuthKeyLength {
-                alg,
-                want: alg.auth_key_len(),
-                got: auth_key.len(),
-            });
+            return Err(KeyError::AuthKeyLength { alg, want: alg.auth_key_len(), got: auth_key.len() });
         }
         let inner = if alg.is_aead() {
             Inner::Gcm(gcm::Gcm::new(enc_key))
@@ -238,10 +219,7 @@ impl EspCipher {
 #[cfg(test)]
 pub(crate) fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 #[cfg(test)]
@@ -269,29 +247,17 @@ mod tests {
         }
         let sealed = b.clone();
         c.open(&mut b, seq, esn).unwrap();
-        assert_eq!(
-            &b[p0..tend],
-            &plain[p0..tend],
-            "{alg}: decrypts to the input"
-        );
+        assert_eq!(&b[p0..tend], &plain[p0..tend], "{alg}: decrypts to the input");
         // Any flipped bit anywhere fails the ICV.
         for i in [0, 5, p0 - 1, p0, tend - 1, total - 1] {
             let mut t = sealed.clone();
             t[i] ^= 0x20;
-            assert_eq!(
-                c.open(&mut t, seq, esn),
-                Err(IcvError),
-                "{alg}: bit flip at {i}"
-            );
+            assert_eq!(c.open(&mut t, seq, esn), Err(IcvError), "{alg}: bit flip at {i}");
         }
         // ESN: the high half of the sequence number is authenticated.
         if esn {
             let mut t = sealed.clone();
-            assert_eq!(
-                c.open(&mut t, seq ^ (1 << 40), true),
-                Err(IcvError),
-                "{alg}: ESN high bits"
-            );
+            assert_eq!(c.open(&mut t, seq ^ (1 << 40), true), Err(IcvError), "{alg}: ESN high bits");
         }
     }
 
@@ -310,19 +276,11 @@ mod tests {
     fn key_lengths_are_checked() {
         assert!(matches!(
             EspCipher::new(Algorithm::AesGcm128, &[0; 16], &[]),
-            Err(KeyError::EncKeyLength {
-                want: 20,
-                got: 16,
-                ..
-            })
+            Err(KeyError::EncKeyLength { want: 20, got: 16, .. })
         ));
         assert!(matches!(
             EspCipher::new(Algorithm::AesCbc128HmacSha1, &[0; 16], &[0; 32]),
-            Err(KeyError::AuthKeyLength {
-                want: 20,
-                got: 32,
-                ..
-            })
+            Err(KeyError::AuthKeyLength { want: 20, got: 32, .. })
         ));
         let c = EspCipher::new(Algorithm::AesGcm256, &[0; 36], &[]).unwrap();
         assert!(!format!("{c:?}").contains('0'), "no key material in Debug");
@@ -335,9 +293,6 @@ mod tests {
         for a in Algorithm::ALL {
             assert_eq!(a.name().parse::<Algorithm>(), Ok(a));
         }
-        assert!("des"
-            .parse::<Algorithm>()
-            .unwrap_err()
-            .contains("aes128gcm"));
+        assert!("des".parse::<Algorithm>().unwrap_err().contains("aes128gcm"));
     }
 }

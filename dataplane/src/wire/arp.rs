@@ -48,11 +48,7 @@ impl Repr {
         if b.len() < PACKET_LEN {
             return Err(WireError::Truncated);
         }
-        if be16(b, field::HTYPE) != 1
-            || be16(b, field::PTYPE) != 0x0800
-            || b[field::HLEN] != 6
-            || b[field::PLEN] != 4
-        {
+        if be16(b, field::HTYPE) != 1 || be16(b, field::PTYPE) != 0x0800 || b[field::HLEN] != 6 || b[field::PLEN] != 4 {
             return Err(WireError::Malformed);
         }
         Ok(Repr {

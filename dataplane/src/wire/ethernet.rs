@@ -65,22 +65,14 @@ mod tests {
     #[test]
     fn parse_emit_round_trip_and_truncation() {
         let mut b = [0u8; 20];
-        emit(
-            &mut b,
-            [1, 2, 3, 4, 5, 6],
-            [7, 8, 9, 10, 11, 12],
-            ETHERTYPE_IPV6,
-        );
+        emit(&mut b, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], ETHERTYPE_IPV6);
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(f.dst(), [1, 2, 3, 4, 5, 6]);
         assert_eq!(f.src(), [7, 8, 9, 10, 11, 12]);
         assert_eq!(f.ethertype(), ETHERTYPE_IPV6);
         assert_eq!(f.payload().len(), 6);
         for n in 0..HEADER_LEN {
-            assert_eq!(
-                Frame::new_checked(&b[..n]).unwrap_err(),
-                WireError::Truncated
-            );
+            assert_eq!(Frame::new_checked(&b[..n]).unwrap_err(), WireError::Truncated);
         }
         assert!(is_multicast(&BROADCAST));
         assert!(!is_multicast(&[2, 0, 0, 0, 0, 1]));

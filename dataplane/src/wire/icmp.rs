@@ -79,27 +79,14 @@ impl NdRepr {
             if len > opts.len() {
                 return Err(WireError::Truncated);
             }
-            let want = if t == v6::NEIGHBOR_SOLICIT {
-                v6::OPT_SOURCE_LLADDR
-            } else {
-                v6::OPT_TARGET_LLADDR
-            };
+            let want = if t == v6::NEIGHBOR_SOLICIT { v6::OPT_SOURCE_LLADDR } else { v6::OPT_TARGET_LLADDR };
             if opts[0] == want && len >= 8 {
                 lladdr = opts[2..8].try_into().ok();
             }
             opts = &opts[len..];
         }
-        let flags = if t == v6::NEIGHBOR_ADVERT {
-            b[4] & 0xe0
-        } else {
-            0
-        };
-        Ok(NdRepr {
-            icmp_type: t,
-            flags,
-            target: Ipv6Addr::from(target),
-            lladdr,
-        })
+        let flags = if t == v6::NEIGHBOR_ADVERT { b[4] & 0xe0 } else { 0 };
+        Ok(NdRepr { icmp_type: t, flags, target: Ipv6Addr::from(target), lladdr })
     }
 
     /// Octets [`NdRepr::emit`] writes.
@@ -119,11 +106,8 @@ impl NdRepr {
         out[4] = self.flags;
         out[8..24].copy_from_slice(&self.target.octets());
         if let Some(mac) = self.lladdr {
-            out[24] = if self.icmp_type == v6::NEIGHBOR_SOLICIT {
-                v6::OPT_SOURCE_LLADDR
-            } else {
-                v6::OPT_TARGET_LLADDR
-            };
+            out[24] =
+                if self.icmp_type == v6::NEIGHBOR_SOLICIT { v6::OPT_SOURCE_LLADDR } else { v6::OPT_TARGET_LLADDR };
             out[25] = 1;
             out[26..32].copy_from_slice(&mac);
         }

@@ -104,22 +104,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     pub fn src(&self) -> Ipv4Addr {
         let b = self.b();
-        Ipv4Addr::new(
-            b[field::SRC],
-            b[field::SRC + 1],
-            b[field::SRC + 2],
-            b[field::SRC + 3],
-        )
+        Ipv4Addr::new(b[field::SRC], b[field::SRC + 1], b[field::SRC + 2], b[field::SRC + 3])
     }
 
     pub fn dst(&self) -> Ipv4Addr {
         let b = self.b();
-        Ipv4Addr::new(
-            b[field::DST],
-            b[field::DST + 1],
-            b[field::DST + 2],
-            b[field::DST + 3],
-        )
+        Ipv4Addr::new(b[field::DST], b[field::DST + 1], b[field::DST + 2], b[field::DST + 3])
     }
 
     pub fn checksum_ok(&self) -> bool {
@@ -253,22 +243,13 @@ mod tests {
         }
         let mut v6 = b.clone();
         v6[0] = 0x65;
-        assert_eq!(
-            Packet::new_checked(&v6[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Packet::new_checked(&v6[..]).unwrap_err(), WireError::Malformed);
         let mut ihl = b.clone();
         ihl[0] = 0x44;
-        assert_eq!(
-            Packet::new_checked(&ihl[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Packet::new_checked(&ihl[..]).unwrap_err(), WireError::Malformed);
         let mut tl = b.clone();
         tl[2..4].copy_from_slice(&10u16.to_be_bytes());
-        assert_eq!(
-            Packet::new_checked(&tl[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Packet::new_checked(&tl[..]).unwrap_err(), WireError::Malformed);
         // Ethernet padding after the packet is fine.
         let mut padded = b.clone();
         padded.extend_from_slice(&[0; 18]);

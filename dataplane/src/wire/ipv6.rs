@@ -74,16 +74,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn src(&self) -> Ipv6Addr {
-        let a: [u8; 16] = self.b()[field::SRC..field::SRC + 16]
-            .try_into()
-            .unwrap_or_default();
+        let a: [u8; 16] = self.b()[field::SRC..field::SRC + 16].try_into().unwrap_or_default();
         Ipv6Addr::from(a)
     }
 
     pub fn dst(&self) -> Ipv6Addr {
-        let a: [u8; 16] = self.b()[field::DST..field::DST + 16]
-            .try_into()
-            .unwrap_or_default();
+        let a: [u8; 16] = self.b()[field::DST..field::DST + 16].try_into().unwrap_or_default();
         Ipv6Addr::from(a)
     }
 
@@ -160,8 +156,7 @@ impl Repr {
 
 /// Sets the payload length of a header emitted earlier as a template.
 pub fn patch_len(out: &mut [u8], payload_len: usize) {
-    out[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2]
-        .copy_from_slice(&(payload_len as u16).to_be_bytes());
+    out[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2].copy_from_slice(&(payload_len as u16).to_be_bytes());
 }
 
 /// The pseudo-header sum for upper-layer checksums (RFC 8200 8.1).
@@ -205,28 +200,14 @@ mod tests {
 
     #[test]
     fn emit_parse_and_walk_extension_headers() {
-        let b = with_ext(
-            &[
-                (ipproto::HOPOPTS, 8),
-                (ipproto::DSTOPTS, 16),
-                (ipproto::FRAGMENT, 8),
-            ],
-            ipproto::ESP,
-            20,
-        );
+        let b = with_ext(&[(ipproto::HOPOPTS, 8), (ipproto::DSTOPTS, 16), (ipproto::FRAGMENT, 8)], ipproto::ESP, 20);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.traffic_class(), 0xb8);
         assert_eq!(p.hop_limit(), 64);
         assert_eq!(p.src(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.upper_layer().unwrap(), (ipproto::ESP, 40 + 8 + 16 + 8));
         let plain = with_ext(&[], ipproto::UDP, 8);
-        assert_eq!(
-            Packet::new_checked(&plain[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap(),
-            (ipproto::UDP, 40)
-        );
+        assert_eq!(Packet::new_checked(&plain[..]).unwrap().upper_layer().unwrap(), (ipproto::UDP, 40));
     }
 
     #[test]
@@ -236,11 +217,7 @@ mod tests {
             let mut t = b[..cut].to_vec();
             patch_len(&mut t, cut - HEADER_LEN);
             let p = Packet::new_checked(&t[..]).unwrap();
-            assert_eq!(
-                p.upper_layer().unwrap_err(),
-                WireError::Truncated,
-                "cut {cut}"
-            );
+            assert_eq!(p.upper_layer().unwrap_err(), WireError::Truncated, "cut {cut}");
         }
         for n in 0..HEADER_LEN {
             assert!(Packet::new_checked(&b[..n]).is_err());
@@ -251,12 +228,6 @@ mod tests {
     fn endless_chains_are_malformed() {
         let exts: Vec<(u8, usize)> = (0..9).map(|_| (ipproto::DSTOPTS, 8)).collect();
         let b = with_ext(&exts, ipproto::UDP, 0);
-        assert_eq!(
-            Packet::new_checked(&b[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap_err(), WireError::Malformed);
     }
 }

@@ -72,8 +72,7 @@ pub fn emit(out: &mut [u8], src_port: u16, dst_port: u16, payload_len: usize) {
 }
 
 pub fn patch_len(out: &mut [u8], payload_len: usize) {
-    out[field::LENGTH..field::LENGTH + 2]
-        .copy_from_slice(&((HEADER_LEN + payload_len) as u16).to_be_bytes());
+    out[field::LENGTH..field::LENGTH + 2].copy_from_slice(&((HEADER_LEN + payload_len) as u16).to_be_bytes());
 }
 
 pub fn set_checksum(out: &mut [u8], c: u16) {
@@ -117,20 +116,14 @@ mod tests {
         }
         let mut bad = b;
         bad[4..6].copy_from_slice(&3u16.to_be_bytes());
-        assert_eq!(
-            Packet::new_checked(&bad[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Packet::new_checked(&bad[..]).unwrap_err(), WireError::Malformed);
     }
 
     #[test]
     fn natt_classification() {
         assert_eq!(classify_natt(&[0xff]), Ok(NattPayload::Keepalive));
         assert_eq!(classify_natt(&[0, 0, 0, 0, 1, 2]), Ok(NattPayload::Ike));
-        assert_eq!(
-            classify_natt(&[0, 0, 0, 1, 0, 0, 0, 1]),
-            Ok(NattPayload::Esp)
-        );
+        assert_eq!(classify_natt(&[0, 0, 0, 1, 0, 0, 0, 1]), Ok(NattPayload::Esp));
         assert_eq!(classify_natt(&[0, 0, 1]), Err(WireError::Truncated));
         assert_eq!(classify_natt(&[]), Err(WireError::Truncated));
     }

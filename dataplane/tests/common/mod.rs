@@ -8,12 +8,7 @@ use dataplane::wire::{ethernet, ipproto, ipv4, ipv6};
 pub fn udp_frame(src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
     let v6 = src.contains(':');
     let mut f = vec![0u8; 14 + len];
-    ethernet::emit(
-        &mut f,
-        [2, 0, 0, 0, 0, 1],
-        [2, 0, 0, 0, 0, 2],
-        if v6 { 0x86dd } else { 0x0800 },
-    );
+    ethernet::emit(&mut f, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], if v6 { 0x86dd } else { 0x0800 });
     let l4 = if v6 {
         ipv6::Repr {
             src: src.parse().unwrap(),
@@ -45,10 +40,7 @@ pub fn udp_frame(src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
     f[l4..l4 + 2].copy_from_slice(&(10000 + tag as u16).to_be_bytes());
     f[l4 + 2..l4 + 4].copy_from_slice(&7u16.to_be_bytes());
     f[l4 + 4..l4 + 6].copy_from_slice(&ulen.to_be_bytes());
-    f[l4 + 8..]
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
+    f[l4 + 8..].iter_mut().enumerate().for_each(|(i, b)| *b = tag.wrapping_add(i as u8));
     f
 }
 

@@ -46,11 +46,7 @@ struct Args {
 }
 
 fn build_config(args: &Args) -> Result<Config, String> {
-    let origin = args
-        .config
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "command line".into());
+    let origin = args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "command line".into());
     let mut cfg = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -89,10 +85,7 @@ fn build_config(args: &Args) -> Result<Config, String> {
     }
     cfg.validate(&origin).map_err(|e| e.to_string())?;
     if !args.stats_interval.is_finite() || args.stats_interval < 0.0 {
-        return Err(format!(
-            "--stats-interval: {} is not a number of seconds >= 0",
-            args.stats_interval
-        ));
+        return Err(format!("--stats-interval: {} is not a number of seconds >= 0", args.stats_interval));
     }
     Ok(cfg)
 }
@@ -107,16 +100,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!(
-            "configuration ok; EAL arguments: {}",
-            cfg.eal_args().join(" ")
-        );
+        println!("configuration ok; EAL arguments: {}", cfg.eal_args().join(" "));
         return ExitCode::SUCCESS;
     }
     let opts = runner::RunOptions {
         exit_when_idle: args.exit_when_idle.map(std::time::Duration::from_millis),
-        stats_interval: (args.stats_interval > 0.0)
-            .then(|| std::time::Duration::from_secs_f64(args.stats_interval)),
+        stats_interval: (args.stats_interval > 0.0).then(|| std::time::Duration::from_secs_f64(args.stats_interval)),
     };
     match runner::run(&cfg, &opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,13 +34,11 @@ struct WorkerPlan {
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| format!("installing signal handler: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("installing signal handler: {e}"))?;
     }
 
     let eal_args = cfg.eal_args();
-    let eal = Eal::init(&eal_args)
-        .map_err(|e| format!("EAL init failed ({e}); arguments: {}", eal_args.join(" ")))?;
+    let eal = Eal::init(&eal_args).map_err(|e| format!("EAL init failed ({e}); arguments: {}", eal_args.join(" ")))?;
     let workers = eal.worker_lcores();
     if workers.is_empty() {
         return Err(format!(
@@ -64,31 +62,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     // Bring up every port with one rx and one tx queue per worker.
     let mut ports: Vec<Port> = Vec::new();
     for (i, pc) in cfg.ports.iter().enumerate() {
-        let id = PortId::by_name(pc.dpdk_name()).map_err(|e| {
-            format!(
-                "port[{i}] '{}': device '{}' did not come up ({e})",
-                pc.name,
-                pc.dpdk_name()
-            )
-        })?;
-        let conf = PortConfig {
-            rx_queues: nq,
-            tx_queues: nq,
-            rx_desc: pc.rx_desc,
-            tx_desc: pc.tx_desc,
-            ..Default::default()
-        };
-        let port = Port::configure(id, &conf, pool.clone())
-            .map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
-        port.start()
-            .map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
+        let id = PortId::by_name(pc.dpdk_name())
+            .map_err(|e| format!("port[{i}] '{}': device '{}' did not come up ({e})", pc.name, pc.dpdk_name()))?;
+        let conf =
+            PortConfig { rx_queues: nq, tx_queues: nq, rx_desc: pc.rx_desc, tx_desc: pc.tx_desc, ..Default::default() };
+        let port = Port::configure(id, &conf, pool.clone()).map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
+        port.start().map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
         ports.push(port);
     }
 
-    let counters: Vec<Arc<WorkerCounters>> = workers
-        .iter()
-        .map(|_| Arc::new(WorkerCounters::default()))
-        .collect();
+    let counters: Vec<Arc<WorkerCounters>> = workers.iter().map(|_| Arc::new(WorkerCounters::default())).collect();
     let mut gw_stats: Vec<Arc<WorkerStats>> = Vec::new();
     let mut handles = Vec::new();
     let mut tables: Option<Arc<Tables>> = None;
@@ -112,9 +95,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                 gw_stats.push(w.stats());
                 let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
                 let h = eal
-                    .launch(*lcore, move || {
-                        gateway_worker(rxqs, txqs, w, &stop, &c, &wc)
-                    })
+                    .launch(*lcore, move || gateway_worker(rxqs, txqs, w, &stop, &c, &wc))
                     .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
                 handles.push(h);
             }
@@ -150,8 +131,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         print_gateway_final(t, &gw_stats);
     }
     for p in &ports {
-        p.stop()
-            .map_err(|e| format!("stopping {}: {e}", p.name()))?;
+        p.stop().map_err(|e| format!("stopping {}: {e}", p.name()))?;
     }
     // Ports close before the pool and the EAL go.
     drop(ports);
@@ -173,27 +153,18 @@ fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -
         .iter_mut()
         .map(|p| {
             let (rx, tx) = p.take_queues().expect("queues taken once");
-            (
-                rx.into_iter().map(Some).collect(),
-                tx.into_iter().map(Some).collect(),
-            )
+            (rx.into_iter().map(Some).collect(), tx.into_iter().map(Some).collect())
         })
         .collect();
     (0..nworkers)
         .map(|w| {
-            let mut plan = WorkerPlan {
-                paths: Vec::new(),
-                txqs: Vec::new(),
-            };
+            let mut plan = WorkerPlan { paths: Vec::new(), txqs: Vec::new() };
             for &(a, b) in pairs {
                 for (from, to) in [(a, b), (b, a)] {
                     let rx = queues[from].0[w].take().expect("each rx queue used once");
                     let tx = queues[to].1[w].take().expect("each tx queue used once");
                     plan.txqs.push(tx);
-                    plan.paths.push(Path {
-                        rx,
-                        tx: plan.txqs.len() - 1,
-                    });
+                    plan.paths.push(Path { rx, tx: plan.txqs.len() - 1 });
                 }
             }
             plan
@@ -208,22 +179,13 @@ fn plan_gateway(ports: &mut [Port], nworkers: usize) -> Vec<(Vec<RxQueue>, Vec<T
         .iter_mut()
         .map(|p| {
             let (rx, tx) = p.take_queues().expect("queues taken once");
-            (
-                rx.into_iter().map(Some).collect(),
-                tx.into_iter().map(Some).collect(),
-            )
+            (rx.into_iter().map(Some).collect(), tx.into_iter().map(Some).collect())
         })
         .collect();
     (0..nworkers)
         .map(|w| {
-            let rx = per_port
-                .iter_mut()
-                .map(|q| q.0[w].take().expect("rx queue used once"))
-                .collect();
-            let tx = per_port
-                .iter_mut()
-                .map(|q| q.1[w].take().expect("tx queue used once"))
-                .collect();
+            let rx = per_port.iter_mut().map(|q| q.0[w].take().expect("rx queue used once")).collect();
+            let tx = per_port.iter_mut().map(|q| q.1[w].take().expect("tx queue used once")).collect();
             (rx, tx)
         })
         .collect()
@@ -330,14 +292,7 @@ fn print_gateway_final(t: &Tables, stats: &[Arc<WorkerStats>]) {
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
-    println!(
-        "counters drops {}",
-        if drops.is_empty() {
-            "none".to_string()
-        } else {
-            drops.join(" ")
-        }
-    );
+    println!("counters drops {}", if drops.is_empty() { "none".to_string() } else { drops.join(" ") });
     for (i, sa) in t.out_sas.iter().enumerate() {
         println!(
             "counters sa spi={:#010x} dir=out packets={} bytes={} seq={}",
@@ -387,22 +342,13 @@ fn forward_worker(mut plan: WorkerPlan, stop: &AtomicBool, c: &WorkerCounters, w
     }
 }
 
-fn main_loop(
-    cfg: &Config,
-    opts: &RunOptions,
-    ports: &[Port],
-    counters: &[Arc<WorkerCounters>],
-    stop: &AtomicBool,
-) {
+fn main_loop(cfg: &Config, opts: &RunOptions, ports: &[Port], counters: &[Arc<WorkerCounters>], stop: &AtomicBool) {
     let start = Instant::now();
     let total_rx = || counters.iter().map(|c| c.snapshot().rx).sum::<u64>();
     let mut last_rx = total_rx();
     let mut last_rx_change = Instant::now();
     let mut last_print = Instant::now();
-    let mut last_stats: Vec<PortStats> = ports
-        .iter()
-        .map(|p| p.stats().unwrap_or_default())
-        .collect();
+    let mut last_stats: Vec<PortStats> = ports.iter().map(|p| p.stats().unwrap_or_default()).collect();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         let rx = total_rx();
@@ -410,10 +356,7 @@ fn main_loop(
             last_rx = rx;
             last_rx_change = Instant::now();
         }
-        if opts
-            .exit_when_idle
-            .is_some_and(|idle| last_rx_change.elapsed() >= idle)
-        {
+        if opts.exit_when_idle.is_some_and(|idle| last_rx_change.elapsed() >= idle) {
             break;
         }
         let Some(iv) = opts.stats_interval else {
@@ -423,10 +366,7 @@ fn main_loop(
         if dt < iv {
             continue;
         }
-        let now: Vec<PortStats> = ports
-            .iter()
-            .map(|p| p.stats().unwrap_or_default())
-            .collect();
+        let now: Vec<PortStats> = ports.iter().map(|p| p.stats().unwrap_or_default()).collect();
         let secs = dt.as_secs_f64();
         let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
         let mut line = format!("[{:7.1}s]", start.elapsed().as_secs_f64());
@@ -440,10 +380,7 @@ fn main_loop(
                 rate(a.obytes, b.obytes) * 8.0 / 1e9,
             ));
         }
-        let w = counters
-            .iter()
-            .map(|c| c.snapshot())
-            .fold(WorkerSnapshot::default(), |a, b| a + b);
+        let w = counters.iter().map(|c| c.snapshot()).fold(WorkerSnapshot::default(), |a, b| a + b);
         line.push_str(&format!(" | tx_full drops {}", w.tx_full));
         println!("{line}");
         last_stats = now;
@@ -472,9 +409,6 @@ fn print_final(cfg: &Config, ports: &[Port], counters: &[Arc<WorkerCounters>]) {
     }
     for (i, c) in counters.iter().enumerate() {
         let s = c.snapshot();
-        println!(
-            "counters worker={} rx={} tx={} tx_full={} idle_sleeps={}",
-            i, s.rx, s.tx, s.tx_full, s.idle_sleeps
-        );
+        println!("counters worker={} rx={} tx={} tx_full={} idle_sleeps={}", i, s.rx, s.tx, s.tx_full, s.idle_sleeps);
     }
 }
