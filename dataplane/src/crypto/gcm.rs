@@ -22,6 +22,8 @@ pub(super) struct Gcm {
     salt: Zeroizing<[u8; 4]>,
 }
 
+// Per-SA, built once; the size difference is irrelevant.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     IpsecMb(ipsec_mb::GcmKey),
     Ring(LessSafeKey),
