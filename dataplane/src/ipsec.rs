@@ -93,17 +93,6 @@ pub fn decap<B: PacketBuf>(
     Ok(Inner { v6, seq })
 }
 
-/// Inner source and destination of the IP packet filling `data`.
-pub fn inner_addrs(data: &[u8], v6: bool) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
-    if v6 {
-        let p = ipv6::Packet::new_checked(data).ok()?;
-        Some((p.src().into(), p.dst().into()))
-    } else {
-        let p = ipv4::Packet::new_checked(data).ok()?;
-        Some((p.src().into(), p.dst().into()))
-    }
-}
-
 /// Maps a header parse error to its drop reason.
 pub fn wire_drop(e: wire::WireError) -> DropReason {
     match e {

@@ -12,7 +12,7 @@ use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::ipsec::{self, wire_drop};
 use crate::replay::ReplayWindow;
-use crate::tables::{Policy, Tables};
+use crate::tables::{NextHop, Policy, Tables};
 use crate::wire::{ethernet, ipproto, ipv4, ipv6, udp};
 
 /// What to do with a packet after [`Worker::process`].
@@ -84,6 +84,7 @@ impl std::fmt::Debug for Worker {
 /// Facts of the packet's IP header that the pipeline needs.
 struct L3 {
     v6: bool,
+    src: IpAddr,
     dst: IpAddr,
     proto: u8,
     l4_off: usize,
@@ -130,7 +131,7 @@ impl Worker {
         }
         buf.adj(ethernet::HEADER_LEN);
         let l3 = parse_l3(buf, et == ethernet::ETHERTYPE_IPV6)?;
-        if self.tables.local.contains(&l3.dst) {
+        if self.tables.is_local(l3.dst) {
             return self.local(buf, &l3);
         }
         self.forward(buf, l3, false)
@@ -187,14 +188,13 @@ impl Worker {
                 return Err(r);
             }
         };
-        let (src, dst) = ipsec::inner_addrs(buf.data(), inner.v6).ok_or(DropReason::InnerMalformed)?;
-        if !sa.selectors_allow(src, dst) {
+        let l3 = parse_l3(buf, inner.v6)?;
+        if !sa.selectors_allow(l3.src, l3.dst) {
             return Err(DropReason::PolicyMismatch);
         }
         bump(&self.stats.decrypted, 1);
         bump(&self.stats.sa_in[i][0], 1);
         bump(&self.stats.sa_in[i][1], buf.len() as u64);
-        let l3 = parse_l3(buf, inner.v6)?;
         self.forward(buf, l3, true)
     }
 
@@ -208,13 +208,13 @@ impl Worker {
                 if sa.expired.load(Relaxed) {
                     return Err(DropReason::SaExpired);
                 }
+                let nh = self.tables.sa_next_hop(i)?;
                 let len = buf.len() as u64;
                 ipsec::encap(sa, buf, l3.v6)?;
                 bump(&self.stats.encrypted, 1);
                 bump(&self.stats.sa_out[i][0], 1);
                 bump(&self.stats.sa_out[i][1], len);
-                let remote = sa.remote;
-                self.output(buf, remote)
+                emit_l2(buf, &nh, sa.template.is_v6())
             }
             Some(Policy::Discard) => Err(DropReason::PolicyDiscard),
             Some(Policy::Bypass) | None => {
@@ -236,18 +236,21 @@ impl Worker {
 
     /// Route lookup, neighbour, MTU, Ethernet header.
     fn output<B: PacketBuf>(&self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
-        let r = self.tables.route(dst).ok_or(DropReason::NoRoute)?;
-        let port = self.tables.ports.get(r.port as usize).ok_or(DropReason::NoRoute)?;
-        let next_hop = r.via.unwrap_or(dst);
-        let mac = *self.tables.neighbors.get(&next_hop).ok_or(DropReason::NoNeighbor)?;
-        if buf.len() > port.mtu {
-            return Err(DropReason::Oversize);
-        }
-        let et = if dst.is_ipv6() { ethernet::ETHERTYPE_IPV6 } else { ethernet::ETHERTYPE_IPV4 };
-        let h = buf.prepend(ethernet::HEADER_LEN).ok_or(DropReason::NoRoom)?;
-        ethernet::emit(h, mac, port.mac, et);
-        Ok(Verdict::Tx(r.port))
+        let nh = self.tables.next_hop(dst)?;
+        emit_l2(buf, &nh, dst.is_ipv6())
     }
+}
+
+/// MTU check and the Ethernet header towards `nh`.
+#[inline]
+fn emit_l2<B: PacketBuf>(buf: &mut B, nh: &NextHop, v6: bool) -> Result<Verdict, DropReason> {
+    if buf.len() > nh.mtu {
+        return Err(DropReason::Oversize);
+    }
+    let et = if v6 { ethernet::ETHERTYPE_IPV6 } else { ethernet::ETHERTYPE_IPV4 };
+    let h = buf.prepend(ethernet::HEADER_LEN).ok_or(DropReason::NoRoom)?;
+    ethernet::emit(h, nh.dst_mac, nh.src_mac, et);
+    Ok(Verdict::Tx(nh.port))
 }
 
 /// Parses the IP header filling `buf`, trims Ethernet padding after it.
@@ -255,14 +258,17 @@ fn parse_l3<B: PacketBuf>(buf: &mut B, v6: bool) -> Result<L3, DropReason> {
     let (l3, total) = if v6 {
         let p = ipv6::Packet::new_checked(buf.data()).map_err(wire_drop)?;
         let (proto, off) = p.upper_layer().map_err(wire_drop)?;
-        (L3 { v6, dst: p.dst().into(), proto, l4_off: off, ttl: p.hop_limit() }, p.total_len())
+        (L3 { v6, src: p.src().into(), dst: p.dst().into(), proto, l4_off: off, ttl: p.hop_limit() }, p.total_len())
     } else {
         let p = ipv4::Packet::new_checked(buf.data()).map_err(wire_drop)?;
         if !p.checksum_ok() {
             return Err(DropReason::BadChecksum);
         }
         let proto = if p.is_fragment() { ipproto::FRAGMENT } else { p.protocol() };
-        (L3 { v6, dst: p.dst().into(), proto, l4_off: p.header_len(), ttl: p.ttl() }, p.total_len())
+        (
+            L3 { v6, src: p.src().into(), dst: p.dst().into(), proto, l4_off: p.header_len(), ttl: p.ttl() },
+            p.total_len(),
+        )
     };
     let extra = buf.len() - total;
     if extra > 0 {

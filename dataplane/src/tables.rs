@@ -41,7 +41,9 @@ pub struct PortInfo {
 #[derive(Debug)]
 pub struct Tables {
     pub ports: Vec<PortInfo>,
-    pub local: FxHashSet<IpAddr>,
+    /// Our own addresses, by family (primitive keys hash in one multiply).
+    local4: FxHashSet<u32>,
+    local6: FxHashSet<u128>,
     pub out_sas: Vec<Arc<OutboundSa>>,
     pub in_sas: Vec<Arc<InboundSa>>,
     /// Inbound SPI -> index into `in_sas`.
@@ -51,13 +53,25 @@ pub struct Tables {
     routes4: Lpm<Route>,
     routes6: Lpm<Route>,
     pub neighbors: FxHashMap<IpAddr, [u8; 6]>,
+    /// Per outbound SA: its resolved next hop (see `resolve_sa_next_hops`).
+    sa_next_hops: Vec<Result<NextHop, crate::drop::DropReason>>,
+}
+
+/// Where a packet leaves: port, Ethernet destination and source, MTU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub port: u16,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub mtu: usize,
 }
 
 impl Tables {
     pub fn new(ports: Vec<PortInfo>) -> Tables {
         Tables {
             ports,
-            local: FxHashSet::default(),
+            local4: FxHashSet::default(),
+            local6: FxHashSet::default(),
             out_sas: Vec::new(),
             in_sas: Vec::new(),
             spi_index: FxHashMap::default(),
@@ -66,7 +80,48 @@ impl Tables {
             routes4: Lpm::new_v4(),
             routes6: Lpm::new_v6(),
             neighbors: FxHashMap::default(),
+            sa_next_hops: Vec::new(),
         }
+    }
+
+    pub fn add_local(&mut self, a: IpAddr) {
+        match a {
+            IpAddr::V4(v) => self.local4.insert(v.into()),
+            IpAddr::V6(v) => self.local6.insert(v.into()),
+        };
+    }
+
+    /// Whether `a` is one of our own addresses.
+    #[inline]
+    pub fn is_local(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(v) => self.local4.contains(&u32::from(v)),
+            IpAddr::V6(v) => self.local6.contains(&u128::from(v)),
+        }
+    }
+
+    /// The precomputed next hop of outbound SA `i` (port, Ethernet
+    /// addresses), or why there is none.
+    #[inline]
+    pub fn sa_next_hop(&self, i: usize) -> Result<NextHop, crate::drop::DropReason> {
+        self.sa_next_hops.get(i).copied().unwrap_or(Err(crate::drop::DropReason::NoRoute))
+    }
+
+    /// Resolves every outbound SA's peer address once (route + neighbour),
+    /// so encapsulation needs no lookup per packet. Call after the routes
+    /// and neighbours are in; a changed neighbour means new tables.
+    pub fn resolve_sa_next_hops(&mut self) {
+        self.sa_next_hops = self.out_sas.iter().map(|sa| self.next_hop(sa.remote)).collect();
+    }
+
+    /// Route and neighbour for `dst`.
+    #[inline]
+    pub fn next_hop(&self, dst: IpAddr) -> Result<NextHop, crate::drop::DropReason> {
+        use crate::drop::DropReason;
+        let r = self.route(dst).ok_or(DropReason::NoRoute)?;
+        let port = self.ports.get(r.port as usize).ok_or(DropReason::NoRoute)?;
+        let mac = *self.neighbors.get(&r.via.unwrap_or(dst)).ok_or(DropReason::NoNeighbor)?;
+        Ok(NextHop { port: r.port, dst_mac: mac, src_mac: port.mac, mtu: port.mtu })
     }
 
     /// Adds an inbound SA; false if its SPI is taken.
@@ -183,7 +238,7 @@ impl Tables {
                     .unwrap_or("")
                     .parse()
                     .map_err(|_| bad(format!("port[{i}].addresses[{j}]"), format!("'{a}' is not an address")))?;
-                t.local.insert(addr);
+                t.add_local(addr);
                 // The connected subnet routes to this port.
                 t.add_route(pre, Route { port: i as u16, via: None });
             }
@@ -270,6 +325,7 @@ impl Tables {
                 };
             t.add_policy(dst, pol);
         }
+        t.resolve_sa_next_hops();
         Ok(t)
     }
 }
