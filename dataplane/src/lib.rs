@@ -10,6 +10,7 @@ pub mod config;
 pub mod counters;
 pub mod crypto;
 pub mod drop;
+pub mod group;
 pub mod ipsec;
 pub mod lpm;
 pub mod pcap;
