@@ -45,6 +45,48 @@ pub struct Config {
     pub sas: Vec<SaConfig>,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// A manually keyed group SA (MPSA): one SA inbound and outbound, no
+/// replay check, each packet sent to the member whose prefix holds its
+/// inner destination.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    pub spi: u32,
+    pub alg: String,
+    pub key: String,
+    #[serde(default)]
+    pub auth_key: String,
+    /// Our outer address for this group.
+    pub local: String,
+    #[serde(default)]
+    pub natt: bool,
+    #[serde(default)]
+    pub esn: bool,
+    pub members: Vec<GroupMemberConfig>,
+}
+
+impl std::fmt::Debug for GroupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConfig")
+            .field("name", &self.name)
+            .field("spi", &self.spi)
+            .field("keys", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMemberConfig {
+    /// Inner prefix behind the member.
+    pub prefix: String,
+    /// The member endpoint's outer address.
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -13,6 +13,18 @@ use crate::wire::{self, esp, ipproto, ipv4, ipv6};
 /// the next header (IPv6 41 or IPv4 4).
 #[inline]
 pub fn encap<B: PacketBuf>(sa: &OutboundSa, buf: &mut B, inner_v6: bool) -> Result<(), DropReason> {
+    encap_to(sa, buf, inner_v6, None)
+}
+
+/// [`encap`] with the outer destination given per packet (group SAs: the
+/// member endpoint the inner destination routes to).
+#[inline]
+pub fn encap_to<B: PacketBuf>(
+    sa: &OutboundSa,
+    buf: &mut B,
+    inner_v6: bool,
+    dst: Option<std::net::IpAddr>,
+) -> Result<(), DropReason> {
     let alg = sa.cipher.algorithm();
     let inner_len = buf.len();
     let pad = esp::pad_len(inner_len, alg.align());
@@ -28,7 +40,7 @@ pub fn encap<B: PacketBuf>(sa: &OutboundSa, buf: &mut B, inner_v6: bool) -> Resu
     esp::emit_trailer(&mut t[..pad + esp::TRAILER_LEN], nh);
     let h = buf.prepend(head).ok_or(DropReason::NoRoom)?;
     let esp_len = esp::HEADER_LEN + alg.iv_len() + inner_len + tail;
-    sa.template.write(&mut h[..outer], esp_len, seq as u16);
+    sa.template.write(&mut h[..outer], esp_len, seq as u16, dst);
     esp::emit_header(&mut h[outer..], sa.spi, seq as u32);
     sa.cipher.seal(&mut buf.data_mut()[outer..], seq, sa.esn);
     Ok(())

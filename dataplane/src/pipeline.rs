@@ -106,6 +106,38 @@ impl Worker {
         &self.tables
     }
 
+    /// Switches to new tables between packets (make-before-break): replay
+    /// windows follow their SA by SPI; per-SA counters restart for the new
+    /// table layout (the totals per worker carry on).
+    pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        let old: rustc_hash::FxHashMap<u32, ReplayWindow> = std::mem::take(&mut self.windows)
+            .into_iter()
+            .zip(self.tables.in_sas.iter())
+            .map(|(w, sa)| (sa.spi, w))
+            .collect();
+        let mut old = old;
+        self.windows = tables
+            .in_sas
+            .iter()
+            .map(|sa| old.remove(&sa.spi).unwrap_or_else(|| ReplayWindow::new(sa.replay_window, sa.esn)))
+            .collect();
+        let s = &self.stats;
+        let fresh = WorkerStats::new(tables.in_sas.len(), tables.out_sas.len());
+        for (a, b) in fresh.drops.iter().zip(&s.drops) {
+            a.store(b.load(Relaxed), Relaxed);
+        }
+        for (a, b) in [
+            (&fresh.punted, &s.punted),
+            (&fresh.encrypted, &s.encrypted),
+            (&fresh.decrypted, &s.decrypted),
+            (&fresh.forwarded, &s.forwarded),
+        ] {
+            a.store(b.load(Relaxed), Relaxed);
+        }
+        self.stats = Arc::new(fresh);
+        self.tables = tables;
+    }
+
     /// Runs one received Ethernet frame through the pipeline.
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, buf: &mut B) -> Verdict {
@@ -211,6 +243,21 @@ impl Worker {
                 let nh = self.tables.sa_next_hop(i)?;
                 let len = buf.len() as u64;
                 ipsec::encap(sa, buf, l3.v6)?;
+                bump(&self.stats.encrypted, 1);
+                bump(&self.stats.sa_out[i][0], 1);
+                bump(&self.stats.sa_out[i][1], len);
+                emit_l2(buf, &nh, sa.template.is_v6())
+            }
+            Some(Policy::ProtectGroup(g)) => {
+                let route = &self.tables.groups[g];
+                let i = route.out_sa;
+                let sa = &self.tables.out_sas[i];
+                if sa.expired.load(Relaxed) {
+                    return Err(DropReason::SaExpired);
+                }
+                let (member, nh) = route.member(l3.dst)?;
+                let len = buf.len() as u64;
+                ipsec::encap_to(sa, buf, l3.v6, Some(member))?;
                 bump(&self.stats.encrypted, 1);
                 bump(&self.stats.sa_out[i][0], 1);
                 bump(&self.stats.sa_out[i][1], len);

@@ -126,9 +126,15 @@ impl OuterTemplate {
     /// Writes the headers into `out` (exactly `len()` octets) for an ESP
     /// packet of `esp_len` octets.
     #[inline]
-    pub fn write(&self, out: &mut [u8], esp_len: usize, ident: u16) {
+    pub fn write(&self, out: &mut [u8], esp_len: usize, ident: u16, dst: Option<IpAddr>) {
         let n = self.len();
         out[..n].copy_from_slice(&self.bytes[..n]);
+        // Group SAs send to whichever member the route chose.
+        match dst {
+            Some(IpAddr::V4(d)) if !self.is_v6() => out[16..20].copy_from_slice(&d.octets()),
+            Some(IpAddr::V6(d)) if self.is_v6() => out[24..40].copy_from_slice(&d.octets()),
+            _ => {}
+        }
         let udp_len = if self.udp { udp::HEADER_LEN } else { 0 };
         if self.is_v6() {
             ipv6::patch_len(out, udp_len + esp_len);

@@ -19,6 +19,9 @@ use crate::sa::{InboundSa, OutboundSa};
 pub enum Policy {
     /// Encrypt with the outbound SA at this index.
     Protect(usize),
+    /// Encrypt with the group SA of group `g` and send to the member
+    /// endpoint whose prefix holds the destination.
+    ProtectGroup(usize),
     /// Forward in the clear.
     Bypass,
     Discard,
@@ -53,8 +56,38 @@ pub struct Tables {
     routes4: Lpm<Route>,
     routes6: Lpm<Route>,
     pub neighbors: FxHashMap<IpAddr, [u8; 6]>,
+    pub groups: Vec<GroupRoute>,
     /// Per outbound SA: its resolved next hop (see `resolve_sa_next_hops`).
     sa_next_hops: Vec<Result<NextHop, crate::drop::DropReason>>,
+}
+
+/// A group member endpoint: the inner prefix behind it, its outer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMember {
+    pub prefix: Prefix,
+    pub addr: IpAddr,
+}
+
+/// Where a group's traffic goes: its current outbound SA and the members.
+#[derive(Debug)]
+pub struct GroupRoute {
+    /// Index into `out_sas` of the SA sent with now.
+    pub out_sa: usize,
+    members4: Lpm<IpAddr>,
+    members6: Lpm<IpAddr>,
+    /// Resolved next hop per member address.
+    next_hops: FxHashMap<IpAddr, Result<NextHop, crate::drop::DropReason>>,
+}
+
+impl GroupRoute {
+    /// The member endpoint for inner destination `dst`, with its next hop.
+    #[inline]
+    pub fn member(&self, dst: IpAddr) -> Result<(IpAddr, NextHop), crate::drop::DropReason> {
+        let m = if dst.is_ipv4() { self.members4.lookup(dst) } else { self.members6.lookup(dst) };
+        let addr = *m.ok_or(crate::drop::DropReason::NoRoute)?;
+        let nh = self.next_hops.get(&addr).copied().unwrap_or(Err(crate::drop::DropReason::NoRoute))?;
+        Ok((addr, nh))
+    }
 }
 
 /// Where a packet leaves: port, Ethernet destination and source, MTU.
@@ -81,6 +114,7 @@ impl Tables {
             routes6: Lpm::new_v6(),
             neighbors: FxHashMap::default(),
             sa_next_hops: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -124,19 +158,54 @@ impl Tables {
         Ok(NextHop { port: r.port, dst_mac: mac, src_mac: port.mac, mtu: port.mtu })
     }
 
+    /// Adds a group: traffic to each member's prefix (except our own) is
+    /// sent with outbound SA `out_sa` to that member. Returns its index.
+    /// Call after routes and neighbours are in.
+    pub fn add_group(&mut self, out_sa: usize, members: &[GroupMember]) -> usize {
+        let g = self.groups.len();
+        let mut route =
+            GroupRoute { out_sa, members4: Lpm::new_v4(), members6: Lpm::new_v6(), next_hops: FxHashMap::default() };
+        for m in members {
+            if self.is_local(m.addr) {
+                continue; // our own prefix: delivered locally, not sent to us
+            }
+            if m.prefix.addr.is_ipv4() {
+                route.members4.insert(m.prefix, m.addr);
+            } else {
+                route.members6.insert(m.prefix, m.addr);
+            }
+            route.next_hops.insert(m.addr, self.next_hop(m.addr));
+            self.add_policy(m.prefix, Policy::ProtectGroup(g));
+        }
+        self.groups.push(route);
+        g
+    }
+
     /// Adds an inbound SA; false if its SPI is taken.
     pub fn add_inbound(&mut self, sa: InboundSa) -> bool {
+        self.add_inbound_arc(Arc::new(sa))
+    }
+
+    /// Adds an inbound SA shared with other tables (an update keeps the
+    /// SAs it does not change).
+    pub fn add_inbound_arc(&mut self, sa: Arc<InboundSa>) -> bool {
         if self.spi_index.contains_key(&sa.spi) {
             return false;
         }
         self.spi_index.insert(sa.spi, self.in_sas.len());
-        self.in_sas.push(Arc::new(sa));
+        self.in_sas.push(sa);
         true
     }
 
     /// Adds an outbound SA and returns its index for [`Policy::Protect`].
     pub fn add_outbound(&mut self, sa: OutboundSa) -> usize {
-        self.out_sas.push(Arc::new(sa));
+        self.add_outbound_arc(Arc::new(sa))
+    }
+
+    /// Adds an outbound SA shared with other tables; its sequence numbers
+    /// continue across tables.
+    pub fn add_outbound_arc(&mut self, sa: Arc<OutboundSa>) -> usize {
+        self.out_sas.push(sa);
         self.out_sas.len() - 1
     }
 
@@ -326,6 +395,50 @@ impl Tables {
             t.add_policy(dst, pol);
         }
         t.resolve_sa_next_hops();
+        let mut names = std::collections::HashSet::new();
+        for (i, g) in cfg.groups.iter().enumerate() {
+            let f = |n: &str| format!("group[{i}].{n}");
+            if !names.insert(g.name.as_str()) {
+                return Err(bad(f("name"), format!("'{}' is used twice", g.name)));
+            }
+            let alg: Algorithm = g.alg.parse().map_err(|e| bad(f("alg"), e))?;
+            let local: IpAddr =
+                g.local.parse().map_err(|_| bad(f("local"), format!("'{}' is not an address", g.local)))?;
+            let mut members = Vec::new();
+            for (j, m) in g.members.iter().enumerate() {
+                let prefix: Prefix = m.prefix.parse().map_err(|e| bad(format!("group[{i}].members[{j}].prefix"), e))?;
+                let addr: IpAddr = m.address.parse().map_err(|_| {
+                    bad(format!("group[{i}].members[{j}].address"), format!("'{}' is not an address", m.address))
+                })?;
+                if addr.is_ipv4() != local.is_ipv4() {
+                    return Err(bad(format!("group[{i}].members[{j}].address"), "not the family of local".into()));
+                }
+                members.push(GroupMember { prefix, addr });
+            }
+            let p = SaParams {
+                spi: g.spi,
+                alg,
+                enc_key: parse_hex(&g.key).map_err(|e| bad(f("key"), e))?,
+                auth_key: parse_hex(&g.auth_key).map_err(|e| bad(f("auth_key"), e))?,
+                local,
+                // Per packet: the member's address.
+                remote: local,
+                natt: g.natt.then_some(NattPorts { local: 4500, remote: 4500 }),
+                esn: g.esn,
+                // Group SAs have no anti-replay check (mpsa-04 5.2.1).
+                replay_window: 0,
+                inner_src: Vec::new(),
+                inner_dst: Vec::new(),
+            };
+            let inb = InboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
+            if !t.add_inbound(inb) {
+                return Err(bad(f("spi"), format!("SPI {:#x} is already an inbound SA", g.spi)));
+            }
+            let out = OutboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
+            let oi = t.add_outbound(out);
+            t.sa_next_hops.push(Err(crate::drop::DropReason::NoRoute)); // resolved per member instead
+            t.add_group(oi, &members);
+        }
         Ok(t)
     }
 }
