@@ -105,7 +105,7 @@ impl Endpoint {
         t.add_route(ENDPOINTS[self.me].0.parse().unwrap(), Route { port: 0, via: None });
         for (_, addr) in ENDPOINTS {
             t.neighbors
-                .insert(addr.parse().unwrap(), [2, 0, 0, 0, 1, addr.split('.').last().unwrap().parse().unwrap()]);
+                .insert(addr.parse().unwrap(), [2, 0, 0, 0, 1, addr.split('.').next_back().unwrap().parse().unwrap()]);
         }
         for h in 0..3u8 {
             t.neighbors.insert(format!("10.{}.0.10", self.me + 1).parse::<IpAddr>().unwrap(), [2, 0, 0, 0, 9, h]);
