@@ -67,4 +67,10 @@ for comp in rustfmt clippy; do
         rustup component add "$comp" >/dev/null
     fi
 done
+# cargo-fuzz runs the fuzz targets in ./test.sh (on stable, with RUSTC_BOOTSTRAP=1).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz (once, about 2 minutes)"
+    cargo install --quiet --locked cargo-fuzz \
+        || { echo "setup: cargo install cargo-fuzz failed (is crates.io reachable?)" >&2; exit 1; }
+fi
 log "ready: DPDK $(pkg-config --modversion libdpdk), $(rustc --version)"

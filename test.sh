@@ -25,6 +25,13 @@ step "unit, in-memory and real-component tests"
 # The filter hides DPDK's start-up chatter; with pipefail cargo's status counts.
 cargo test --workspace 2>&1 | grep -v -E '^EAL: |^TELEMETRY: '
 
+step "loom: every interleaving of the cp<->dp ring's producer and consumer"
+RUSTFLAGS="--cfg loom" cargo test --quiet --release -p cpdp --target-dir target/loom --lib
+
+step "fuzz: the receive pipeline (raw frames and tampered ESP), ${FUZZ_SECONDS:=30} s"
+(cd dataplane && RUSTC_BOOTSTRAP=1 cargo fuzz run pipeline -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 \
+    | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread)' ) || { echo "fuzzing found a failure" >&2; exit 1; }
+
 step "static build: gw-dataplane without DPDK shared libraries"
 cargo build --release --quiet -p dataplane --features static --target-dir target/static
 static_bin=target/static/release/gw-dataplane

@@ -12,6 +12,7 @@ use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::ipsec::{self, wire_drop};
 use crate::replay::ReplayWindow;
+use crate::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use crate::tables::{NextHop, Policy, Tables};
 use crate::wire::{ethernet, ipproto, ipv4, ipv6, udp};
 
@@ -35,12 +36,6 @@ pub struct WorkerStats {
     pub encrypted: AtomicU64,
     pub decrypted: AtomicU64,
     pub forwarded: AtomicU64,
-    /// Per inbound SA (index as in [`Tables::in_sas`]): packets, octets.
-    pub sa_in: Vec<[AtomicU64; 2]>,
-    /// Per outbound SA: packets, octets.
-    pub sa_out: Vec<[AtomicU64; 2]>,
-    /// Per inbound SA: replay and ICV drops.
-    pub sa_in_drops: Vec<[AtomicU64; 2]>,
 }
 
 #[inline]
@@ -48,18 +43,20 @@ fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WorkerStats {
-    pub fn new(n_in: usize, n_out: usize) -> WorkerStats {
-        let z = || [AtomicU64::new(0), AtomicU64::new(0)];
+    pub fn new() -> WorkerStats {
         WorkerStats {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             punted: AtomicU64::new(0),
             encrypted: AtomicU64::new(0),
             decrypted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
-            sa_in: (0..n_in).map(|_| z()).collect(),
-            sa_out: (0..n_out).map(|_| z()).collect(),
-            sa_in_drops: (0..n_in).map(|_| z()).collect(),
         }
     }
 
@@ -69,6 +66,8 @@ impl WorkerStats {
 }
 
 pub struct Worker {
+    /// This worker's slot in per-SA counters (0..MAX_WORKERS).
+    id: usize,
     tables: Arc<Tables>,
     /// Anti-replay windows of the inbound SAs this worker receives.
     windows: Vec<ReplayWindow>,
@@ -93,9 +92,13 @@ struct L3 {
 
 impl Worker {
     pub fn new(tables: Arc<Tables>) -> Worker {
+        Self::with_id(tables, 0)
+    }
+
+    /// Worker number `id` (its slot in the per-SA counters).
+    pub fn with_id(tables: Arc<Tables>, id: usize) -> Worker {
         let windows = tables.in_sas.iter().map(|sa| ReplayWindow::new(sa.replay_window, sa.esn)).collect();
-        let stats = Arc::new(WorkerStats::new(tables.in_sas.len(), tables.out_sas.len()));
-        Worker { tables, windows, stats }
+        Worker { id, tables, windows, stats: Arc::new(WorkerStats::new()) }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -107,8 +110,7 @@ impl Worker {
     }
 
     /// Switches to new tables between packets (make-before-break): replay
-    /// windows follow their SA by SPI; per-SA counters restart for the new
-    /// table layout (the totals per worker carry on).
+    /// windows follow their SA by SPI; counters live in the SAs and carry on.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
         let old: rustc_hash::FxHashMap<u32, ReplayWindow> = std::mem::take(&mut self.windows)
             .into_iter()
@@ -121,20 +123,6 @@ impl Worker {
             .iter()
             .map(|sa| old.remove(&sa.spi).unwrap_or_else(|| ReplayWindow::new(sa.replay_window, sa.esn)))
             .collect();
-        let s = &self.stats;
-        let fresh = WorkerStats::new(tables.in_sas.len(), tables.out_sas.len());
-        for (a, b) in fresh.drops.iter().zip(&s.drops) {
-            a.store(b.load(Relaxed), Relaxed);
-        }
-        for (a, b) in [
-            (&fresh.punted, &s.punted),
-            (&fresh.encrypted, &s.encrypted),
-            (&fresh.decrypted, &s.decrypted),
-            (&fresh.forwarded, &s.forwarded),
-        ] {
-            a.store(b.load(Relaxed), Relaxed);
-        }
-        self.stats = Arc::new(fresh);
         self.tables = tables;
     }
 
@@ -210,12 +198,12 @@ impl Worker {
             Ok(x) => x,
             Err(r) => {
                 let slot = match r {
-                    DropReason::Replay => Some(0),
-                    DropReason::IcvFailed => Some(1),
+                    DropReason::Replay => Some(STAT_REPLAY),
+                    DropReason::IcvFailed => Some(STAT_ICV),
                     _ => None,
                 };
                 if let Some(s) = slot {
-                    bump(&self.stats.sa_in_drops[i][s], 1);
+                    sa.stats.add(self.id, s, 1);
                 }
                 return Err(r);
             }
@@ -225,8 +213,8 @@ impl Worker {
             return Err(DropReason::PolicyMismatch);
         }
         bump(&self.stats.decrypted, 1);
-        bump(&self.stats.sa_in[i][0], 1);
-        bump(&self.stats.sa_in[i][1], buf.len() as u64);
+        sa.stats.add(self.id, STAT_PACKETS, 1);
+        sa.stats.add(self.id, STAT_BYTES, buf.len() as u64);
         self.forward(buf, l3, true)
     }
 
@@ -244,8 +232,8 @@ impl Worker {
                 let len = buf.len() as u64;
                 ipsec::encap(sa, buf, l3.v6)?;
                 bump(&self.stats.encrypted, 1);
-                bump(&self.stats.sa_out[i][0], 1);
-                bump(&self.stats.sa_out[i][1], len);
+                sa.stats.add(self.id, STAT_PACKETS, 1);
+                sa.stats.add(self.id, STAT_BYTES, len);
                 emit_l2(buf, &nh, sa.template.is_v6())
             }
             Some(Policy::ProtectGroup(g)) => {
@@ -259,8 +247,8 @@ impl Worker {
                 let len = buf.len() as u64;
                 ipsec::encap_to(sa, buf, l3.v6, Some(member))?;
                 bump(&self.stats.encrypted, 1);
-                bump(&self.stats.sa_out[i][0], 1);
-                bump(&self.stats.sa_out[i][1], len);
+                sa.stats.add(self.id, STAT_PACKETS, 1);
+                sa.stats.add(self.id, STAT_BYTES, len);
                 emit_l2(buf, &nh, sa.template.is_v6())
             }
             Some(Policy::Discard) => Err(DropReason::PolicyDiscard),

@@ -147,6 +147,43 @@ impl OuterTemplate {
     }
 }
 
+/// Most workers a gateway runs; each SA keeps one counter slot per worker.
+pub const MAX_WORKERS: usize = 16;
+
+/// One worker's counters for one SA, on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Slot([AtomicU64; 4]);
+
+/// Per-SA counters: one slot per worker, written only by that worker (a
+/// relaxed load and store, no locked instruction), summed by readers.
+/// They live in the SA, so they survive table updates.
+#[derive(Debug, Default)]
+pub struct SaStats {
+    slots: [Slot; MAX_WORKERS],
+}
+
+/// Counter indexes within a slot.
+pub const STAT_PACKETS: usize = 0;
+pub const STAT_BYTES: usize = 1;
+/// Inbound: replay drops; outbound: unused.
+pub const STAT_REPLAY: usize = 2;
+/// Inbound: ICV failures; outbound: unused.
+pub const STAT_ICV: usize = 3;
+
+impl SaStats {
+    #[inline]
+    pub fn add(&self, worker: usize, stat: usize, n: u64) {
+        let c = &self.slots[worker % MAX_WORKERS].0[stat];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// The sum over workers.
+    pub fn get(&self, stat: usize) -> u64 {
+        self.slots.iter().map(|s| s.0[stat].load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// Limits on the number of packets an SA may send: 2^32 - 1 without ESN,
 /// 2^64 - 1 with (RFC 4303 3.3.3: never cycle).
 fn seq_limit(esn: bool) -> u64 {
@@ -169,6 +206,7 @@ pub struct OutboundSa {
     limit: u64,
     /// Set by the main lcore at the hard lifetime; workers then drop.
     pub expired: AtomicBool,
+    pub stats: SaStats,
 }
 
 impl OutboundSa {
@@ -185,6 +223,7 @@ impl OutboundSa {
             seq: AtomicU64::new(0),
             limit: seq_limit(p.esn),
             expired: AtomicBool::new(false),
+            stats: SaStats::default(),
         })
     }
 
@@ -219,6 +258,7 @@ pub struct InboundSa {
     pub inner_src: Vec<Prefix>,
     pub inner_dst: Vec<Prefix>,
     pub expired: AtomicBool,
+    pub stats: SaStats,
 }
 
 impl InboundSa {
@@ -240,6 +280,7 @@ impl InboundSa {
             inner_src: p.inner_src.clone(),
             inner_dst: p.inner_dst.clone(),
             expired: AtomicBool::new(false),
+            stats: SaStats::default(),
         })
     }
 

@@ -157,7 +157,9 @@ fn lan_to_lan_through_two_gateways_every_cipher_and_family() {
                 assert_eq!(a.process(&mut buf), Verdict::Tx(0));
                 assert_eq!(&buf.data()[14..], &sent[14..]);
                 let s = b.stats();
-                assert_eq!(s.sa_in[0][0].load(std::sync::atomic::Ordering::Relaxed), 4);
+                let sa = &b.tables().in_sas[0];
+                assert_eq!(sa.stats.get(dataplane::sa::STAT_PACKETS), 4);
+                assert_eq!(sa.stats.get(dataplane::sa::STAT_REPLAY), 4);
                 assert_eq!(s.drop_count(DropReason::Replay), 4);
             }
         }

@@ -10,6 +10,7 @@ use dataplane::config::{Config, Mode, WorkerConfig};
 use dataplane::counters::{IdleBackoff, WorkerCounters, WorkerSnapshot};
 use dataplane::drop::DropReason;
 use dataplane::pipeline::{Verdict, Worker, WorkerStats};
+use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use dataplane::tables::Tables;
 use dpdk::{Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
@@ -90,8 +91,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
             let t = Arc::new(Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?);
             let plans = plan_gateway(&mut ports, workers.len());
-            for ((lcore, (rxqs, txqs)), c) in workers.iter().zip(plans).zip(&counters) {
-                let w = Worker::new(t.clone());
+            if workers.len() > dataplane::sa::MAX_WORKERS {
+                return Err(format!("at most {} worker lcores in gateway mode", dataplane::sa::MAX_WORKERS));
+            }
+            for (id, ((lcore, (rxqs, txqs)), c)) in workers.iter().zip(plans).zip(&counters).enumerate() {
+                let w = Worker::with_id(t.clone(), id);
                 gw_stats.push(w.stats());
                 let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
                 let h = eal
@@ -293,23 +297,23 @@ fn print_gateway_final(t: &Tables, stats: &[Arc<WorkerStats>]) {
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
     println!("counters drops {}", if drops.is_empty() { "none".to_string() } else { drops.join(" ") });
-    for (i, sa) in t.out_sas.iter().enumerate() {
+    for sa in &t.out_sas {
         println!(
             "counters sa spi={:#010x} dir=out packets={} bytes={} seq={}",
             sa.spi,
-            sum(&|s| ld(&s.sa_out[i][0])),
-            sum(&|s| ld(&s.sa_out[i][1])),
+            sa.stats.get(STAT_PACKETS),
+            sa.stats.get(STAT_BYTES),
             sa.seq_used()
         );
     }
-    for (i, sa) in t.in_sas.iter().enumerate() {
+    for sa in &t.in_sas {
         println!(
             "counters sa spi={:#010x} dir=in packets={} bytes={} replay={} icv_failed={}",
             sa.spi,
-            sum(&|s| ld(&s.sa_in[i][0])),
-            sum(&|s| ld(&s.sa_in[i][1])),
-            sum(&|s| ld(&s.sa_in_drops[i][0])),
-            sum(&|s| ld(&s.sa_in_drops[i][1]))
+            sa.stats.get(STAT_PACKETS),
+            sa.stats.get(STAT_BYTES),
+            sa.stats.get(STAT_REPLAY),
+            sa.stats.get(STAT_ICV)
         );
     }
 }
