@@ -47,6 +47,28 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupConfig>,
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
+}
+
+/// The link to gw-controlplane (gateway mode).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Folder of the two ring files (cp2dp.ring, dp2cp.ring) and the
+    /// sequence-number reservations (seq.state); /run/gw on an appliance.
+    pub dir: String,
+    /// Bytes of each ring.
+    #[serde(default = "default_ring_bytes")]
+    pub ring_bytes: u64,
+    /// Forward nothing until the control plane has installed everything
+    /// (fail closed after a start or restart).
+    #[serde(default)]
+    pub wait_for_sync: bool,
+}
+
+fn default_ring_bytes() -> u64 {
+    4 << 20
 }
 
 /// A manually keyed group SA (MPSA): one SA inbound and outbound, no

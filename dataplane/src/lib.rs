@@ -17,5 +17,6 @@ pub mod pcap;
 pub mod pipeline;
 pub mod replay;
 pub mod sa;
+pub mod state;
 pub mod tables;
 pub mod wire;

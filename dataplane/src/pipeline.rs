@@ -72,6 +72,9 @@ pub struct Worker {
     /// Anti-replay windows of the inbound SAs this worker receives.
     windows: Vec<ReplayWindow>,
     stats: Arc<WorkerStats>,
+    /// Whether the packet in hand lost its Ethernet header (to restore it
+    /// on a punt).
+    stripped_l2: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -98,7 +101,7 @@ impl Worker {
     /// Worker number `id` (its slot in the per-SA counters).
     pub fn with_id(tables: Arc<Tables>, id: usize) -> Worker {
         let windows = tables.in_sas.iter().map(|sa| ReplayWindow::new(sa.replay_window, sa.esn)).collect();
-        Worker { id, tables, windows, stats: Arc::new(WorkerStats::new()) }
+        Worker { id, tables, windows, stats: Arc::new(WorkerStats::new()), stripped_l2: false }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
@@ -126,12 +129,22 @@ impl Worker {
         self.tables = tables;
     }
 
-    /// Runs one received Ethernet frame through the pipeline.
+    /// Counts a drop decided outside the pipeline (by the runner).
+    pub fn count_drop(&self, r: DropReason) {
+        bump(&self.stats.drops[r as usize], 1);
+    }
+
+    /// Runs one received Ethernet frame through the pipeline. A punted
+    /// frame is handed back whole (Ethernet header restored).
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, buf: &mut B) -> Verdict {
         match self.classify(buf) {
             Ok(Verdict::Punt) => {
                 bump(&self.stats.punted, 1);
+                if self.stripped_l2 {
+                    // The header is still in the headroom: take it back.
+                    buf.prepend(ethernet::HEADER_LEN);
+                }
                 Verdict::Punt
             }
             Ok(v) => v,
@@ -143,6 +156,7 @@ impl Worker {
     }
 
     fn classify<B: PacketBuf>(&mut self, buf: &mut B) -> Result<Verdict, DropReason> {
+        self.stripped_l2 = false;
         let et = ethernet::Frame::new_checked(buf.data()).map_err(wire_drop)?.ethertype();
         match et {
             ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {}
@@ -150,6 +164,7 @@ impl Worker {
             _ => return Err(DropReason::UnsupportedEthertype),
         }
         buf.adj(ethernet::HEADER_LEN);
+        self.stripped_l2 = true;
         let l3 = parse_l3(buf, et == ethernet::ETHERTYPE_IPV6)?;
         if self.tables.is_local(l3.dst) {
             return self.local(buf, &l3);

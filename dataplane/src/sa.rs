@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -147,6 +148,10 @@ impl OuterTemplate {
     }
 }
 
+/// Sequence numbers skipped when an outbound SA object is replaced while
+/// workers may still hold the old one for a burst (never reused).
+const RESEQ_MARGIN: u64 = 1 << 16;
+
 /// Most workers a gateway runs; each SA keeps one counter slot per worker.
 pub const MAX_WORKERS: usize = 16;
 
@@ -197,7 +202,7 @@ fn seq_limit(esn: bool) -> u64 {
 #[derive(Debug)]
 pub struct OutboundSa {
     pub spi: u32,
-    pub cipher: EspCipher,
+    pub cipher: Arc<EspCipher>,
     pub esn: bool,
     pub remote: IpAddr,
     pub template: OuterTemplate,
@@ -206,7 +211,7 @@ pub struct OutboundSa {
     limit: u64,
     /// Set by the main lcore at the hard lifetime; workers then drop.
     pub expired: AtomicBool,
-    pub stats: SaStats,
+    pub stats: Arc<SaStats>,
 }
 
 impl OutboundSa {
@@ -216,14 +221,14 @@ impl OutboundSa {
         }
         Ok(OutboundSa {
             spi: p.spi,
-            cipher: EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?,
+            cipher: Arc::new(EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?),
             esn: p.esn,
             remote: p.remote,
             template: OuterTemplate::new(p.local, p.remote, p.natt)?,
             seq: AtomicU64::new(0),
             limit: seq_limit(p.esn),
             expired: AtomicBool::new(false),
-            stats: SaStats::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -233,6 +238,27 @@ impl OutboundSa {
     pub fn next_seq(&self) -> Option<u64> {
         let s = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         (s <= self.limit && s != 0).then_some(s)
+    }
+
+    /// The same SA (keys, sequence numbers, counters carry on) between new
+    /// tunnel endpoints (MOBIKE): a new object sharing the keys and the
+    /// counters, taking over the sequence counter's value.
+    pub fn with_addresses(&self, local: IpAddr, remote: IpAddr, natt: Option<NattPorts>) -> Result<Self, SaError> {
+        let sa = OutboundSa {
+            spi: self.spi,
+            cipher: self.cipher.clone(),
+            esn: self.esn,
+            remote,
+            template: OuterTemplate::new(local, remote, natt)?,
+            seq: AtomicU64::new(0),
+            limit: self.limit,
+            expired: AtomicBool::new(false),
+            stats: self.stats.clone(),
+        };
+        // Reserve past every number the old object may still hand out
+        // while workers switch tables.
+        sa.seq.store(self.seq.load(Ordering::Relaxed) + 1 + RESEQ_MARGIN, Ordering::Relaxed);
+        Ok(sa)
     }
 
     /// Sequence numbers used so far.
@@ -249,7 +275,7 @@ impl OutboundSa {
 #[derive(Debug)]
 pub struct InboundSa {
     pub spi: u32,
-    pub cipher: EspCipher,
+    pub cipher: Arc<EspCipher>,
     pub esn: bool,
     pub replay_window: u32,
     pub local: IpAddr,
@@ -258,7 +284,7 @@ pub struct InboundSa {
     pub inner_src: Vec<Prefix>,
     pub inner_dst: Vec<Prefix>,
     pub expired: AtomicBool,
-    pub stats: SaStats,
+    pub stats: Arc<SaStats>,
 }
 
 impl InboundSa {
@@ -271,7 +297,7 @@ impl InboundSa {
         }
         Ok(InboundSa {
             spi: p.spi,
-            cipher: EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?,
+            cipher: Arc::new(EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?),
             esn: p.esn,
             replay_window: p.replay_window,
             local: p.local,
@@ -280,8 +306,26 @@ impl InboundSa {
             inner_src: p.inner_src.clone(),
             inner_dst: p.inner_dst.clone(),
             expired: AtomicBool::new(false),
-            stats: SaStats::default(),
+            stats: Arc::default(),
         })
+    }
+
+    /// The same SA with new tunnel endpoints (MOBIKE); the replay window
+    /// stays with the worker (by SPI).
+    pub fn with_addresses(&self, local: IpAddr, remote: IpAddr, natt: Option<NattPorts>) -> Self {
+        InboundSa {
+            spi: self.spi,
+            cipher: self.cipher.clone(),
+            esn: self.esn,
+            replay_window: self.replay_window,
+            local,
+            remote,
+            natt,
+            inner_src: self.inner_src.clone(),
+            inner_dst: self.inner_dst.clone(),
+            expired: AtomicBool::new(false),
+            stats: self.stats.clone(),
+        }
     }
 
     /// Whether inner addresses fall within the SA's selectors.

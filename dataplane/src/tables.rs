@@ -41,7 +41,7 @@ pub struct PortInfo {
     pub mtu: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tables {
     pub ports: Vec<PortInfo>,
     /// Our own addresses, by family (primitive keys hash in one multiply).
@@ -69,7 +69,7 @@ pub struct GroupMember {
 }
 
 /// Where a group's traffic goes: its current outbound SA and the members.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GroupRoute {
     /// Index into `out_sas` of the SA sent with now.
     pub out_sa: usize,

@@ -43,6 +43,14 @@ impl PortId {
             .collect()
     }
 
+    /// The most rx and tx queues the device offers.
+    pub fn max_queues(self) -> Result<(u16, u16)> {
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: valid out-pointer; DPDK validates the port id.
+        Error::from_rc("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(self.0, &mut info) })?;
+        Ok((info.max_rx_queues, info.max_tx_queues))
+    }
+
     /// The port of a device by its name (e.g. `net_pcap0`, `0000:03:00.0`).
     pub fn by_name(name: &str) -> Result<PortId> {
         let cname = CString::new(name).map_err(|_| Error::new("device name has NUL", 22))?;

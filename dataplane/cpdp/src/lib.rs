@@ -8,6 +8,7 @@
 //! of it. `unsafe` here is limited to the mapped memory ([`ring`]), each
 //! block with its reason.
 
+pub mod msg;
 pub mod ring;
 
 pub use ring::{Consumer, Producer, RingError, SharedRing};

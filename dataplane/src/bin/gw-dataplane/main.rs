@@ -3,6 +3,7 @@
 //! workers, and on the main lcore prints live counters and handles
 //! shutdown (SIGINT/SIGTERM, or `--exit-when-idle`).
 
+mod control;
 mod runner;
 
 use std::path::PathBuf;

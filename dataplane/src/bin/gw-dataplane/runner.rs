@@ -11,7 +11,12 @@ use dataplane::counters::{IdleBackoff, WorkerCounters, WorkerSnapshot};
 use dataplane::drop::DropReason;
 use dataplane::pipeline::{Verdict, Worker, WorkerStats};
 use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
+use dataplane::state::TableState;
 use dataplane::tables::Tables;
+
+use crate::control::{self, Control, PuntQueue};
+use cpdp::msg::Event;
+use crossbeam_queue::ArrayQueue;
 use dpdk::{Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 #[derive(Debug, Clone)]
@@ -65,17 +70,31 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     for (i, pc) in cfg.ports.iter().enumerate() {
         let id = PortId::by_name(pc.dpdk_name())
             .map_err(|e| format!("port[{i}] '{}': device '{}' did not come up ({e})", pc.name, pc.dpdk_name()))?;
-        let conf =
-            PortConfig { rx_queues: nq, tx_queues: nq, rx_desc: pc.rx_desc, tx_desc: pc.tx_desc, ..Default::default() };
+        // Gateway mode: one more tx queue per port where the device has
+        // one, the main lcore's (for frames the control plane injects).
+        let max_tx = id.max_queues().map(|q| q.1).unwrap_or(nq);
+        let extra_tx = u16::from(cfg.mode == Mode::Gateway && max_tx > nq);
+        let conf = PortConfig {
+            rx_queues: nq,
+            tx_queues: nq + extra_tx,
+            rx_desc: pc.rx_desc,
+            tx_desc: pc.tx_desc,
+            ..Default::default()
+        };
         let port = Port::configure(id, &conf, pool.clone()).map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
         port.start().map_err(|e| format!("port[{i}] '{}': {e}", pc.name))?;
         ports.push(port);
     }
 
     let counters: Vec<Arc<WorkerCounters>> = workers.iter().map(|_| Arc::new(WorkerCounters::default())).collect();
+    let mut main_tx: Vec<Option<TxQueue>> = Vec::new();
     let mut gw_stats: Vec<Arc<WorkerStats>> = Vec::new();
     let mut handles = Vec::new();
     let mut tables: Option<Arc<Tables>> = None;
+    let mut table_state: Option<TableState> = None;
+    let mut control: Option<Control> = None;
+    let mut table_queues: Vec<Arc<ArrayQueue<Arc<Tables>>>> = Vec::new();
+    let mut punt_queues: Vec<Arc<PuntQueue>> = Vec::new();
     match cfg.mode {
         Mode::Forward => {
             let plans = plan_workers(&mut ports, &cfg.pairs(), workers.len());
@@ -88,22 +107,45 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             }
         }
         Mode::Gateway => {
-            let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
-            let t = Arc::new(Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?);
-            let plans = plan_gateway(&mut ports, workers.len());
             if workers.len() > dataplane::sa::MAX_WORKERS {
                 return Err(format!("at most {} worker lcores in gateway mode", dataplane::sa::MAX_WORKERS));
             }
+            let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
+            let base = Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?;
+            let mut state = TableState::new(base);
+            if let Some(cc) = &cfg.control {
+                let mut ctl = Control::open(cc)?;
+                state.set_seq_floors(ctl.seq_floors());
+                let names = cfg.ports.iter().map(|p| p.name.clone()).zip(macs.iter().copied()).collect();
+                ctl.send(&Event::Hello { generation: ctl.generation, ports: names });
+                println!("gw-dataplane: control link in {} (generation {})", cc.dir, ctl.generation);
+                if cc.wait_for_sync {
+                    println!("gw-dataplane: waiting for the control plane to install everything");
+                    while !ctl.synced && !stop.load(Ordering::Relaxed) {
+                        let _ = ctl.poll(&mut state, &mut |_, _| false);
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                control = Some(ctl);
+            }
+            let t = Arc::new(state.build());
+            let plans = plan_gateway(&mut ports, workers.len(), &mut main_tx);
             for (id, ((lcore, (rxqs, txqs)), c)) in workers.iter().zip(plans).zip(&counters).enumerate() {
                 let w = Worker::with_id(t.clone(), id);
                 gw_stats.push(w.stats());
+                let tq = Arc::new(ArrayQueue::new(1));
+                let pq = Arc::new(PuntQueue::new(1024));
+                table_queues.push(tq.clone());
+                punt_queues.push(pq.clone());
+                let link = WorkerLink { tables: tq, punts: pq };
                 let (stop, c, wc) = (stop.clone(), c.clone(), cfg.worker.clone());
                 let h = eal
-                    .launch(*lcore, move || gateway_worker(rxqs, txqs, w, &stop, &c, &wc))
+                    .launch(*lcore, move || gateway_worker(rxqs, txqs, w, link, &stop, &c, &wc))
                     .map_err(|e| format!("launching worker on lcore {lcore}: {e}"))?;
                 handles.push(h);
             }
             tables = Some(t);
+            table_state = Some(state);
         }
     }
 
@@ -124,7 +166,35 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         port_list.join(", ")
     );
 
-    main_loop(cfg, opts, &ports, &counters, &stop);
+    // The main lcore's own tx queue on every port (after the workers').
+    let mut main_txqs = main_tx;
+    let mut housekeeping = || {
+        let (Some(ctl), Some(state)) = (control.as_mut(), table_state.as_mut()) else { return };
+        let mut inject = |port: u16, frame: &[u8]| -> bool {
+            let Some(Some(q)) = main_txqs.get_mut(port as usize) else { return false };
+            let Some(mut m) = pool.alloc() else { return false };
+            if !m.copy_from(frame) {
+                return false;
+            }
+            let mut b = MbufBurst::new();
+            let _ = b.push(m);
+            q.tx_burst(&mut b) == 1
+        };
+        if let Some(t) = ctl.poll(state, &mut inject) {
+            let t = Arc::new(t);
+            control::publish(&table_queues, &t);
+            tables = Some(t);
+        }
+        for q in &punt_queues {
+            while let Some((port, frame)) = q.pop() {
+                ctl.send(&Event::Punt { port, frame });
+            }
+        }
+        if let Some(t) = &tables {
+            ctl.reserve(t);
+        }
+    };
+    main_loop(cfg, opts, &ports, &counters, &stop, &mut housekeeping);
 
     stop.store(true, Ordering::SeqCst);
     for h in handles {
@@ -137,7 +207,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     for p in &ports {
         p.stop().map_err(|e| format!("stopping {}: {e}", p.name()))?;
     }
-    // Ports close before the pool and the EAL go.
+    // Ports close (after every queue handle is gone) before the pool and
+    // the EAL go.
+    drop(main_txqs);
     drop(ports);
     drop(pool);
     drop(eal);
@@ -178,7 +250,11 @@ fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -
 
 /// Gives worker w rx queue w of every port and tx queue w of every port
 /// (indexed by port).
-fn plan_gateway(ports: &mut [Port], nworkers: usize) -> Vec<(Vec<RxQueue>, Vec<TxQueue>)> {
+fn plan_gateway(
+    ports: &mut [Port],
+    nworkers: usize,
+    main_tx: &mut Vec<Option<TxQueue>>,
+) -> Vec<(Vec<RxQueue>, Vec<TxQueue>)> {
     let mut per_port: Vec<PortQueues> = ports
         .iter_mut()
         .map(|p| {
@@ -186,6 +262,8 @@ fn plan_gateway(ports: &mut [Port], nworkers: usize) -> Vec<(Vec<RxQueue>, Vec<T
             (rx.into_iter().map(Some).collect(), tx.into_iter().map(Some).collect())
         })
         .collect();
+    // The extra tx queue of each port is the main lcore's (injection).
+    main_tx.extend(per_port.iter_mut().map(|q| q.1.get_mut(nworkers).and_then(Option::take)));
     (0..nworkers)
         .map(|w| {
             let rx = per_port.iter_mut().map(|q| q.0[w].take().expect("rx queue used once")).collect();
@@ -233,6 +311,14 @@ impl PacketBuf for MbufBuf<'_> {
     }
 }
 
+/// A worker's queues to and from the main lcore.
+struct WorkerLink {
+    /// New tables, picked up between bursts.
+    tables: Arc<ArrayQueue<Arc<Tables>>>,
+    /// Frames for the control plane.
+    punts: Arc<PuntQueue>,
+}
+
 /// The gateway worker: rx burst from each port, every packet through the
 /// pipeline, per-port tx bursts. Punted packets are counted and freed
 /// until the control-plane ring takes them.
@@ -240,6 +326,7 @@ fn gateway_worker(
     mut rxqs: Vec<RxQueue>,
     mut txqs: Vec<TxQueue>,
     mut w: Worker,
+    link: WorkerLink,
     stop: &AtomicBool,
     c: &WorkerCounters,
     wc: &WorkerConfig,
@@ -256,10 +343,19 @@ fn gateway_worker(
                 continue;
             }
             got += n;
+            let in_port = q.port().0;
             for mut m in rx.drain() {
-                if let Verdict::Tx(p) = w.process(&mut MbufBuf(&mut m)) {
+                match w.process(&mut MbufBuf(&mut m)) {
                     // A burst of at most 32 in cannot fill a burst out.
-                    let _ = out[p as usize].push(m);
+                    Verdict::Tx(p) => {
+                        let _ = out[p as usize].push(m);
+                    }
+                    Verdict::Punt => {
+                        if link.punts.push((in_port, m.data().to_vec())).is_err() {
+                            w.count_drop(DropReason::PuntFailed);
+                        }
+                    }
+                    Verdict::Drop(_) => {}
                 }
             }
             for (p, b) in out.iter_mut().enumerate() {
@@ -271,6 +367,10 @@ fn gateway_worker(
             }
         }
         s.rx += got as u64;
+        // Quiescent point: no packet of ours is in flight; switch tables.
+        if let Some(t) = link.tables.pop() {
+            w.set_tables(t);
+        }
         if let Some(d) = backoff.after_poll(got > 0) {
             s.idle_sleeps += 1;
             std::thread::sleep(d);
@@ -346,7 +446,16 @@ fn forward_worker(mut plan: WorkerPlan, stop: &AtomicBool, c: &WorkerCounters, w
     }
 }
 
-fn main_loop(cfg: &Config, opts: &RunOptions, ports: &[Port], counters: &[Arc<WorkerCounters>], stop: &AtomicBool) {
+fn main_loop(
+    cfg: &Config,
+    opts: &RunOptions,
+    ports: &[Port],
+    counters: &[Arc<WorkerCounters>],
+    stop: &AtomicBool,
+    housekeeping: &mut dyn FnMut(),
+) {
+    // With a control plane attached, commands are served every millisecond.
+    let tick = if cfg.control.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
     let start = Instant::now();
     let total_rx = || counters.iter().map(|c| c.snapshot().rx).sum::<u64>();
     let mut last_rx = total_rx();
@@ -354,7 +463,8 @@ fn main_loop(cfg: &Config, opts: &RunOptions, ports: &[Port], counters: &[Arc<Wo
     let mut last_print = Instant::now();
     let mut last_stats: Vec<PortStats> = ports.iter().map(|p| p.stats().unwrap_or_default()).collect();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(tick);
+        housekeeping();
         let rx = total_rx();
         if rx != last_rx {
             last_rx = rx;

@@ -1,0 +1,176 @@
+//! The main lcore's side of the control-plane link: the two rings, the
+//! generation, sequence-number reservations, applying commands to the
+//! table state and publishing new tables to the workers, punting and
+//! injecting packets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cpdp::msg::{self, Command, Event, SaCounters};
+use cpdp::{Consumer, Producer, SharedRing};
+use crossbeam_queue::ArrayQueue;
+use dataplane::config::ControlConfig;
+use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
+use dataplane::state::TableState;
+use dataplane::tables::Tables;
+use rustc_hash::FxHashMap;
+
+/// Sequence numbers reserved ahead of use per outbound SA, and how close
+/// use may come to the reservation before it is renewed. A restarted
+/// dataplane starts every SA past its reservation, so no number is ever
+/// sent twice under one key (RFC 4303 3.3.3; for GCM a repeat is fatal).
+const RESERVE_AHEAD: u64 = 1 << 20;
+const RENEW_BELOW: u64 = 1 << 19;
+
+/// Frames punted by a worker: (input port, frame).
+pub type PuntQueue = ArrayQueue<(u16, Vec<u8>)>;
+
+pub struct Control {
+    to_cp: Producer,
+    from_cp: Consumer,
+    seq_path: PathBuf,
+    reserved: FxHashMap<u32, u64>,
+    pub generation: u64,
+    pub synced: bool,
+}
+
+fn open_or_create(path: &Path, bytes: u64) -> Result<(SharedRing, bool), String> {
+    match SharedRing::open(path) {
+        Ok(r) if r.capacity() == bytes => Ok((r, false)),
+        _ => SharedRing::create(path, bytes).map(|r| (r, true)).map_err(|e| e.to_string()),
+    }
+}
+
+impl Control {
+    pub fn open(c: &ControlConfig) -> Result<Control, String> {
+        let dir = Path::new(&c.dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("control.dir {}: {e}", dir.display()))?;
+        let (dp2cp, _) = open_or_create(&dir.join("dp2cp.ring"), c.ring_bytes)?;
+        let (cp2dp, _) = open_or_create(&dir.join("cp2dp.ring"), c.ring_bytes)?;
+        let generation = dp2cp.generation() + 1;
+        dp2cp.set_generation(generation);
+        cp2dp.set_generation(generation);
+        let mut from_cp = cp2dp.consumer();
+        // Commands queued for our previous life are stale: the control plane
+        // resends everything after our Hello.
+        from_cp.discard_all();
+        let seq_path = dir.join("seq.state");
+        let reserved = read_reservations(&seq_path);
+        Ok(Control { to_cp: dp2cp.producer(), from_cp, seq_path, reserved, generation, synced: false })
+    }
+
+    /// Sequence numbers to start each outbound SPI above.
+    pub fn seq_floors(&self) -> FxHashMap<u32, u64> {
+        self.reserved.clone()
+    }
+
+    pub fn send(&mut self, e: &Event) -> bool {
+        self.to_cp.push(&msg::encode(e)).is_ok()
+    }
+
+    /// Applies every queued command. Returns Some(tables) if they changed.
+    pub fn poll(&mut self, state: &mut TableState, inject: &mut dyn FnMut(u16, &[u8]) -> bool) -> Option<Tables> {
+        let mut changed = false;
+        let mut replies = Vec::new();
+        for _ in 0..4096 {
+            let Some(decoded) = self.from_cp.pop_with(|b| msg::decode::<Command>(b)) else { break };
+            let cmd = match decoded {
+                Ok(c) => c,
+                Err(e) => {
+                    replies.push(Event::CommandRejected { reason: e.to_string() });
+                    continue;
+                }
+            };
+            match &cmd {
+                Command::SyncDone => self.synced = true,
+                Command::Inject { port, frame } if !inject(*port, frame) => {
+                    replies.push(Event::CommandRejected {
+                        reason: format!("inject on port {port} failed (no main-lcore tx queue, or no mbuf)"),
+                    });
+                }
+                Command::DumpCounters => replies.push(counters(state)),
+                _ => {}
+            }
+            match state.apply(&cmd) {
+                Ok(c) => changed |= c,
+                Err(reason) => replies.push(Event::CommandRejected { reason }),
+            }
+        }
+        let tables = changed.then(|| state.build());
+        if let Some(t) = &tables {
+            replies.push(Event::Applied { sas_in: t.in_sas.len() as u32, sas_out: t.out_sas.len() as u32 });
+        }
+        for r in &replies {
+            self.send(r);
+        }
+        tables
+    }
+
+    /// Renews sequence-number reservations that use is approaching.
+    pub fn reserve(&mut self, t: &Tables) {
+        let mut dirty = false;
+        for sa in &t.out_sas {
+            let used = sa.seq_used();
+            let r = self.reserved.entry(sa.spi).or_insert(0);
+            if used + RENEW_BELOW > *r {
+                *r = used + RESERVE_AHEAD;
+                dirty = true;
+            }
+        }
+        if dirty {
+            write_reservations(&self.seq_path, &self.reserved);
+        }
+    }
+}
+
+fn counters(state: &TableState) -> Event {
+    let t = state.build();
+    let mut sas = Vec::new();
+    for (dir, list) in [
+        (msg::Direction::Out, t.out_sas.iter().map(|s| (s.spi, s.stats.clone())).collect::<Vec<_>>()),
+        (msg::Direction::In, t.in_sas.iter().map(|s| (s.spi, s.stats.clone())).collect()),
+    ] {
+        for (spi, st) in list {
+            sas.push(SaCounters {
+                spi,
+                direction: dir,
+                packets: st.get(STAT_PACKETS),
+                bytes: st.get(STAT_BYTES),
+                replay: st.get(STAT_REPLAY),
+                icv_failed: st.get(STAT_ICV),
+            });
+        }
+    }
+    Event::Counters { sas, drops: Vec::new() }
+}
+
+/// `spi seq` per line; a missing or damaged file means no reservations.
+fn read_reservations(p: &Path) -> FxHashMap<u32, u64> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Written to a temporary file and renamed, so a crash leaves the old or
+/// the new reservations, never half of them.
+fn write_reservations(p: &Path, r: &FxHashMap<u32, u64>) {
+    let tmp = p.with_extension("tmp");
+    let text: String = r.iter().map(|(s, q)| format!("{s} {q}\n")).collect();
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, p);
+    }
+}
+
+/// Publishes new tables to every worker's queue (dropping any older
+/// version the worker has not picked up yet).
+pub fn publish(queues: &[Arc<ArrayQueue<Arc<Tables>>>], t: &Arc<Tables>) {
+    for q in queues {
+        // Capacity one: the newest tables replace any not yet taken.
+        let _ = q.force_push(t.clone());
+    }
+}
