@@ -176,6 +176,20 @@ pub struct SaConfig {
     /// first packet gets 1). For resuming an SA after a restart.
     #[serde(default)]
     pub seq: u64,
+    /// Lifetimes (RFC 4301 4.4.2.1), 0 = none: soft tells the control
+    /// plane, hard stops the SA.
+    #[serde(default)]
+    pub soft_bytes: u64,
+    #[serde(default)]
+    pub hard_bytes: u64,
+    #[serde(default)]
+    pub soft_packets: u64,
+    #[serde(default)]
+    pub hard_packets: u64,
+    #[serde(default)]
+    pub soft_secs: u64,
+    #[serde(default)]
+    pub hard_secs: u64,
     /// Inbound: anti-replay window in packets (0 = off).
     #[serde(default = "default_window")]
     pub replay_window: u32,

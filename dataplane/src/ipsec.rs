@@ -135,6 +135,7 @@ mod tests {
             replay_window: 64,
             inner_src: Vec::new(),
             inner_dst: Vec::new(),
+            lifetime: Default::default(),
         }
     }
 

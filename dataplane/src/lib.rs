@@ -13,6 +13,7 @@ pub mod drop;
 pub mod group;
 pub mod ipsec;
 pub mod lpm;
+pub mod neigh;
 pub mod pcap;
 pub mod pipeline;
 pub mod replay;

@@ -36,6 +36,9 @@ pub struct WorkerStats {
     pub encrypted: AtomicU64,
     pub decrypted: AtomicU64,
     pub forwarded: AtomicU64,
+    /// The SPI of the last packet dropped as unknown (u64::MAX: none), for
+    /// the auditable event RFC 4303 3.4.2 asks for.
+    pub last_unknown_spi: AtomicU64,
 }
 
 #[inline]
@@ -57,6 +60,7 @@ impl WorkerStats {
             encrypted: AtomicU64::new(0),
             decrypted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            last_unknown_spi: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -75,6 +79,9 @@ pub struct Worker {
     /// Whether the packet in hand lost its Ethernet header (to restore it
     /// on a punt).
     stripped_l2: bool,
+    /// Next hops without a link-layer address, for the main lcore to
+    /// solicit (bounded; a full queue loses a request, not a packet more).
+    resolve: Arc<crossbeam_queue::ArrayQueue<IpAddr>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -101,11 +108,23 @@ impl Worker {
     /// Worker number `id` (its slot in the per-SA counters).
     pub fn with_id(tables: Arc<Tables>, id: usize) -> Worker {
         let windows = tables.in_sas.iter().map(|sa| ReplayWindow::new(sa.replay_window, sa.esn)).collect();
-        Worker { id, tables, windows, stats: Arc::new(WorkerStats::new()), stripped_l2: false }
+        Worker {
+            id,
+            tables,
+            windows,
+            stats: Arc::new(WorkerStats::new()),
+            stripped_l2: false,
+            resolve: Arc::new(crossbeam_queue::ArrayQueue::new(64)),
+        }
     }
 
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// Addresses this worker needed a neighbour entry for.
+    pub fn resolve_queue(&self) -> Arc<crossbeam_queue::ArrayQueue<IpAddr>> {
+        self.resolve.clone()
     }
 
     pub fn tables(&self) -> &Tables {
@@ -169,6 +188,11 @@ impl Worker {
         if self.tables.is_local(l3.dst) {
             return self.local(buf, &l3);
         }
+        if is_multicast(l3.dst) {
+            // Neighbour discovery is for the main lcore; other multicast is
+            // not routed here.
+            return if l3.v6 && l3.proto == ipproto::ICMPV6 { Ok(Verdict::Punt) } else { Err(DropReason::NoRoute) };
+        }
         self.forward(buf, l3, false)
     }
 
@@ -204,7 +228,10 @@ impl Worker {
     /// ESP for one of our inbound SAs.
     fn inbound<B: PacketBuf>(&mut self, buf: &mut B, esp_off: usize) -> Result<Verdict, DropReason> {
         let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..]).map_err(wire_drop)?.spi();
-        let &i = self.tables.spi_index.get(&spi).ok_or(DropReason::UnknownSpi)?;
+        let Some(&i) = self.tables.spi_index.get(&spi) else {
+            self.stats.last_unknown_spi.store(spi as u64, Relaxed);
+            return Err(DropReason::UnknownSpi);
+        };
         let sa = &self.tables.in_sas[i];
         if sa.expired.load(Relaxed) {
             return Err(DropReason::SaExpired);
@@ -243,7 +270,7 @@ impl Worker {
                 if sa.expired.load(Relaxed) {
                     return Err(DropReason::SaExpired);
                 }
-                let nh = self.tables.sa_next_hop(i)?;
+                let nh = self.tables.sa_next_hop(i).inspect_err(|_| self.want_neighbor(sa.remote))?;
                 let len = buf.len() as u64;
                 ipsec::encap(sa, buf, l3.v6)?;
                 bump(&self.stats.encrypted, 1);
@@ -286,8 +313,23 @@ impl Worker {
 
     /// Route lookup, neighbour, MTU, Ethernet header.
     fn output<B: PacketBuf>(&self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
-        let nh = self.tables.next_hop(dst)?;
+        let nh = self.tables.next_hop(dst).inspect_err(|_| self.want_neighbor(dst))?;
         emit_l2(buf, &nh, dst.is_ipv6())
+    }
+
+    /// Asks the main lcore to solicit the next hop towards `dst`.
+    #[cold]
+    fn want_neighbor(&self, dst: IpAddr) {
+        if let Some(r) = self.tables.route(dst) {
+            let _ = self.resolve.push(r.via.unwrap_or(dst));
+        }
+    }
+}
+
+fn is_multicast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_multicast(),
     }
 }
 

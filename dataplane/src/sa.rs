@@ -24,6 +24,40 @@ pub struct NattPorts {
     pub remote: u16,
 }
 
+/// Soft and hard lifetimes of an SA (RFC 4301 4.4.2.1): by octets, by
+/// packets and by seconds since install; 0 = no limit. At the soft limit
+/// the control plane is told (to rekey); at the hard limit the SA stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub soft_bytes: u64,
+    pub hard_bytes: u64,
+    pub soft_packets: u64,
+    pub hard_packets: u64,
+    pub soft_secs: u64,
+    pub hard_secs: u64,
+}
+
+/// Where an SA stands against its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LifetimeState {
+    Fresh,
+    Soft,
+    Hard,
+}
+
+impl Lifetime {
+    pub fn state(&self, packets: u64, bytes: u64, age_secs: u64) -> LifetimeState {
+        let over = |v: u64, limit: u64| limit != 0 && v >= limit;
+        if over(bytes, self.hard_bytes) || over(packets, self.hard_packets) || over(age_secs, self.hard_secs) {
+            LifetimeState::Hard
+        } else if over(bytes, self.soft_bytes) || over(packets, self.soft_packets) || over(age_secs, self.soft_secs) {
+            LifetimeState::Soft
+        } else {
+            LifetimeState::Fresh
+        }
+    }
+}
+
 /// Everything needed to build an SA, from config or the control plane.
 #[derive(Clone)]
 pub struct SaParams {
@@ -43,6 +77,7 @@ pub struct SaParams {
     /// empty list, or none of the packet's family, allows any.
     pub inner_src: Vec<Prefix>,
     pub inner_dst: Vec<Prefix>,
+    pub lifetime: Lifetime,
 }
 
 impl std::fmt::Debug for SaParams {
@@ -212,6 +247,8 @@ pub struct OutboundSa {
     /// Set by the main lcore at the hard lifetime; workers then drop.
     pub expired: AtomicBool,
     pub stats: Arc<SaStats>,
+    pub lifetime: Lifetime,
+    pub installed: std::time::Instant,
 }
 
 impl OutboundSa {
@@ -229,6 +266,8 @@ impl OutboundSa {
             limit: seq_limit(p.esn),
             expired: AtomicBool::new(false),
             stats: Arc::default(),
+            lifetime: p.lifetime,
+            installed: std::time::Instant::now(),
         })
     }
 
@@ -254,11 +293,18 @@ impl OutboundSa {
             limit: self.limit,
             expired: AtomicBool::new(false),
             stats: self.stats.clone(),
+            lifetime: self.lifetime,
+            installed: self.installed,
         };
         // Reserve past every number the old object may still hand out
         // while workers switch tables.
         sa.seq.store(self.seq.load(Ordering::Relaxed) + 1 + RESEQ_MARGIN, Ordering::Relaxed);
         Ok(sa)
+    }
+
+    /// The last sequence number this SA may use.
+    pub fn seq_limit(&self) -> u64 {
+        self.limit
     }
 
     /// Sequence numbers used so far.
@@ -285,6 +331,8 @@ pub struct InboundSa {
     pub inner_dst: Vec<Prefix>,
     pub expired: AtomicBool,
     pub stats: Arc<SaStats>,
+    pub lifetime: Lifetime,
+    pub installed: std::time::Instant,
 }
 
 impl InboundSa {
@@ -307,6 +355,8 @@ impl InboundSa {
             inner_dst: p.inner_dst.clone(),
             expired: AtomicBool::new(false),
             stats: Arc::default(),
+            lifetime: p.lifetime,
+            installed: std::time::Instant::now(),
         })
     }
 
@@ -325,6 +375,8 @@ impl InboundSa {
             inner_dst: self.inner_dst.clone(),
             expired: AtomicBool::new(false),
             stats: self.stats.clone(),
+            lifetime: self.lifetime,
+            installed: self.installed,
         }
     }
 

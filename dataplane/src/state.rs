@@ -55,6 +55,14 @@ pub fn sa_params(s: &SaSpec) -> Result<SaParams, String> {
         replay_window: s.replay_window,
         inner_src: pre(&s.inner_src)?,
         inner_dst: pre(&s.inner_dst)?,
+        lifetime: crate::sa::Lifetime {
+            soft_bytes: s.lifetime.soft_bytes,
+            hard_bytes: s.lifetime.hard_bytes,
+            soft_packets: s.lifetime.soft_packets,
+            hard_packets: s.lifetime.hard_packets,
+            soft_secs: s.lifetime.soft_secs,
+            hard_secs: s.lifetime.hard_secs,
+        },
     })
 }
 
@@ -210,5 +218,141 @@ impl TableState {
         }
         t.resolve_sa_next_hops();
         t
+    }
+}
+
+/// Watches every SA against its lifetime and sequence-number limit, on the
+/// main lcore: reports each soft and hard crossing once, and stops an SA at
+/// its hard limit (workers see `expired` and drop its traffic).
+#[derive(Debug, Default)]
+pub struct LifetimeMonitor {
+    reported: FxHashMap<(u32, bool), crate::sa::LifetimeState>,
+    exhausted: rustc_hash::FxHashSet<u32>,
+}
+
+impl LifetimeMonitor {
+    pub fn check(&mut self, t: &Tables, now: std::time::Instant) -> Vec<cpdp::msg::Event> {
+        use crate::sa::{LifetimeState, STAT_BYTES, STAT_PACKETS};
+        use cpdp::msg::{Event, LifetimeKind};
+        let mut out = Vec::new();
+        let sas = t
+            .out_sas
+            .iter()
+            .map(|s| (s.spi, true, &s.lifetime, &s.stats, s.installed, &s.expired))
+            .chain(t.in_sas.iter().map(|s| (s.spi, false, &s.lifetime, &s.stats, s.installed, &s.expired)));
+        for (spi, outbound, life, stats, installed, expired) in sas {
+            let (p, b) = (stats.get(STAT_PACKETS), stats.get(STAT_BYTES));
+            let st = life.state(p, b, now.saturating_duration_since(installed).as_secs());
+            let prev = self.reported.get(&(spi, outbound)).copied().unwrap_or(LifetimeState::Fresh);
+            if st > prev {
+                if st == LifetimeState::Hard {
+                    expired.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                let kind = if st == LifetimeState::Hard { LifetimeKind::Hard } else { LifetimeKind::Soft };
+                let direction = if outbound { Direction::Out } else { Direction::In };
+                out.push(Event::Lifetime { spi, direction, kind, packets: p, bytes: b });
+                self.reported.insert((spi, outbound), st);
+            }
+        }
+        for sa in &t.out_sas {
+            if sa.seq_used() >= sa.seq_limit() && self.exhausted.insert(sa.spi) {
+                out.push(Event::SeqExhausted { spi: sa.spi });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sa::{Lifetime, LifetimeState, STAT_BYTES, STAT_PACKETS};
+    use cpdp::msg::{Event, LifetimeKind};
+    use std::time::{Duration, Instant};
+    use zeroize::Zeroizing;
+
+    fn spec(spi: u32, dir: Direction) -> SaSpec {
+        SaSpec {
+            spi,
+            direction: dir,
+            alg: "aes128gcm".into(),
+            enc_key: Zeroizing::new(vec![7; 20]),
+            auth_key: Zeroizing::new(vec![]),
+            local: "192.0.2.1".parse().unwrap(),
+            remote: "192.0.2.2".parse().unwrap(),
+            natt: None,
+            esn: false,
+            replay_window: 64,
+            seq: 0,
+            inner_src: vec![],
+            inner_dst: vec![],
+            lifetime: cpdp::msg::Lifetimes { soft_packets: 10, hard_packets: 20, hard_secs: 60, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn lifetime_states() {
+        let l = Lifetime { soft_bytes: 100, hard_bytes: 200, soft_secs: 5, ..Default::default() };
+        assert_eq!(l.state(0, 99, 0), LifetimeState::Fresh);
+        assert_eq!(l.state(0, 100, 0), LifetimeState::Soft);
+        assert_eq!(l.state(0, 0, 5), LifetimeState::Soft);
+        assert_eq!(l.state(0, 250, 0), LifetimeState::Hard);
+        assert_eq!(Lifetime::default().state(u64::MAX, u64::MAX, u64::MAX), LifetimeState::Fresh);
+    }
+
+    #[test]
+    fn soft_then_hard_reported_once_and_hard_stops_the_sa() {
+        let mut st = TableState::new(Tables::new(vec![]));
+        assert!(st.apply(&Command::InstallSa(spec(0x10, Direction::Out))).unwrap());
+        let t = st.build();
+        let mut m = LifetimeMonitor::default();
+        let now = Instant::now();
+        assert!(m.check(&t, now).is_empty());
+        t.out_sas[0].stats.add(0, STAT_PACKETS, 12);
+        t.out_sas[0].stats.add(0, STAT_BYTES, 1000);
+        let e = m.check(&t, now);
+        assert!(matches!(e[..], [Event::Lifetime { spi: 0x10, kind: LifetimeKind::Soft, packets: 12, .. }]), "{e:?}");
+        assert!(m.check(&t, now).is_empty(), "once");
+        assert!(!t.out_sas[0].expired.load(std::sync::atomic::Ordering::Relaxed));
+        let e = m.check(&t, now + Duration::from_secs(61));
+        assert!(matches!(e[..], [Event::Lifetime { kind: LifetimeKind::Hard, .. }]), "{e:?}");
+        assert!(t.out_sas[0].expired.load(std::sync::atomic::Ordering::Relaxed), "stopped");
+    }
+
+    #[test]
+    fn commands_are_checked_and_rejections_change_nothing() {
+        let mut st = TableState::new(Tables::new(vec![]));
+        let mut bad = spec(0x11, Direction::Out);
+        bad.alg = "des".into();
+        assert!(st.apply(&Command::InstallSa(bad)).unwrap_err().contains("unknown algorithm"));
+        let mut bad = spec(0x12, Direction::In);
+        bad.enc_key = Zeroizing::new(vec![1; 3]);
+        assert!(st.apply(&Command::InstallSa(bad)).unwrap_err().contains("20 octets"));
+        let pol = Command::SetPolicy {
+            dst: WirePrefix { addr: "10.0.0.0".parse().unwrap(), len: 8 },
+            action: PolicyAction::Protect(0x99),
+        };
+        assert!(st.apply(&pol).unwrap_err().contains("no outbound SA 0x99"));
+        assert!(st.apply(&Command::DeleteSa { spi: 5, direction: Direction::In }).is_err());
+        let t = st.build();
+        assert!(t.out_sas.is_empty() && t.in_sas.is_empty());
+        // MOBIKE: new addresses, same SA, sequence numbers move forward.
+        st.apply(&Command::InstallSa(spec(0x13, Direction::Out))).unwrap();
+        let before = st.build().out_sas[0].clone();
+        for _ in 0..5 {
+            before.next_seq();
+        }
+        st.apply(&Command::UpdateSaAddresses {
+            spi: 0x13,
+            direction: Direction::Out,
+            local: "198.51.100.1".parse().unwrap(),
+            remote: "198.51.100.2".parse().unwrap(),
+            natt: Some((4500, 4500)),
+        })
+        .unwrap();
+        let after = st.build().out_sas[0].clone();
+        assert_eq!(after.remote, "198.51.100.2".parse::<IpAddr>().unwrap());
+        assert!(after.next_seq().unwrap() > 5);
+        assert!(Arc::ptr_eq(&after.stats, &before.stats), "counters carry on");
     }
 }

@@ -361,6 +361,14 @@ impl Tables {
                 replay_window: s.replay_window,
                 inner_src: prefixes(&s.inner_src, "inner_src")?,
                 inner_dst: prefixes(&s.inner_dst, "inner_dst")?,
+                lifetime: crate::sa::Lifetime {
+                    soft_bytes: s.soft_bytes,
+                    hard_bytes: s.hard_bytes,
+                    soft_packets: s.soft_packets,
+                    hard_packets: s.hard_packets,
+                    soft_secs: s.soft_secs,
+                    hard_secs: s.hard_secs,
+                },
             };
             match s.direction {
                 Direction::In => {
@@ -429,6 +437,8 @@ impl Tables {
                 replay_window: 0,
                 inner_src: Vec::new(),
                 inner_dst: Vec::new(),
+                // The control plane's rollover ends a group SA's life.
+                lifetime: Default::default(),
             };
             let inb = InboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
             if !t.add_inbound(inb) {

@@ -41,6 +41,7 @@ fn spec(spi: u32, direction: Direction, key: [u8; 20]) -> SaSpec {
         seq: 0,
         inner_src: vec![],
         inner_dst: vec![],
+        lifetime: Default::default(),
     }
 }
 

@@ -40,6 +40,7 @@ fn group_sa(spi: u32, local: &str) -> SaParams {
         replay_window: 0,
         inner_src: Vec::new(),
         inner_dst: Vec::new(),
+        lifetime: Default::default(),
     }
 }
 

@@ -48,6 +48,26 @@ pub struct SaSpec {
     pub seq: u64,
     pub inner_src: Vec<WirePrefix>,
     pub inner_dst: Vec<WirePrefix>,
+    pub lifetime: Lifetimes,
+}
+
+/// Soft and hard lifetimes by octets, packets and seconds (0 = none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifetimes {
+    pub soft_bytes: u64,
+    pub hard_bytes: u64,
+    pub soft_packets: u64,
+    pub hard_packets: u64,
+    pub soft_secs: u64,
+    pub hard_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifetimeKind {
+    /// Time to rekey.
+    Soft,
+    /// The SA no longer carries traffic.
+    Hard,
 }
 
 impl std::fmt::Debug for SaSpec {
@@ -157,6 +177,25 @@ pub enum Event {
         sas: Vec<SaCounters>,
         drops: Vec<(String, u64)>,
     },
+    /// An SA reached a lifetime limit.
+    Lifetime {
+        spi: u32,
+        direction: Direction,
+        kind: LifetimeKind,
+        packets: u64,
+        bytes: u64,
+    },
+    /// An outbound SA used its last sequence number (RFC 4303 3.3.3).
+    SeqExhausted {
+        spi: u32,
+    },
+    /// Packets dropped since the last report, by reason (once a second at
+    /// most), with the last unknown SPI seen (a peer using an SA we lack:
+    /// RFC 4303 3.4.2 asks for an auditable event).
+    Drops {
+        counts: Vec<(String, u64)>,
+        last_unknown_spi: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +229,7 @@ mod tests {
             seq: 77,
             inner_src: vec![WirePrefix { addr: "10.0.0.0".parse().unwrap(), len: 8 }],
             inner_dst: vec![],
+            lifetime: Lifetimes { hard_bytes: 1 << 30, soft_secs: 3000, ..Default::default() },
         }
     }
 

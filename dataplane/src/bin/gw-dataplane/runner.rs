@@ -11,18 +11,27 @@ use dataplane::counters::{IdleBackoff, WorkerCounters, WorkerSnapshot};
 use dataplane::drop::DropReason;
 use dataplane::pipeline::{Verdict, Worker, WorkerStats};
 use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
-use dataplane::state::TableState;
+use dataplane::state::{LifetimeMonitor, TableState};
 use dataplane::tables::Tables;
 
 use crate::control::{self, Control, PuntQueue};
-use cpdp::msg::Event;
+use cpdp::msg::{Command, Event};
 use crossbeam_queue::ArrayQueue;
+use dataplane::neigh::{NeighOut, NeighborAgent, PortAddrs};
 use dpdk::{Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub exit_when_idle: Option<Duration>,
     pub stats_interval: Option<Duration>,
+}
+
+struct RuntimeDir(String);
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// One forwarding direction a worker serves: this rx queue into
@@ -44,6 +53,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     }
 
     let eal_args = cfg.eal_args();
+    // EAL leaves its runtime directory (config, sockets) behind; it is ours
+    // alone (the prefix is locked while we run), so tidy it on every way
+    // out. Declared before the EAL so it is dropped after it.
+    let _tidy = RuntimeDir(format!("/var/run/dpdk/{}", cfg.eal.file_prefix));
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL init failed ({e}); arguments: {}", eal_args.join(" ")))?;
     let workers = eal.worker_lcores();
     if workers.is_empty() {
@@ -95,6 +108,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     let mut control: Option<Control> = None;
     let mut table_queues: Vec<Arc<ArrayQueue<Arc<Tables>>>> = Vec::new();
     let mut punt_queues: Vec<Arc<PuntQueue>> = Vec::new();
+    let mut resolve_queues: Vec<Arc<ArrayQueue<std::net::IpAddr>>> = Vec::new();
     match cfg.mode {
         Mode::Forward => {
             let plans = plan_workers(&mut ports, &cfg.pairs(), workers.len());
@@ -133,6 +147,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             for (id, ((lcore, (rxqs, txqs)), c)) in workers.iter().zip(plans).zip(&counters).enumerate() {
                 let w = Worker::with_id(t.clone(), id);
                 gw_stats.push(w.stats());
+                resolve_queues.push(w.resolve_queue());
                 let tq = Arc::new(ArrayQueue::new(1));
                 let pq = Arc::new(PuntQueue::new(1024));
                 table_queues.push(tq.clone());
@@ -168,8 +183,41 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
 
     // The main lcore's own tx queue on every port (after the workers').
     let mut main_txqs = main_tx;
+    let mut monitor = LifetimeMonitor::default();
+    let mut neighbors = NeighborAgent::new(
+        cfg.ports
+            .iter()
+            .zip(&ports)
+            .map(|(pc, p)| PortAddrs {
+                mac: pc
+                    .mac
+                    .as_deref()
+                    .and_then(|m| dataplane::tables::parse_mac(m).ok())
+                    .unwrap_or_else(|| p.mac().unwrap_or_default()),
+                addrs: pc.addresses.iter().filter_map(|a| a.split('/').next()?.parse().ok()).collect(),
+            })
+            .collect(),
+    );
+    let mut drops = DropReport::new(gw_stats.clone());
+    let mut last_check = Instant::now();
     let mut housekeeping = || {
-        let (Some(ctl), Some(state)) = (control.as_mut(), table_state.as_mut()) else { return };
+        // Lifetimes and drop reports, ten times a second.
+        if last_check.elapsed() >= Duration::from_millis(100) {
+            last_check = Instant::now();
+            if let Some(t) = &tables {
+                let mut events = monitor.check(t, Instant::now());
+                events.extend(drops.poll());
+                for e in events {
+                    match control.as_mut() {
+                        Some(ctl) => {
+                            ctl.send(&e);
+                        }
+                        None => println!("event {e:?}"),
+                    }
+                }
+            }
+        }
+        let Some(state) = table_state.as_mut() else { return };
         let mut inject = |port: u16, frame: &[u8]| -> bool {
             let Some(Some(q)) = main_txqs.get_mut(port as usize) else { return false };
             let Some(mut m) = pool.alloc() else { return false };
@@ -180,17 +228,55 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             let _ = b.push(m);
             q.tx_burst(&mut b) == 1
         };
-        if let Some(t) = ctl.poll(state, &mut inject) {
+        let mut new_tables = control.as_mut().and_then(|ctl| ctl.poll(state, &mut inject));
+        // Punted frames: ARP and neighbour discovery are answered here, the
+        // rest goes to the control plane.
+        let mut learned = false;
+        for q in &punt_queues {
+            while let Some((port, frame)) = q.pop() {
+                match neighbors.on_frame(port, &frame) {
+                    Some(outs) => {
+                        for o in outs {
+                            match o {
+                                NeighOut::Send { port, frame } => {
+                                    inject(port, &frame);
+                                }
+                                NeighOut::Learn { ip, mac } => {
+                                    let known = tables.as_ref().and_then(|t| t.neighbors.get(&ip).copied());
+                                    if known != Some(mac) {
+                                        learned |= state.apply(&Command::SetNeighbor { ip, mac }).unwrap_or(false);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(ctl) = control.as_mut() {
+                            ctl.send(&Event::Punt { port, frame });
+                        }
+                    }
+                }
+            }
+        }
+        if learned {
+            new_tables = Some(state.build());
+        }
+        if let Some(t) = new_tables {
             let t = Arc::new(t);
             control::publish(&table_queues, &t);
             tables = Some(t);
         }
-        for q in &punt_queues {
-            while let Some((port, frame)) = q.pop() {
-                ctl.send(&Event::Punt { port, frame });
+        // Next hops the workers could not reach: solicit them.
+        let now = Instant::now();
+        for q in &resolve_queues {
+            while let Some(ip) = q.pop() {
+                let port = tables.as_ref().and_then(|t| t.route(ip)).map(|r| r.port);
+                if let Some(NeighOut::Send { port, frame }) = port.and_then(|p| neighbors.solicit(ip, p, now)) {
+                    inject(port, &frame);
+                }
             }
         }
-        if let Some(t) = &tables {
+        if let (Some(ctl), Some(t)) = (control.as_mut(), &tables) {
             ctl.reserve(t);
         }
     };
@@ -213,9 +299,6 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     drop(ports);
     drop(pool);
     drop(eal);
-    // EAL leaves its runtime directory (config, sockets) behind; it is ours
-    // alone (the prefix is locked while we run), so tidy it.
-    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", cfg.eal.file_prefix));
     Ok(())
 }
 
@@ -308,6 +391,37 @@ impl PacketBuf for MbufBuf<'_> {
     #[inline]
     fn trim(&mut self, n: usize) -> bool {
         self.0.trim(n)
+    }
+}
+
+/// Drop counts since the last report, once a second at most.
+struct DropReport {
+    stats: Vec<Arc<WorkerStats>>,
+    last: Vec<u64>,
+    at: Instant,
+}
+
+impl DropReport {
+    fn new(stats: Vec<Arc<WorkerStats>>) -> Self {
+        DropReport { stats, last: vec![0; DropReason::COUNT], at: Instant::now() }
+    }
+
+    fn poll(&mut self) -> Option<Event> {
+        if self.at.elapsed() < Duration::from_secs(1) || self.stats.is_empty() {
+            return None;
+        }
+        self.at = Instant::now();
+        let mut counts = Vec::new();
+        for r in DropReason::ALL {
+            let now: u64 = self.stats.iter().map(|s| s.drop_count(*r)).sum();
+            let d = now - self.last[*r as usize];
+            self.last[*r as usize] = now;
+            if d > 0 {
+                counts.push((r.name().to_string(), d));
+            }
+        }
+        let spi = self.stats.iter().map(|s| s.last_unknown_spi.load(Ordering::Relaxed)).find(|&v| v != u64::MAX);
+        (!counts.is_empty()).then(|| Event::Drops { counts, last_unknown_spi: spi.map(|v| v as u32) })
     }
 }
 
