@@ -8,6 +8,19 @@ use crate::replay::{ReplayError, ReplayWindow};
 use crate::sa::{InboundSa, OutboundSa};
 use crate::wire::{self, esp, ipproto, ipv4, ipv6};
 
+/// Octets ESP tunnel mode adds to an inner packet of `inner_len` with
+/// `sa`: outer headers, ESP header, IV, padding, trailer, ICV.
+#[inline]
+pub fn overhead(sa: &OutboundSa, inner_len: usize) -> usize {
+    let alg = sa.cipher.algorithm();
+    sa.template.len()
+        + esp::HEADER_LEN
+        + alg.iv_len()
+        + esp::pad_len(inner_len, alg.align())
+        + esp::TRAILER_LEN
+        + alg.icv_len()
+}
+
 /// Encapsulates the inner IP packet that fills `buf` (no L2 header) with
 /// `sa`; afterwards `buf` holds the outer IP packet. `inner_v6` selects
 /// the next header (IPv6 41 or IPv4 4).

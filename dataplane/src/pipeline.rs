@@ -14,7 +14,7 @@ use crate::ipsec::{self, wire_drop};
 use crate::replay::ReplayWindow;
 use crate::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use crate::tables::{NextHop, Policy, Tables};
-use crate::wire::{ethernet, ipproto, ipv4, ipv6, udp};
+use crate::wire::{ethernet, icmp, ipproto, ipv4, ipv6, udp};
 
 /// What to do with a packet after [`Worker::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct WorkerStats {
     /// The SPI of the last packet dropped as unknown (u64::MAX: none), for
     /// the auditable event RFC 4303 3.4.2 asks for.
     pub last_unknown_spi: AtomicU64,
+    /// ICMP errors sent (time exceeded, packet too big).
+    pub icmp_errors: AtomicU64,
 }
 
 #[inline]
@@ -61,6 +63,7 @@ impl WorkerStats {
             decrypted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             last_unknown_spi: AtomicU64::new(u64::MAX),
+            icmp_errors: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +85,40 @@ pub struct Worker {
     /// Next hops without a link-layer address, for the main lcore to
     /// solicit (bounded; a full queue loses a request, not a packet more).
     resolve: Arc<crossbeam_queue::ArrayQueue<IpAddr>>,
+    /// Path MTU to report with an Oversize drop.
+    pmtu: usize,
+    icmp_budget: TokenBucket,
+}
+
+/// ICMP errors are rate-limited (RFC 4443 2.4 (f), RFC 1812 4.3.2.8):
+/// at most `RATE` a second per worker, bursts of `BURST`.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: u32,
+    last: std::time::Instant,
+}
+
+impl TokenBucket {
+    const RATE: u32 = 100;
+    const BURST: u32 = 10;
+
+    fn new() -> Self {
+        TokenBucket { tokens: Self::BURST, last: std::time::Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = (now.saturating_duration_since(self.last).as_millis() as u64 * Self::RATE as u64 / 1000) as u32;
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(Self::BURST);
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -115,6 +152,8 @@ impl Worker {
             stats: Arc::new(WorkerStats::new()),
             stripped_l2: false,
             resolve: Arc::new(crossbeam_queue::ArrayQueue::new(64)),
+            pmtu: 0,
+            icmp_budget: TokenBucket::new(),
         }
     }
 
@@ -169,6 +208,11 @@ impl Worker {
             Ok(v) => v,
             Err(r) => {
                 bump(&self.stats.drops[r as usize], 1);
+                if matches!(r, DropReason::TtlExceeded | DropReason::Oversize) {
+                    if let Some(v) = self.icmp_error(buf, r) {
+                        return v;
+                    }
+                }
                 Verdict::Drop(r)
             }
         }
@@ -267,31 +311,13 @@ impl Worker {
         match self.tables.policy(l3.dst) {
             Some(Policy::Protect(i)) => {
                 let sa = &self.tables.out_sas[i];
-                if sa.expired.load(Relaxed) {
-                    return Err(DropReason::SaExpired);
-                }
                 let nh = self.tables.sa_next_hop(i).inspect_err(|_| self.want_neighbor(sa.remote))?;
-                let len = buf.len() as u64;
-                ipsec::encap(sa, buf, l3.v6)?;
-                bump(&self.stats.encrypted, 1);
-                sa.stats.add(self.id, STAT_PACKETS, 1);
-                sa.stats.add(self.id, STAT_BYTES, len);
-                emit_l2(buf, &nh, sa.template.is_v6())
+                self.encrypt(buf, &l3, i, None, nh)
             }
             Some(Policy::ProtectGroup(g)) => {
                 let route = &self.tables.groups[g];
-                let i = route.out_sa;
-                let sa = &self.tables.out_sas[i];
-                if sa.expired.load(Relaxed) {
-                    return Err(DropReason::SaExpired);
-                }
                 let (member, nh) = route.member(l3.dst)?;
-                let len = buf.len() as u64;
-                ipsec::encap_to(sa, buf, l3.v6, Some(member))?;
-                bump(&self.stats.encrypted, 1);
-                sa.stats.add(self.id, STAT_PACKETS, 1);
-                sa.stats.add(self.id, STAT_BYTES, len);
-                emit_l2(buf, &nh, sa.template.is_v6())
+                self.encrypt(buf, &l3, route.out_sa, Some(member), nh)
             }
             Some(Policy::Discard) => Err(DropReason::PolicyDiscard),
             Some(Policy::Bypass) | None => {
@@ -311,10 +337,130 @@ impl Worker {
         }
     }
 
+    /// Encrypts with outbound SA `i` (to `member` for a group SA) towards
+    /// `nh`, after checking the result fits the port's MTU.
+    fn encrypt<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        l3: &L3,
+        i: usize,
+        member: Option<IpAddr>,
+        nh: NextHop,
+    ) -> Result<Verdict, DropReason> {
+        let sa = &self.tables.out_sas[i];
+        if sa.expired.load(Relaxed) {
+            return Err(DropReason::SaExpired);
+        }
+        let len = buf.len();
+        let overhead = ipsec::overhead(sa, len);
+        if len + overhead > nh.mtu {
+            // The inner packet's path MTU is the port's less what ESP adds.
+            self.pmtu = nh.mtu.saturating_sub(overhead + sa.cipher.algorithm().align());
+            return Err(DropReason::Oversize);
+        }
+        ipsec::encap_to(sa, buf, l3.v6, member)?;
+        bump(&self.stats.encrypted, 1);
+        sa.stats.add(self.id, STAT_PACKETS, 1);
+        sa.stats.add(self.id, STAT_BYTES, len as u64);
+        emit_l2(buf, &nh, sa.template.is_v6())
+    }
+
     /// Route lookup, neighbour, MTU, Ethernet header.
-    fn output<B: PacketBuf>(&self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
+    fn output<B: PacketBuf>(&mut self, buf: &mut B, dst: IpAddr) -> Result<Verdict, DropReason> {
         let nh = self.tables.next_hop(dst).inspect_err(|_| self.want_neighbor(dst))?;
+        if buf.len() > nh.mtu {
+            self.pmtu = nh.mtu;
+            return Err(DropReason::Oversize);
+        }
         emit_l2(buf, &nh, dst.is_ipv6())
+    }
+
+    /// Turns the IP packet in `buf` (which met `why`) into the ICMP error a
+    /// router owes its source (RFC 792 / 1191 / 4443): time exceeded, or
+    /// fragmentation needed / packet too big with the path MTU. `None`
+    /// when none is due: ICMP errors about ICMP errors, non-first
+    /// fragments, multicast or unspecified sources, IPv4 without DF (we do
+    /// not fragment: just dropped), or beyond the rate limit.
+    fn icmp_error<B: PacketBuf>(&mut self, buf: &mut B, why: DropReason) -> Option<Verdict> {
+        let data = buf.data();
+        let v6 = data.first()? >> 4 == 6;
+        let (src, quote_max) = if v6 {
+            let p = ipv6::Packet::new_checked(data).ok()?;
+            let (proto, off) = p.upper_layer().ok()?;
+            if proto == ipproto::FRAGMENT || (proto == ipproto::ICMPV6 && data.get(off).is_some_and(|&t| t < 128)) {
+                return None;
+            }
+            (IpAddr::from(p.src()), 1280 - 48)
+        } else {
+            let p = ipv4::Packet::new_checked(data).ok()?;
+            let icmp_error_type = |t: u8| matches!(t, 3 | 4 | 5 | 11 | 12);
+            if p.is_fragment()
+                || (p.protocol() == ipproto::ICMP && data.get(p.header_len()).is_some_and(|&t| icmp_error_type(t)))
+            {
+                return None;
+            }
+            if why == DropReason::Oversize && !p.dont_fragment() {
+                return None;
+            }
+            (IpAddr::from(p.src()), 576 - 28)
+        };
+        if src.is_unspecified() || is_multicast(src) || !self.icmp_budget.take() {
+            return None;
+        }
+        let me = self.tables.icmp_source(v6)?;
+        let (typ, code, word) = match (why, v6) {
+            (DropReason::TtlExceeded, false) => (icmp::v4::TIME_EXCEEDED, 0, 0u32),
+            (DropReason::TtlExceeded, true) => (icmp::v6::TIME_EXCEEDED, 0, 0),
+            // RFC 1191: the next-hop MTU in the low 16 bits.
+            (_, false) => (icmp::v4::DEST_UNREACHABLE, icmp::v4::CODE_FRAG_NEEDED, self.pmtu.min(0xffff) as u32),
+            // RFC 4443 3.2: never below the IPv6 minimum MTU.
+            (_, true) => (icmp::v6::PACKET_TOO_BIG, 0, self.pmtu.max(1280) as u32),
+        };
+        let quote = buf.len().min(quote_max);
+        buf.trim(buf.len() - quote);
+        let ip_len = if v6 { ipv6::HEADER_LEN } else { ipv4::MIN_HEADER_LEN };
+        let h = buf.prepend(ip_len + icmp::HEADER_LEN)?;
+        let msg_len = icmp::HEADER_LEN + quote;
+        match (me, src) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                ipv6::Repr {
+                    src: s,
+                    dst: d,
+                    next_header: ipproto::ICMPV6,
+                    payload_len: msg_len,
+                    hop_limit: 64,
+                    traffic_class: 0,
+                }
+                .emit(h);
+            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                ipv4::Repr {
+                    src: s,
+                    dst: d,
+                    protocol: ipproto::ICMP,
+                    payload_len: msg_len,
+                    ttl: 64,
+                    tos: 0,
+                    ident: 0,
+                    dont_fragment: false,
+                }
+                .emit(h);
+            }
+            _ => return None,
+        }
+        let m = &mut buf.data_mut()[ip_len..];
+        m[0] = typ;
+        m[1] = code;
+        m[2..4].fill(0);
+        m[4..8].copy_from_slice(&word.to_be_bytes());
+        let initial = match (me, src) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => ipv6::pseudo_header_sum(s, d, ipproto::ICMPV6, msg_len),
+            _ => 0,
+        };
+        let c = crate::wire::checksum(m, initial);
+        icmp::set_checksum(m, c);
+        bump(&self.stats.icmp_errors, 1);
+        self.output(buf, src).ok()
     }
 
     /// Asks the main lcore to solicit the next hop towards `dst`.

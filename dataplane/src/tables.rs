@@ -125,6 +125,15 @@ impl Tables {
         };
     }
 
+    /// The address ICMP errors come from: our lowest address of the family.
+    pub fn icmp_source(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.local6.iter().min().map(|&a| IpAddr::V6(a.into()))
+        } else {
+            self.local4.iter().min().map(|&a| IpAddr::V4(a.into()))
+        }
+    }
+
     /// Whether `a` is one of our own addresses.
     #[inline]
     pub fn is_local(&self, a: IpAddr) -> bool {

@@ -13,6 +13,8 @@ use dataplane::tables::Tables;
 
 mod common;
 
+use dataplane::wire::ipv4;
+
 const MAC_A_LAN: &str = "02:00:00:00:0a:01";
 const MAC_A_WAN: &str = "02:00:00:00:0a:02";
 const MAC_B_WAN: &str = "02:00:00:00:0b:02";
@@ -239,10 +241,62 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
         0,
     );
     t[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(a.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::TtlExceeded));
-    // Oversize after encapsulation.
+    // TTL 1 in transit: dropped, and an ICMP time exceeded goes back to
+    // the source (RFC 792), quoting the packet.
+    let mut te = VecBuf::new(&t);
+    assert_eq!(a.process(&mut te), Verdict::Tx(0));
+    let icmp = te.data();
+    assert_eq!(&icmp[0..6], &[2, 0, 0, 0, 0xaa, 0xaa], "to the source host");
+    let ip = ipv4::Packet::new_checked(&icmp[14..]).unwrap();
+    assert!(ip.checksum_ok());
+    assert_eq!((ip.protocol(), ip.dst(), ip.src()), (1, "10.1.0.10".parse().unwrap(), "10.1.0.1".parse().unwrap()));
+    assert_eq!(&icmp[34..36], &[11, 0], "time exceeded");
+    assert_eq!(dataplane::wire::checksum(&icmp[34..], 0), 0, "ICMP checksum");
+    assert_eq!(&icmp[42..62], &t[14..34], "quotes the original header");
+    assert_eq!(a.stats().drop_count(DropReason::TtlExceeded), 1);
+    // Too big to encapsulate: without DF dropped (we do not fragment)...
     let big = lan_frame(false, "10.1.0.10", "10.2.0.20", 1480, 3);
     assert_eq!(a.process(&mut VecBuf::new(&big)), Verdict::Drop(DropReason::Oversize));
+    // ...with DF, ICMP fragmentation needed with the tunnel's path MTU
+    // (RFC 1191), so the host can send smaller packets.
+    let mut df = big.clone();
+    df[14 + 6] |= 0x40;
+    let c = dataplane::wire::checksum(
+        &{
+            let mut h = df[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        },
+        0,
+    );
+    df[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut ptb = VecBuf::new(&df);
+    assert_eq!(a.process(&mut ptb), Verdict::Tx(0));
+    let p = ptb.data();
+    assert_eq!(&p[34..36], &[3, 4], "fragmentation needed");
+    let mtu = u16::from_be_bytes([p[40], p[41]]) as usize;
+    assert!((1400..1480).contains(&mtu), "path MTU {mtu}");
+    // A packet of that size does pass.
+    let fits = lan_frame(false, "10.1.0.10", "10.2.0.20", mtu, 3);
+    assert_eq!(a.process(&mut VecBuf::new(&fits)), Verdict::Tx(1));
+    // IPv6 is never fragmented by routers: packet too big (RFC 4443 3.2).
+    let big6 = lan_frame(true, "2001:db8:a::10", "2001:db8:b::20", 1480, 5);
+    let mut ptb6 = VecBuf::new(&big6);
+    assert_eq!(a.process(&mut ptb6), Verdict::Tx(0));
+    let p = ptb6.data();
+    assert_eq!((p[14 + 6], p[54]), (58, 2), "ICMPv6 packet too big");
+    assert!(u32::from_be_bytes([p[58], p[59], p[60], p[61]]) >= 1280);
+    let sum = dataplane::wire::sum_words(
+        &p[54..],
+        dataplane::wire::ipv6::pseudo_header_sum(
+            "2001:db8:a::1".parse().unwrap(),
+            "2001:db8:a::10".parse().unwrap(),
+            58,
+            p.len() - 54,
+        ),
+    );
+    assert_eq!(dataplane::wire::fold(sum), 0xffff, "ICMPv6 checksum");
     // Inner source outside B's selector for this SA (10.1.0.0/16).
     let mut wrong = VecBuf::new(&lan_frame(false, "10.9.0.10", "10.2.0.20", 64, 4));
     assert_eq!(a.process(&mut wrong), Verdict::Tx(1));

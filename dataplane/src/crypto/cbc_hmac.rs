@@ -73,7 +73,8 @@ impl CbcHmac {
         };
         let mac = match alg {
             Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc256HmacSha1 => MacKey::Sha1(Box::new(
-                <hmac_rc::Hmac<sha1::Sha1> as hmac_rc::Mac>::new_from_slice(auth_key).expect("HMAC takes any key length"),
+                <hmac_rc::Hmac<sha1::Sha1> as hmac_rc::Mac>::new_from_slice(auth_key)
+                    .expect("HMAC takes any key length"),
             )),
             _ => MacKey::Sha256(hmac::Key::new(hmac::HMAC_SHA256, auth_key)),
         };
