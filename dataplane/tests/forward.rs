@@ -240,3 +240,22 @@ fn two_workers_each_own_a_queue_of_every_port() {
     assert!(out.contains("counters worker=0 rx=400 tx=400"), "{out}");
     assert!(out.contains("counters worker=1 rx=250 tx=250"), "{out}");
 }
+
+/// Every shipped config passes `--check` (so the documented examples stay
+/// true to the code).
+#[test]
+fn shipped_configs_check() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+    let mut n = 0;
+    for dir in [root.to_string(), format!("{root}/lab")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let out = Command::new(bin()).args(["--config", p.to_str().unwrap(), "--check"]).output().unwrap();
+                assert!(out.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 3, "found {n} configs");
+}

@@ -280,7 +280,27 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             ctl.reserve(t);
         }
     };
-    main_loop(cfg, opts, &ports, &counters, &stop, &mut housekeeping);
+    let live_stats = gw_stats.clone();
+    let mut last_live = (Instant::now(), 0u64, 0u64, 0u64);
+    let mut gateway_live = move || -> String {
+        if live_stats.is_empty() {
+            return String::new();
+        }
+        let ld = |f: &dyn Fn(&WorkerStats) -> u64| live_stats.iter().map(|s| f(s)).sum::<u64>();
+        let enc = ld(&|s| s.encrypted.load(Ordering::Relaxed));
+        let dec = ld(&|s| s.decrypted.load(Ordering::Relaxed));
+        let drops = ld(&|s| DropReason::ALL.iter().map(|r| s.drop_count(*r)).sum());
+        let secs = last_live.0.elapsed().as_secs_f64().max(1e-9);
+        let line = format!(
+            " | encrypt {:.3} Mpps decrypt {:.3} Mpps drops {}",
+            (enc - last_live.1) as f64 / secs / 1e6,
+            (dec - last_live.2) as f64 / secs / 1e6,
+            drops - last_live.3
+        );
+        last_live = (Instant::now(), enc, dec, drops);
+        line
+    };
+    main_loop(cfg, opts, &ports, &counters, &stop, &mut housekeeping, &mut gateway_live);
 
     stop.store(true, Ordering::SeqCst);
     for h in handles {
@@ -567,6 +587,7 @@ fn main_loop(
     counters: &[Arc<WorkerCounters>],
     stop: &AtomicBool,
     housekeeping: &mut dyn FnMut(),
+    live_extra: &mut dyn FnMut() -> String,
 ) {
     // With a control plane attached, commands are served every millisecond.
     let tick = if cfg.control.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
@@ -610,6 +631,7 @@ fn main_loop(
         }
         let w = counters.iter().map(|c| c.snapshot()).fold(WorkerSnapshot::default(), |a, b| a + b);
         line.push_str(&format!(" | tx_full drops {}", w.tx_full));
+        line.push_str(&live_extra());
         println!("{line}");
         last_stats = now;
         last_print = Instant::now();
