@@ -16,6 +16,7 @@
 mod esp;
 mod forward;
 mod measure;
+mod plot;
 mod traffic;
 
 use std::path::PathBuf;
@@ -40,6 +41,13 @@ enum Cmd {
     Forward(forward::ForwardArgs),
     /// ESP encrypt/decrypt: DPDK path beside ipsec-secgw, and in memory.
     Esp(esp::EspArgs),
+    /// Draw an SVG bar chart from an `esp --markdown` report.
+    Plot {
+        /// The report (Markdown).
+        input: PathBuf,
+        /// The SVG to write.
+        out: PathBuf,
+    },
     /// Write a pcap of UDP/IPv4 test frames (input for a net_pcap port).
     Pcap {
         /// Inner IPv4 packet size in octets, or "imix".
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
         Cmd::Esp(a) => esp::run(&a, shared_dir(cli.shared).ok().as_deref()),
+        Cmd::Plot { input, out } => plot::run(&input, &out),
         Cmd::Pcap { size, count, out } => {
             traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
         }

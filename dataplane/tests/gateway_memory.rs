@@ -202,16 +202,7 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
     ka.push(0xff);
     ka[16..18].copy_from_slice(&29u16.to_be_bytes()); // IPv4 total length
     ka[38..40].copy_from_slice(&9u16.to_be_bytes()); // UDP length
-    let c = dataplane::wire::checksum(
-        &{
-            let mut h = ka[14..34].to_vec();
-            h[10] = 0;
-            h[11] = 0;
-            h
-        },
-        0,
-    );
-    ka[24..26].copy_from_slice(&c.to_be_bytes());
+    common::fix_ipv4_checksum(&mut ka);
     assert_eq!(b.process(&mut VecBuf::new(&ka)), Verdict::Drop(DropReason::NattKeepalive));
     // Bad IPv4 header checksum.
     let mut t = wire.clone();
@@ -231,16 +222,7 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
     t = lan_frame(false, "10.1.0.10", "10.1.0.99", 64, 2);
     assert_eq!(a.process(&mut VecBuf::new(&t)), Verdict::Drop(DropReason::NoNeighbor));
     t[14 + 8] = 1;
-    let c = dataplane::wire::checksum(
-        &{
-            let mut h = t[14..34].to_vec();
-            h[10] = 0;
-            h[11] = 0;
-            h
-        },
-        0,
-    );
-    t[24..26].copy_from_slice(&c.to_be_bytes());
+    common::fix_ipv4_checksum(&mut t);
     // TTL 1 in transit: dropped, and an ICMP time exceeded goes back to
     // the source (RFC 792), quoting the packet.
     let mut te = VecBuf::new(&t);
@@ -261,16 +243,7 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
     // (RFC 1191), so the host can send smaller packets.
     let mut df = big.clone();
     df[14 + 6] |= 0x40;
-    let c = dataplane::wire::checksum(
-        &{
-            let mut h = df[14..34].to_vec();
-            h[10] = 0;
-            h[11] = 0;
-            h
-        },
-        0,
-    );
-    df[24..26].copy_from_slice(&c.to_be_bytes());
+    common::fix_ipv4_checksum(&mut df);
     let mut ptb = VecBuf::new(&df);
     assert_eq!(a.process(&mut ptb), Verdict::Tx(0));
     let p = ptb.data();

@@ -48,3 +48,11 @@ pub fn udp_frame(src: &str, dst: &str, len: usize, tag: u8) -> Vec<u8> {
 pub fn ip_of(frame: &[u8]) -> &[u8] {
     &frame[14..]
 }
+
+/// Recomputes the IPv4 header checksum of an Ethernet frame after a test
+/// changed a header field.
+pub fn fix_ipv4_checksum(frame: &mut [u8]) {
+    frame[24..26].fill(0);
+    let c = dataplane::wire::checksum(&frame[14..34], 0);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+}

@@ -325,16 +325,20 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
 /// A port's rx and tx queues, each taken out once by the worker it goes to.
 type PortQueues = (Vec<Option<RxQueue>>, Vec<Option<TxQueue>>);
 
-/// Gives worker w queue w of every port: for each pair (a, b) it forwards
-/// a.rx[w] -> b.tx[w] and b.rx[w] -> a.tx[w].
-fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -> Vec<WorkerPlan> {
-    let mut queues: Vec<PortQueues> = ports
+fn take_all_queues(ports: &mut [Port]) -> Vec<PortQueues> {
+    ports
         .iter_mut()
         .map(|p| {
             let (rx, tx) = p.take_queues().expect("queues taken once");
             (rx.into_iter().map(Some).collect(), tx.into_iter().map(Some).collect())
         })
-        .collect();
+        .collect()
+}
+
+/// Gives worker w queue w of every port: for each pair (a, b) it forwards
+/// a.rx[w] -> b.tx[w] and b.rx[w] -> a.tx[w].
+fn plan_workers(ports: &mut [Port], pairs: &[(usize, usize)], nworkers: usize) -> Vec<WorkerPlan> {
+    let mut queues = take_all_queues(ports);
     (0..nworkers)
         .map(|w| {
             let mut plan = WorkerPlan { paths: Vec::new(), txqs: Vec::new() };
@@ -358,13 +362,7 @@ fn plan_gateway(
     nworkers: usize,
     main_tx: &mut Vec<Option<TxQueue>>,
 ) -> Vec<(Vec<RxQueue>, Vec<TxQueue>)> {
-    let mut per_port: Vec<PortQueues> = ports
-        .iter_mut()
-        .map(|p| {
-            let (rx, tx) = p.take_queues().expect("queues taken once");
-            (rx.into_iter().map(Some).collect(), tx.into_iter().map(Some).collect())
-        })
-        .collect();
+    let mut per_port = take_all_queues(ports);
     // The extra tx queue of each port is the main lcore's (injection).
     main_tx.extend(per_port.iter_mut().map(|q| q.1.get_mut(nworkers).and_then(Option::take)));
     (0..nworkers)
