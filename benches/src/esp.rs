@@ -33,8 +33,9 @@ pub struct EspArgs {
     /// Ciphers to measure.
     #[arg(long, value_delimiter = ',', default_value = "aes128gcm,aes256gcm,aes128cbc-sha1,aes256cbc-sha1")]
     algs: Vec<String>,
-    /// Inner IPv4 packet sizes: 64, 1400, imix.
-    #[arg(long, value_delimiter = ',', default_value = "64,1400,imix")]
+    /// Inner IPv4 packet sizes (28..=1400) or imix. The anchors' scripts
+    /// know 64, 1400 and imix only; other sizes are measured for us alone.
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1400,imix")]
     sizes: Vec<String>,
     /// Runs per (tool, cipher, size, direction).
     #[arg(long, default_value_t = 3)]
@@ -153,8 +154,9 @@ fn frames_for(size: &str) -> Result<Vec<Vec<u8>>, String> {
 pub fn run(a: &EspArgs, shared: Option<&Path>) -> Result<(), String> {
     let algs: Vec<Algorithm> = a.algs.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
     for s in &a.sizes {
-        if !["64", "1400", "imix"].contains(&s.as_str()) {
-            return Err(format!("--sizes: '{s}' is not one of 64, 1400, imix"));
+        let ok = s == "imix" || s.parse::<usize>().is_ok_and(|n| (traffic::MIN_SIZE..=1400).contains(&n));
+        if !ok {
+            return Err(format!("--sizes: '{s}' is neither imix nor a size in 28..=1400"));
         }
     }
     let hz = tsc_hz()?;
@@ -174,6 +176,8 @@ pub fn run(a: &EspArgs, shared: Option<&Path>) -> Result<(), String> {
 
 struct Cell {
     runs: Vec<f64>,
+    /// Mean received frame size of the runs (octets), for Gbit/s.
+    frame: f64,
 }
 
 impl Cell {
@@ -184,7 +188,9 @@ impl Cell {
         let m = median(&self.runs);
         let mn = self.runs.iter().cloned().fold(f64::INFINITY, f64::min);
         let mx = self.runs.iter().cloned().fold(0.0, f64::max);
-        (format!("{m:.3} [{mn:.2}-{mx:.2}] / {:.0}", hz / (m * 1e6)), m)
+        let gbps =
+            if self.frame > 0.0 { format!(" / {:.2} Gbit/s", m * 1e6 * self.frame * 8.0 / 1e9) } else { String::new() };
+        (format!("{m:.3} [{mn:.2}-{mx:.2}] / {:.0}{gbps}", hz / (m * 1e6)), m)
     }
 }
 
@@ -233,12 +239,12 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
                         s.rx_bytes
                     );
                     ours.entry((alg.name().to_string(), size.clone(), dir))
-                        .or_insert(Cell { runs: vec![] })
+                        .or_insert(Cell { runs: vec![], frame: s.rx_bytes })
                         .runs
                         .push(s.tx_mpps);
                 }
             }
-            if run_anchors {
+            if run_anchors && ["64", "1400", "imix"].contains(&size.as_str()) {
                 for (algo, modes) in
                     [("gcm", "gcm:cpu-crypto gcm:lookaside"), ("cbc-sha1", "cbc-sha1:lookaside cbc-sha1:cpu-crypto")]
                 {
@@ -303,7 +309,12 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
 
     writeln!(report, "### DPDK path: one worker core, net_pcap(infinite_rx) -> net_null, one SA, replay window off\n")
         .ok();
-    writeln!(report, "Mpps median [min-max] / cycles per packet, {} run(s) each, interleaved.\n", a.runs).ok();
+    writeln!(
+        report,
+        "Mpps median [min-max] / cycles per packet (/ Gbit/s of received frames for ours), {} run(s) each, interleaved.\n",
+        a.runs
+    )
+    .ok();
     writeln!(
         report,
         "| cipher | size | dir | gw-dataplane | ipsec-secgw best mode | mode | ours / secgw | testpmd io floor |"
@@ -326,7 +337,7 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
                     secgw
                         .iter()
                         .filter(|((al, _, sd), _)| al == algo && *sd == format!("{size}-{dir}"))
-                        .map(|((_, mode, _), v)| (mode.clone(), Cell { runs: v.clone() }))
+                        .map(|((_, mode, _), v)| (mode.clone(), Cell { runs: v.clone(), frame: 0.0 }))
                         .max_by(|x, y| median(&x.1.runs).total_cmp(&median(&y.1.runs)))
                 });
                 let (s, smode, ratio) = match &best {
@@ -336,7 +347,7 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
                     }
                     None => ("-".into(), "-".into(), "-".into()),
                 };
-                let f = fwd.get(size).map(|v| Cell { runs: v.clone() }.fmt(hz).0).unwrap_or("-".into());
+                let f = fwd.get(size).map(|v| Cell { runs: v.clone(), frame: 0.0 }.fmt(hz).0).unwrap_or("-".into());
                 writeln!(report, "| {alg} | {size} | {dir} | {o} | {s} | {smode} | {ratio} | {f} |").ok();
             }
         }

@@ -146,6 +146,17 @@ impl OuterTemplate {
         Ok(OuterTemplate { bytes, ip_len, udp: natt.is_some() })
     }
 
+    /// The outer source address.
+    pub fn local(&self) -> IpAddr {
+        if self.is_v6() {
+            let a: [u8; 16] = self.bytes[8..24].try_into().unwrap_or_default();
+            IpAddr::from(a)
+        } else {
+            let a: [u8; 4] = self.bytes[12..16].try_into().unwrap_or_default();
+            IpAddr::from(a)
+        }
+    }
+
     /// Octets of outer headers before the ESP header.
     pub fn len(&self) -> usize {
         self.ip_len + if self.udp { udp::HEADER_LEN } else { 0 }
@@ -300,6 +311,11 @@ impl OutboundSa {
         // while workers switch tables.
         sa.seq.store(self.seq.load(Ordering::Relaxed) + 1 + RESEQ_MARGIN, Ordering::Relaxed);
         Ok(sa)
+    }
+
+    /// The outer source address in the template.
+    pub fn template_local(&self) -> IpAddr {
+        self.template.local()
     }
 
     /// The last sequence number this SA may use.

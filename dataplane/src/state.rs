@@ -14,9 +14,11 @@ use cpdp::msg::{Command, Direction, PolicyAction, SaSpec, WirePrefix};
 use rustc_hash::FxHashMap;
 
 use crate::crypto::Algorithm;
+use crate::group::{GroupAction, Rollover};
 use crate::lpm::Prefix;
 use crate::sa::{InboundSa, NattPorts, OutboundSa, SaParams};
-use crate::tables::{Policy, Route, Tables};
+use crate::tables::{GroupMember, Policy, Route, Tables};
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct TableState {
@@ -30,6 +32,17 @@ pub struct TableState {
     /// Sequence numbers reserved per outbound SPI before a restart: an SA
     /// installed again never reuses one.
     seq_floor: FxHashMap<u32, u64>,
+    groups: BTreeMap<String, GroupState>,
+    /// Addresses added at run time (multihoming), by port.
+    addresses: Vec<(u16, Prefix)>,
+}
+
+/// One group at this endpoint: its SAs by SPI, members, rollover timing.
+#[derive(Debug)]
+struct GroupState {
+    sas: BTreeMap<u32, (Arc<InboundSa>, Arc<OutboundSa>)>,
+    members: Vec<GroupMember>,
+    rollover: Rollover,
 }
 
 fn prefix(p: &WirePrefix) -> Result<Prefix, String> {
@@ -76,6 +89,8 @@ impl TableState {
             routes: BTreeMap::new(),
             neighbors: FxHashMap::default(),
             seq_floor: FxHashMap::default(),
+            groups: BTreeMap::new(),
+            addresses: Vec::new(),
         }
     }
 
@@ -94,8 +109,28 @@ impl TableState {
         self.sas_in.values()
     }
 
-    /// Applies one command. Ok(true): the tables must be rebuilt.
+    /// Applies one command now. Ok(true): the tables must be rebuilt.
     pub fn apply(&mut self, c: &Command) -> Result<bool, String> {
+        self.apply_at(c, Instant::now())
+    }
+
+    /// Rollover deadlines that have come: Ok(true) if the tables changed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for g in self.groups.values_mut() {
+            let acts = g.rollover.poll(now);
+            changed |= g.apply(acts);
+        }
+        changed
+    }
+
+    /// The earliest rollover deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.groups.values().filter_map(|g| g.rollover.next_deadline()).min()
+    }
+
+    /// Applies one command at time `now`.
+    pub fn apply_at(&mut self, c: &Command, now: Instant) -> Result<bool, String> {
         match c {
             Command::Flush => {
                 self.sas_in.clear();
@@ -176,7 +211,60 @@ impl TableState {
             Command::SetNeighbor { ip, mac } => {
                 self.neighbors.insert(*ip, *mac);
             }
-            Command::SyncDone | Command::Inject { .. } | Command::DumpCounters => return Ok(false),
+            Command::InstallGroupSa { group, sa, members, rollover1_secs, rollover2_secs } => {
+                let mut p = sa_params(sa).map_err(|e| format!("group {group}: SA {:#x}: {e}", sa.spi))?;
+                p.remote = p.local; // per packet: the member's address
+                p.replay_window = 0; // no anti-replay on group SAs (mpsa-04 5.2.1)
+                let mut ms = Vec::new();
+                for (pre, addr) in members {
+                    if addr.is_ipv4() != p.local.is_ipv4() {
+                        return Err(format!("group {group}: member {addr} is not the family of {}", p.local));
+                    }
+                    ms.push(GroupMember { prefix: prefix(pre)?, addr: *addr });
+                }
+                let inb = InboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
+                let out = OutboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
+                if self.sas_in.contains_key(&sa.spi) || self.base.spi_index.contains_key(&sa.spi) {
+                    return Err(format!("group {group}: SPI {:#x} is already an inbound SA", sa.spi));
+                }
+                let g = self.groups.entry(group.clone()).or_insert_with(|| GroupState {
+                    sas: BTreeMap::new(),
+                    members: Vec::new(),
+                    rollover: Rollover::new(),
+                });
+                g.members = ms;
+                g.sas.insert(sa.spi, (Arc::new(inb), Arc::new(out)));
+                let acts = g.rollover.install(
+                    sa.spi,
+                    now,
+                    Duration::from_secs(*rollover1_secs as u64),
+                    Duration::from_secs(*rollover2_secs as u64),
+                );
+                g.apply(acts);
+            }
+            Command::DeleteGroup { group } => {
+                self.groups.remove(group).ok_or(format!("no group '{group}'"))?;
+            }
+            Command::AddAddress { port, addr } => {
+                if *port as usize >= self.base.ports.len() {
+                    return Err(format!("address {}/{}: no port {port}", addr.addr, addr.len));
+                }
+                let p = prefix(addr)?;
+                // Keep the host address itself, not the masked prefix.
+                let host = Prefix { addr: addr.addr, len: p.len };
+                self.addresses.retain(|(_, q)| q.addr != addr.addr);
+                self.addresses.push((*port, host));
+            }
+            Command::RemoveAddress { port, addr } => {
+                let before = self.addresses.len();
+                self.addresses.retain(|(pt, q)| !(pt == port && q.addr == *addr));
+                if self.addresses.len() == before {
+                    return Err(format!("address {addr} was not added on port {port} by the control plane"));
+                }
+            }
+            Command::SyncDone | Command::Inject { .. } | Command::DumpCounters | Command::DumpState => {
+                return Ok(false)
+            }
         }
         Ok(true)
     }
@@ -216,14 +304,69 @@ impl TableState {
                 t.add_policy(p, pol);
             }
         }
+        for (port, a) in &self.addresses {
+            t.add_local(a.addr);
+            if let Ok(p) = Prefix::new(a.addr, a.len) {
+                t.add_route(p, Route { port: *port, via: None });
+            }
+        }
         t.resolve_sa_next_hops();
+        for g in self.groups.values() {
+            for spi in g.rollover.inbound() {
+                if let Some((inb, _)) = g.sas.get(spi) {
+                    t.add_inbound_arc(inb.clone());
+                }
+            }
+            if let Some((_, out)) = g.rollover.outbound().and_then(|s| g.sas.get(&s)) {
+                let oi = t.add_outbound_arc(out.clone());
+                t.push_unresolved_next_hop();
+                t.add_group(oi, &g.members);
+            }
+        }
         t
+    }
+
+    /// What is installed, for [`cpdp::msg::Event::State`].
+    pub fn describe(&self) -> cpdp::msg::Event {
+        let t = self.build();
+        let mut sas: Vec<(u32, Direction, String, IpAddr, IpAddr)> = t
+            .out_sas
+            .iter()
+            .map(|s| (s.spi, Direction::Out, s.cipher.algorithm().to_string(), s.template_local(), s.remote))
+            .collect();
+        sas.extend(
+            t.in_sas.iter().map(|s| (s.spi, Direction::In, s.cipher.algorithm().to_string(), s.local, s.remote)),
+        );
+        cpdp::msg::Event::State {
+            sas,
+            policies: self.policies.iter().map(|(&(addr, len), a)| (WirePrefix { addr, len }, *a)).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(n, g)| (n.clone(), g.rollover.outbound(), g.rollover.inbound().to_vec()))
+                .collect(),
+            addresses: self.addresses.iter().map(|(p, a)| (*p, WirePrefix { addr: a.addr, len: a.len })).collect(),
+        }
     }
 }
 
 /// Watches every SA against its lifetime and sequence-number limit, on the
 /// main lcore: reports each soft and hard crossing once, and stops an SA at
 /// its hard limit (workers see `expired` and drop its traffic).
+impl GroupState {
+    /// Drops SAs the rollover removed; true if anything changed.
+    fn apply(&mut self, acts: Vec<GroupAction>) -> bool {
+        for a in &acts {
+            if let GroupAction::RemoveInbound(s) = a {
+                if self.rollover.outbound() != Some(*s) {
+                    self.sas.remove(s);
+                }
+            }
+        }
+        !acts.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LifetimeMonitor {
     reported: FxHashMap<(u32, bool), crate::sa::LifetimeState>,
@@ -354,5 +497,71 @@ mod tests {
         assert_eq!(after.remote, "198.51.100.2".parse::<IpAddr>().unwrap());
         assert!(after.next_seq().unwrap() > 5);
         assert!(Arc::ptr_eq(&after.stats, &before.stats), "counters carry on");
+    }
+
+    fn group_cmd(spi: u32, r1: u32, r2: u32) -> Command {
+        let mut sa = spec(spi, Direction::Out);
+        sa.alg = "aes256cbc-sha1".into();
+        sa.enc_key = Zeroizing::new(vec![3; 32]);
+        sa.auth_key = Zeroizing::new(vec![4; 20]);
+        Command::InstallGroupSa {
+            group: "branches".into(),
+            sa,
+            members: vec![
+                (WirePrefix { addr: "10.2.0.0".parse().unwrap(), len: 16 }, "192.0.2.2".parse().unwrap()),
+                (WirePrefix { addr: "10.3.0.0".parse().unwrap(), len: 16 }, "192.0.2.3".parse().unwrap()),
+            ],
+            rollover1_secs: r1,
+            rollover2_secs: r2,
+        }
+    }
+
+    #[test]
+    fn group_sas_over_commands_roll_over_on_time() {
+        use crate::tables::PortInfo;
+        let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+        base.add_local("192.0.2.1".parse().unwrap());
+        let mut st = TableState::new(base);
+        let t0 = Instant::now();
+        assert!(st.apply_at(&group_cmd(0x3001, 0, 0), t0).unwrap());
+        let t = st.build();
+        assert_eq!((t.in_sas.len(), t.out_sas.len(), t.groups.len()), (1, 1, 1));
+        assert_eq!(t.in_sas[0].replay_window, 0, "no anti-replay on group SAs");
+        // Rekey: new SA inbound at once, outbound after 5 s, old gone after 20 s.
+        st.apply_at(&group_cmd(0x3002, 5, 20), t0 + Duration::from_secs(100)).unwrap();
+        let t = st.build();
+        assert_eq!(t.in_sas.iter().map(|s| s.spi).collect::<Vec<_>>(), vec![0x3001, 0x3002]);
+        assert_eq!(t.out_sas[t.groups[0].out_sa].spi, 0x3001);
+        assert_eq!(st.next_deadline(), Some(t0 + Duration::from_secs(105)));
+        assert!(!st.tick(t0 + Duration::from_secs(104)));
+        assert!(st.tick(t0 + Duration::from_secs(105)));
+        assert_eq!(st.build().out_sas[st.build().groups[0].out_sa].spi, 0x3002);
+        assert!(st.tick(t0 + Duration::from_secs(120)));
+        let t = st.build();
+        assert_eq!(t.in_sas.iter().map(|s| s.spi).collect::<Vec<_>>(), vec![0x3002]);
+        match st.describe() {
+            cpdp::msg::Event::State { groups, .. } => {
+                assert_eq!(groups, vec![("branches".into(), Some(0x3002), vec![0x3002])])
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).unwrap());
+        assert!(st.build().in_sas.is_empty());
+        assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).is_err());
+    }
+
+    #[test]
+    fn addresses_come_and_go() {
+        use crate::tables::PortInfo;
+        let mut st = TableState::new(Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]));
+        let a = WirePrefix { addr: "198.51.100.9".parse().unwrap(), len: 24 };
+        assert!(st.apply(&Command::AddAddress { port: 0, addr: a }).unwrap());
+        let t = st.build();
+        assert!(t.is_local("198.51.100.9".parse().unwrap()));
+        assert_eq!(t.route("198.51.100.77".parse().unwrap()).map(|r| r.port), Some(0));
+        assert!(st.apply(&Command::AddAddress { port: 3, addr: a }).is_err(), "no such port");
+        assert!(st.apply(&Command::RemoveAddress { port: 0, addr: a.addr }).unwrap());
+        assert!(!st.build().is_local(a.addr));
+        assert!(st.apply(&Command::RemoveAddress { port: 0, addr: a.addr }).is_err());
     }
 }

@@ -157,6 +157,12 @@ impl Tables {
         self.sa_next_hops = self.out_sas.iter().map(|sa| self.next_hop(sa.remote)).collect();
     }
 
+    /// Keeps `sa_next_hops` aligned with `out_sas` for an SA resolved per
+    /// packet instead (group SAs).
+    pub fn push_unresolved_next_hop(&mut self) {
+        self.sa_next_hops.push(Err(crate::drop::DropReason::NoRoute));
+    }
+
     /// Route and neighbour for `dst`.
     #[inline]
     pub fn next_hop(&self, dst: IpAddr) -> Result<NextHop, crate::drop::DropReason> {
@@ -455,7 +461,7 @@ impl Tables {
             }
             let out = OutboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
             let oi = t.add_outbound(out);
-            t.sa_next_hops.push(Err(crate::drop::DropReason::NoRoute)); // resolved per member instead
+            t.push_unresolved_next_hop(); // resolved per member instead
             t.add_group(oi, &members);
         }
         Ok(t)

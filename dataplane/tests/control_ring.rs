@@ -253,7 +253,18 @@ fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
     assert_eq!(g2, g1 + 1, "a restarted dataplane announces a new generation");
     cp.install();
     cp.next_event("Applied", |e| matches!(e, Event::Applied { .. }));
+    cp.send(&Command::DumpState);
+    match cp.next_event("State", |e| matches!(e, Event::State { .. })) {
+        Event::State { sas, policies, .. } => {
+            let mut spis: Vec<u32> = sas.iter().map(|s| s.0).collect();
+            spis.sort();
+            assert_eq!(spis, vec![0x1001, 0x2002], "the resynced SAs are installed");
+            assert_eq!(policies.len(), 1);
+        }
+        _ => unreachable!(),
+    }
     cp.send(&Command::DumpCounters);
+    cp.next_event("Counters", |e| matches!(e, Event::Counters { .. }));
     let out2 = finish(child);
     assert!(out2.contains("encrypted=40 decrypted=10"), "resynced SAs work again: {out2}");
     let (ips, seqs2) = open_all(&pcap::read_packets(&dir.path().join("wan_out_2.pcap")).unwrap(), &sa);

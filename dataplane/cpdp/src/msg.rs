@@ -139,6 +139,33 @@ pub enum Command {
     },
     /// Ask for an [`Event::Counters`].
     DumpCounters,
+    /// Ask for an [`Event::State`].
+    DumpState,
+    /// A group SA (MPSA) for `group`: installed inbound at once, sent with
+    /// after `rollover1_secs`, the group's previous SA removed after
+    /// `rollover2_secs` (NOTES.md; with no previous SA, all at once).
+    /// `members`: inner prefix -> member endpoint's outer address. The
+    /// SA's direction, remote and replay window are ignored.
+    InstallGroupSa {
+        group: String,
+        sa: SaSpec,
+        members: Vec<(WirePrefix, IpAddr)>,
+        rollover1_secs: u32,
+        rollover2_secs: u32,
+    },
+    /// Remove a group and all its SAs (lifetime over, or this endpoint left).
+    DeleteGroup {
+        group: String,
+    },
+    /// Multihoming: an address of ours on a port (its subnet routes there).
+    AddAddress {
+        port: u16,
+        addr: WirePrefix,
+    },
+    RemoveAddress {
+        port: u16,
+        addr: IpAddr,
+    },
 }
 
 /// Counters of one SA.
@@ -184,6 +211,15 @@ pub enum Event {
         kind: LifetimeKind,
         packets: u64,
         bytes: u64,
+    },
+    /// What is installed: SAs (SPI, direction, algorithm, local, remote),
+    /// the control plane's policies, groups (name, SPI sent with, SPIs
+    /// accepted) and the addresses added at run time.
+    State {
+        sas: Vec<(u32, Direction, String, IpAddr, IpAddr)>,
+        policies: Vec<(WirePrefix, PolicyAction)>,
+        groups: Vec<(String, Option<u32>, Vec<u32>)>,
+        addresses: Vec<(u16, WirePrefix)>,
     },
     /// An outbound SA used its last sequence number (RFC 4303 3.3.3).
     SeqExhausted {

@@ -89,6 +89,7 @@ impl Control {
                     });
                 }
                 Command::DumpCounters => replies.push(counters(state)),
+                Command::DumpState => replies.push(state.describe()),
                 _ => {}
             }
             match state.apply(&cmd) {

@@ -229,6 +229,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             q.tx_burst(&mut b) == 1
         };
         let mut new_tables = control.as_mut().and_then(|ctl| ctl.poll(state, &mut inject));
+        // Group rollovers coming due.
+        if state.next_deadline().is_some_and(|d| d <= Instant::now()) && state.tick(Instant::now()) {
+            new_tables = Some(state.build());
+        }
         // Punted frames: ARP and neighbour discovery are answered here, the
         // rest goes to the control plane.
         let mut learned = false;
