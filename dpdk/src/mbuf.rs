@@ -99,15 +99,33 @@ impl Mbuf {
     }
 
     #[inline]
+    fn raw_mut(&mut self) -> &mut sys::rte_mbuf {
+        // SAFETY: we own a valid mbuf; &mut self makes the access exclusive.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// Single segment: the room operations below are then plain field
+    /// updates done here (what DPDK's inline functions do), saving a call
+    /// into C per operation on the fast path. Chained mbufs (never made by
+    /// this project) go through DPDK's own functions.
+    #[inline]
+    fn single_segment(&self) -> bool {
+        self.raw().nb_segs == 1
+    }
+
+    #[inline]
     pub fn headroom(&self) -> usize {
-        // SAFETY: reads fields of a valid mbuf.
-        unsafe { sys::shim_rte_pktmbuf_headroom(self.0.as_ptr()) as usize }
+        self.raw().data_off as usize
     }
 
     #[inline]
     pub fn tailroom(&self) -> usize {
-        // SAFETY: reads fields of a valid mbuf.
-        unsafe { sys::shim_rte_pktmbuf_tailroom(self.0.as_ptr()) as usize }
+        if !self.single_segment() {
+            // SAFETY: reads fields of a valid mbuf.
+            return unsafe { sys::shim_rte_pktmbuf_tailroom(self.0.as_ptr()) as usize };
+        }
+        let m = self.raw();
+        (m.buf_len as usize).saturating_sub(m.data_off as usize + m.data_len as usize)
     }
 
     /// Grows the packet at the front by `n` bytes (taken from the headroom)
@@ -116,11 +134,18 @@ impl Mbuf {
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n16 = u16::try_from(n).ok()?;
-        // SAFETY: valid owned mbuf; DPDK checks the headroom and returns NULL
-        // without changing anything if it is too small.
-        let p = unsafe { sys::shim_rte_pktmbuf_prepend(self.0.as_ptr(), n16) };
-        // SAFETY: on success p points to n writable bytes at the new front.
-        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+        if n > self.headroom() {
+            return None;
+        }
+        let m = self.raw_mut();
+        // As rte_pktmbuf_prepend: the first segment's data grows forward.
+        m.data_off -= n16;
+        m.data_len += n16;
+        m.pkt_len += n16 as u32;
+        let p = m.buf_addr as *mut u8;
+        let off = m.data_off as usize;
+        // SAFETY: [off, off + n) lies inside the buffer (it was headroom).
+        Some(unsafe { std::slice::from_raw_parts_mut(p.add(off), n) })
     }
 
     /// Grows the packet at the end by `n` bytes (from the tailroom) and
@@ -128,10 +153,22 @@ impl Mbuf {
     #[inline]
     pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         let n16 = u16::try_from(n).ok()?;
-        // SAFETY: valid owned mbuf; DPDK checks the tailroom.
-        let p = unsafe { sys::shim_rte_pktmbuf_append(self.0.as_ptr(), n16) };
-        // SAFETY: on success p points to n writable bytes at the old end.
-        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+        if !self.single_segment() {
+            // SAFETY: valid owned mbuf; DPDK checks the tailroom.
+            let p = unsafe { sys::shim_rte_pktmbuf_append(self.0.as_ptr(), n16) };
+            // SAFETY: on success p points to n writable bytes at the old end.
+            return (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) });
+        }
+        if n > self.tailroom() {
+            return None;
+        }
+        let m = self.raw_mut();
+        let end = m.data_off as usize + m.data_len as usize;
+        m.data_len += n16;
+        m.pkt_len += n16 as u32;
+        let p = m.buf_addr as *mut u8;
+        // SAFETY: [end, end + n) lies inside the buffer (it was tailroom).
+        Some(unsafe { std::slice::from_raw_parts_mut(p.add(end), n) })
     }
 
     /// Removes `n` bytes from the front (into the headroom); false
@@ -141,8 +178,14 @@ impl Mbuf {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: valid owned mbuf; DPDK checks the length.
-        !unsafe { sys::shim_rte_pktmbuf_adj(self.0.as_ptr(), n16) }.is_null()
+        if n > self.len() {
+            return false;
+        }
+        let m = self.raw_mut();
+        m.data_off += n16;
+        m.data_len -= n16;
+        m.pkt_len -= n16 as u32;
+        true
     }
 
     /// Removes `n` bytes from the end; false (unchanged) if the packet is
@@ -152,8 +195,17 @@ impl Mbuf {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: valid owned mbuf; DPDK checks the length.
-        unsafe { sys::shim_rte_pktmbuf_trim(self.0.as_ptr(), n16) == 0 }
+        if !self.single_segment() {
+            // SAFETY: valid owned mbuf; DPDK checks the length.
+            return unsafe { sys::shim_rte_pktmbuf_trim(self.0.as_ptr(), n16) == 0 };
+        }
+        if n > self.len() {
+            return false;
+        }
+        let m = self.raw_mut();
+        m.data_len -= n16;
+        m.pkt_len -= n16 as u32;
+        true
     }
 
     /// Empties the packet and restores the default headroom.
