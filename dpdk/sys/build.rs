@@ -73,7 +73,6 @@ fn main() {
 
     // C flags for the shim and for bindgen: include paths and defines from
     // pkg-config, nothing else.
-    let cflags = pkg_config::get_variable("libdpdk", "cflags").ok();
     let mut clang_args: Vec<String> = Vec::new();
     for p in &dpdk.include_paths {
         clang_args.push(format!("-I{}", p.display()));
@@ -102,7 +101,6 @@ fn main() {
             clang_args.push(flag.into());
         }
     }
-    let _ = cflags;
 
     let mut build = cc::Build::new();
     build.file("shim/shim.c").opt_level(3).warnings(true);
@@ -112,10 +110,10 @@ fn main() {
     build.compile("gw_dpdk_shim");
 
     // Link flags.
+    for p in &dpdk.link_paths {
+        println!("cargo:rustc-link-search=native={}", p.display());
+    }
     if statik {
-        for p in &dpdk.link_paths {
-            println!("cargo:rustc-link-search=native={}", p.display());
-        }
         for lib in STATIC_LIBS {
             println!("cargo:rustc-link-lib=static:+whole-archive,-bundle={lib}");
         }
@@ -123,9 +121,6 @@ fn main() {
             println!("cargo:rustc-link-lib=dylib={lib}");
         }
     } else {
-        for p in &dpdk.link_paths {
-            println!("cargo:rustc-link-search=native={}", p.display());
-        }
         for lib in &dpdk.libs {
             println!("cargo:rustc-link-lib={lib}");
         }
