@@ -203,6 +203,116 @@ registry! {
     }
 }
 
+registry! {
+    /// Security protocol IDs in proposals, notifies and deletes (RFC 7296 3.3.1).
+    ProtocolId: u8 {
+        None = 0,
+        Ike = 1,
+        Ah = 2,
+        Esp = 3,
+    }
+}
+
+registry! {
+    /// Transform type 1, encryption algorithms (IANA "Transform Type 1").
+    EncrId: u16 {
+        /// RFC 3602; needs a key length attribute.
+        AesCbc = 12,
+        /// RFC 4106 / RFC 5282, 16-octet ICV; needs a key length attribute.
+        AesGcm16 = 20,
+    }
+}
+
+registry! {
+    /// Transform type 2, pseudorandom functions (RFC 7296 3.3.2, RFC 4868).
+    PrfId: u16 {
+        HmacSha1 = 2,
+        HmacSha2_256 = 5,
+        HmacSha2_384 = 6,
+        HmacSha2_512 = 7,
+    }
+}
+
+registry! {
+    /// Transform type 3, integrity algorithms (RFC 7296 3.3.2, RFC 4868).
+    IntegId: u16 {
+        None = 0,
+        HmacSha1_96 = 2,
+        HmacSha2_256_128 = 12,
+        HmacSha2_384_192 = 13,
+        HmacSha2_512_256 = 14,
+    }
+}
+
+registry! {
+    /// Transform type 4, Diffie-Hellman groups (RFC 3526, RFC 5903, RFC 8031).
+    DhGroup: u16 {
+        None = 0,
+        Modp2048 = 14,
+        Ecp256 = 19,
+        Curve25519 = 31,
+    }
+}
+
+registry! {
+    /// Authentication methods (RFC 7296 3.8).
+    AuthMethod: u8 {
+        RsaSignature = 1,
+        SharedKeyMic = 2,
+        DssSignature = 3,
+        /// RFC 7427.
+        DigitalSignature = 14,
+    }
+}
+
+registry! {
+    /// Identification types (RFC 7296 3.5).
+    IdType: u8 {
+        Ipv4Addr = 1,
+        Fqdn = 2,
+        Rfc822Addr = 3,
+        Ipv6Addr = 5,
+        DerAsn1Dn = 9,
+        DerAsn1Gn = 10,
+        KeyId = 11,
+    }
+}
+
+registry! {
+    /// Traffic selector types (RFC 7296 3.13.1).
+    TsType: u8 {
+        Ipv4AddrRange = 7,
+        Ipv6AddrRange = 8,
+    }
+}
+
+registry! {
+    /// Configuration payload types (RFC 7296 3.15).
+    CfgType: u8 {
+        Request = 1,
+        Reply = 2,
+        Set = 3,
+        Ack = 4,
+    }
+}
+
+registry! {
+    /// Configuration attribute types (RFC 7296 3.15.1).
+    CfgAttr: u16 {
+        InternalIp4Address = 1,
+        InternalIp4Netmask = 2,
+        InternalIp4Dns = 3,
+        InternalIp6Address = 8,
+        InternalIp6Dns = 10,
+        InternalIp4Subnet = 13,
+        InternalIp6Subnet = 15,
+    }
+}
+
+/// UDP ports of IKE (RFC 7296 2) and of NAT traversal (RFC 3948).
+pub const IKE_PORT: u16 = 500;
+pub const NATT_PORT: u16 = 4500;
+
 /// MPSA transform ID of the NONCE/SKD/LIFE/ROLL1/ROLL2 transforms.
 pub const MPSA_TRANSFORM_ID: u16 = 1;
 

@@ -2,7 +2,11 @@
 //! (Multi-point SA, Clone IKE SA, MOBIKE-X, IKE SA stub synchronization),
 //! as sans-IO state machines, plus the `gw-controlplane` daemon and `gwctl`.
 //!
-//! So far: [`codepoints`], the one module that holds every protocol number
-//! the gateway uses, with the source of each.
+//! - [`codepoints`]: every protocol number, with its source.
+//! - [`wire`]: typed parse and emit of IKEv2 messages.
+//! - [`crypto`]: PRFs, DH, SK payload protection, key derivation.
+//! - [`ike`]: the IKEv2 engine (exchanges, timers, SAs), without I/O.
 
 pub mod codepoints;
+pub mod crypto;
+pub mod wire;

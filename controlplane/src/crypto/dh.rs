@@ -1,0 +1,154 @@
+//! Diffie-Hellman for the KE payload: groups 14 (MODP-2048, RFC 3526),
+//! 19 (ECP-256, RFC 5903) and 31 (Curve25519, RFC 8031).
+//!
+//! Wire formats: MODP publics are big-endian and padded to the prime's
+//! length (RFC 7296 3.4); ECP-256 publics are x | y without the 0x04 octet
+//! (RFC 5903 7); X25519 publics are the 32 octets of RFC 7748. Every peer
+//! public value is checked (length, range, point on the curve) before use,
+//! and a bad one is [`DhError`], which the engine answers with
+//! INVALID_SYNTAX (RFC 7296 3.4 leaves the check to us).
+
+use num_bigint::BigUint;
+use ring::agreement;
+use zeroize::Zeroizing;
+
+use super::{Random, Secret};
+use crate::codepoints::DhGroup;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DhError {
+    #[error("group {0} is not supported")]
+    Unsupported(u16),
+    #[error("the peer's public value is not valid for group {0}")]
+    BadPublic(u16),
+}
+
+/// RFC 3526 section 3: the 2048-bit MODP prime (generator 2). Verified a
+/// safe prime when it was typed in.
+const MODP2048_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF";
+const MODP2048_LEN: usize = 256;
+/// Private exponent size: 256 bits, twice the ~112-bit strength of the
+/// group (RFC 3526 section 8's advice).
+const MODP2048_EXP_LEN: usize = 32;
+
+/// A private DH value, used once.
+pub enum DhPrivate {
+    Modp2048(Zeroizing<Vec<u8>>),
+    Ring(agreement::EphemeralPrivateKey, u16),
+}
+
+impl std::fmt::Debug for DhPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DhPrivate(<redacted>)")
+    }
+}
+
+pub fn supported(g: DhGroup) -> bool {
+    matches!(g, DhGroup::Modp2048 | DhGroup::Ecp256 | DhGroup::Curve25519)
+}
+
+/// A fresh key pair: the private half and the KE payload's data.
+pub fn generate(group: DhGroup, rng: &mut dyn Random) -> Result<(DhPrivate, Vec<u8>), DhError> {
+    match group {
+        DhGroup::Modp2048 => {
+            let x = Zeroizing::new(rng.vec(MODP2048_EXP_LEN));
+            let p = modp_p();
+            let y = BigUint::from(2u32).modpow(&BigUint::from_bytes_be(&x), &p);
+            Ok((DhPrivate::Modp2048(x), pad(&y.to_bytes_be(), MODP2048_LEN)))
+        }
+        DhGroup::Ecp256 | DhGroup::Curve25519 => {
+            let alg = if group == DhGroup::Ecp256 { &agreement::ECDH_P256 } else { &agreement::X25519 };
+            let ring_rng = ring::rand::SystemRandom::new();
+            let k = agreement::EphemeralPrivateKey::generate(alg, &ring_rng).map_err(|_| DhError::Unsupported(19))?;
+            let public = k.compute_public_key().map_err(|_| DhError::Unsupported(19))?;
+            let mut p = public.as_ref().to_vec();
+            if group == DhGroup::Ecp256 {
+                // Drop the uncompressed-point marker (RFC 5903 7).
+                p.remove(0);
+            }
+            Ok((DhPrivate::Ring(k, group.value()), p))
+        }
+        g => Err(DhError::Unsupported(g.value())),
+    }
+}
+
+/// The shared secret g^ir from our private value and the peer's public.
+pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
+    match private {
+        DhPrivate::Modp2048(x) => {
+            let p = modp_p();
+            if peer.len() != MODP2048_LEN {
+                return Err(DhError::BadPublic(14));
+            }
+            let y = BigUint::from_bytes_be(peer);
+            // RFC 2631 / SP 800-56A: 1 < y < p-1.
+            let one = BigUint::from(1u32);
+            if y <= one || y >= &p - &one {
+                return Err(DhError::BadPublic(14));
+            }
+            let s = y.modpow(&BigUint::from_bytes_be(&x), &p);
+            Ok(Secret::new(pad(&s.to_bytes_be(), MODP2048_LEN)))
+        }
+        DhPrivate::Ring(k, g) => {
+            let (alg, public) = if g == DhGroup::Ecp256.value() {
+                if peer.len() != 64 {
+                    return Err(DhError::BadPublic(g));
+                }
+                let mut p = Vec::with_capacity(65);
+                p.push(4);
+                p.extend_from_slice(peer);
+                (&agreement::ECDH_P256, p)
+            } else {
+                if peer.len() != 32 {
+                    return Err(DhError::BadPublic(g));
+                }
+                (&agreement::X25519, peer.to_vec())
+            };
+            let peer = agreement::UnparsedPublicKey::new(alg, public);
+            agreement::agree_ephemeral(k, &peer, |s| Secret::new(s.to_vec())).map_err(|_| DhError::BadPublic(g))
+        }
+    }
+}
+
+fn modp_p() -> BigUint {
+    BigUint::parse_bytes(MODP2048_P.as_bytes(), 16).expect("the RFC 3526 prime parses")
+}
+
+fn pad(b: &[u8], len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len.saturating_sub(b.len())];
+    v.extend_from_slice(b);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SystemRandom;
+
+    #[test]
+    fn every_group_agrees_with_itself() {
+        let mut rng = SystemRandom::default();
+        for (g, len) in [(DhGroup::Modp2048, 256), (DhGroup::Ecp256, 64), (DhGroup::Curve25519, 32)] {
+            let (a, pa) = generate(g, &mut rng).unwrap();
+            let (b, pb) = generate(g, &mut rng).unwrap();
+            assert_eq!(pa.len(), len);
+            let s1 = agree(a, &pb).unwrap();
+            let s2 = agree(b, &pa).unwrap();
+            assert_eq!(s1, s2, "group {g:?}");
+        }
+    }
+
+    #[test]
+    fn bad_public_values_are_refused() {
+        let mut rng = SystemRandom::default();
+        let (a, _) = generate(DhGroup::Modp2048, &mut rng).unwrap();
+        assert_eq!(agree(a, &[0u8; 256]), Err(DhError::BadPublic(14)));
+        let (a, _) = generate(DhGroup::Modp2048, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 255]), Err(DhError::BadPublic(14)));
+        let (a, _) = generate(DhGroup::Ecp256, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 64]), Err(DhError::BadPublic(19)), "not on the curve");
+        let (a, _) = generate(DhGroup::Curve25519, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 31]), Err(DhError::BadPublic(31)));
+        assert!(generate(DhGroup::Unknown(2), &mut rng).is_err());
+    }
+}

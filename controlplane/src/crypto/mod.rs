@@ -1,0 +1,286 @@
+//! IKEv2 cryptography: the PRFs and prf+ (RFC 7296 2.13), integrity
+//! algorithms, Diffie-Hellman ([`dh`]), the SK payload ciphers ([`sk`]) and
+//! every key derivation ([`keys`]).
+//!
+//! HMAC, AES-GCM and the elliptic-curve groups come from `ring`; AES-CBC from
+//! RustCrypto's `aes` + `cbc`; MODP from `num-bigint`. Key material lives in
+//! [`Secret`] (zeroized on drop, redacted in Debug).
+
+pub mod dh;
+pub mod keys;
+pub mod sk;
+
+use ring::hmac;
+use zeroize::Zeroizing;
+
+use crate::codepoints::{IntegId, PrfId};
+
+/// Key material: zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(b: Vec<u8>) -> Secret {
+        Secret(Zeroizing::new(b))
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted {} octets>", self.0.len())
+    }
+}
+
+/// Random octets. The engine takes one so tests can pin nonces and SPIs.
+pub trait Random: Send {
+    fn fill(&mut self, buf: &mut [u8]);
+
+    fn u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill(&mut b);
+        u32::from_be_bytes(b)
+    }
+
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        u64::from_be_bytes(b)
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// The operating system's generator.
+#[derive(Debug)]
+pub struct SystemRandom(ring::rand::SystemRandom);
+
+impl Default for SystemRandom {
+    fn default() -> Self {
+        SystemRandom(ring::rand::SystemRandom::new())
+    }
+}
+
+impl Random for SystemRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        use ring::rand::SecureRandom;
+        // The OS generator failing leaves no safe way on.
+        self.0.fill(buf).expect("the system random generator works");
+    }
+}
+
+/// A pseudorandom function (RFC 7296 3.3.2, transform type 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prf {
+    HmacSha1,
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl Prf {
+    pub fn from_id(id: PrfId) -> Option<Prf> {
+        Some(match id {
+            PrfId::HmacSha1 => Prf::HmacSha1,
+            PrfId::HmacSha2_256 => Prf::HmacSha256,
+            PrfId::HmacSha2_384 => Prf::HmacSha384,
+            PrfId::HmacSha2_512 => Prf::HmacSha512,
+            _ => return None,
+        })
+    }
+
+    pub fn id(self) -> PrfId {
+        match self {
+            Prf::HmacSha1 => PrfId::HmacSha1,
+            Prf::HmacSha256 => PrfId::HmacSha2_256,
+            Prf::HmacSha384 => PrfId::HmacSha2_384,
+            Prf::HmacSha512 => PrfId::HmacSha2_512,
+        }
+    }
+
+    fn alg(self) -> hmac::Algorithm {
+        match self {
+            Prf::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Prf::HmacSha256 => hmac::HMAC_SHA256,
+            Prf::HmacSha384 => hmac::HMAC_SHA384,
+            Prf::HmacSha512 => hmac::HMAC_SHA512,
+        }
+    }
+
+    /// Output length and preferred key length in octets (RFC 4868 2.1.2:
+    /// the key of an HMAC PRF is as long as its output).
+    pub fn len(self) -> usize {
+        match self {
+            Prf::HmacSha1 => 20,
+            Prf::HmacSha256 => 32,
+            Prf::HmacSha384 => 48,
+            Prf::HmacSha512 => 64,
+        }
+    }
+
+    /// prf(key, data...) over the concatenation of `data`.
+    pub fn prf(self, key: &[u8], data: &[&[u8]]) -> Secret {
+        let k = hmac::Key::new(self.alg(), key);
+        let mut c = hmac::Context::with_key(&k);
+        for d in data {
+            c.update(d);
+        }
+        Secret::new(c.sign().as_ref().to_vec())
+    }
+
+    /// prf+ (RFC 7296 2.13): T1 | T2 | ... with Tn = prf(K, Tn-1 | S | n),
+    /// truncated to `len` octets. At most 255 rounds.
+    pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Secret {
+        let k = hmac::Key::new(self.alg(), key);
+        let mut out = Zeroizing::new(Vec::with_capacity(len + self.len()));
+        let mut t: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+        let mut n = 1u8;
+        while out.len() < len {
+            let mut c = hmac::Context::with_key(&k);
+            c.update(&t);
+            c.update(seed);
+            c.update(&[n]);
+            t = Zeroizing::new(c.sign().as_ref().to_vec());
+            out.extend_from_slice(&t);
+            n = n.checked_add(1).expect("prf+ asked for more than 255 blocks");
+        }
+        out.truncate(len);
+        Secret(out)
+    }
+}
+
+/// An integrity algorithm (transform type 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Integ {
+    HmacSha1_96,
+    HmacSha256_128,
+    HmacSha384_192,
+    HmacSha512_256,
+}
+
+impl Integ {
+    pub fn from_id(id: IntegId) -> Option<Integ> {
+        Some(match id {
+            IntegId::HmacSha1_96 => Integ::HmacSha1_96,
+            IntegId::HmacSha2_256_128 => Integ::HmacSha256_128,
+            IntegId::HmacSha2_384_192 => Integ::HmacSha384_192,
+            IntegId::HmacSha2_512_256 => Integ::HmacSha512_256,
+            _ => return None,
+        })
+    }
+
+    pub fn id(self) -> IntegId {
+        match self {
+            Integ::HmacSha1_96 => IntegId::HmacSha1_96,
+            Integ::HmacSha256_128 => IntegId::HmacSha2_256_128,
+            Integ::HmacSha384_192 => IntegId::HmacSha2_384_192,
+            Integ::HmacSha512_256 => IntegId::HmacSha2_512_256,
+        }
+    }
+
+    fn alg(self) -> hmac::Algorithm {
+        match self {
+            Integ::HmacSha1_96 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Integ::HmacSha256_128 => hmac::HMAC_SHA256,
+            Integ::HmacSha384_192 => hmac::HMAC_SHA384,
+            Integ::HmacSha512_256 => hmac::HMAC_SHA512,
+        }
+    }
+
+    /// Key length in octets (RFC 2404, RFC 4868 2.1.1).
+    pub fn key_len(self) -> usize {
+        match self {
+            Integ::HmacSha1_96 => 20,
+            Integ::HmacSha256_128 => 32,
+            Integ::HmacSha384_192 => 48,
+            Integ::HmacSha512_256 => 64,
+        }
+    }
+
+    /// Truncated output length in octets.
+    pub fn icv_len(self) -> usize {
+        match self {
+            Integ::HmacSha1_96 => 12,
+            Integ::HmacSha256_128 => 16,
+            Integ::HmacSha384_192 => 24,
+            Integ::HmacSha512_256 => 32,
+        }
+    }
+
+    pub fn mac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        let k = hmac::Key::new(self.alg(), key);
+        let mut t = hmac::sign(&k, data).as_ref().to_vec();
+        t.truncate(self.icv_len());
+        t
+    }
+
+    /// Constant-time check of a truncated MAC.
+    pub fn verify(self, key: &[u8], data: &[u8], icv: &[u8]) -> bool {
+        let want = self.mac(key, data);
+        use subtle::ConstantTimeEq;
+        want.len() == icv.len() && bool::from(want.ct_eq(icv))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn hmac_prfs_match_rfc_4231_and_rfc_2202() {
+        // RFC 4231 test case 2: key "Jefe".
+        let data = b"what do ya want for nothing?";
+        assert_eq!(
+            Prf::HmacSha256.prf(b"Jefe", &[data]).as_slice(),
+            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+        assert_eq!(
+            Prf::HmacSha384.prf(b"Jefe", &[&data[..10], &data[10..]]).as_slice(),
+            hex("af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649")
+        );
+        assert_eq!(
+            Prf::HmacSha512.prf(b"Jefe", &[data]).as_slice(),
+            hex("164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737")
+        );
+        // RFC 2202 test case 2 (HMAC-SHA1), and its 96-bit truncation.
+        assert_eq!(Prf::HmacSha1.prf(b"Jefe", &[data]).as_slice(), hex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
+        assert_eq!(Integ::HmacSha1_96.mac(b"Jefe", data), hex("effcdf6ae5eb2fa2d27416d5"));
+        assert!(Integ::HmacSha256_128.verify(b"Jefe", data, &hex("5bdcc146bf60754e6a042426089575c7")));
+        assert!(!Integ::HmacSha256_128.verify(b"Jefe", data, &hex("5bdcc146bf60754e6a042426089575c8")));
+    }
+
+    #[test]
+    fn prf_plus_is_the_iterated_construction() {
+        let k = [7u8; 32];
+        let s = b"seed";
+        let out = Prf::HmacSha256.prf_plus(&k, s, 80);
+        let t1 = Prf::HmacSha256.prf(&k, &[s, &[1]]);
+        let t2 = Prf::HmacSha256.prf(&k, &[t1.as_slice(), s, &[2]]);
+        let t3 = Prf::HmacSha256.prf(&k, &[t2.as_slice(), s, &[3]]);
+        let mut want = t1.as_slice().to_vec();
+        want.extend_from_slice(t2.as_slice());
+        want.extend_from_slice(&t3.as_slice()[..16]);
+        assert_eq!(out.as_slice(), want);
+        assert!(format!("{out:?}").contains("redacted"));
+    }
+}
