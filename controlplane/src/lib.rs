@@ -9,4 +9,5 @@
 
 pub mod codepoints;
 pub mod crypto;
+pub mod ike;
 pub mod wire;

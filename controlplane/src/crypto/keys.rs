@@ -32,7 +32,7 @@ impl IkeKeys {
     /// RFC 7296 2.14: {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     /// = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
     pub fn derive(suite: &IkeSuite, skeyseed: &Secret, ni: &[u8], nr: &[u8], spi_i: u64, spi_r: u64) -> IkeKeys {
-        let p = suite.prf.len();
+        let p = suite.prf.out_len();
         let a = suite.integ.map_or(0, |i| i.key_len());
         let e = suite.encr.key_len();
         let mut seed = Vec::with_capacity(ni.len() + nr.len() + 16);

@@ -124,7 +124,7 @@ impl Prf {
 
     /// Output length and preferred key length in octets (RFC 4868 2.1.2:
     /// the key of an HMAC PRF is as long as its output).
-    pub fn len(self) -> usize {
+    pub fn out_len(self) -> usize {
         match self {
             Prf::HmacSha1 => 20,
             Prf::HmacSha256 => 32,
@@ -147,7 +147,7 @@ impl Prf {
     /// truncated to `len` octets. At most 255 rounds.
     pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Secret {
         let k = hmac::Key::new(self.alg(), key);
-        let mut out = Zeroizing::new(Vec::with_capacity(len + self.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(len + self.out_len()));
         let mut t: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
         let mut n = 1u8;
         while out.len() < len {

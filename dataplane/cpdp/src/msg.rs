@@ -23,7 +23,7 @@ pub enum Direction {
 }
 
 /// An address prefix on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WirePrefix {
     pub addr: IpAddr,
     pub len: u8,

@@ -1,0 +1,210 @@
+//! Connections, as the engine uses them, built from the daemon's TOML
+//! (`configs/controlplane.example.toml` documents every field).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::proposal::{parse_esp, parse_ike, EspSuite};
+use super::ts::Prefix;
+use crate::crypto::keys::IkeSuite;
+use crate::crypto::Secret;
+use crate::wire::{Identification, TrafficSelector};
+
+/// Who starts the IKE SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Starts the IKE SA when the daemon starts (and again after it fails).
+    Initiator,
+    /// Waits for peers.
+    Responder,
+}
+
+/// One connection: who the peer is, how both sides authenticate, and what
+/// the child SA protects.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub role: Role,
+    /// Our IKE address; None: any of ours.
+    pub local: Option<IpAddr>,
+    /// The peer's IKE address; None: any (a responder for road warriors).
+    pub remote: Option<IpAddr>,
+    pub local_id: Identification,
+    /// None: any identity that knows the PSK.
+    pub remote_id: Option<Identification>,
+    pub psk: Secret,
+    pub ike: Vec<IkeSuite>,
+    pub esp: Vec<EspSuite>,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Responder: virtual addresses for clients that ask through CP.
+    pub pool: Option<Prefix>,
+    /// Initiator: ask the responder for a virtual address.
+    pub request_vip: bool,
+    pub ike_rekey: Duration,
+    pub child_rekey: Duration,
+    /// Hard lifetime of a child SA (deleted if a rekey has not replaced it).
+    pub child_life: Duration,
+    /// Rekeys happen up to this share earlier, at random (RFC 7296 2.8:
+    /// keep both ends from rekeying at once).
+    pub jitter_percent: u8,
+    /// Liveness check after this long without hearing from the peer.
+    pub dpd: Option<Duration>,
+    /// Use PFS (a new DH) when rekeying child SAs if the ESP proposal names a group.
+    pub pfs: bool,
+}
+
+/// The `[[connection]]` table as written in TOML.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionToml {
+    pub name: String,
+    #[serde(default = "responder")]
+    pub role: Role,
+    pub local: Option<IpAddr>,
+    pub remote: Option<String>,
+    pub local_id: Option<String>,
+    pub remote_id: Option<String>,
+    pub psk: String,
+    #[serde(default = "default_ike")]
+    pub ike_proposals: Vec<String>,
+    #[serde(default = "default_esp")]
+    pub esp_proposals: Vec<String>,
+    pub local_ts: Vec<Prefix>,
+    pub remote_ts: Vec<Prefix>,
+    pub pool: Option<Prefix>,
+    #[serde(default)]
+    pub request_vip: bool,
+    #[serde(default = "d_ike_rekey")]
+    pub ike_rekey_secs: u64,
+    #[serde(default = "d_child_rekey")]
+    pub child_rekey_secs: u64,
+    pub child_life_secs: Option<u64>,
+    #[serde(default = "d_jitter")]
+    pub jitter_percent: u8,
+    #[serde(default = "d_dpd")]
+    pub dpd_secs: u64,
+    #[serde(default = "d_true")]
+    pub pfs: bool,
+}
+
+fn responder() -> Role {
+    Role::Responder
+}
+fn default_ike() -> Vec<String> {
+    vec!["aes128gcm16-prfsha256-x25519".into()]
+}
+fn default_esp() -> Vec<String> {
+    vec!["aes128gcm16".into()]
+}
+fn d_ike_rekey() -> u64 {
+    14400
+}
+fn d_child_rekey() -> u64 {
+    3600
+}
+fn d_jitter() -> u8 {
+    10
+}
+fn d_dpd() -> u64 {
+    30
+}
+fn d_true() -> bool {
+    true
+}
+
+impl ConnectionToml {
+    /// Checks and converts; errors name the field.
+    pub fn build(&self) -> Result<Connection, String> {
+        let remote = match self.remote.as_deref() {
+            None | Some("%any") => None,
+            Some(r) => Some(r.parse::<IpAddr>().map_err(|_| format!("remote: {r:?} is not an address or %any"))?),
+        };
+        if self.psk.len() < 8 {
+            return Err("psk: at least 8 characters (a short PSK is guessable offline from one exchange)".into());
+        }
+        let ike = self
+            .ike_proposals
+            .iter()
+            .map(|p| parse_ike(p).map_err(|e| format!("ike_proposals: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let esp = self
+            .esp_proposals
+            .iter()
+            .map(|p| parse_esp(p).map_err(|e| format!("esp_proposals: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ike.is_empty() || esp.is_empty() {
+            return Err("ike_proposals and esp_proposals need at least one proposal each".into());
+        }
+        if self.local_ts.is_empty() || self.remote_ts.is_empty() {
+            return Err("local_ts and remote_ts need at least one prefix each".into());
+        }
+        if self.role == Role::Initiator && remote.is_none() {
+            return Err("remote: an initiator needs the peer's address".into());
+        }
+        if self.jitter_percent > 50 {
+            return Err("jitter_percent: at most 50".into());
+        }
+        if self.child_rekey_secs == 0 || self.ike_rekey_secs == 0 {
+            return Err("ike_rekey_secs and child_rekey_secs must be above 0".into());
+        }
+        let child_life = self.child_life_secs.unwrap_or(self.child_rekey_secs + self.child_rekey_secs / 10 + 1);
+        if child_life <= self.child_rekey_secs {
+            return Err("child_life_secs must be longer than child_rekey_secs".into());
+        }
+        let local_id = match (&self.local_id, self.local) {
+            (Some(s), _) => Identification::from_text(s),
+            (None, Some(a)) => Identification::from_text(&a.to_string()),
+            (None, None) => return Err("local_id: needed when local is not set".into()),
+        };
+        Ok(Connection {
+            name: self.name.clone(),
+            role: self.role,
+            local: self.local,
+            remote,
+            local_id,
+            remote_id: self.remote_id.as_deref().filter(|s| *s != "%any").map(Identification::from_text),
+            psk: Secret::new(self.psk.as_bytes().to_vec()),
+            ike,
+            esp,
+            local_ts: self.local_ts.iter().map(|p| p.to_ts()).collect(),
+            remote_ts: self.remote_ts.iter().map(|p| p.to_ts()).collect(),
+            pool: self.pool,
+            request_vip: self.request_vip,
+            ike_rekey: Duration::from_secs(self.ike_rekey_secs),
+            child_rekey: Duration::from_secs(self.child_rekey_secs),
+            child_life: Duration::from_secs(child_life),
+            jitter_percent: self.jitter_percent,
+            dpd: (self.dpd_secs > 0).then(|| Duration::from_secs(self.dpd_secs)),
+            pfs: self.pfs,
+        })
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Half-open IKE SAs at which IKE_SA_INIT requests must carry a cookie
+    /// (RFC 7296 2.6).
+    pub cookie_threshold: usize,
+    /// A half-open SA is forgotten after this long.
+    pub half_open_timeout: Duration,
+    /// First retransmission timeout; doubled each time (RFC 7296 2.4).
+    pub retransmit_base: Duration,
+    pub retransmit_tries: u32,
+    /// NAT keepalive interval when we are behind a NAT (RFC 3948 4).
+    pub keepalive: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            cookie_threshold: 1000,
+            half_open_timeout: Duration::from_secs(30),
+            retransmit_base: Duration::from_secs(1),
+            retransmit_tries: 5,
+            keepalive: Duration::from_secs(20),
+        }
+    }
+}
