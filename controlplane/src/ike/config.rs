@@ -195,6 +195,9 @@ pub struct Settings {
     pub retransmit_tries: u32,
     /// NAT keepalive interval when we are behind a NAT (RFC 3948 4).
     pub keepalive: Duration,
+    /// Protected messages above this many octets go out as RFC 7383
+    /// fragments when the peer supports them.
+    pub fragment_size: usize,
 }
 
 impl Default for Settings {
@@ -205,6 +208,7 @@ impl Default for Settings {
             retransmit_base: Duration::from_secs(1),
             retransmit_tries: 5,
             keepalive: Duration::from_secs(20),
+            fragment_size: 1280,
         }
     }
 }

@@ -232,6 +232,8 @@ pub struct IkeSa {
     /// RFC 7383 reassembly: (message ID, first payload, fragments by number).
     fragments: Option<Reassembly>,
     pub peer_mpsa: bool,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3).
+    pub peer_frag: bool,
     /// IKE SA rekey collision (2.8.2): lowest nonce of ours / theirs, SPI.
     ike_rekey_ours: Option<(Vec<u8>, u64)>,
     ike_rekey_theirs: Option<(Vec<u8>, u64)>,
@@ -466,6 +468,7 @@ impl Engine {
             vip: None,
             fragments: None,
             peer_mpsa: false,
+            peer_frag: false,
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: None,
@@ -638,9 +641,9 @@ impl Engine {
         let conn = &self.conns[sa.conn];
         let (ts_l, ts_r) = (c.ts_local.clone(), c.ts_remote.clone());
         let mut suites = conn.esp.clone();
-        let pfs = conn.pfs && c.suite.dh.is_some();
         // Offer the suite in use first.
         suites.sort_by_key(|s| s.encr != c.suite.encr || s.integ != c.suite.integ);
+        let pfs = conn.pfs && suites[0].dh.is_some();
         let spi_in = self.new_child_spi();
         let ni = self.rng.vec(32);
         let mut payloads = vec![Payload::Notify(Notify::esp(NotifyType::RekeySa, old))];
@@ -693,17 +696,19 @@ impl Engine {
             message_id: sa.next_request,
             length: 0,
         };
-        let msg = k.sk(&suite, sa.initiator).seal(h, &payloads, self.rng.as_mut());
+        let packets = seal(k.sk(&suite, sa.initiator), h, &payloads, frag_size(sa, &self.settings), self.rng.as_mut());
         sa.in_flight = Some(InFlight {
             message_id: sa.next_request,
-            packets: vec![msg.clone()],
+            packets: packets.clone(),
             sent: now,
             next: now + self.settings.retransmit_base,
             tries: 0,
             what,
         });
         sa.next_request = sa.next_request.wrapping_add(1);
-        self.send(sa.local, sa.remote, msg);
+        for m in packets {
+            self.send(sa.local, sa.remote, m);
+        }
     }
 
     /// Sends a protected response and keeps it for retransmitted requests.
@@ -718,9 +723,11 @@ impl Engine {
             message_id,
             length: 0,
         };
-        let msg = k.sk(&suite, sa.initiator).seal(h, &payloads, self.rng.as_mut());
-        sa.last_response = Some((message_id, vec![msg.clone()]));
-        self.send(sa.local, sa.remote, msg);
+        let packets = seal(k.sk(&suite, sa.initiator), h, &payloads, frag_size(sa, &self.settings), self.rng.as_mut());
+        sa.last_response = Some((message_id, packets.clone()));
+        for m in packets {
+            self.send(sa.local, sa.remote, m);
+        }
     }
 
     // ---- Input ----------------------------------------------------------
@@ -985,6 +992,7 @@ impl Engine {
             vip: None,
             fragments: None,
             peer_mpsa,
+            peer_frag: notify(p, NotifyType::IkeFragmentationSupported).is_some(),
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: Some(now + self.settings.half_open_timeout),
@@ -1075,6 +1083,7 @@ impl Engine {
         sa.in_flight = None;
         sa.state = IkeState::Authenticating;
         sa.peer_mpsa = p.iter().any(|x| matches!(x, Payload::VendorId(v) if v.as_slice() == MPSA_VENDOR_ID));
+        sa.peer_frag = notify(p, NotifyType::IkeFragmentationSupported).is_some();
         sa.last_heard = now;
         if let (Some(s), Some(d)) =
             (notify(p, NotifyType::NatDetectionSourceIp), notify(p, NotifyType::NatDetectionDestinationIp))
@@ -1125,6 +1134,7 @@ impl Engine {
             vip: None,
             fragments: None,
             peer_mpsa: false,
+            peer_frag: false,
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: None,
@@ -1234,7 +1244,7 @@ impl Engine {
         &mut self,
         now: Instant,
         sa: &mut IkeSa,
-        _local: SocketAddr,
+        local: SocketAddr,
         remote: SocketAddr,
         ike: &[u8],
         h: Header,
@@ -1259,6 +1269,10 @@ impl Engine {
         sa.last_heard = now;
         if sa.nat && sa.remote != remote {
             sa.remote = remote;
+        }
+        // The peer floated to port 4500 (RFC 7296 2.23): answer from there.
+        if sa.local != local {
+            sa.local = local;
         }
         let f = sa.in_flight.take().expect("checked");
         match f.what {
@@ -1419,7 +1433,7 @@ impl Engine {
         &mut self,
         now: Instant,
         sa: &mut IkeSa,
-        _local: SocketAddr,
+        local: SocketAddr,
         remote: SocketAddr,
         ike: &[u8],
         h: Header,
@@ -1461,6 +1475,10 @@ impl Engine {
         // last authenticated message.
         if sa.nat && sa.remote != remote {
             sa.remote = remote;
+        }
+        // The peer floated to port 4500 (RFC 7296 2.23): answer from there.
+        if sa.local != local {
+            sa.local = local;
         }
         match h.exchange {
             ExchangeType::IkeAuth if sa.state == IkeState::Authenticating && !sa.initiator => {
@@ -1991,6 +2009,7 @@ impl Engine {
         new.established = Some(now);
         new.vip = old.vip;
         new.peer_mpsa = old.peer_mpsa;
+        new.peer_frag = old.peer_frag;
         let c = &self.conns[old.conn];
         let (rekey, jp) = (c.ike_rekey, c.jitter_percent);
         new.rekey_at = Some(now + self.jitter(rekey, jp));
@@ -2273,6 +2292,39 @@ impl Engine {
             self.put_back(now, spi, sa);
         }
     }
+}
+
+/// The largest protected message sent whole: fragments above it when the
+/// peer supports them (RFC 7383 2.5).
+fn frag_size(sa: &IkeSa, s: &Settings) -> Option<usize> {
+    sa.peer_frag.then_some(s.fragment_size)
+}
+
+/// Protects `payloads`, as one SK payload or, when that would exceed
+/// `limit`, as SKF fragments of at most `limit` octets each.
+fn seal(
+    k: crate::crypto::sk::SkKeys<'_>,
+    h: Header,
+    payloads: &[Payload],
+    limit: Option<usize>,
+    rng: &mut dyn Random,
+) -> Vec<Vec<u8>> {
+    let whole = k.seal(h, payloads, rng);
+    let Some(limit) = limit.filter(|l| whole.len() > *l) else { return vec![whole] };
+    let inner = crate::wire::message::emit_chain(payloads);
+    let first = payloads.first().map_or(PayloadType::NoNextPayload, |p| p.ty());
+    // Room for the header, SKF header, IV, padding and ICV.
+    let chunk = limit.saturating_sub(Header::LEN + 8 + 16 + 16 + 32).max(64);
+    let parts: Vec<&[u8]> = inner.chunks(chunk).collect();
+    let total = parts.len() as u16;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let f = if i == 0 { first } else { PayloadType::NoNextPayload };
+            k.seal_plain(h, PayloadType::EncryptedFragment, f, Some((i as u16 + 1, total)), part.to_vec(), rng)
+        })
+        .collect()
 }
 
 fn offer_spi(offer: &[Proposal], num: u8) -> Option<[u8; 4]> {
