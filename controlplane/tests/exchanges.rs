@@ -43,6 +43,7 @@ struct Pair {
     nat: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conn(
     extra: &str,
     role: &str,

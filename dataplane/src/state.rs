@@ -262,9 +262,11 @@ impl TableState {
                     return Err(format!("address {addr} was not added on port {port} by the control plane"));
                 }
             }
-            Command::SyncDone | Command::Inject { .. } | Command::DumpCounters | Command::DumpState => {
-                return Ok(false)
-            }
+            Command::SyncDone
+            | Command::Inject { .. }
+            | Command::SendDatagram { .. }
+            | Command::DumpCounters
+            | Command::DumpState => return Ok(false),
         }
         Ok(true)
     }

@@ -1240,15 +1240,7 @@ impl Engine {
     }
 
     /// A response to our request.
-    fn response(
-        &mut self,
-        now: Instant,
-        sa: &mut IkeSa,
-        local: SocketAddr,
-        remote: SocketAddr,
-        ike: &[u8],
-        h: Header,
-    ) {
+    fn response(&mut self, now: Instant, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, ike: &[u8], h: Header) {
         let Some(f) = sa.in_flight.as_ref() else {
             self.stats.bad_message_id += 1;
             return;

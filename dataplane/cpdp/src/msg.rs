@@ -11,7 +11,7 @@
 //! wait for it forwards nothing before (fail closed: no cleartext leaks
 //! before the policy is in).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -166,6 +166,13 @@ pub enum Command {
         port: u16,
         addr: IpAddr,
     },
+    /// Send a UDP datagram (the control plane's IKE messages): the
+    /// dataplane adds IP and UDP, routes it and resolves the next hop.
+    SendDatagram {
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: Vec<u8>,
+    },
 }
 
 /// Counters of one SA.
@@ -186,10 +193,19 @@ pub enum Event {
         generation: u64,
         ports: Vec<(String, [u8; 6])>,
     },
-    /// A frame for the control plane (IKE, ARP, packets to our addresses).
+    /// A frame for the control plane (packets to our addresses that are
+    /// not IKE).
     Punt {
         port: u16,
         frame: Vec<u8>,
+    },
+    /// A UDP datagram to one of our addresses on the IKE ports (500, and
+    /// 4500 with the non-ESP marker still in `payload`).
+    Datagram {
+        port: u16,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: Vec<u8>,
     },
     /// A command could not be applied; nothing of it was installed.
     CommandRejected {

@@ -9,6 +9,7 @@
 //! Never allocates; never panics on a checked buffer.
 
 pub mod arp;
+pub mod datagram;
 pub mod esp;
 pub mod ethernet;
 pub mod icmp;

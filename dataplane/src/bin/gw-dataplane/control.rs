@@ -32,6 +32,9 @@ pub struct Control {
     reserved: FxHashMap<u32, u64>,
     pub generation: u64,
     pub synced: bool,
+    /// IKE datagrams the control plane asked to send, for the runner to
+    /// route (it holds the tables and the neighbour agent).
+    pub datagrams: Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
 }
 
 fn open_or_create(path: &Path, bytes: u64) -> Result<(SharedRing, bool), String> {
@@ -56,7 +59,15 @@ impl Control {
         from_cp.discard_all();
         let seq_path = dir.join("seq.state");
         let reserved = read_reservations(&seq_path);
-        Ok(Control { to_cp: dp2cp.producer(), from_cp, seq_path, reserved, generation, synced: false })
+        Ok(Control {
+            to_cp: dp2cp.producer(),
+            from_cp,
+            seq_path,
+            reserved,
+            generation,
+            synced: false,
+            datagrams: Vec::new(),
+        })
     }
 
     /// Sequence numbers to start each outbound SPI above.
@@ -83,6 +94,7 @@ impl Control {
             };
             match &cmd {
                 Command::SyncDone => self.synced = true,
+                Command::SendDatagram { src, dst, payload } => self.datagrams.push((*src, *dst, payload.clone())),
                 Command::Inject { port, frame } if !inject(*port, frame) => {
                     replies.push(Event::CommandRejected {
                         reason: format!("inject on port {port} failed (no main-lcore tx queue, or no mbuf)"),

@@ -256,7 +256,14 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                     }
                     None => {
                         if let Some(ctl) = control.as_mut() {
-                            ctl.send(&Event::Punt { port, frame });
+                            // IKE (UDP 500/4500 to us) goes up as a datagram.
+                            let ev = match dataplane::wire::datagram::parse(&frame) {
+                                Some((src, dst, payload)) if matches!(dst.port(), 500 | 4500) => {
+                                    Event::Datagram { port, src, dst, payload }
+                                }
+                                _ => Event::Punt { port, frame },
+                            };
+                            ctl.send(&ev);
                         }
                     }
                 }
@@ -270,8 +277,29 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             control::publish(&table_queues, &t);
             tables = Some(t);
         }
-        // Next hops the workers could not reach: solicit them.
+        // The control plane's IKE datagrams: routed like our own traffic;
+        // an unresolved next hop is solicited (IKE retransmits).
         let now = Instant::now();
+        if let (Some(ctl), Some(t)) = (control.as_mut(), &tables) {
+            for (src, dst, payload) in std::mem::take(&mut ctl.datagrams) {
+                match t.next_hop(dst.ip()) {
+                    Ok(nh) => {
+                        if let Some(f) = dataplane::wire::datagram::frame(src, dst, &payload, nh.dst_mac, nh.src_mac) {
+                            inject(nh.port, &f);
+                        }
+                    }
+                    Err(_) => {
+                        let via = t.route(dst.ip()).map(|r| (r.via.unwrap_or(dst.ip()), r.port));
+                        if let Some(NeighOut::Send { port, frame }) =
+                            via.and_then(|(ip, p)| neighbors.solicit(ip, p, now))
+                        {
+                            inject(port, &frame);
+                        }
+                    }
+                }
+            }
+        }
+        // Next hops the workers could not reach: solicit them.
         for q in &resolve_queues {
             while let Some(ip) = q.pop() {
                 let port = tables.as_ref().and_then(|t| t.route(ip)).map(|r| r.port);
