@@ -9,5 +9,6 @@
 
 pub mod codepoints;
 pub mod crypto;
+pub mod daemon;
 pub mod ike;
 pub mod wire;

@@ -91,7 +91,7 @@ impl std::fmt::Display for Event {
 }
 
 /// Why messages were dropped without an answer, counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub received: u64,
     pub sent: u64,
@@ -107,7 +107,7 @@ pub struct Stats {
     pub no_proposal: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IkeState {
     /// Initiator: IKE_SA_INIT sent.
     Connecting,
@@ -119,7 +119,7 @@ pub enum IkeState {
     Deleting,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChildState {
     Installed,
     /// A newer child SA replaced it; it still decrypts until deleted.
@@ -2328,7 +2328,7 @@ fn proposal_group(p: &[Payload]) -> Option<DhGroup> {
 }
 
 /// What gwctl shows of an IKE SA.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IkeSaInfo {
     pub conn: String,
     pub state: IkeState,
@@ -2347,7 +2347,7 @@ pub struct IkeSaInfo {
     pub children: Vec<ChildInfo>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChildInfo {
     pub spi_in: String,
     pub spi_out: String,

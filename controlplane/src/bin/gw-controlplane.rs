@@ -1,0 +1,257 @@
+//! gw-controlplane: the IKEv2 daemon. Runs the sans-IO engine against the
+//! chosen transport, installs child SAs in gw-dataplane over the rings,
+//! and answers gwctl on the admin socket.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use controlplane::crypto::SystemRandom;
+use controlplane::daemon::admin::{self, Request, Response};
+use controlplane::daemon::config::{DaemonConfig, TransportKind};
+use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
+use controlplane::daemon::Input;
+use controlplane::ike::{Engine, Output};
+use cpdp::msg::{Command, Direction, Event};
+
+#[derive(Parser, Debug)]
+#[command(name = "gw-controlplane", about = "IKEv2 control plane of the gateway")]
+struct Args {
+    /// The configuration file (configs/controlplane.example.toml documents it).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Seconds to wait for gw-dataplane's ring files at start.
+    #[arg(long, default_value_t = 30)]
+    wait_dataplane: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let cfg = match DaemonConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gw-controlplane: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok ({} connections)", args.config.display(), cfg.connections.len());
+        return;
+    }
+    if let Err(e) = run(cfg, Duration::from_secs(args.wait_dataplane)) {
+        eprintln!("gw-controlplane: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Daemon {
+    engine: Engine,
+    kernel: Option<KernelUdp>,
+    dp: Option<DataplaneLink>,
+    dataplane_transport: bool,
+    started: Instant,
+    /// Dataplane counters by (SPI, direction): packets, bytes.
+    counters: HashMap<(u32, Direction), (u64, u64)>,
+    drops: Vec<(String, u64)>,
+    config_text: String,
+    /// Connections an operator terminated: not restarted automatically.
+    held: std::collections::HashSet<String>,
+}
+
+fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Input>();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let kernel = match cfg.daemon.transport {
+        TransportKind::Kernel => Some(KernelUdp::bind(&cfg.daemon.listen, tx.clone())?),
+        TransportKind::Dataplane => None,
+    };
+    let dp = match &cfg.daemon.control_dir {
+        Some(dir) => Some(DataplaneLink::open(dir, tx.clone(), wait)?),
+        None => None,
+    };
+    admin::serve(&cfg.daemon.admin_socket, tx.clone())?;
+    let mut engine = Engine::new(cfg.connections.clone(), cfg.settings(), Box::new(SystemRandom::default()));
+    engine.announce_mpsa = cfg.daemon.mpsa;
+    let mut d = Daemon {
+        engine,
+        kernel,
+        dp,
+        dataplane_transport: cfg.daemon.transport == TransportKind::Dataplane,
+        started: Instant::now(),
+        counters: HashMap::new(),
+        drops: Vec::new(),
+        config_text: cfg.text.clone(),
+        held: Default::default(),
+    };
+    d.log(&format!(
+        "started: {} connections, transport {:?}, admin socket {}",
+        cfg.connections.len(),
+        cfg.daemon.transport,
+        cfg.daemon.admin_socket.display()
+    ));
+    // Whatever the dataplane holds from an earlier run is replaced: ask it
+    // to flush and install what we have (nothing yet), as after a Hello.
+    if let Some(link) = d.dp.as_mut() {
+        link.send(&Command::Flush);
+        link.send(&Command::SyncDone);
+    }
+    let now = Instant::now();
+    d.engine.start_initiators(now);
+    d.flush();
+    let mut last_counters = Instant::now();
+    let mut last_start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = d.engine.poll_timeout().map_or(Duration::from_millis(500), |t| t.saturating_duration_since(now));
+        match rx.recv_timeout(wait.min(Duration::from_millis(500))) {
+            Ok(i) => d.input(i),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Everything else already queued, then the timers.
+        for _ in 0..256 {
+            match rx.try_recv() {
+                Ok(i) => d.input(i),
+                Err(_) => break,
+            }
+        }
+        d.engine.handle_timeout(Instant::now());
+        if last_counters.elapsed() >= Duration::from_secs(1) {
+            last_counters = Instant::now();
+            if let Some(l) = d.dp.as_mut() {
+                l.send(&Command::DumpCounters);
+            }
+        }
+        if last_start.elapsed() >= Duration::from_secs(5) {
+            last_start = Instant::now();
+            let held = d.held.clone();
+            let names: Vec<String> = d
+                .engine
+                .connections()
+                .iter()
+                .filter(|c| c.role == controlplane::ike::Role::Initiator && !held.contains(&c.name))
+                .filter(|c| !d.engine.ike_sas().any(|s| d.engine.connections()[s.conn].name == c.name))
+                .map(|c| c.name.clone())
+                .collect();
+            for n in names {
+                d.log(&format!("{n}: no IKE SA, initiating"));
+                let _ = d.engine.initiate(Instant::now(), &n);
+            }
+        }
+        d.flush();
+    }
+    d.log("stopping (installed SAs stay in the dataplane until it restarts)");
+    let _ = std::fs::remove_file(&cfg.daemon.admin_socket);
+    Ok(())
+}
+
+impl Daemon {
+    fn log(&self, m: &str) {
+        println!("[{:9.3}] {m}", self.started.elapsed().as_secs_f64());
+    }
+
+    fn input(&mut self, i: Input) {
+        let now = Instant::now();
+        match i {
+            Input::Datagram { local, remote, data } => self.engine.handle_datagram(now, local, remote, &data),
+            Input::Dataplane(ev) => match ev {
+                Event::Datagram { src, dst, payload, .. } if self.dataplane_transport => {
+                    self.engine.handle_datagram(now, dst, src, &payload)
+                }
+                Event::Hello { generation, .. } => {
+                    self.log(&format!("dataplane generation {generation}: installing every SA again"));
+                    if let Some(l) = self.dp.as_mut() {
+                        l.generation = Some(generation);
+                    }
+                    self.engine.dataplane_event(now, &ev);
+                }
+                Event::Counters { sas, drops } => {
+                    self.counters = sas.iter().map(|c| ((c.spi, c.direction), (c.packets, c.bytes))).collect();
+                    self.drops = drops;
+                }
+                Event::CommandRejected { reason } => self.log(&format!("dataplane rejected a command: {reason}")),
+                Event::Lifetime { .. } | Event::SeqExhausted { .. } => self.engine.dataplane_event(now, &ev),
+                _ => {}
+            },
+            Input::Admin(req, reply) => {
+                let r = self.admin(now, req);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn admin(&mut self, now: Instant, req: Request) -> Response {
+        let done = |r: Result<usize, String>, what: &str| match r {
+            Ok(n) => Response::Done { message: format!("{what}: {n}") },
+            Err(e) => Response::Error { message: e },
+        };
+        match req {
+            Request::ListSas => {
+                let mut sas = self.engine.snapshot(now);
+                for sa in &mut sas {
+                    for c in &mut sa.children {
+                        let spi_in = u32::from_str_radix(&c.spi_in, 16).unwrap_or(0);
+                        let spi_out = u32::from_str_radix(&c.spi_out, 16).unwrap_or(0);
+                        let (pi, bi) = self.counters.get(&(spi_in, Direction::In)).copied().unwrap_or_default();
+                        let (po, bo) = self.counters.get(&(spi_out, Direction::Out)).copied().unwrap_or_default();
+                        (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
+                    }
+                }
+                Response::Sas { sas }
+            }
+            Request::Initiate { conn } => {
+                self.held.remove(&conn);
+                done(self.engine.initiate(now, &conn).map(|_| 1), "initiating IKE SAs")
+            }
+            Request::Terminate { conn } => {
+                self.held.insert(conn.clone());
+                done(self.engine.terminate(now, &conn), "deleting IKE SAs")
+            }
+            Request::Rekey { conn, ike } => {
+                done(self.engine.rekey(now, &conn, ike), if ike { "rekeying IKE SAs" } else { "rekeying child SAs" })
+            }
+            Request::Config => Response::Config { text: self.config_text.clone() },
+            Request::Stats => Response::Stats {
+                ike: self.engine.stats.clone(),
+                half_open: self.engine.half_open(),
+                dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
+                dataplane_drops: self.drops.clone(),
+            },
+        }
+    }
+
+    /// Carries out what the engine asked for.
+    fn flush(&mut self) {
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                Output::Send { local, remote, data } => {
+                    if self.dataplane_transport {
+                        if let Some(l) = self.dp.as_mut() {
+                            l.send(&Command::SendDatagram { src: local, dst: remote, payload: data });
+                        }
+                    } else if let Some(k) = &self.kernel {
+                        if let Err(e) = k.send(local, remote, &data) {
+                            self.log(&e);
+                        }
+                    }
+                }
+                Output::Dataplane(c) => {
+                    if let Some(l) = self.dp.as_mut() {
+                        l.send(&c);
+                    }
+                }
+                Output::Event(e) => self.log(&e.to_string()),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! gwctl: the operator's CLI for gw-controlplane (over its root-only Unix
+//! socket). Human tables by default, `--json` for scripts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use controlplane::daemon::admin::{call, Request, Response};
+
+#[derive(Parser, Debug)]
+#[command(name = "gwctl", about = "Operate the gateway's control plane")]
+struct Args {
+    /// The daemon's admin socket (daemon.admin_socket in its config).
+    #[arg(long, short, default_value = "/run/gw/controlplane.sock")]
+    socket: PathBuf,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// IKE SAs and their child SAs, with dataplane counters.
+    #[command(alias = "list-sas")]
+    List,
+    /// Start an IKE SA (and its first child SA) for a connection.
+    Initiate { conn: String },
+    /// Delete a connection's IKE SAs (and their child SAs); an initiator
+    /// connection then stays down until `initiate`.
+    Terminate { conn: String },
+    /// Rekey a connection's child SAs, or with --ike its IKE SAs.
+    Rekey {
+        conn: String,
+        #[arg(long)]
+        ike: bool,
+    },
+    /// The configuration in use (PSKs redacted).
+    Config,
+    /// Message counters and drops.
+    Stats,
+}
+
+fn main() {
+    let a = Args::parse();
+    let req = match a.cmd {
+        Cmd::List => Request::ListSas,
+        Cmd::Initiate { conn } => Request::Initiate { conn },
+        Cmd::Terminate { conn } => Request::Terminate { conn },
+        Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
+        Cmd::Config => Request::Config,
+        Cmd::Stats => Request::Stats,
+    };
+    let resp = match call(&a.socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gwctl: {e}");
+            std::process::exit(1);
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&resp).expect("responses serialize"));
+        if matches!(resp, Response::Error { .. }) {
+            std::process::exit(1);
+        }
+        return;
+    }
+    match resp {
+        Response::Error { message } => {
+            eprintln!("gwctl: {message}");
+            std::process::exit(1);
+        }
+        Response::Done { message } => println!("{message}"),
+        Response::Config { text } => println!("{text}"),
+        Response::Stats { ike, half_open, dataplane_generation, dataplane_drops } => {
+            let v = serde_json::to_value(&ike).expect("serializes");
+            if let Some(m) = v.as_object() {
+                for (k, v) in m {
+                    println!("{k:<22} {v}");
+                }
+            }
+            println!("{:<22} {half_open}", "half_open");
+            println!("{:<22} {}", "dataplane_generation", dataplane_generation.map_or("-".into(), |g| g.to_string()));
+            for (r, n) in dataplane_drops {
+                println!("dataplane drop {r:<14} {n}");
+            }
+        }
+        Response::Sas { sas } => {
+            if sas.is_empty() {
+                println!("no IKE SAs");
+            }
+            for s in sas {
+                let role = if s.initiator { "initiator" } else { "responder" };
+                println!(
+                    "{}: {:?} {role}, {}_i {}_r, {} <-> {} [{}]{}{}",
+                    s.conn,
+                    s.state,
+                    s.spi_i,
+                    s.spi_r,
+                    s.local,
+                    s.remote,
+                    s.peer_id,
+                    if s.nat { " NAT-T" } else { "" },
+                    if s.mpsa { " MPSA" } else { "" },
+                );
+                println!(
+                    "  {}, up {}s, rekey in {}{}",
+                    s.suite,
+                    s.established_secs.unwrap_or(0),
+                    s.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
+                    s.virtual_ip.map(|v| format!(", virtual IP {v}")).unwrap_or_default()
+                );
+                for c in s.children {
+                    println!(
+                        "  child {}_i {}_o {:?} {}{}, age {}s, rekey in {}",
+                        c.spi_in,
+                        c.spi_out,
+                        c.state,
+                        c.alg,
+                        c.pfs.map(|g| format!(" PFS group {g}")).unwrap_or_default(),
+                        c.age_secs,
+                        c.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
+                    );
+                    println!("    {} === {}", c.ts_local.join(","), c.ts_remote.join(","));
+                    println!(
+                        "    in  {:>10} packets {:>12} bytes\n    out {:>10} packets {:>12} bytes",
+                        c.packets_in, c.bytes_in, c.packets_out, c.bytes_out
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The `gw-controlplane` configuration file (TOML). Every field is
+//! documented in configs/controlplane.example.toml; unknown fields are
+//! errors, and every error names the file, the field and where it is.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ike::config::{Connection, ConnectionToml, Settings};
+
+/// How IKE datagrams reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Through gw-dataplane: punted datagrams up, SendDatagram down.
+    Dataplane,
+    /// Kernel UDP sockets on ports 500 and 4500 (development, or a
+    /// gateway whose ESP is elsewhere); SAs still go to the dataplane if
+    /// `control_dir` is set.
+    Kernel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonToml {
+    pub transport: TransportKind,
+    /// The dataplane's `[control] dir` (ring files); needed with the
+    /// dataplane transport, optional with the kernel one.
+    pub control_dir: Option<PathBuf>,
+    /// Kernel transport: the addresses to bind UDP 500 and 4500 on.
+    #[serde(default)]
+    pub listen: Vec<std::net::IpAddr>,
+    /// Unix socket for gwctl; created mode 0600 (root only).
+    #[serde(default = "default_admin")]
+    pub admin_socket: PathBuf,
+    #[serde(default = "default_cookie")]
+    pub cookie_threshold: usize,
+    #[serde(default = "default_half_open")]
+    pub half_open_timeout_secs: u64,
+    #[serde(default = "default_retransmit_ms")]
+    pub retransmit_base_ms: u64,
+    #[serde(default = "default_tries")]
+    pub retransmit_tries: u32,
+    /// Announce and accept Multi-point SA (V(MPSA)).
+    #[serde(default)]
+    pub mpsa: bool,
+}
+
+fn default_admin() -> PathBuf {
+    PathBuf::from("/run/gw/controlplane.sock")
+}
+fn default_cookie() -> usize {
+    1000
+}
+fn default_half_open() -> u64 {
+    30
+}
+fn default_retransmit_ms() -> u64 {
+    1000
+}
+fn default_tries() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    daemon: DaemonToml,
+    #[serde(default, rename = "connection")]
+    connections: Vec<ConnectionToml>,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub daemon: DaemonToml,
+    pub connections: Vec<Connection>,
+    /// The connections as written (for `gwctl config`, PSKs masked).
+    pub text: String,
+}
+
+impl DaemonConfig {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            cookie_threshold: self.daemon.cookie_threshold,
+            half_open_timeout: std::time::Duration::from_secs(self.daemon.half_open_timeout_secs),
+            retransmit_base: std::time::Duration::from_millis(self.daemon.retransmit_base_ms),
+            retransmit_tries: self.daemon.retransmit_tries,
+            ..Settings::default()
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<DaemonConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, String> {
+        let f: FileToml = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| line_of(text, s.start)).map(|l| format!(" (line {l})")).unwrap_or_default();
+            format!("{origin}{at}: {}", e.message())
+        })?;
+        if f.daemon.transport == TransportKind::Dataplane && f.daemon.control_dir.is_none() {
+            return Err(format!("{origin}: daemon.control_dir: needed with transport = \"dataplane\""));
+        }
+        if f.daemon.transport == TransportKind::Kernel && f.daemon.listen.is_empty() {
+            return Err(format!("{origin}: daemon.listen: the kernel transport needs addresses to bind"));
+        }
+        if f.daemon.retransmit_base_ms == 0 {
+            return Err(format!("{origin}: daemon.retransmit_base_ms: must be above 0"));
+        }
+        let mut connections = Vec::new();
+        for (i, c) in f.connections.iter().enumerate() {
+            if f.connections[..i].iter().any(|o| o.name == c.name) {
+                return Err(format!("{origin}: connection[{i}] {:?}: the name is used twice", c.name));
+            }
+            connections.push(c.build().map_err(|e| format!("{origin}: connection[{i}] {:?}: {e}", c.name))?);
+        }
+        let masked: String = text
+            .lines()
+            .map(|l| if l.trim_start().starts_with("psk") { "psk = \"<redacted>\"" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(DaemonConfig { daemon: f.daemon, connections, text: masked })
+    }
+}
+
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+transport = "kernel"
+listen = ["10.77.0.2"]
+
+[[connection]]
+name = "lab"
+local = "10.77.0.2"
+local_id = "right.lab"
+psk = "s3cret-lab-key"
+local_ts = ["10.77.2.0/24"]
+remote_ts = ["10.77.1.0/24"]
+"#;
+
+    #[test]
+    fn good_config_loads_and_masks_the_psk() {
+        let c = DaemonConfig::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.connections.len(), 1);
+        assert!(!c.text.contains("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let bad = GOOD.replace("psk = \"s3cret-lab-key\"", "psk = \"short\"");
+        let e = DaemonConfig::parse(&bad, "t.toml").unwrap_err();
+        assert!(e.contains("connection[0] \"lab\": psk"), "{e}");
+        let bad = GOOD.replace("local_ts", "lokal_ts");
+        let e = DaemonConfig::parse(&bad, "t.toml").unwrap_err();
+        assert!(e.contains("line 11") && e.contains("lokal_ts"), "{e}");
+        let bad = GOOD.replace("\"10.77.2.0/24\"", "\"10.77.2.0/40\"");
+        assert!(DaemonConfig::parse(&bad, "t.toml").unwrap_err().contains("prefix length"));
+        let bad = GOOD.replace("transport = \"kernel\"", "transport = \"dataplane\"");
+        assert!(DaemonConfig::parse(&bad, "t.toml").unwrap_err().contains("control_dir"));
+        let bad = format!("{GOOD}\n[[connection]]\nname = \"lab\"\nlocal_id = \"x\"\npsk = \"12345678\"\nlocal_ts = [\"1.0.0.0/8\"]\nremote_ts = [\"2.0.0.0/8\"]\n");
+        assert!(DaemonConfig::parse(&bad, "t.toml").unwrap_err().contains("used twice"));
+        let bad = GOOD.replace("name = \"lab\"", "name = \"lab\"\nike_proposals = [\"aes128-md5-modp1024\"]");
+        assert!(DaemonConfig::parse(&bad, "t.toml").unwrap_err().contains("unknown algorithm \\\"md5\\\""));
+    }
+}
