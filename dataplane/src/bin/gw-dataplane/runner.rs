@@ -85,10 +85,14 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             .map_err(|e| format!("port[{i}] '{}': device '{}' did not come up ({e})", pc.name, pc.dpdk_name()))?;
         // Gateway mode: one more tx queue per port where the device has
         // one, the main lcore's (for frames the control plane injects).
-        let max_tx = id.max_queues().map(|q| q.1).unwrap_or(nq);
+        let (max_rx, max_tx) = id.max_queues().unwrap_or((nq, nq));
         let extra_tx = u16::from(cfg.mode == Mode::Gateway && max_tx > nq);
+        // net_af_packet spreads flows over all its qpairs sockets (kernel
+        // fanout) whatever we configure: take and poll every one of them.
+        let rx_queues =
+            if cfg.mode == Mode::Gateway && pc.dpdk_name().starts_with("net_af_packet") { max_rx.max(nq) } else { nq };
         let conf = PortConfig {
-            rx_queues: nq,
+            rx_queues,
             tx_queues: nq + extra_tx,
             rx_desc: pc.rx_desc,
             tx_desc: pc.tx_desc,
@@ -399,7 +403,11 @@ fn plan_gateway(
     main_tx.extend(per_port.iter_mut().map(|q| q.1.get_mut(nworkers).and_then(Option::take)));
     (0..nworkers)
         .map(|w| {
-            let rx = per_port.iter_mut().map(|q| q.0[w].take().expect("rx queue used once")).collect();
+            // Rx queues beyond one per worker (net_af_packet's) go round-robin.
+            let rx = per_port
+                .iter_mut()
+                .flat_map(|q| q.0.iter_mut().skip(w).step_by(nworkers).map(|r| r.take().expect("rx queue used once")))
+                .collect();
             let tx = per_port.iter_mut().map(|q| q.1[w].take().expect("tx queue used once")).collect();
             (rx, tx)
         })
