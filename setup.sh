@@ -14,6 +14,11 @@ PKGS=(
     build-essential            # cc for the DPDK shim
     python3-scapy              # ../shared anchors' pcap generator and ESP oracle
     tcpdump iproute2 procps    # captures, network namespaces, ps/kill in tests
+    iputils-ping ethtool       # interop traffic; veth checksum offload off
+    # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
+    # (../shared/interop: charon-systemd with kernel-libipsec)
+    charon-systemd strongswan-swanctl libcharon-extra-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins
 )
 
 log() { [[ "${SETUP_QUIET:-0}" == 1 ]] || echo "setup: $*"; }

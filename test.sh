@@ -42,6 +42,10 @@ if ldd "$static_bin" | grep -q librte_; then
 fi
 GW_DATAPLANE_BIN="$PWD/$static_bin" cargo test -q -p dataplane --test forward 2>&1 | grep -v -E '^EAL: |^TELEMETRY: '
 
+step "interop: strongSwan <-> gw-controlplane + gw-dataplane in network namespaces"
+cargo build --release --quiet -p dataplane -p controlplane
+controlplane/tests/interop-strongswan.sh 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
+
 step "benchmark harness smoke run (figures are reported, not asserted)"
 cargo build --release --quiet -p dataplane -p benches
 ./target/release/gw-bench forward --runs 1 --sizes 64 --warmup 0.5 --interval 0.5 --windows 1

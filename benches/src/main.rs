@@ -15,6 +15,7 @@
 
 mod esp;
 mod forward;
+mod ike;
 mod measure;
 mod plot;
 mod traffic;
@@ -41,6 +42,8 @@ enum Cmd {
     Forward(forward::ForwardArgs),
     /// ESP encrypt/decrypt: DPDK path beside ipsec-secgw, and in memory.
     Esp(esp::EspArgs),
+    /// IKE SAs per second: our responder beside strongSwan's, same initiator.
+    Ike(ike::IkeArgs),
     /// Draw an SVG bar chart from an `esp --markdown` report.
     Plot {
         /// The report (Markdown).
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
         Cmd::Esp(a) => esp::run(&a, shared_dir(cli.shared).ok().as_deref()),
+        Cmd::Ike(a) => ike::run(&a, shared_dir(cli.shared).ok().as_deref()),
         Cmd::Plot { input, out } => plot::run(&input, &out),
         Cmd::Pcap { size, count, out } => {
             traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))

@@ -1,0 +1,391 @@
+//! `gw-bench ike`: IKE SAs per second established by a responder
+//! (IKE_SA_INIT + IKE_AUTH with one child SA, X25519, PSK), ours beside
+//! strongSwan's under the same initiator load, and the ceiling the crypto
+//! alone sets (two X25519 scalar multiplications per SA), all in one run.
+//!
+//! The initiator is strongSwan's load-tester plugin (built by
+//! ../shared/interop/build-extra-plugins.sh) on CPU 0; the responder under
+//! test runs alone on CPU 1. On two cores the initiator saturates first,
+//! so the figure that compares responders is their CPU time per SA (every
+//! thread of the process, from /proc/PID/task/*/schedstat, nanoseconds)
+//! and its inverse, SAs per responder-core-second. Each SA is deleted
+//! right after it is up (load-tester's delete_after_established), so both
+//! responders also answer one INFORMATIONAL per SA.
+//!
+//! Also reported: the same exchanges between two in-memory engines, the
+//! responder's CPU per SA with no sockets at all.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use controlplane::codepoints::DhGroup;
+use controlplane::crypto::{dh, SystemRandom};
+
+#[derive(Debug, clap::Args)]
+pub struct IkeArgs {
+    /// IKE SAs per measurement.
+    #[arg(long, default_value_t = 3000)]
+    pub count: u32,
+    /// Measurements per responder (interleaved: ours, strongSwan's, ...).
+    #[arg(long, default_value_t = 2)]
+    pub runs: u32,
+    /// Skip the strongSwan runs (no interop packages or plugin here).
+    #[arg(long)]
+    pub no_strongswan: bool,
+    /// Write the report as Markdown here too.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+const PSK: &str = "bench-psk-0123456789";
+
+fn pin(cpu: usize) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+}
+
+/// X25519 key pairs made and agreed per second on one core: the ceiling
+/// of a responder that does nothing but its two scalar multiplications.
+fn x25519_ceiling() -> f64 {
+    pin(1);
+    let mut rng = SystemRandom::default();
+    let (_, peer) = dh::generate(DhGroup::Curve25519, &mut rng).expect("x25519");
+    let mut n = 0u64;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        for _ in 0..100 {
+            let (k, _) = dh::generate(DhGroup::Curve25519, &mut rng).expect("x25519");
+            let _ = dh::agree(k, &peer).expect("agree");
+        }
+        n += 100;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Our responder's CPU per SA with two in-memory engines (no I/O): the
+/// time spent inside the responder's handle_datagram calls.
+fn in_memory(count: u32) -> f64 {
+    use controlplane::ike::config::ConnectionToml;
+    use controlplane::ike::{Engine, Output, Settings};
+    pin(1);
+    let conn = |role: &str, local: &str, remote: &str, lid: &str, rid: &str, lts: &str, rts: &str| {
+        let t = format!(
+            "name = \"lab\"\nrole = \"{role}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nlocal_id = \"{lid}\"\n\
+             remote_id = \"{rid}\"\npsk = \"{PSK}\"\nlocal_ts = [\"{lts}\"]\nremote_ts = [\"{rts}\"]\n"
+        );
+        toml::from_str::<ConnectionToml>(&t).expect("toml").build().expect("conn")
+    };
+    let settings = Settings { cookie_threshold: usize::MAX, ..Settings::default() };
+    let mut r = Engine::new(
+        vec![conn("responder", "10.0.0.2", "%any", "right.lab", "%any", "10.2.0.0/16", "10.1.0.0/16")],
+        settings.clone(),
+        Box::new(SystemRandom::default()),
+    );
+    let mut spent = Duration::ZERO;
+    let now = Instant::now();
+    for _ in 0..count {
+        let mut i = Engine::new(
+            vec![conn("initiator", "10.0.0.1", "10.0.0.2", "left.lab", "right.lab", "10.1.0.0/16", "10.2.0.0/16")],
+            settings.clone(),
+            Box::new(SystemRandom::default()),
+        );
+        i.initiate(now, "lab").expect("initiate");
+        let mut to_r: Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> = Vec::new();
+        loop {
+            while let Some(o) = i.poll_output() {
+                if let Output::Send { local, remote, data } = o {
+                    to_r.push((remote, local, data));
+                }
+            }
+            if to_r.is_empty() {
+                break;
+            }
+            for (local, remote, data) in to_r.drain(..) {
+                let t = Instant::now();
+                r.handle_datagram(now, local, remote, &data);
+                let mut back = Vec::new();
+                while let Some(o) = r.poll_output() {
+                    if let Output::Send { local, remote, data } = o {
+                        back.push((local, remote, data));
+                    }
+                }
+                spent += t.elapsed();
+                for (l, rm, d) in back {
+                    i.handle_datagram(now, rm, l, &d);
+                }
+            }
+        }
+        // Delete it again, as the load-tester does.
+        i.terminate(now, "lab").expect("terminate");
+        while let Some(o) = i.poll_output() {
+            if let Output::Send { local, remote, data } = o {
+                let t = Instant::now();
+                r.handle_datagram(now, remote, local, &data);
+                while r.poll_output().is_some() {}
+                spent += t.elapsed();
+            }
+        }
+    }
+    assert_eq!(r.ike_sas().count(), 0, "every SA was set up and deleted");
+    spent.as_secs_f64() / count as f64
+}
+
+/// CPU time of every thread of `pid`, from schedstat (nanoseconds).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    rd.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+struct Lab {
+    iop: PathBuf,
+    prefix: String,
+    run_dir: PathBuf,
+}
+
+impl Lab {
+    fn sh(&self, args: &[&str]) -> Result<String, String> {
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .env("SSLAB_RUN_DIR", &self.run_dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", args[0]))?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            Ok(out)
+        } else {
+            Err(format!("{} failed: {out}", args.join(" ")))
+        }
+    }
+
+    fn peer(&self) -> String {
+        self.iop.join("strongswan-peer.sh").display().to_string()
+    }
+
+    fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.sh(&[&self.peer(), "stop-all", "--purge"]);
+        let lab = self.iop.join("netns-lab.sh").display().to_string();
+        let _ = self.sh(&[&lab, "--prefix", &self.prefix, "down"]);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the load-tester initiator on CPU 0 in node a.
+fn start_initiator(lab: &Lab) -> Result<(), String> {
+    let lt = [
+        "initiator=10.77.0.1",
+        "responder=10.77.0.2",
+        "initiator_auth=psk",
+        "responder_auth=psk",
+        &format!("preshared_key={PSK}"),
+        "initiator_id=lt-%d.lab",
+        "responder_id=right.lab",
+        "proposal=aes128gcm16-prfsha256-x25519",
+        "esp=aes128gcm16",
+        "initiator_tsi=10.77.1.0/24",
+        "initiator_tsr=10.77.2.0/24",
+        "delete_after_established=yes",
+        "fake_kernel=yes",
+        "version=2",
+    ];
+    let peer = lab.peer();
+    let na = lab.ns("a");
+    let mut args = vec![
+        "taskset", "-c", "0", &peer, "start", "lt", "--netns", &na, "--local", "10.77.0.1", "--remote", "10.77.0.2",
+        "--psk", PSK, "--local-ts", "10.77.1.0/24", "--remote-ts", "10.77.2.0/24", "--log-level", "0",
+        "--charon-opt", "retransmit_timeout=2", "--charon-opt", "init_limit_half_open=100000",
+    ];
+    for kv in &lt {
+        args.push("--load-tester");
+        args.push(kv);
+    }
+    lab.sh(&args).map(|_| ())
+}
+
+/// One load-test of `count` SAs against the responder `pid`: (wall SAs/s,
+/// responder CPU seconds per SA).
+fn load(lab: &Lab, pid: u32, count: u32) -> Result<(f64, f64, String), String> {
+    let c0 = cpu_ns(pid);
+    let t = Instant::now();
+    let out = lab.sh(&[&lab.peer(), "load-test", "lt", &count.to_string(), "0"]);
+    let wall = t.elapsed().as_secs_f64();
+    let c1 = cpu_ns(pid);
+    let out = out.unwrap_or_else(|e| e);
+    let line = out.lines().find(|l| l.starts_with("load-test:")).unwrap_or("").to_string();
+    let ok: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("established="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    if ok < count as f64 * 0.9 {
+        return Err(format!("only {ok} of {count} SAs came up: {line}"));
+    }
+    Ok((ok / wall, (c1 - c0) as f64 / 1e9 / ok, line))
+}
+
+fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String> {
+    let cfg = lab.run_dir.join("cp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\ntransport = \"kernel\"\nlisten = [\"10.77.0.2\"]\nadmin_socket = \"{}\"\n\
+             cookie_threshold = 1000000\n\n[[connection]]\nname = \"lt\"\nlocal = \"10.77.0.2\"\n\
+             local_id = \"right.lab\"\npsk = \"{PSK}\"\nlocal_ts = [\"10.77.2.0/24\"]\n\
+             remote_ts = [\"10.77.1.0/24\"]\ndpd_secs = 0\n",
+            lab.run_dir.join("cp.sock").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let nb = lab.ns("b");
+    let child = Command::new("taskset")
+        .args(["-c", "1", "ip", "netns", "exec", &nb])
+        .arg(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let k = Killer(child);
+    std::thread::sleep(Duration::from_millis(500));
+    // taskset execs ip, which execs the daemon: the same PID.
+    let r = load(lab, k.0.id(), count);
+    drop(k);
+    r
+}
+
+fn strongswan(lab: &Lab, count: u32) -> Result<(f64, f64, String), String> {
+    let peer = lab.peer();
+    let nb = lab.ns("b");
+    lab.sh(&[
+        "taskset", "-c", "1", &peer, "start", "ssr", "--netns", &nb, "--local", "10.77.0.2", "--local-id",
+        "right.lab", "--psk", PSK, "--local-ts", "10.77.2.0/24", "--remote-ts", "10.77.1.0/24", "--log-level", "-1",
+        "--esp-proposals", "aes128gcm16", "--charon-opt", "block_threshold=100000", "--charon-opt",
+        "cookie_threshold=100000", "--charon-opt", "cookie_threshold_ip=100000",
+    ])?;
+    let paths = lab.sh(&[&peer, "paths", "ssr"])?;
+    let pid: u32 = paths
+        .lines()
+        .find_map(|l| l.strip_prefix("PID=").map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string()))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no PID in: {paths}"))?;
+    let r = load(lab, pid, count);
+    let _ = lab.sh(&[&peer, "stop", "ssr"]);
+    r
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
+    let bin = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("gw-controlplane");
+    if !bin.exists() {
+        return Err(format!("{} missing: cargo build --release -p controlplane", bin.display()));
+    }
+    println!("ike: X25519 ceiling (2 scalar multiplications per SA, one core) ...");
+    let x = x25519_ceiling();
+    println!("ike: in-memory responder ({} SAs) ...", a.count.min(2000));
+    let mem = in_memory(a.count.min(2000));
+    let mut our_cpu = Vec::new();
+    let mut our_wall = Vec::new();
+    let mut ss_cpu = Vec::new();
+    let mut ss_wall = Vec::new();
+    let mut lines = Vec::new();
+    {
+        let shared = shared.ok_or("the shared folder (../shared) is needed for the strongSwan lab")?;
+        let iop = shared.join("interop");
+        let run_dir = std::env::temp_dir().join(format!("gw-bench-ike-{}", std::process::id()));
+        std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
+        let lab = Lab { iop: iop.clone(), prefix: format!("gwb{}", std::process::id() % 100000), run_dir };
+        let netns = iop.join("netns-lab.sh").display().to_string();
+        lab.sh(&[&netns, "--prefix", &lab.prefix, "up"])?;
+        start_initiator(&lab)?;
+        for r in 0..a.runs {
+            println!("ike: run {}: our responder, {} SAs ...", r + 1, a.count);
+            let (w, c, l) = ours(&lab, &bin, a.count)?;
+            lines.push(format!("ours run {}: {l}", r + 1));
+            our_wall.push(w);
+            our_cpu.push(c);
+            if !a.no_strongswan {
+                println!("ike: run {}: strongSwan responder, {} SAs ...", r + 1, a.count);
+                let (w, c, l) = strongswan(&lab, a.count)?;
+                lines.push(format!("strongSwan run {}: {l}", r + 1));
+                ss_wall.push(w);
+                ss_cpu.push(c);
+            }
+        }
+    }
+    let oc = median(&mut our_cpu);
+    let ow = median(&mut our_wall);
+    let mut t = String::new();
+    t.push_str("| responder | CPU per SA | SAs per responder-core-second | wall-clock SAs/s (initiator-bound) |\n");
+    t.push_str("|---|---:|---:|---:|\n");
+    t.push_str(&format!("| gw-controlplane (kernel UDP) | {:.3} ms | {:.0} | {:.0} |\n", oc * 1e3, 1.0 / oc, ow));
+    if !ss_cpu.is_empty() {
+        let sc = median(&mut ss_cpu);
+        let sw = median(&mut ss_wall);
+        t.push_str(&format!("| strongSwan 5.9.8 charon | {:.3} ms | {:.0} | {:.0} |\n", sc * 1e3, 1.0 / sc, sw));
+        t.push_str(&format!("| ratio ours / strongSwan | | **{:.1}x** | |\n", sc / oc));
+    }
+    t.push_str(&format!(
+        "| gw-controlplane engine in memory (no I/O) | {:.3} ms | {:.0} | |\n",
+        mem * 1e3,
+        1.0 / mem
+    ));
+    t.push_str(&format!("| crypto ceiling: X25519 pairs (2 scalar mults) | {:.3} ms | {:.0} | |\n", 1e3 / x, x));
+    println!("\n{t}");
+    println!("ours at {:.0}% of the crypto ceiling", 100.0 / oc / x);
+    for l in &lines {
+        println!("  {l}");
+    }
+    if let Some(p) = &a.markdown {
+        let mut md = format!(
+            "# IKE SA setup rate\n\nMeasured {} with `gw-bench ike --count {} --runs {}`: responder on CPU 1 \
+             alone, strongSwan load-tester initiator (aes128gcm16-prfsha256-x25519, PSK, one child SA, delete \
+             after established, fake kernel) on CPU 0. CPU per SA = the responder process's CPU time (all \
+             threads, schedstat) over SAs established; medians of the runs.\n\n",
+            date(),
+            a.count,
+            a.runs
+        );
+        md.push_str(&t);
+        md.push_str(&format!("\nours at {:.0}% of the crypto ceiling\n\n```\n", 100.0 / oc / x));
+        for l in &lines {
+            md.push_str(l);
+            md.push('\n');
+        }
+        md.push_str("```\n");
+        std::fs::write(p, md).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn date() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
