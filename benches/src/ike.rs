@@ -208,9 +208,30 @@ fn start_initiator(lab: &Lab) -> Result<(), String> {
     let peer = lab.peer();
     let na = lab.ns("a");
     let mut args = vec![
-        "taskset", "-c", "0", &peer, "start", "lt", "--netns", &na, "--local", "10.77.0.1", "--remote", "10.77.0.2",
-        "--psk", PSK, "--local-ts", "10.77.1.0/24", "--remote-ts", "10.77.2.0/24", "--log-level", "0",
-        "--charon-opt", "retransmit_timeout=2", "--charon-opt", "init_limit_half_open=100000",
+        "taskset",
+        "-c",
+        "0",
+        &peer,
+        "start",
+        "lt",
+        "--netns",
+        &na,
+        "--local",
+        "10.77.0.1",
+        "--remote",
+        "10.77.0.2",
+        "--psk",
+        PSK,
+        "--local-ts",
+        "10.77.1.0/24",
+        "--remote-ts",
+        "10.77.2.0/24",
+        "--log-level",
+        "0",
+        "--charon-opt",
+        "retransmit_timeout=2",
+        "--charon-opt",
+        "init_limit_half_open=100000",
     ];
     for kv in &lt {
         args.push("--load-tester");
@@ -275,10 +296,34 @@ fn strongswan(lab: &Lab, count: u32) -> Result<(f64, f64, String), String> {
     let peer = lab.peer();
     let nb = lab.ns("b");
     lab.sh(&[
-        "taskset", "-c", "1", &peer, "start", "ssr", "--netns", &nb, "--local", "10.77.0.2", "--local-id",
-        "right.lab", "--psk", PSK, "--local-ts", "10.77.2.0/24", "--remote-ts", "10.77.1.0/24", "--log-level", "-1",
-        "--esp-proposals", "aes128gcm16", "--charon-opt", "block_threshold=100000", "--charon-opt",
-        "cookie_threshold=100000", "--charon-opt", "cookie_threshold_ip=100000",
+        "taskset",
+        "-c",
+        "1",
+        &peer,
+        "start",
+        "ssr",
+        "--netns",
+        &nb,
+        "--local",
+        "10.77.0.2",
+        "--local-id",
+        "right.lab",
+        "--psk",
+        PSK,
+        "--local-ts",
+        "10.77.2.0/24",
+        "--remote-ts",
+        "10.77.1.0/24",
+        "--log-level",
+        "-1",
+        "--esp-proposals",
+        "aes128gcm16",
+        "--charon-opt",
+        "block_threshold=100000",
+        "--charon-opt",
+        "cookie_threshold=100000",
+        "--charon-opt",
+        "cookie_threshold_ip=100000",
     ])?;
     let paths = lab.sh(&[&peer, "paths", "ssr"])?;
     let pid: u32 = paths
@@ -297,9 +342,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
-    let bin = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .with_file_name("gw-controlplane");
+    let bin = std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("gw-controlplane");
     if !bin.exists() {
         return Err(format!("{} missing: cargo build --release -p controlplane", bin.display()));
     }
@@ -348,11 +391,7 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
         t.push_str(&format!("| strongSwan 5.9.8 charon | {:.3} ms | {:.0} | {:.0} |\n", sc * 1e3, 1.0 / sc, sw));
         t.push_str(&format!("| ratio ours / strongSwan | | **{:.1}x** | |\n", sc / oc));
     }
-    t.push_str(&format!(
-        "| gw-controlplane engine in memory (no I/O) | {:.3} ms | {:.0} | |\n",
-        mem * 1e3,
-        1.0 / mem
-    ));
+    t.push_str(&format!("| gw-controlplane engine in memory (no I/O) | {:.3} ms | {:.0} | |\n", mem * 1e3, 1.0 / mem));
     t.push_str(&format!("| crypto ceiling: X25519 pairs (2 scalar mults) | {:.3} ms | {:.0} | |\n", 1e3 / x, x));
     println!("\n{t}");
     println!("ours at {:.0}% of the crypto ceiling", 100.0 / oc / x);

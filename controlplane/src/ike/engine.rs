@@ -239,6 +239,8 @@ pub struct IkeSa {
     ike_rekey_theirs: Option<(Vec<u8>, u64)>,
     /// Responder half-open deadline.
     half_open_until: Option<Instant>,
+    /// The deadline this SA has on the engine's timer heap.
+    scheduled: Option<Instant>,
 }
 
 impl IkeSa {
@@ -275,6 +277,11 @@ pub struct Engine {
     leases: HashMap<IpAddr, u64>,
     /// MPSA capability: announce V(MPSA) in IKE_SA_INIT.
     pub announce_mpsa: bool,
+    /// Deadlines by SA (entries go stale when an SA's deadline moves; see
+    /// `IkeSa::scheduled`).
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    /// SAs changed by the current call, to reschedule at its end.
+    touched: Vec<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -361,6 +368,8 @@ impl Engine {
             policies: HashMap::new(),
             leases: HashMap::new(),
             announce_mpsa: false,
+            timers: Default::default(),
+            touched: Vec::new(),
         }
     }
 
@@ -429,6 +438,12 @@ impl Engine {
 
     /// Starts an IKE SA for connection `name` (initiator).
     pub fn initiate(&mut self, now: Instant, name: &str) -> Result<(), String> {
+        let r = self.initiate_inner(now, name);
+        self.reschedule();
+        r
+    }
+
+    fn initiate_inner(&mut self, now: Instant, name: &str) -> Result<(), String> {
         let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
         let c = &self.conns[ci];
         let remote = c.remote.ok_or_else(|| format!("{name}: no remote address to initiate to"))?;
@@ -472,9 +487,10 @@ impl Engine {
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: None,
+            scheduled: None,
         };
         let r = self.send_init(now, &mut sa, true);
-        self.sas.insert(spi, sa);
+        self.insert_sa(spi, sa);
         r
     }
 
@@ -536,6 +552,12 @@ impl Engine {
 
     /// Deletes every IKE SA of connection `name` (INFORMATIONAL Delete).
     pub fn terminate(&mut self, now: Instant, name: &str) -> Result<usize, String> {
+        let r = self.terminate_inner(now, name);
+        self.reschedule();
+        r
+    }
+
+    fn terminate_inner(&mut self, now: Instant, name: &str) -> Result<usize, String> {
         let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
         let spis: Vec<u64> = self.sas.iter().filter(|(_, s)| s.conn == ci).map(|(k, _)| *k).collect();
         for s in &spis {
@@ -546,6 +568,12 @@ impl Engine {
 
     /// Rekeys the IKE SA (`ike`) or every child SA of connection `name`.
     pub fn rekey(&mut self, now: Instant, name: &str, ike: bool) -> Result<usize, String> {
+        let r = self.rekey_inner(now, name, ike);
+        self.reschedule();
+        r
+    }
+
+    fn rekey_inner(&mut self, now: Instant, name: &str, ike: bool) -> Result<usize, String> {
         let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
         let mut n = 0;
         let spis: Vec<u64> = self
@@ -630,7 +658,7 @@ impl Engine {
                 }
             }
         };
-        self.sas.insert(spi, sa);
+        self.insert_sa(spi, sa);
         sent
     }
 
@@ -734,6 +762,11 @@ impl Engine {
 
     /// One UDP payload received on `local` from `remote`.
     pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.handle_datagram_inner(now, local, remote, data);
+        self.reschedule();
+    }
+
+    fn handle_datagram_inner(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         self.stats.received += 1;
         let ike = if local.port() == IKE_PORT {
             data
@@ -778,7 +811,7 @@ impl Engine {
             && header.flags.initiator != sa.initiator;
         if !matches {
             self.stats.unknown_spi += 1;
-            self.sas.insert(ours, sa);
+            self.insert_sa(ours, sa);
             return;
         }
         if header.exchange == ExchangeType::IkeSaInit {
@@ -797,7 +830,7 @@ impl Engine {
             self.remove_sa(sa, "deleted");
             return;
         }
-        self.sas.insert(spi, sa);
+        self.insert_sa(spi, sa);
         self.kick(now, spi);
     }
 
@@ -996,10 +1029,11 @@ impl Engine {
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: Some(now + self.settings.half_open_timeout),
+            scheduled: None,
         };
         self.half_open += 1;
         self.init_index.insert((h.spi_i, remote), spi_r);
-        self.sas.insert(spi_r, sa);
+        self.insert_sa(spi_r, sa);
         self.send(local, remote, resp);
     }
 
@@ -1138,6 +1172,7 @@ impl Engine {
             ike_rekey_ours: None,
             ike_rekey_theirs: None,
             half_open_until: None,
+            scheduled: None,
         }
     }
 
@@ -1895,7 +1930,7 @@ impl Engine {
         // The new SA: the peer (the rekey's initiator) is its initiator.
         let new = self.rekeyed_sa(now, sa, suite, &g_ir, &ni, &nr, spi_peer, our_spi, false);
         sa.ike_rekey_theirs = Some((lowest(&ni, &nr), our_spi));
-        self.sas.insert(our_spi, new);
+        self.insert_sa(our_spi, new);
         self.settle_ike_rekey(now, sa);
     }
 
@@ -1922,7 +1957,7 @@ impl Engine {
         let Ok(g_ir) = dh::agree(d, &ke.data) else { return };
         let new = self.rekeyed_sa(now, sa, suite, &g_ir, &ni, &nr, spi, spi_r, true);
         sa.ike_rekey_ours = Some((lowest(&ni, &nr), spi));
-        self.sas.insert(spi, new);
+        self.insert_sa(spi, new);
         self.settle_ike_rekey(now, sa);
     }
 
@@ -1941,6 +1976,7 @@ impl Engine {
             (Some((on, os)), Some((tn, ts))) => {
                 if on < tn {
                     // Our new SA is redundant: delete it, keep theirs.
+                    self.touched.push(os);
                     if let Some(x) = self.sas.get_mut(&os) {
                         x.tasks.push_back(Task::DeleteIke);
                     }
@@ -1959,6 +1995,7 @@ impl Engine {
         // Child work queued on the old SA moves with the children.
         let moved: Vec<Task> = sa.tasks.iter().copied().filter(|t| matches!(t, Task::RekeyChild(_))).collect();
         sa.tasks.retain(|t| !matches!(t, Task::RekeyChild(_)));
+        self.touched.push(winner);
         if let Some(new) = self.sas.get_mut(&winner) {
             new.children.append(&mut sa.children);
             new.tasks.extend(moved);
@@ -2142,6 +2179,11 @@ impl Engine {
     /// Dataplane events: soft lifetime -> rekey, hard -> delete, Hello ->
     /// resync.
     pub fn dataplane_event(&mut self, now: Instant, ev: &cpdp::msg::Event) {
+        self.dataplane_event_inner(now, ev);
+        self.reschedule();
+    }
+
+    fn dataplane_event_inner(&mut self, now: Instant, ev: &cpdp::msg::Event) {
         match ev {
             cpdp::msg::Event::Hello { .. } => self.resync(),
             cpdp::msg::Event::Lifetime { spi, direction, kind, .. } => {
@@ -2177,38 +2219,89 @@ impl Engine {
 
     // ---- Time -------------------------------------------------------------
 
-    /// The earliest deadline, if any.
+    /// The earliest deadline, if any (a timer heap: O(log n) per change,
+    /// so a hub with many IKE SAs does no per-message scans).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|std::cmp::Reverse((t, _))| *t)
+    }
+
+    /// The earliest deadline of one SA.
+    fn sa_deadline(&self, sa: &IkeSa) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |d: Option<Instant>| {
             if let Some(d) = d {
                 t = Some(t.map_or(d, |x| x.min(d)));
             }
         };
-        for sa in self.sas.values() {
-            at(sa.in_flight.as_ref().map(|f| f.next));
+        at(sa.in_flight.as_ref().map(|f| f.next));
+        at(sa.keepalive_at);
+        at(sa.half_open_until);
+        if sa.state == IkeState::Established {
             at(sa.rekey_at);
-            at(sa.keepalive_at);
-            at(sa.half_open_until);
-            if let (Some(d), IkeState::Established) = (self.conns[sa.conn].dpd, sa.state) {
+            // Liveness is due only while nothing else is on the wire.
+            if let (Some(d), None) = (self.conns[sa.conn].dpd, &sa.in_flight) {
                 at(Some(sa.last_heard + d));
             }
-            for c in &sa.children {
-                at(c.rekey_at);
-                at(Some(c.expire_at));
-            }
+        }
+        for c in &sa.children {
+            at(c.rekey_at);
+            at(Some(c.expire_at));
         }
         t
     }
 
+    fn insert_sa(&mut self, spi: u64, sa: IkeSa) {
+        self.sas.insert(spi, sa);
+        self.touched.push(spi);
+    }
+
+    /// Puts the SAs changed since the last call on the timer heap again.
+    fn reschedule(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for spi in touched.drain(..) {
+            let Some(sa) = self.sas.get(&spi) else { continue };
+            let d = self.sa_deadline(sa);
+            let sa = self.sas.get_mut(&spi).expect("just found");
+            if d != sa.scheduled {
+                sa.scheduled = d;
+                if let Some(d) = d {
+                    self.timers.push(std::cmp::Reverse((d, spi)));
+                }
+            }
+        }
+        self.touched = touched;
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
-        let spis: Vec<u64> = self.sas.keys().copied().collect();
-        for spi in spis {
-            let Some(mut sa) = self.sas.remove(&spi) else { continue };
+        // Each due SA once per call: what is due again waits for the next.
+        let mut due = Vec::new();
+        while let Some(&std::cmp::Reverse((t, spi))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            // Entries of SAs gone or rescheduled since are stale.
+            if let Some(sa) = self.sas.get_mut(&spi).filter(|sa| sa.scheduled == Some(t)) {
+                sa.scheduled = None;
+                due.push(spi);
+            }
+        }
+        for spi in due {
+            self.timeout_sa(now, spi);
+            self.touched.push(spi);
+        }
+        self.reschedule();
+    }
+
+    fn timeout_sa(&mut self, now: Instant, spi: u64) {
+        {
+            let Some(mut sa) = self.sas.remove(&spi) else { return };
             // Half-open SAs that never authenticated are forgotten.
             if sa.half_open_until.is_some_and(|d| d <= now) && sa.state != IkeState::Established {
                 self.remove_sa(sa, "half-open timeout");
-                continue;
+                return;
             }
             // Retransmission (RFC 7296 2.1), doubling each time.
             if let Some(f) = sa.in_flight.as_mut() {
@@ -2219,7 +2312,7 @@ impl Engine {
                         sa.in_flight = None;
                         sa.state = IkeState::Deleting;
                         self.remove_sa(sa, "peer not responding");
-                        continue;
+                        return;
                     }
                     f.tries += 1;
                     f.next = now + self.settings.retransmit_base * 2u32.pow(f.tries.min(10));
