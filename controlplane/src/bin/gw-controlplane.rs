@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -72,7 +72,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let kernel = match cfg.daemon.transport {
-        TransportKind::Kernel => Some(KernelUdp::bind(&cfg.daemon.listen, tx.clone())?),
+        TransportKind::Kernel => Some(KernelUdp::bind(&cfg.daemon.listen)?),
         TransportKind::Dataplane => None,
     };
     let dp = match &cfg.daemon.control_dir {
@@ -82,7 +82,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
     admin::serve(&cfg.daemon.admin_socket, tx.clone())?;
     let mut engine = Engine::new(cfg.connections.clone(), cfg.settings(), Box::new(SystemRandom::default()));
     engine.announce_mpsa = cfg.daemon.mpsa;
-    let mut d = Daemon {
+    let d = Daemon {
         engine,
         kernel,
         dp,
@@ -99,24 +99,42 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         cfg.daemon.transport,
         cfg.daemon.admin_socket.display()
     ));
-    // Whatever the dataplane holds from an earlier run is replaced: ask it
-    // to flush and install what we have (nothing yet), as after a Hello.
-    if let Some(link) = d.dp.as_mut() {
-        link.send(&Command::Flush);
-        link.send(&Command::SyncDone);
+    let d = Arc::new(Mutex::new(d));
+    // Kernel datagrams are processed on their receive thread, under the
+    // lock: no thread hand-off per message.
+    if let Some(k) = &d.lock().expect("not poisoned").kernel {
+        let dd = d.clone();
+        k.spawn_receivers(Arc::new(move |i| {
+            let mut d = dd.lock().expect("not poisoned");
+            d.input(i);
+            d.flush();
+        }))?;
     }
-    let now = Instant::now();
-    d.engine.start_initiators(now);
-    d.flush();
+    {
+        let mut d = d.lock().expect("not poisoned");
+        // Whatever the dataplane holds from an earlier run is replaced.
+        if let Some(link) = d.dp.as_mut() {
+            link.send(&Command::Flush);
+            link.send(&Command::SyncDone);
+        }
+        d.engine.start_initiators(Instant::now());
+        d.flush();
+    }
     let mut last_counters = Instant::now();
     let mut last_start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = d.engine.poll_timeout().map_or(Duration::from_millis(500), |t| t.saturating_duration_since(now));
-        match rx.recv_timeout(wait.min(Duration::from_millis(500))) {
-            Ok(i) => d.input(i),
-            Err(RecvTimeoutError::Timeout) => {}
+        let next = d.lock().expect("not poisoned").engine.poll_timeout();
+        let wait = next.map_or(Duration::from_millis(500), |t| t.saturating_duration_since(now));
+        // Receive threads may add earlier deadlines meanwhile: wake at least every 100 ms.
+        let first = match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
+            Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut d = d.lock().expect("not poisoned");
+        if let Some(i) = first {
+            d.input(i);
         }
         // Everything else already queued, then the timers.
         for _ in 0..256 {
@@ -150,6 +168,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         }
         d.flush();
     }
+    let d = d.lock().expect("not poisoned");
     d.log("stopping (installed SAs stay in the dataplane until it restarts)");
     let _ = std::fs::remove_file(&cfg.daemon.admin_socket);
     Ok(())

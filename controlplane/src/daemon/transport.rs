@@ -21,30 +21,35 @@ pub struct KernelUdp {
 }
 
 impl KernelUdp {
-    pub fn bind(addrs: &[IpAddr], tx: Sender<Input>) -> Result<KernelUdp, String> {
+    pub fn bind(addrs: &[IpAddr]) -> Result<KernelUdp, String> {
         let mut sockets = HashMap::new();
         for a in addrs {
             for port in [IKE_PORT, NATT_PORT] {
                 let local = SocketAddr::new(*a, port);
                 let s = UdpSocket::bind(local).map_err(|e| format!("binding {local}: {e}"))?;
-                let r = s.try_clone().map_err(|e| e.to_string())?;
-                let tx = tx.clone();
-                std::thread::Builder::new()
-                    .name(format!("udp-{local}"))
-                    .spawn(move || {
-                        let mut buf = vec![0u8; 65536];
-                        while let Ok((n, remote)) = r.recv_from(&mut buf) {
-                            let data = buf[..n].to_vec();
-                            if tx.send(Input::Datagram { local, remote, data }).is_err() {
-                                break;
-                            }
-                        }
-                    })
-                    .map_err(|e| e.to_string())?;
                 sockets.insert(local, s);
             }
         }
         Ok(KernelUdp { sockets })
+    }
+
+    /// One receive thread per socket, each handing what arrives to
+    /// `deliver` (the daemon processes it on that thread: no hand-off).
+    pub fn spawn_receivers(&self, deliver: std::sync::Arc<dyn Fn(Input) + Send + Sync>) -> Result<(), String> {
+        for (local, s) in &self.sockets {
+            let (local, r) = (*local, s.try_clone().map_err(|e| e.to_string())?);
+            let deliver = deliver.clone();
+            std::thread::Builder::new()
+                .name(format!("udp-{local}"))
+                .spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, remote)) = r.recv_from(&mut buf) {
+                        deliver(Input::Datagram { local, remote, data: buf[..n].to_vec() });
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     pub fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> Result<(), String> {
