@@ -1413,18 +1413,35 @@ impl Engine {
         }
         let prf = sa.suite.expect("keys").prf;
         let k = keys::child_keys(prf, &sa.keys.as_ref().expect("keys").sk_d, g_ir, ni, nr, suite.encr, suite.integ);
-        let life = self.conns[sa.conn].child_life;
-        let rekey = self.conns[sa.conn].child_rekey;
-        let jp = self.conns[sa.conn].jitter_percent;
+        // We initiated: we send with the initiator keys.
+        let keys = ((k.encr_r.clone(), k.integ_r.clone()), (k.encr_i.clone(), k.integ_i.clone()));
+        self.add_child(now, sa, (spi_in, spi_out), suite, keys, (tsi.clone(), tsr.clone()), rekey_of);
+        true
+    }
+
+    /// Installs a negotiated child SA and keeps it on `sa`. `keys`: (what
+    /// we receive with, what we send with); `ts`: (local, remote).
+    #[allow(clippy::too_many_arguments)]
+    fn add_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        (spi_in, spi_out): (u32, u32),
+        suite: EspSuite,
+        (keys_in, keys_out): ((Secret, Secret), (Secret, Secret)),
+        (ts_local, ts_remote): (Vec<TrafficSelector>, Vec<TrafficSelector>),
+        rekey_of: Option<u32>,
+    ) {
+        let c = &self.conns[sa.conn];
+        let (life, rekey, jp) = (c.child_life, c.child_rekey, c.jitter_percent);
         let child = Child {
             spi_in,
             spi_out,
             suite,
-            // We initiated: we send with the initiator keys.
-            keys_in: (k.encr_r.clone(), k.integ_r.clone()),
-            keys_out: (k.encr_i.clone(), k.integ_i.clone()),
-            ts_local: tsi.clone(),
-            ts_remote: tsr.clone(),
+            keys_in,
+            keys_out,
+            ts_local,
+            ts_remote,
             state: ChildState::Installed,
             created: now,
             rekey_at: Some(now + self.jitter(rekey, jp)),
@@ -1435,7 +1452,6 @@ impl Engine {
         };
         self.install_child(sa, &child);
         sa.children.push(child);
-        true
     }
 
     fn established(&mut self, now: Instant, sa: &mut IkeSa) {
@@ -1680,29 +1696,13 @@ impl Engine {
         if ts_remote.is_empty() || ts_local.is_empty() {
             return Err((NotifyType::TsUnacceptable, vec![]));
         }
-        let (life, rekey, jp) = (c.child_life, c.child_rekey, c.jitter_percent);
         let spi_out = u32::from_be_bytes(offer_spi(offer, chosen.num).ok_or((NotifyType::InvalidSyntax, vec![]))?);
         let spi_in = self.new_child_spi();
         let prf = sa.suite.expect("keys").prf;
         let k = keys::child_keys(prf, &sa.keys.as_ref().expect("keys").sk_d, g_ir, ni, nr, suite.encr, suite.integ);
-        let child = Child {
-            spi_in,
-            spi_out,
-            suite,
-            keys_in: (k.encr_i.clone(), k.integ_i.clone()),
-            keys_out: (k.encr_r.clone(), k.integ_r.clone()),
-            ts_local: ts_local.clone(),
-            ts_remote: ts_remote.clone(),
-            state: ChildState::Installed,
-            created: now,
-            rekey_at: Some(now + self.jitter(rekey, jp)),
-            expire_at: now + life,
-            rekey_ours: None,
-            rekey_theirs: None,
-            rekey_of,
-        };
-        self.install_child(sa, &child);
-        sa.children.push(child);
+        // The peer initiated: we receive with the initiator keys.
+        let keys = ((k.encr_i.clone(), k.integ_i.clone()), (k.encr_r.clone(), k.integ_r.clone()));
+        self.add_child(now, sa, (spi_in, spi_out), suite, keys, (ts_local.clone(), ts_remote.clone()), rekey_of);
         let mut chosen = chosen;
         chosen.spi = spi_in.to_be_bytes().to_vec();
         Ok(vec![Payload::Sa(vec![chosen]), Payload::TsI(ts_remote), Payload::TsR(ts_local)])

@@ -170,6 +170,14 @@ impl Offer<'_> {
         self.0.transforms.iter().any(|t| t.ty == ty && t.id == id && (key_bits.is_none() || t.key_len() == key_bits))
     }
 
+    /// Our integrity algorithm is offered, or with AEAD none (or NONE) is.
+    fn integ_fits(&self, ours: Option<Integ>) -> bool {
+        match ours {
+            Some(i) => self.has(TransformType::Integrity, i.id().value(), None),
+            None => self.0.transforms.iter().all(|t| t.ty != TransformType::Integrity || t.id == 0),
+        }
+    }
+
     fn types(&self) -> impl Iterator<Item = TransformType> + '_ {
         self.0.transforms.iter().map(|t| t.ty)
     }
@@ -200,10 +208,7 @@ pub fn select_ike(ours: &[IkeSuite], theirs: &[Proposal]) -> Option<(IkeSuite, P
             if !o.only_known() {
                 continue;
             }
-            let integ_ok = match s.integ {
-                Some(i) => o.has(TransformType::Integrity, i.id().value(), None),
-                None => o.0.transforms.iter().all(|t| t.ty != TransformType::Integrity || t.id == 0),
-            };
+            let integ_ok = o.integ_fits(s.integ);
             if o.has(TransformType::Encryption, s.encr.id().value(), Some(s.encr.key_bits()))
                 && o.has(TransformType::Prf, s.prf.id().value(), None)
                 && integ_ok
@@ -226,10 +231,7 @@ pub fn select_esp(ours: &[EspSuite], theirs: &[Proposal], want_dh: Option<DhGrou
             if !o.only_known() {
                 continue;
             }
-            let integ_ok = match s.integ {
-                Some(i) => o.has(TransformType::Integrity, i.id().value(), None),
-                None => o.0.transforms.iter().all(|t| t.ty != TransformType::Integrity || t.id == 0),
-            };
+            let integ_ok = o.integ_fits(s.integ);
             let esn_ok = o.has(TransformType::ExtendedSequenceNumbers, s.esn as u16, None)
                 || (!s.esn && !o.types().any(|t| t == TransformType::ExtendedSequenceNumbers));
             // PFS: the group must be one the peer offered and match its KE.
