@@ -218,8 +218,18 @@ fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
     };
     cp.install();
     cp.next_event("Applied", |e| matches!(e, Event::Applied { sas_in: 1, sas_out: 1 }));
-    let punted = cp.next_event("Punt", |e| matches!(e, Event::Punt { .. }));
-    assert_eq!(punted, Event::Punt { port: 1, frame: ike.clone() }, "the IKE packet, whole, from the WAN port");
+    // IKE arrives as a datagram (addresses and UDP payload), not as a frame.
+    let punted = cp.next_event("Datagram", |e| matches!(e, Event::Datagram { .. }));
+    assert_eq!(
+        punted,
+        Event::Datagram {
+            port: 1,
+            src: "192.0.2.2:10000".parse().unwrap(),
+            dst: "192.0.2.1:500".parse().unwrap(),
+            payload: ike[42..].to_vec(),
+        },
+        "the IKE datagram from the WAN port"
+    );
     // Inject a frame down: it leaves on the LAN port.
     cp.send(&Command::Inject { port: 0, frame: vec![0xee; 64] });
     std::thread::sleep(Duration::from_millis(50));
