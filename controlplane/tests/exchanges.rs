@@ -398,6 +398,54 @@ fn child_sa_rekey_with_pfs_replaces_the_old_one() {
 }
 
 #[test]
+fn the_rekey_responder_sends_on_the_old_sa_until_the_initiator_deletes_it() {
+    // CREATE_CHILD_SA { SK { N(REKEY_SA), SA, Ni, TSi, TSr } } -->
+    //              <-- { SK { SA, Nr, TSi, TSr } }
+    // B has answered but A has not yet installed its new inbound SA: B's
+    // traffic stays on the old SA until D(old) arrives (or a grace period
+    // passes, for initiators that never delete it).
+    for delete_lost in [false, true] {
+        let mut p = Pair::new("", "");
+        p.establish();
+        let b_old = children(&p.b.e)[0];
+        p.a.e.rekey(p.now, "lab", false).unwrap();
+        let req = p.take();
+        for m in req {
+            p.deliver(m);
+        }
+        let resp = p.take();
+        assert_eq!(all_children(&p.b.e), 2);
+        assert_eq!(policy(&p.b.dp), Some(b_old.1), "B still sends on the old SA after answering");
+        for m in resp {
+            p.deliver(m);
+        }
+        let b_new = p.b.e.ike_sas().flat_map(|s| &s.children).find(|c| c.spi_in != b_old.0).unwrap().spi_out;
+        // INFORMATIONAL { SK { D(old) } } -->
+        let delete = p.take();
+        if delete_lost {
+            p.now += Duration::from_millis(1900);
+            p.b.e.handle_timeout(p.now);
+            p.collect();
+            assert_eq!(policy(&p.b.dp), Some(b_old.1), "within the grace period");
+            p.now += Duration::from_millis(200);
+            p.b.e.handle_timeout(p.now);
+            p.collect();
+            assert_eq!(policy(&p.b.dp), Some(b_new), "after the grace period");
+            p.advance(Duration::from_secs(3)); // A retransmits the delete
+        } else {
+            for m in delete {
+                p.deliver(m);
+            }
+            assert_eq!(policy(&p.b.dp), Some(b_new), "D(old) moves B's traffic to the new SA");
+        }
+        p.run();
+        assert_eq!(all_children(&p.b.e), 1);
+        assert_eq!(policy(&p.b.dp), Some(b_new));
+        check_dataplanes(&p);
+    }
+}
+
+#[test]
 fn child_sas_rekey_on_their_own_timer() {
     let extra = "child_rekey_secs = 10\nchild_life_secs = 15\njitter_percent = 0\ndpd_secs = 0";
     let mut p = Pair::new(extra, "child_rekey_secs = 100\ndpd_secs = 0");

@@ -127,6 +127,10 @@ pub enum ChildState {
     Deleting,
 }
 
+/// How long the responder of a child rekey keeps sending on the old SA when
+/// the initiator does not delete it (it normally does within a round trip).
+const OUTBOUND_SWITCH_GRACE: Duration = Duration::from_secs(2);
+
 /// A child SA (ESP, tunnel mode).
 #[derive(Debug)]
 pub struct Child {
@@ -147,6 +151,11 @@ pub struct Child {
     rekey_ours: Option<(Vec<u8>, u32)>,
     rekey_theirs: Option<(Vec<u8>, u32)>,
     pub rekey_of: Option<u32>,
+    /// Responder of a rekey: the child that replaces this one, and when our
+    /// outbound traffic moves to it at the latest. Until the initiator
+    /// deletes this SA it may not have installed the new inbound SA yet, so
+    /// sending on the new one early would lose packets.
+    successor: Option<(u32, Instant)>,
 }
 
 /// An exchange we started and wait on.
@@ -1448,6 +1457,7 @@ impl Engine {
             expire_at: now + life,
             rekey_ours: None,
             rekey_theirs: None,
+            successor: None,
             rekey_of,
         };
         self.install_child(sa, &child);
@@ -1851,10 +1861,11 @@ impl Engine {
             }
             (None, Some((_, new))) => {
                 // Theirs alone (or ours still pending: a collision, settled
-                // when ours answers): the peer deletes the old one.
+                // when ours answers): the peer deletes the old one, and our
+                // outbound moves when it does (or after a grace period).
                 c.state = ChildState::Rekeyed;
                 c.rekey_at = None;
-                self.switch_policy(sa, new);
+                c.successor = Some((new, now + OUTBOUND_SWITCH_GRACE));
             }
             (Some((our_nonce, our_new)), Some((their_nonce, their_new))) => {
                 // Both rekeyed it. The SA made with the lowest nonce is
@@ -1880,7 +1891,6 @@ impl Engine {
             }
             _ => {}
         }
-        let _ = now;
     }
 
     /// Responder: IKE SA rekey (RFC 7296 2.18).
@@ -2143,6 +2153,9 @@ impl Engine {
     }
 
     fn uninstall_child(&mut self, sa: &IkeSa, c: &Child, why: &str) {
+        if let Some((new, _)) = c.successor {
+            self.switch_policy(sa, new);
+        }
         for t in &c.ts_remote {
             for dst in ts::to_prefixes(t) {
                 if self.policies.get(&dst) == Some(&c.spi_out) {
@@ -2246,6 +2259,7 @@ impl Engine {
         for c in &sa.children {
             at(c.rekey_at);
             at(Some(c.expire_at));
+            at(c.successor.map(|(_, t)| t));
         }
         t
     }
@@ -2344,7 +2358,12 @@ impl Engine {
                 }
             }
             let mut expired = Vec::new();
+            let mut switch = Vec::new();
             for c in sa.children.iter_mut() {
+                if let Some((new, _)) = c.successor.filter(|(_, t)| *t <= now) {
+                    c.successor = None;
+                    switch.push(new);
+                }
                 if c.rekey_at.is_some_and(|d| d <= now) {
                     c.rekey_at = None;
                     if c.state == ChildState::Installed {
@@ -2354,6 +2373,9 @@ impl Engine {
                 if c.expire_at <= now {
                     expired.push(c.spi_in);
                 }
+            }
+            for new in switch {
+                self.switch_policy(&sa, new);
             }
             for s in expired {
                 if let Some(i) = sa.children.iter().position(|c| c.spi_in == s) {

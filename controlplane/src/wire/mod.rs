@@ -172,3 +172,6 @@ impl Writer {
 pub fn known_payload(t: PayloadType) -> bool {
     !matches!(t, PayloadType::Unknown(_))
 }
+
+#[cfg(test)]
+mod tests;
