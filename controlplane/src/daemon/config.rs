@@ -147,6 +147,25 @@ local_ts = ["10.77.2.0/24"]
 remote_ts = ["10.77.1.0/24"]
 "#;
 
+    /// Every shipped gw-controlplane config loads (the examples stay true
+    /// to the code).
+    #[test]
+    fn shipped_configs_load() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+        let mut n = 0;
+        for dir in [root.to_string(), format!("{root}/lab")] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name().unwrap().to_string_lossy().starts_with("controlplane") {
+                    let c = DaemonConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                    assert!(!c.connections.is_empty(), "{}", p.display());
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 1, "found {n} configs");
+    }
+
     #[test]
     fn good_config_loads_and_masks_the_psk() {
         let c = DaemonConfig::parse(GOOD, "t.toml").unwrap();
