@@ -57,6 +57,7 @@ struct Daemon {
     dp: Option<DataplaneLink>,
     dataplane_transport: bool,
     started: Instant,
+    log_buf: std::cell::RefCell<std::io::BufWriter<std::io::Stdout>>,
     /// Dataplane counters by (SPI, direction): packets, bytes.
     counters: HashMap<(u32, Direction), (u64, u64)>,
     drops: Vec<(String, u64)>,
@@ -88,6 +89,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         dp,
         dataplane_transport: cfg.daemon.transport == TransportKind::Dataplane,
         started: Instant::now(),
+        log_buf: std::cell::RefCell::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())),
         counters: HashMap::new(),
         drops: Vec::new(),
         config_text: cfg.text.clone(),
@@ -99,6 +101,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         cfg.daemon.transport,
         cfg.daemon.admin_socket.display()
     ));
+    d.flush_log();
     let d = Arc::new(Mutex::new(d));
     // Kernel datagrams are processed on their receive thread, under the
     // lock: no thread hand-off per message.
@@ -167,16 +170,28 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
             }
         }
         d.flush();
+        d.flush_log();
     }
     let d = d.lock().expect("not poisoned");
     d.log("stopping (installed SAs stay in the dataplane until it restarts)");
+    d.flush_log();
     let _ = std::fs::remove_file(&cfg.daemon.admin_socket);
     Ok(())
 }
 
 impl Daemon {
+    /// Log lines are buffered and written by the main loop at least every
+    /// 100 ms: a busy responder logs several lines per IKE SA, and a write
+    /// each would cost more than the line is worth.
     fn log(&self, m: &str) {
-        println!("[{:9.3}] {m}", self.started.elapsed().as_secs_f64());
+        use std::io::Write;
+        let mut out = self.log_buf.borrow_mut();
+        let _ = writeln!(out, "[{:9.3}] {m}", self.started.elapsed().as_secs_f64());
+    }
+
+    fn flush_log(&self) {
+        use std::io::Write;
+        let _ = self.log_buf.borrow_mut().flush();
     }
 
     fn input(&mut self, i: Input) {

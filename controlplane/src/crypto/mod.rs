@@ -66,21 +66,49 @@ pub trait Random: Send {
     }
 }
 
-/// The operating system's generator.
-#[derive(Debug)]
-pub struct SystemRandom(ring::rand::SystemRandom);
+/// The operating system's generator, drawn from in blocks: one getrandom
+/// call serves many SPIs, nonces and IVs (a responder needs about eight
+/// small values per IKE SA). Octets handed out are wiped from the buffer.
+pub struct SystemRandom {
+    os: ring::rand::SystemRandom,
+    buf: Zeroizing<[u8; Self::BLOCK]>,
+    /// Octets of `buf` not handed out yet: `buf[Self::BLOCK - left..]`.
+    left: usize,
+}
+
+impl SystemRandom {
+    const BLOCK: usize = 512;
+}
+
+impl std::fmt::Debug for SystemRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SystemRandom")
+    }
+}
 
 impl Default for SystemRandom {
     fn default() -> Self {
-        SystemRandom(ring::rand::SystemRandom::new())
+        SystemRandom { os: ring::rand::SystemRandom::new(), buf: Zeroizing::new([0; Self::BLOCK]), left: 0 }
     }
 }
 
 impl Random for SystemRandom {
-    fn fill(&mut self, buf: &mut [u8]) {
+    fn fill(&mut self, out: &mut [u8]) {
         use ring::rand::SecureRandom;
         // The OS generator failing leaves no safe way on.
-        self.0.fill(buf).expect("the system random generator works");
+        if out.len() > Self::BLOCK / 4 {
+            self.os.fill(out).expect("the system random generator works");
+            return;
+        }
+        if self.left < out.len() {
+            self.os.fill(&mut self.buf[..]).expect("the system random generator works");
+            self.left = Self::BLOCK;
+        }
+        let at = Self::BLOCK - self.left;
+        let src = &mut self.buf[at..at + out.len()];
+        out.copy_from_slice(src);
+        src.fill(0);
+        self.left -= out.len();
     }
 }
 
@@ -239,6 +267,20 @@ impl Integ {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn system_random_blocks_hand_out_each_octet_once() {
+        let mut r = SystemRandom::default();
+        // Across several refills (512-octet blocks): no repeats.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            assert!(seen.insert(r.vec(32)), "a 32-octet value repeated");
+        }
+        assert!(seen.insert(r.vec(1000)), "large requests come straight from the OS");
+        // What was handed out is gone from the buffer.
+        let used = SystemRandom::BLOCK - r.left;
+        assert!(r.buf[..used].iter().all(|b| *b == 0));
+    }
+
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
