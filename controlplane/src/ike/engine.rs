@@ -271,6 +271,7 @@ pub struct Engine {
     conns: Vec<Connection>,
     settings: Settings,
     rng: Box<dyn Random>,
+    dh_pool: dh::KeyPool,
     sas: HashMap<u64, IkeSa>,
     /// Responder: (peer's SPIi, peer address) -> our SPI, for IKE_SA_INIT
     /// retransmissions and duplicates.
@@ -368,6 +369,7 @@ impl Engine {
             conns,
             settings,
             rng,
+            dh_pool: dh::KeyPool::default(),
             sas: HashMap::new(),
             init_index: HashMap::new(),
             half_open: 0,
@@ -508,7 +510,7 @@ impl Engine {
         let c = &self.conns[sa.conn];
         let init = sa.init.as_mut().expect("initiator state while connecting");
         if new_key {
-            let (d, ke) = dh::generate(init.group, self.rng.as_mut()).map_err(|e| e.to_string())?;
+            let (d, ke) = self.dh_pool.generate(init.group, self.rng.as_mut()).map_err(|e| e.to_string())?;
             init.dh = Some(d);
             init.ke = ke;
         }
@@ -689,7 +691,7 @@ impl Engine {
         let mut dh = None;
         if pfs {
             let g = suites[0].dh.unwrap_or(DhGroup::Curve25519);
-            match dh::generate(g, self.rng.as_mut()) {
+            match self.dh_pool.generate(g, self.rng.as_mut()) {
                 Ok((d, ke)) => {
                     payloads.push(Payload::Ke(KeyExchange { group: g.value(), data: ke }));
                     dh = Some((g, d));
@@ -711,7 +713,7 @@ impl Engine {
         let spi = self.new_spi();
         let ni = self.rng.vec(32);
         let g = suites[0].dh;
-        let Ok((d, ke)) = dh::generate(g, self.rng.as_mut()) else { return };
+        let Ok((d, ke)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return };
         let payloads = vec![
             Payload::Sa(proposal::ike_proposals(&suites, Some(spi))),
             Payload::Nonce(ni.clone()),
@@ -948,7 +950,7 @@ impl Engine {
             unprotected(self, NotifyType::InvalidKePayload, suite.dh.value().to_be_bytes().to_vec());
             return;
         }
-        let Ok((ours, ke_r)) = dh::generate(suite.dh, self.rng.as_mut()) else { return };
+        let Ok((ours, ke_r)) = self.dh_pool.generate(suite.dh, self.rng.as_mut()) else { return };
         let g_ir = match dh::agree(ours, &ke.data) {
             Ok(s) => s,
             Err(_) => {
@@ -1765,7 +1767,7 @@ impl Engine {
                 err(self, sa, NotifyType::InvalidKePayload, want.value().to_be_bytes().to_vec());
                 return;
             }
-            let Ok((d, pk)) = dh::generate(g, self.rng.as_mut()) else { return };
+            let Ok((d, pk)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return };
             match dh::agree(d, &ke.data) {
                 Ok(s) => g_ir = Some(s),
                 Err(_) => {
@@ -1919,7 +1921,7 @@ impl Engine {
             self.respond(sa, ex, id, vec![Payload::Notify(Notify::new(NotifyType::TemporaryFailure, vec![]))]);
             return;
         }
-        let Ok((d, pk)) = dh::generate(suite.dh, self.rng.as_mut()) else { return };
+        let Ok((d, pk)) = self.dh_pool.generate(suite.dh, self.rng.as_mut()) else { return };
         let Ok(g_ir) = dh::agree(d, &ke.data) else {
             self.respond(sa, ex, id, vec![Payload::Notify(Notify::new(NotifyType::InvalidSyntax, vec![]))]);
             return;
