@@ -367,13 +367,18 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
         for r in 0..a.runs {
             println!("ike: run {}: our responder, {} SAs ...", r + 1, a.count);
             let (w, c, l) = ours(&lab, &bin, a.count)?;
-            lines.push(format!("ours run {}: {l}", r + 1));
+            lines.push(format!("ours run {}: {:.3} ms CPU/SA | {l}", r + 1, c * 1e3));
             our_wall.push(w);
             our_cpu.push(c);
             if !a.no_strongswan {
                 println!("ike: run {}: strongSwan responder, {} SAs ...", r + 1, a.count);
                 let (w, c, l) = strongswan(&lab, a.count)?;
-                lines.push(format!("strongSwan run {}: {l}", r + 1));
+                lines.push(format!(
+                    "strongSwan run {}: {:.3} ms CPU/SA ({:.1}x ours) | {l}",
+                    r + 1,
+                    c * 1e3,
+                    c / our_cpu.last().copied().unwrap_or(f64::NAN)
+                ));
                 ss_wall.push(w);
                 ss_cpu.push(c);
             }
