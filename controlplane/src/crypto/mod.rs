@@ -267,6 +267,13 @@ impl Integ {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
     #[test]
     fn system_random_blocks_hand_out_each_octet_once() {
         let mut r = SystemRandom::default();
@@ -279,13 +286,6 @@ mod tests {
         // What was handed out is gone from the buffer.
         let used = SystemRandom::BLOCK - r.left;
         assert!(r.buf[..used].iter().all(|b| *b == 0));
-    }
-
-    use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
