@@ -11,4 +11,5 @@ pub mod codepoints;
 pub mod crypto;
 pub mod daemon;
 pub mod ike;
+pub mod mpsa;
 pub mod wire;
