@@ -82,7 +82,10 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
     };
     admin::serve(&cfg.daemon.admin_socket, tx.clone())?;
     let mut engine = Engine::new(cfg.connections.clone(), cfg.settings(), Box::new(SystemRandom::default()));
-    engine.announce_mpsa = cfg.daemon.mpsa;
+    engine.mpsa_role = cfg.daemon.mpsa;
+    for g in &cfg.groups {
+        engine.add_group(Instant::now(), g.clone());
+    }
     let d = Daemon {
         engine,
         kernel,
@@ -241,7 +244,7 @@ impl Daemon {
                         (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
                     }
                 }
-                Response::Sas { sas }
+                Response::Sas { sas, groups: self.engine.groups_info(now) }
             }
             Request::Initiate { conn } => {
                 self.held.remove(&conn);

@@ -85,7 +85,7 @@ fn main() {
                 println!("dataplane drop {r:<14} {n}");
             }
         }
-        Response::Sas { sas } => {
+        Response::Sas { sas, groups } => {
             if sas.is_empty() {
                 println!("no IKE SAs");
             }
@@ -125,6 +125,27 @@ fn main() {
                     println!(
                         "    in  {:>10} packets {:>12} bytes\n    out {:>10} packets {:>12} bytes",
                         c.packets_in, c.bytes_in, c.packets_out, c.bytes_out
+                    );
+                }
+            }
+            for g in groups {
+                if g.role == "gateway" {
+                    println!(
+                        "group {}: gateway, SA {} {}, members {} up of {}, delivered to {}, rekey in {}s, expires in {}s, rekeys {}",
+                        g.name,
+                        g.spi,
+                        g.alg,
+                        g.members_up,
+                        g.members,
+                        g.delivered,
+                        g.rekey_in_secs.unwrap_or(0),
+                        g.expires_in_secs,
+                        g.rekeys
+                    );
+                } else {
+                    println!(
+                        "group {}: endpoint, SA {} {}, expires in {}s, group SAs received {}",
+                        g.name, g.spi, g.alg, g.expires_in_secs, g.rekeys
                     );
                 }
             }

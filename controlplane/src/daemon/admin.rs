@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ike::engine::{IkeSaInfo, Stats};
+use crate::ike::engine::{GroupInfo, IkeSaInfo, Stats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
@@ -26,7 +26,7 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Sas { sas: Vec<IkeSaInfo> },
+    Sas { sas: Vec<IkeSaInfo>, groups: Vec<GroupInfo> },
     Done { message: String },
     Config { text: String },
     Stats { ike: Stats, half_open: usize, dataplane_generation: Option<u64>, dataplane_drops: Vec<(String, u64)> },

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ike::config::{Connection, ConnectionToml, Settings};
+use crate::mpsa::{GroupConfig, GroupToml, MpsaRole};
 
 /// How IKE datagrams reach the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -41,9 +42,10 @@ pub struct DaemonToml {
     pub retransmit_base_ms: u64,
     #[serde(default = "default_tries")]
     pub retransmit_tries: u32,
-    /// Announce and accept Multi-point SA (V(MPSA)).
+    /// Multi-point SA: "off", "gateway" (hands out the `[[group]]` SAs) or
+    /// "endpoint" (installs the group SAs its gateway hands it).
     #[serde(default)]
-    pub mpsa: bool,
+    pub mpsa: MpsaRole,
 }
 
 fn default_admin() -> PathBuf {
@@ -68,6 +70,8 @@ struct FileToml {
     daemon: DaemonToml,
     #[serde(default, rename = "connection")]
     connections: Vec<ConnectionToml>,
+    #[serde(default, rename = "group")]
+    groups: Vec<GroupToml>,
 }
 
 /// A checked configuration.
@@ -75,6 +79,8 @@ struct FileToml {
 pub struct DaemonConfig {
     pub daemon: DaemonToml,
     pub connections: Vec<Connection>,
+    /// MPSA gateway: the groups.
+    pub groups: Vec<GroupConfig>,
     /// The connections as written (for `gwctl config`, PSKs masked).
     pub text: String,
 }
@@ -116,12 +122,22 @@ impl DaemonConfig {
             }
             connections.push(c.build().map_err(|e| format!("{origin}: connection[{i}] {:?}: {e}", c.name))?);
         }
+        let mut groups = Vec::new();
+        for (i, g) in f.groups.iter().enumerate() {
+            if f.groups[..i].iter().any(|o| o.name == g.name) {
+                return Err(format!("{origin}: group[{i}] {:?}: the name is used twice", g.name));
+            }
+            groups.push(g.build().map_err(|e| format!("{origin}: group[{i}] {:?}: {e}", g.name))?);
+        }
+        if !groups.is_empty() && f.daemon.mpsa != MpsaRole::Gateway {
+            return Err(format!("{origin}: daemon.mpsa: [[group]] tables need mpsa = \"gateway\""));
+        }
         let masked: String = text
             .lines()
             .map(|l| if l.trim_start().starts_with("psk") { "psk = \"<redacted>\"" } else { l })
             .collect::<Vec<_>>()
             .join("\n");
-        Ok(DaemonConfig { daemon: f.daemon, connections, text: masked })
+        Ok(DaemonConfig { daemon: f.daemon, connections, groups, text: masked })
     }
 }
 

@@ -53,6 +53,17 @@ pub struct Connection {
     pub dpd: Option<Duration>,
     /// Use PFS (a new DH) when rekeying child SAs if the ESP proposal names a group.
     pub pfs: bool,
+    /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
+    /// member endpoint's outer address (static routes, mpsa 3.4).
+    pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
+}
+
+/// `mpsa_routes = [{ prefix = "10.3.0.0/16", endpoint = "192.0.2.13" }]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MpsaRouteToml {
+    pub prefix: Prefix,
+    pub endpoint: IpAddr,
 }
 
 /// The `[[connection]]` table as written in TOML.
@@ -87,6 +98,8 @@ pub struct ConnectionToml {
     pub dpd_secs: u64,
     #[serde(default = "d_true")]
     pub pfs: bool,
+    #[serde(default)]
+    pub mpsa_routes: Vec<MpsaRouteToml>,
 }
 
 fn responder() -> Role {
@@ -178,6 +191,11 @@ impl ConnectionToml {
             jitter_percent: self.jitter_percent,
             dpd: (self.dpd_secs > 0).then(|| Duration::from_secs(self.dpd_secs)),
             pfs: self.pfs,
+            mpsa_routes: self
+                .mpsa_routes
+                .iter()
+                .map(|r| (cpdp::msg::WirePrefix { addr: r.prefix.addr, len: r.prefix.len }, r.endpoint))
+                .collect(),
         })
     }
 }

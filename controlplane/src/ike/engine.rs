@@ -32,11 +32,15 @@ use crate::codepoints::{
 use crate::crypto::dh::{self, DhPrivate};
 use crate::crypto::keys::{self, IkeKeys, IkeSuite};
 use crate::crypto::{Random, Secret};
+use crate::mpsa::{GatewayGroup, MpsaRole};
 use crate::wire::message::parse_chain;
 use crate::wire::{
     Authentication, Configuration, Delete, Flags, Header, Identification, KeyExchange, Message, Notify, Payload,
     Proposal, TrafficSelector,
 };
+
+mod mpsa;
+pub use mpsa::{EndpointGroup, GroupInfo};
 
 /// What the engine asks its caller to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +57,45 @@ pub enum Output {
 /// Things that happened, for logs and gwctl.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    IkeUp { conn: String, spi_i: u64, spi_r: u64, peer: SocketAddr, peer_id: String },
-    IkeDown { conn: String, spi_i: u64, spi_r: u64, why: String },
-    IkeRekeyed { conn: String, old: (u64, u64), new: (u64, u64) },
-    ChildUp { conn: String, spi_in: u32, spi_out: u32, rekey_of: Option<u32> },
-    ChildDown { conn: String, spi_in: u32, spi_out: u32, why: String },
-    Failed { conn: String, why: String },
+    IkeUp {
+        conn: String,
+        spi_i: u64,
+        spi_r: u64,
+        peer: SocketAddr,
+        peer_id: String,
+    },
+    IkeDown {
+        conn: String,
+        spi_i: u64,
+        spi_r: u64,
+        why: String,
+    },
+    IkeRekeyed {
+        conn: String,
+        old: (u64, u64),
+        new: (u64, u64),
+    },
+    ChildUp {
+        conn: String,
+        spi_in: u32,
+        spi_out: u32,
+        rekey_of: Option<u32>,
+    },
+    ChildDown {
+        conn: String,
+        spi_in: u32,
+        spi_out: u32,
+        why: String,
+    },
+    Failed {
+        conn: String,
+        why: String,
+    },
+    /// Multi-point SA: a group SA made, handed out, installed, refused.
+    Mpsa {
+        group: String,
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Event {
@@ -86,6 +123,7 @@ impl std::fmt::Display for Event {
                 write!(f, "{conn}: child SA {spi_in:08x}_i {spi_out:08x}_o deleted: {why}")
             }
             Event::Failed { conn, why } => write!(f, "{conn}: {why}"),
+            Event::Mpsa { group, what } => write!(f, "group {group}: {what}"),
         }
     }
 }
@@ -105,6 +143,10 @@ pub struct Stats {
     pub keepalives: u64,
     pub auth_failed: u64,
     pub no_proposal: u64,
+    /// MPSA_PUT requests sent (gateway) and refused (endpoint, or anyone
+    /// that must not take one).
+    pub mpsa_puts_sent: u64,
+    pub mpsa_puts_refused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -168,6 +210,8 @@ enum Pending {
     DeleteChildren(Vec<u32>),
     DeleteIke,
     Liveness,
+    MpsaPut { group: usize, spi: u32 },
+    Informational,
 }
 
 /// A request on its way, kept for retransmission.
@@ -182,13 +226,17 @@ struct InFlight {
 }
 
 /// Exchanges waiting for the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Task {
     RekeyChild(u32),
     RekeyIke,
     DeleteChild(u32),
     DeleteIke,
     Liveness,
+    /// Hand group `.0`'s current SA to this member (mpsa 3.1).
+    MpsaPut(usize),
+    /// An INFORMATIONAL request with these payloads (tools and tests).
+    Informational(Vec<Payload>),
 }
 
 /// What the initiator keeps between IKE_SA_INIT and its response.
@@ -285,8 +333,15 @@ pub struct Engine {
     policies: HashMap<WirePrefix, u32>,
     /// Virtual addresses leased: address -> our SPI of the IKE SA.
     leases: HashMap<IpAddr, u64>,
-    /// MPSA capability: announce V(MPSA) in IKE_SA_INIT.
-    pub announce_mpsa: bool,
+    /// MPSA: off, gateway (hands group SAs out) or endpoint (installs them).
+    /// Anything but off announces V(MPSA) in IKE_SA_INIT.
+    pub mpsa_role: MpsaRole,
+    /// Gateway: the groups and their current SAs.
+    groups: Vec<GatewayGroup>,
+    /// Endpoint: group SAs installed, by connection name.
+    endpoint_groups: HashMap<String, EndpointGroup>,
+    /// The latest time any call brought, for deadlines that are "now".
+    last_now: Option<Instant>,
     /// Deadlines by SA (entries go stale when an SA's deadline moves; see
     /// `IkeSa::scheduled`).
     timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
@@ -378,7 +433,10 @@ impl Engine {
             stats: Stats::default(),
             policies: HashMap::new(),
             leases: HashMap::new(),
-            announce_mpsa: false,
+            mpsa_role: MpsaRole::Off,
+            groups: Vec::new(),
+            endpoint_groups: HashMap::new(),
+            last_now: None,
             timers: Default::default(),
             touched: Vec::new(),
         }
@@ -533,7 +591,7 @@ impl Engine {
             keys::natd_hash(sa.spi_i, 0, sa.remote),
         )));
         payloads.push(Payload::Notify(Notify::new(NotifyType::IkeFragmentationSupported, vec![])));
-        if self.announce_mpsa {
+        if self.mpsa_role != MpsaRole::Off {
             payloads.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
         let h = Header {
@@ -559,6 +617,23 @@ impl Engine {
         let (l, r) = (sa.local, sa.remote);
         self.send(l, r, msg);
         Ok(())
+    }
+
+    /// Sends `payloads` in an INFORMATIONAL request on every established IKE
+    /// SA of connection `name` (for tools and tests: a notify by hand).
+    pub fn send_informational(&mut self, now: Instant, name: &str, payloads: Vec<Payload>) -> Result<usize, String> {
+        let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
+        let spis: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.conn == ci && s.state == IkeState::Established)
+            .map(|(k, _)| *k)
+            .collect();
+        for s in &spis {
+            self.queue(now, *s, Task::Informational(payloads.clone()));
+        }
+        self.reschedule();
+        Ok(spis.len())
     }
 
     /// Deletes every IKE SA of connection `name` (INFORMATIONAL Delete).
@@ -660,6 +735,11 @@ impl Engine {
                 None => false,
             },
             Task::RekeyChild(old) => self.start_child_rekey(now, &mut sa, old),
+            Task::MpsaPut(g) => self.start_mpsa_put(now, &mut sa, g),
+            Task::Informational(p) => {
+                self.request(now, &mut sa, ExchangeType::Informational, p, Pending::Informational);
+                true
+            }
             Task::RekeyIke => {
                 if sa.state == IkeState::Established {
                     self.start_ike_rekey(now, &mut sa);
@@ -773,6 +853,7 @@ impl Engine {
 
     /// One UDP payload received on `local` from `remote`.
     pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.last_now = Some(now);
         self.handle_datagram_inner(now, local, remote, data);
         self.reschedule();
     }
@@ -846,6 +927,7 @@ impl Engine {
     }
 
     fn remove_sa(&mut self, mut sa: IkeSa, why: &str) {
+        self.mpsa_sa_gone(&sa);
         if sa.half_open_until.take().is_some() {
             self.half_open = self.half_open.saturating_sub(1);
         }
@@ -991,7 +1073,7 @@ impl Engine {
         if notify(p, NotifyType::IkeFragmentationSupported).is_some() {
             payloads.push(Payload::Notify(Notify::new(NotifyType::IkeFragmentationSupported, vec![])));
         }
-        if self.announce_mpsa {
+        if self.mpsa_role != MpsaRole::Off {
             payloads.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
         let hdr = Header {
@@ -1335,6 +1417,15 @@ impl Engine {
                 sa.tasks.clear();
             }
             Pending::Liveness => {}
+            Pending::MpsaPut { group, spi } => self.mpsa_put_response(sa, &payloads, group, spi),
+            Pending::Informational => {
+                for n in payloads.iter().filter_map(|x| if let Payload::Notify(n) = x { Some(n) } else { None }) {
+                    if n.ty.value() < 16384 {
+                        let conn = self.conns[sa.conn].name.clone();
+                        self.event(Event::Failed { conn, why: format!("the peer answered {:?}", n.ty) });
+                    }
+                }
+            }
         }
     }
 
@@ -1481,6 +1572,7 @@ impl Engine {
         let conn = self.conns[sa.conn].name.clone();
         let peer_id = sa.peer_id.as_ref().map(|i| i.to_text()).unwrap_or_default();
         self.event(Event::IkeUp { conn, spi_i: sa.spi_i, spi_r: sa.spi_r, peer: sa.remote, peer_id });
+        self.mpsa_established(sa);
     }
 
     /// A request from the peer.
@@ -2004,9 +2096,10 @@ impl Engine {
         sa.state = IkeState::Rekeyed;
         sa.rekey_at = None;
         let conn = self.conns[sa.conn].name.clone();
-        // Child work queued on the old SA moves with the children.
-        let moved: Vec<Task> = sa.tasks.iter().copied().filter(|t| matches!(t, Task::RekeyChild(_))).collect();
-        sa.tasks.retain(|t| !matches!(t, Task::RekeyChild(_)));
+        // Child and group work queued on the old SA moves with the children.
+        let moves = |t: &Task| matches!(t, Task::RekeyChild(_) | Task::MpsaPut(_));
+        let moved: Vec<Task> = sa.tasks.iter().filter(|t| moves(t)).cloned().collect();
+        sa.tasks.retain(|t| !moves(t));
         self.touched.push(winner);
         if let Some(new) = self.sas.get_mut(&winner) {
             new.children.append(&mut sa.children);
@@ -2050,6 +2143,7 @@ impl Engine {
         new.established = Some(now);
         new.vip = old.vip;
         new.peer_mpsa = old.peer_mpsa;
+        self.mpsa_ike_rekeyed(old.our_spi(), if we_initiate { spi_i } else { spi_r });
         new.peer_frag = old.peer_frag;
         let c = &self.conns[old.conn];
         let (rekey, jp) = (c.ike_rekey, c.jitter_percent);
@@ -2064,8 +2158,13 @@ impl Engine {
     }
 
     /// Responder: INFORMATIONAL (delete, liveness, notifies).
-    fn informational_request(&mut self, _now: Instant, sa: &mut IkeSa, p: &[Payload], id: u32) {
+    fn informational_request(&mut self, now: Instant, sa: &mut IkeSa, p: &[Payload], id: u32) {
         let ex = ExchangeType::Informational;
+        if let Some(n) = notify(p, NotifyType::MpsaPut) {
+            let n = n.clone();
+            self.mpsa_put_request(now, sa, &n, id);
+            return;
+        }
         let mut out = Vec::new();
         let mut delete_ike = false;
         let mut ours = Vec::new();
@@ -2237,7 +2336,11 @@ impl Engine {
     /// The earliest deadline, if any (a timer heap: O(log n) per change,
     /// so a hub with many IKE SAs does no per-message scans).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|std::cmp::Reverse((t, _))| *t)
+        let sas = self.timers.peek().map(|std::cmp::Reverse((t, _))| *t);
+        match (sas, self.mpsa_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The earliest deadline of one SA.
@@ -2291,6 +2394,8 @@ impl Engine {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.mpsa_timeout(now);
         // Each due SA once per call: what is due again waits for the next.
         let mut due = Vec::new();
         while let Some(&std::cmp::Reverse((t, spi))) = self.timers.peek() {
@@ -2501,7 +2606,7 @@ impl Engine {
                 virtual_ip: sa.vip,
                 established_secs: sa.established.map(|e| now.saturating_duration_since(e).as_secs()),
                 rekey_in_secs: sa.rekey_at.map(|r| r.saturating_duration_since(now).as_secs()),
-                mpsa: sa.peer_mpsa && self.announce_mpsa,
+                mpsa: sa.peer_mpsa && self.mpsa_role != MpsaRole::Off,
                 children: sa
                     .children
                     .iter()

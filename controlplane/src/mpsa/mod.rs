@@ -5,3 +5,6 @@
 pub mod put;
 
 pub use put::{MpsaError, MpsaPut};
+pub mod group;
+
+pub use group::{GatewayGroup, GroupConfig, GroupToml, MpsaRole};

@@ -1,0 +1,323 @@
+//! The engine's Multi-point SA exchanges (draft-yamaya-ipsecme-mpsa 3.1):
+//!
+//! ```text
+//! Endpoint (CPE)                      Gateway
+//!        <-- HDR, SK { N(MPSA_PUT) }          (after IKE_AUTH, after a group rekey)
+//! HDR, SK { } -->
+//! ```
+//!
+//! Only on IKE SAs where both sides sent V(MPSA). The gateway keeps one
+//! current group SA per group (`crate::mpsa::group`); an endpoint installs
+//! what it is given into the dataplane with the rollover times, and removes
+//! the group when the newest SA's lifetime runs out.
+
+use std::time::{Duration, Instant};
+
+use cpdp::msg::{Command, Direction, Lifetimes, SaSpec};
+use zeroize::Zeroizing;
+
+use super::{Engine, Event, IkeSa, IkeState, Pending, Task};
+use crate::codepoints::{ExchangeType, NotifyType};
+use crate::mpsa::{GatewayGroup, GroupConfig, MpsaPut, MpsaRole};
+use crate::wire::{Notify, Payload};
+
+/// An endpoint's group SAs from one gateway connection.
+#[derive(Debug, Clone)]
+pub struct EndpointGroup {
+    /// SPIs installed, newest last.
+    pub spis: Vec<u32>,
+    pub alg: String,
+    /// When the newest SA's lifetime runs out: the group goes then.
+    pub expires: Instant,
+    pub updates: u64,
+}
+
+/// What gwctl shows of a group.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    /// "gateway" or "endpoint".
+    pub role: String,
+    pub spi: String,
+    pub alg: String,
+    /// Gateway: members configured, members with an MPSA IKE SA up, and
+    /// those that acknowledged the current SA.
+    pub members: usize,
+    pub members_up: usize,
+    pub delivered: usize,
+    pub expires_in_secs: u64,
+    /// Gateway: seconds to the next rekey.
+    pub rekey_in_secs: Option<u64>,
+    /// Gateway: rekeys so far; endpoint: group SAs received.
+    pub rekeys: u64,
+}
+
+impl Engine {
+    /// Gateway: a group from config; its SA is made now, before any member
+    /// connects (mpsa 3.3.1).
+    pub fn add_group(&mut self, now: Instant, cfg: GroupConfig) {
+        let spi = self.new_group_spi();
+        let g = GatewayGroup::new(cfg, now, spi, self.rng.as_mut());
+        let what = format!("SA {:08x} made ({}), {} members", spi, g.put(now).alg(), g.cfg.members.len());
+        self.event(Event::Mpsa { group: g.cfg.name.clone(), what });
+        self.groups.push(g);
+    }
+
+    fn new_group_spi(&mut self) -> u32 {
+        loop {
+            let s = self.new_child_spi();
+            if !self.groups.iter().any(|g| g.current.spi == s) {
+                return s;
+            }
+        }
+    }
+
+    fn mpsa_on(&self, sa: &IkeSa) -> bool {
+        sa.peer_mpsa && self.mpsa_role != MpsaRole::Off
+    }
+
+    /// IKE_AUTH done: a gateway hands every group this peer belongs to.
+    pub(super) fn mpsa_established(&mut self, sa: &mut IkeSa) {
+        if self.mpsa_role != MpsaRole::Gateway || !self.mpsa_on(sa) {
+            return;
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.is_member(sa.peer_id.as_ref()) {
+                sa.tasks.push_back(Task::MpsaPut(i));
+            }
+        }
+    }
+
+    /// Gateway: INFORMATIONAL { SK { N(MPSA_PUT) } } -->
+    pub(super) fn start_mpsa_put(&mut self, now: Instant, sa: &mut IkeSa, g: usize) -> bool {
+        let Some(group) = self.groups.get(g) else { return false };
+        if sa.state != IkeState::Established {
+            return false;
+        }
+        let put = group.put(now);
+        let spi = put.spi;
+        self.stats.mpsa_puts_sent += 1;
+        let payloads = vec![Payload::Notify(put.to_notify())];
+        self.request(now, sa, ExchangeType::Informational, payloads, Pending::MpsaPut { group: g, spi });
+        true
+    }
+
+    /// Gateway: <-- { SK { } } (or an error notify).
+    pub(super) fn mpsa_put_response(&mut self, sa: &mut IkeSa, p: &[Payload], g: usize, spi: u32) {
+        let Some(group) = self.groups.get_mut(g) else { return };
+        let name = group.cfg.name.clone();
+        let peer = sa.peer_id.as_ref().map(|i| i.to_text()).unwrap_or_default();
+        let error = p.iter().find_map(|x| match x {
+            Payload::Notify(n) if n.ty.value() < 16384 => Some(n.ty),
+            _ => None,
+        });
+        if let Some(e) = error {
+            self.event(Event::Mpsa { group: name, what: format!("{peer} refused SA {spi:08x}: {e:?}") });
+            return;
+        }
+        if group.current.spi == spi {
+            group.delivered.insert(sa.our_spi());
+        }
+        self.event(Event::Mpsa { group: name, what: format!("SA {spi:08x} delivered to {peer}") });
+    }
+
+    /// Endpoint: <-- INFORMATIONAL { SK { N(MPSA_PUT) } }. Everything is
+    /// checked before anything is installed; refusals carry the notify
+    /// `MpsaError::notify` names. A gateway (or an IKE SA without V(MPSA)
+    /// both ways) refuses any MPSA_PUT as INVALID_SYNTAX: rejected for
+    /// policy reasons (RFC 7296 3.10.1).
+    pub(super) fn mpsa_put_request(&mut self, now: Instant, sa: &mut IkeSa, n: &Notify, id: u32) {
+        let ex = ExchangeType::Informational;
+        let conn = self.conns[sa.conn].name.clone();
+        let refuse = |e: &mut Engine, sa: &mut IkeSa, ty: NotifyType, why: String| {
+            e.stats.mpsa_puts_refused += 1;
+            e.event(Event::Mpsa { group: conn.clone(), what: format!("MPSA_PUT refused ({ty:?}): {why}") });
+            e.respond(sa, ex, id, vec![Payload::Notify(Notify::new(ty, vec![]))]);
+        };
+        if self.mpsa_role != MpsaRole::Endpoint || !self.mpsa_on(sa) {
+            let why = match self.mpsa_role {
+                MpsaRole::Gateway => "a gateway never takes a group SA".to_string(),
+                _ => "MPSA was not negotiated on this IKE SA".to_string(),
+            };
+            refuse(self, sa, NotifyType::InvalidSyntax, why);
+            return;
+        }
+        let put = match MpsaPut::from_notify(n) {
+            Ok(p) => p,
+            Err(e) => {
+                refuse(self, sa, e.notify(), e.to_string());
+                return;
+            }
+        };
+        let known = self.endpoint_groups.get(&conn).is_some_and(|g| g.spis.contains(&put.spi));
+        if !known {
+            self.install_group_sa(now, sa, &conn, &put);
+        }
+        self.respond(sa, ex, id, vec![]);
+    }
+
+    fn install_group_sa(&mut self, now: Instant, sa: &IkeSa, conn: &str, put: &MpsaPut) {
+        let (ek, ak) = put.keymat();
+        let c = &self.conns[sa.conn];
+        let spec = SaSpec {
+            spi: put.spi,
+            direction: Direction::In,
+            alg: put.alg(),
+            enc_key: Zeroizing::new(ek.as_slice().to_vec()),
+            auth_key: Zeroizing::new(ak.as_slice().to_vec()),
+            local: sa.local.ip(),
+            remote: sa.remote.ip(),
+            natt: None,
+            esn: false,
+            // No anti-replay on a group SA (mpsa-04 5.2.1).
+            replay_window: 0,
+            seq: 0,
+            inner_src: Vec::new(),
+            inner_dst: Vec::new(),
+            lifetime: Lifetimes::default(),
+        };
+        self.dp(Command::InstallGroupSa {
+            group: conn.to_string(),
+            sa: spec,
+            members: c.mpsa_routes.clone(),
+            rollover1_secs: put.rollover1,
+            rollover2_secs: put.rollover2,
+        });
+        let expires = now + Duration::from_secs(put.lifetime as u64);
+        let g = self.endpoint_groups.entry(conn.to_string()).or_insert_with(|| EndpointGroup {
+            spis: Vec::new(),
+            alg: put.alg(),
+            expires,
+            updates: 0,
+        });
+        g.spis.push(put.spi);
+        // The dataplane drops the older ones after Rollover2; keep a short list.
+        if g.spis.len() > 4 {
+            g.spis.remove(0);
+        }
+        g.alg = put.alg();
+        g.expires = expires;
+        g.updates += 1;
+        let what = format!(
+            "SA {:08x} installed ({}, {} s left, rollover {}/{} s)",
+            put.spi,
+            put.alg(),
+            put.lifetime,
+            put.rollover1,
+            put.rollover2
+        );
+        self.event(Event::Mpsa { group: conn.to_string(), what });
+    }
+
+    /// An IKE SA rekey keeps the member's delivery state.
+    pub(super) fn mpsa_ike_rekeyed(&mut self, old: u64, new: u64) {
+        for g in &mut self.groups {
+            if g.delivered.remove(&old) {
+                g.delivered.insert(new);
+            }
+        }
+    }
+
+    /// An IKE SA is gone: if it held a group SA, the group gets a new one
+    /// (when configured), so the leaver cannot read what follows.
+    pub(super) fn mpsa_sa_gone(&mut self, sa: &IkeSa) {
+        let spi = sa.our_spi();
+        let mut left = Vec::new();
+        for g in &mut self.groups {
+            if g.delivered.remove(&spi) && g.cfg.rekey_on_leave {
+                g.rekey_requested = true;
+                left.push(g.cfg.name.clone());
+            }
+        }
+        let peer = sa.peer_id.as_ref().map(|i| i.to_text()).unwrap_or_default();
+        for name in left {
+            self.event(Event::Mpsa { group: name, what: format!("{peer} left: rekeying") });
+        }
+    }
+
+    pub(super) fn mpsa_deadline(&self) -> Option<Instant> {
+        let gw = self.groups.iter().map(|g| {
+            if g.rekey_requested {
+                self.last_now.unwrap_or_else(|| g.rekey_at())
+            } else {
+                g.deadline()
+            }
+        });
+        let ep = self.endpoint_groups.values().map(|g| g.expires);
+        gw.chain(ep).min()
+    }
+
+    /// Group rekeys (gateway) and group expiry (endpoint).
+    pub(super) fn mpsa_timeout(&mut self, now: Instant) {
+        for i in 0..self.groups.len() {
+            let g = &self.groups[i];
+            if !(g.rekey_requested || g.rekey_at() <= now) {
+                continue;
+            }
+            let spi = self.new_group_spi();
+            self.groups[i].rekey(now, spi, self.rng.as_mut());
+            let g = &self.groups[i];
+            let what = format!("rekeyed: SA {spi:08x}, handing it to the members");
+            let name = g.cfg.name.clone();
+            // Every member with an MPSA IKE SA up gets the new SA.
+            let mut members = Vec::new();
+            for (k, sa) in &mut self.sas {
+                if sa.state == IkeState::Established && sa.peer_mpsa && g.is_member(sa.peer_id.as_ref()) {
+                    sa.tasks.push_back(Task::MpsaPut(i));
+                    members.push(*k);
+                }
+            }
+            self.event(Event::Mpsa { group: name, what });
+            for k in members {
+                self.touched.push(k);
+                self.kick(now, k);
+            }
+        }
+        let expired: Vec<String> =
+            self.endpoint_groups.iter().filter(|(_, g)| g.expires <= now).map(|(k, _)| k.clone()).collect();
+        for name in expired {
+            self.endpoint_groups.remove(&name);
+            self.dp(Command::DeleteGroup { group: name.clone() });
+            self.event(Event::Mpsa { group: name, what: "lifetime over: group SA removed".into() });
+        }
+    }
+
+    /// gwctl's view of the groups.
+    pub fn groups_info(&self, now: Instant) -> Vec<GroupInfo> {
+        let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
+        let mut v: Vec<GroupInfo> = self
+            .groups
+            .iter()
+            .map(|g| GroupInfo {
+                name: g.cfg.name.clone(),
+                role: "gateway".into(),
+                spi: format!("{:08x}", g.current.spi),
+                alg: g.put(now).alg(),
+                members: g.cfg.members.len(),
+                members_up: self
+                    .sas
+                    .values()
+                    .filter(|sa| sa.state == IkeState::Established && sa.peer_mpsa && g.is_member(sa.peer_id.as_ref()))
+                    .count(),
+                delivered: g.delivered.len(),
+                expires_in_secs: secs(g.current.expires),
+                rekey_in_secs: Some(secs(g.rekey_at())),
+                rekeys: g.rekeys,
+            })
+            .collect();
+        v.extend(self.endpoint_groups.iter().map(|(name, g)| GroupInfo {
+            name: name.clone(),
+            role: "endpoint".into(),
+            spi: g.spis.last().map(|s| format!("{s:08x}")).unwrap_or_default(),
+            alg: g.alg.clone(),
+            members: 0,
+            members_up: 0,
+            delivered: 0,
+            expires_in_secs: secs(g.expires),
+            rekey_in_secs: None,
+            rekeys: g.updates,
+        }));
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}

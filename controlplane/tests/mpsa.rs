@@ -1,0 +1,364 @@
+//! Multi-point SA in memory: one gateway (hub) and endpoints a, b, c, each
+//! an `Engine`, wired by a queue of datagrams. Steps in the drafts' notation:
+//!
+//! ```text
+//! Endpoint                                 Gateway
+//! IKE_SA_INIT { SA, KE, Ni, V(MPSA) } -->
+//!                  <-- { SA, KE, Nr, V(MPSA) }
+//! IKE_AUTH { SK { IDi, AUTH, SA, TSi, TSr } } -->
+//!                  <-- { SK { IDr, AUTH, SA, TSi, TSr } }
+//!                  <-- INFORMATIONAL { SK { N(MPSA_PUT) } }
+//! { SK { } } -->
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use controlplane::codepoints::{NotifyType, ProtocolId};
+use controlplane::crypto::SystemRandom;
+use controlplane::ike::config::{ConnectionToml, Settings};
+use controlplane::ike::{Engine, Event, Output};
+use controlplane::mpsa::{GatewayGroup, GroupToml, MpsaPut, MpsaRole};
+use controlplane::wire::{Notify, Payload};
+use cpdp::msg::Command;
+
+const HUB: &str = "192.0.2.1";
+
+struct Node {
+    name: &'static str,
+    addr: &'static str,
+    e: Engine,
+    dp: Vec<Command>,
+    events: Vec<Event>,
+}
+
+struct Lab {
+    hub: Node,
+    eps: Vec<Node>,
+    now: Instant,
+    /// (to, local, remote, data): `to` is the receiving node's address.
+    wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+fn conn(text: &str) -> controlplane::ike::Connection {
+    toml::from_str::<ConnectionToml>(text).unwrap().build().unwrap()
+}
+
+fn hub_engine(group_extra: &str, members: &str) -> Engine {
+    let c = conn(&format!(
+        "name = \"members\"\nrole = \"responder\"\nlocal = \"{HUB}\"\nremote = \"%any\"\nlocal_id = \"hub.lab\"\n\
+         remote_id = \"%any\"\npsk = \"mpsa-lab-secret\"\nlocal_ts = [\"10.0.0.0/24\"]\nremote_ts = [\"10.1.0.0/16\"]\n"
+    ));
+    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SystemRandom::default()));
+    e.mpsa_role = MpsaRole::Gateway;
+    let g: GroupToml = toml::from_str(&format!("name = \"mesh\"\nmembers = [{members}]\n{group_extra}")).unwrap();
+    e.add_group(Instant::now(), g.build().unwrap());
+    e
+}
+
+fn endpoint_engine(id: &str, addr: &str, lan: &str, role: MpsaRole) -> Engine {
+    let c = conn(&format!(
+        "name = \"hub\"\nrole = \"initiator\"\nlocal = \"{addr}\"\nremote = \"{HUB}\"\nlocal_id = \"{id}\"\n\
+         remote_id = \"hub.lab\"\npsk = \"mpsa-lab-secret\"\nlocal_ts = [\"{lan}\"]\nremote_ts = [\"10.0.0.0/24\"]\n\
+         mpsa_routes = [{{ prefix = \"10.1.1.0/24\", endpoint = \"192.0.2.11\" }}, \
+         {{ prefix = \"10.1.2.0/24\", endpoint = \"192.0.2.12\" }}, {{ prefix = \"10.1.3.0/24\", endpoint = \"192.0.2.13\" }}]\n"
+    ));
+    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SystemRandom::default()));
+    e.mpsa_role = role;
+    e
+}
+
+impl Lab {
+    fn new(group_extra: &str) -> Lab {
+        Lab::with(group_extra, [MpsaRole::Endpoint; 3])
+    }
+
+    fn with(group_extra: &str, roles: [MpsaRole; 3]) -> Lab {
+        let hub = Node {
+            name: "hub",
+            addr: HUB,
+            e: hub_engine(group_extra, "\"a.lab\", \"b.lab\", \"c.lab\""),
+            dp: vec![],
+            events: vec![],
+        };
+        let spec = [
+            ("a", "192.0.2.11", "10.1.1.0/24"),
+            ("b", "192.0.2.12", "10.1.2.0/24"),
+            ("c", "192.0.2.13", "10.1.3.0/24"),
+        ];
+        let eps = spec
+            .iter()
+            .zip(roles)
+            .map(|((n, addr, lan), role)| Node {
+                name: n,
+                addr,
+                e: endpoint_engine(&format!("{n}.lab"), addr, lan, role),
+                dp: vec![],
+                events: vec![],
+            })
+            .collect();
+        Lab { hub, eps, now: Instant::now(), wire: VecDeque::new() }
+    }
+
+    fn nodes(&mut self) -> impl Iterator<Item = &mut Node> {
+        std::iter::once(&mut self.hub).chain(self.eps.iter_mut())
+    }
+
+    fn collect(&mut self) {
+        let mut sent = Vec::new();
+        for n in self.nodes() {
+            while let Some(o) = n.e.poll_output() {
+                match o {
+                    Output::Send { local, remote, data } => sent.push((remote, local, data)),
+                    Output::Dataplane(c) => n.dp.push(c),
+                    Output::Event(e) => n.events.push(e),
+                }
+            }
+        }
+        self.wire.extend(sent);
+    }
+
+    fn run(&mut self) {
+        self.collect();
+        let mut n = 0;
+        while let Some((to, from, data)) = self.wire.pop_front() {
+            let now = self.now;
+            let node = self.nodes().find(|x| x.addr == to.ip().to_string()).expect("a node at that address");
+            node.e.handle_datagram(now, to, from, &data);
+            self.collect();
+            n += 1;
+            assert!(n < 10_000, "message storm");
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        let now = self.now;
+        for n in self.nodes() {
+            n.e.handle_timeout(now);
+        }
+        self.run();
+    }
+
+    fn connect_all(&mut self) {
+        let now = self.now;
+        for n in &mut self.eps {
+            n.e.initiate(now, "hub").unwrap();
+        }
+        self.run();
+        for n in &self.eps {
+            assert!(
+                n.e.ike_sas().any(|s| s.peer_id.is_some() && !s.children.is_empty()),
+                "{} has no IKE SA: {:?}",
+                n.name,
+                n.events
+            );
+        }
+    }
+}
+
+/// A group SA as the dataplane was told: SPI, encryption key, integrity
+/// key, Rollover1, Rollover2.
+type Installed = (u32, Vec<u8>, Vec<u8>, u32, u32);
+
+/// The group SAs an endpoint's dataplane was told to install, in order.
+fn group_sas(n: &Node) -> Vec<Installed> {
+    n.dp.iter()
+        .filter_map(|c| match c {
+            Command::InstallGroupSa { group, sa, members, rollover1_secs, rollover2_secs } => {
+                assert_eq!(group, "hub");
+                assert_eq!(members.len(), 3, "the static routes go with it");
+                Some((sa.spi, sa.enc_key.to_vec(), sa.auth_key.to_vec(), *rollover1_secs, *rollover2_secs))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_gateway_hands_one_group_sa_to_every_member_after_ike_auth() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let a = group_sas(&lab.eps[0]);
+    assert_eq!(a.len(), 1, "{:?}", lab.eps[0].events);
+    for n in &lab.eps[1..] {
+        assert_eq!(group_sas(n), a, "{}: the same SPI and keys everywhere", n.name);
+    }
+    let (spi, ek, ak, _, _) = &a[0];
+    assert_eq!(ek.len(), 20, "aes128gcm16: key and salt");
+    assert!(ak.is_empty());
+    // The gateway installs nothing for the group and knows who has it.
+    assert!(!lab.hub.dp.iter().any(|c| matches!(c, Command::InstallGroupSa { .. })));
+    let info = lab.hub.e.groups_info(lab.now);
+    assert_eq!((info[0].members_up, info[0].delivered), (3, 3));
+    assert_eq!(info[0].spi, format!("{spi:08x}"));
+    assert_eq!(lab.hub.e.stats.mpsa_puts_sent, 3);
+    let ep = lab.eps[0].e.groups_info(lab.now);
+    assert_eq!((ep[0].role.as_str(), ep[0].spi.as_str()), ("endpoint", info[0].spi.as_str()));
+}
+
+#[test]
+fn a_peer_without_v_mpsa_gets_no_group_sa_and_its_ike_sa_works() {
+    // c runs without MPSA (as a plain strongSwan client would).
+    let mut lab = Lab::with("", [MpsaRole::Endpoint, MpsaRole::Endpoint, MpsaRole::Off]);
+    lab.connect_all();
+    assert!(group_sas(&lab.eps[2]).is_empty());
+    assert_eq!(lab.eps[2].e.stats.mpsa_puts_refused, 0, "nothing was even offered");
+    assert_eq!(lab.hub.e.stats.mpsa_puts_sent, 2);
+    assert_eq!(lab.hub.e.groups_info(lab.now)[0].members_up, 2);
+}
+
+#[test]
+fn the_gateway_rekeys_the_group_before_its_lifetime_runs_out() {
+    let mut lab = Lab::new("lifetime_secs = 100\nrollover1_secs = 2\nrollover2_secs = 5");
+    lab.connect_all();
+    let first = group_sas(&lab.eps[0])[0].clone();
+    // At 80% of the lifetime a new SA goes to every member:
+    //                  <-- INFORMATIONAL { SK { N(MPSA_PUT) } }
+    lab.advance(Duration::from_secs(79));
+    assert_eq!(group_sas(&lab.eps[0]).len(), 1);
+    lab.advance(Duration::from_secs(2));
+    for n in &lab.eps {
+        let sas = group_sas(n);
+        assert_eq!(sas.len(), 2, "{}: {:?}", n.name, n.events);
+        assert_ne!(sas[1].0, first.0, "a new SPI");
+        assert_ne!(sas[1].1, first.1, "new keys");
+        assert_eq!((sas[1].3, sas[1].4), (2, 5), "with the rollover times");
+        assert_eq!(sas[1], group_sas(&lab.eps[0])[1]);
+    }
+    assert_eq!(lab.hub.e.groups_info(lab.now)[0].rekeys, 1);
+    // The endpoint removes the group only if no new SA came before the
+    // newest one's lifetime ran out.
+    assert!(!lab.eps[0].dp.iter().any(|c| matches!(c, Command::DeleteGroup { .. })));
+}
+
+#[test]
+fn an_endpoint_removes_the_group_when_its_lifetime_runs_out() {
+    let mut lab = Lab::new("lifetime_secs = 100\nrollover1_secs = 2\nrollover2_secs = 5");
+    lab.connect_all();
+    // The hub goes away (its IKE SAs time out on its side only): no rekey
+    // reaches a, whose group SA ends with its lifetime.
+    let now = lab.now;
+    lab.eps[0].e.handle_timeout(now + Duration::from_secs(99));
+    lab.eps[0].e.handle_timeout(now + Duration::from_secs(101));
+    lab.collect();
+    lab.wire.clear();
+    assert!(lab.eps[0].dp.iter().any(|c| matches!(c, Command::DeleteGroup { group } if group == "hub")));
+    assert!(lab.eps[0].e.groups_info(now + Duration::from_secs(101)).is_empty());
+}
+
+#[test]
+fn a_member_that_leaves_triggers_a_rekey_and_never_gets_the_new_sa() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let before = group_sas(&lab.eps[0]);
+    // c deletes its IKE SA (INFORMATIONAL { SK { D } } -->): the hub makes a
+    // new group SA for a and b.
+    let now = lab.now;
+    lab.eps[2].e.terminate(now, "hub").unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    let a = group_sas(&lab.eps[0]);
+    let b = group_sas(&lab.eps[1]);
+    let c = group_sas(&lab.eps[2]);
+    assert_eq!(a.len(), 2, "{:?}", lab.hub.events);
+    assert_eq!(a, b);
+    assert_eq!(c, before, "c has only the old SA");
+    let (new_spi, new_ek, _, _, _) = &a[1];
+    assert!(c.iter().all(|(s, k, _, _, _)| s != new_spi && k != new_ek), "c holds nothing of the new SA");
+    let info = &lab.hub.e.groups_info(lab.now)[0];
+    assert_eq!((info.members_up, info.delivered, info.rekeys), (2, 2, 1));
+    assert!(lab.hub.events.iter().any(|e| matches!(e, Event::Mpsa { what, .. } if what.contains("c.lab left"))));
+}
+
+#[test]
+fn an_ike_sa_rekey_is_not_a_member_leaving() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let now = lab.now;
+    lab.eps[0].e.rekey(now, "hub", true).unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    assert_eq!(group_sas(&lab.eps[1]).len(), 1, "no group rekey: {:?}", lab.hub.events);
+    assert_eq!(lab.hub.e.groups_info(lab.now)[0].delivered, 3);
+}
+
+/// MPSA_PUT bodies that must be refused, each answered with its notify and
+/// nothing installed.
+#[test]
+fn hostile_mpsa_puts_are_refused_and_nothing_is_installed() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let good = MpsaPut::from_notify(&a_put()).unwrap();
+    let mut cases: Vec<(&str, Notify, NotifyType)> = Vec::new();
+    let mut short_nonce = good.clone();
+    short_nonce.nonce.truncate(15);
+    cases.push(("nonce of 15 octets", short_nonce.to_notify(), NotifyType::InvalidSyntax));
+    let mut long_nonce = good.clone();
+    long_nonce.nonce = vec![1; 257];
+    cases.push(("nonce of 257 octets", long_nonce.to_notify(), NotifyType::InvalidSyntax));
+    let mut no_skd = good.to_notify();
+    no_skd.data.truncate(no_skd.data.len() - 3);
+    cases.push(("cut short", no_skd, NotifyType::InvalidSyntax));
+    let mut wrong_len = good.to_notify();
+    wrong_len.data[3] ^= 0x20;
+    cases.push(("bad proposal length", wrong_len, NotifyType::InvalidSyntax));
+    let mut short_skd = good.clone();
+    short_skd.sk_d = controlplane::crypto::Secret::new(vec![1; 8]);
+    cases.push(("SK_d too short", short_skd.to_notify(), NotifyType::InvalidSyntax));
+    let mut unknown = good.to_notify();
+    // An unknown transform type in place of ROLL2 (the last one).
+    let n = unknown.data.len();
+    let at = n - 16; // ROLL2: 8-octet transform header + 8-octet TLV
+    unknown.data[at + 4] = 250;
+    cases.push(("unknown transform", unknown, NotifyType::NoProposalChosen));
+    let mut esp = good.to_notify();
+    esp.protocol = ProtocolId::Ike;
+    cases.push(("not ESP", esp, NotifyType::NoProposalChosen));
+    for (what, n, want) in cases {
+        let before = group_sas(&lab.eps[0]).len();
+        let now = lab.now;
+        lab.hub.e.send_informational(now, "members", vec![Payload::Notify(n)]).unwrap();
+        lab.run();
+        assert_eq!(group_sas(&lab.eps[0]).len(), before, "{what}: nothing installed");
+        let refused = lab
+            .hub
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Failed { why, .. } if why.contains(&format!("{want:?}"))))
+            .count();
+        assert!(refused >= 3, "{what}: every endpoint answered {want:?}: {:?}", lab.hub.events);
+        lab.hub.events.clear();
+    }
+    assert!(lab.eps[0].e.stats.mpsa_puts_refused >= 7);
+}
+
+/// A well-formed N(MPSA_PUT) of a group nobody here belongs to.
+fn a_put() -> Notify {
+    let g: GroupToml = toml::from_str("name = \"x\"\nmembers = [\"a.lab\"]").unwrap();
+    let now = Instant::now();
+    GatewayGroup::new(g.build().unwrap(), now, 0x4242_4242, &mut SystemRandom::default()).put(now).to_notify()
+}
+
+#[test]
+fn a_gateway_never_accepts_mpsa_put() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    // An endpoint turns the tables: INFORMATIONAL { SK { N(MPSA_PUT) } } -->
+    let n = a_put();
+    let now = lab.now;
+    lab.eps[0].e.send_informational(now, "hub", vec![Payload::Notify(n)]).unwrap();
+    lab.run();
+    assert!(!lab.hub.dp.iter().any(|c| matches!(c, Command::InstallGroupSa { .. })));
+    assert_eq!(lab.hub.e.stats.mpsa_puts_refused, 1);
+    assert!(lab.eps[0].events.iter().any(|e| matches!(e, Event::Failed { why, .. } if why.contains("InvalidSyntax"))));
+    // And an MPSA_PUT on an IKE SA that did not negotiate MPSA is refused too.
+    let mut lab = Lab::with("", [MpsaRole::Off, MpsaRole::Endpoint, MpsaRole::Endpoint]);
+    lab.connect_all();
+    let now = lab.now;
+    lab.hub.e.send_informational(now, "members", vec![Payload::Notify(a_put())]).unwrap();
+    lab.run();
+    assert!(group_sas(&lab.eps[0]).is_empty());
+    assert_eq!(lab.eps[0].e.stats.mpsa_puts_refused, 1);
+}
