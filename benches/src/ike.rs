@@ -425,7 +425,7 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
-fn date() -> String {
+pub(crate) fn date() -> String {
     Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d %H:%M UTC")

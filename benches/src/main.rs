@@ -17,6 +17,7 @@ mod esp;
 mod forward;
 mod ike;
 mod measure;
+mod mpsa;
 mod plot;
 mod traffic;
 
@@ -44,6 +45,8 @@ enum Cmd {
     Esp(esp::EspArgs),
     /// IKE SAs per second: our responder beside strongSwan's, same initiator.
     Ike(ike::IkeArgs),
+    /// Multi-point SA: hub CPU to hand a new group SA to 1,000 and 10,000 endpoints.
+    Mpsa(mpsa::MpsaArgs),
     /// Draw an SVG bar chart from an `esp --markdown` report.
     Plot {
         /// The report (Markdown).
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Forward(a) => shared_dir(cli.shared).and_then(|s| forward::run(&a, &s)),
         Cmd::Esp(a) => esp::run(&a, shared_dir(cli.shared).ok().as_deref()),
         Cmd::Ike(a) => ike::run(&a, shared_dir(cli.shared).ok().as_deref()),
+        Cmd::Mpsa(a) => mpsa::run(&a),
         Cmd::Plot { input, out } => plot::run(&input, &out),
         Cmd::Pcap { size, count, out } => {
             traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))

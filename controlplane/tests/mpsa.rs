@@ -362,3 +362,31 @@ fn a_gateway_never_accepts_mpsa_put() {
     assert!(group_sas(&lab.eps[0]).is_empty());
     assert_eq!(lab.eps[0].e.stats.mpsa_puts_refused, 1);
 }
+
+#[test]
+fn an_mpsa_put_that_overtakes_the_ike_auth_response_is_retransmitted_and_installed() {
+    let mut lab = Lab::new("");
+    let now = lab.now;
+    lab.eps[0].e.initiate(now, "hub").unwrap();
+    // IKE_SA_INIT both ways, then IKE_AUTH request to the hub.
+    lab.collect();
+    for _ in 0..3 {
+        let (to, from, data) = lab.wire.pop_front().unwrap();
+        let node = lab.nodes().find(|x| x.addr == to.ip().to_string()).unwrap();
+        node.e.handle_datagram(now, to, from, &data);
+        lab.collect();
+    }
+    // The hub answered IKE_AUTH and sent N(MPSA_PUT): deliver them swapped.
+    let auth = lab.wire.pop_front().unwrap();
+    let put = lab.wire.pop_front().unwrap();
+    assert!(lab.wire.is_empty());
+    lab.eps[0].e.handle_datagram(now, put.0, put.1, &put.2);
+    lab.eps[0].e.handle_datagram(now, auth.0, auth.1, &auth.2);
+    lab.collect();
+    assert!(group_sas(&lab.eps[0]).is_empty(), "the early request was left unanswered");
+    assert_eq!(lab.eps[0].e.stats.mpsa_puts_refused, 0);
+    // The hub retransmits it (RFC 7296 2.1) and now it goes in.
+    lab.advance(Duration::from_secs(2));
+    assert_eq!(group_sas(&lab.eps[0]).len(), 1, "{:?}", lab.eps[0].events);
+    assert_eq!(lab.hub.e.groups_info(lab.now)[0].delivered, 1);
+}

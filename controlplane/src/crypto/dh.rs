@@ -77,9 +77,12 @@ pub fn generate(group: DhGroup, rng: &mut dyn Random) -> Result<(DhPrivate, Vec<
 /// socket waits it runs with cold caches at about 1.5 times its hot cost,
 /// and a responder makes one pair per IKE SA. Each pair is still used once
 /// (no reuse of exponentials, RFC 7296 2.12), and at most one batch waits.
+/// Batches start at one pair and double with each refill, so an endpoint
+/// that makes a key now and then never makes spares.
 #[derive(Default)]
 pub struct KeyPool {
     x25519: Vec<(agreement::EphemeralPrivateKey, Vec<u8>)>,
+    refills: u32,
 }
 
 impl std::fmt::Debug for KeyPool {
@@ -98,7 +101,9 @@ impl KeyPool {
         }
         if self.x25519.is_empty() {
             let ring_rng = ring::rand::SystemRandom::new();
-            for _ in 0..Self::BATCH {
+            let n = (1usize << self.refills.min(16)).min(Self::BATCH);
+            self.refills += 1;
+            for _ in 0..n {
                 let k = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &ring_rng)
                     .map_err(|_| DhError::Unsupported(31))?;
                 let public = k.compute_public_key().map_err(|_| DhError::Unsupported(31))?.as_ref().to_vec();

@@ -1603,6 +1603,12 @@ impl Engine {
             self.stats.bad_message_id += 1;
             return;
         }
+        // The responder's first request (an MPSA_PUT, say) overtook its
+        // IKE_AUTH response: leave it unanswered and unconsumed; it is
+        // retransmitted, and by then the IKE SA is up.
+        if sa.initiator && sa.state == IkeState::Authenticating {
+            return;
+        }
         let payloads = match self.open(sa, ike, !sa.initiator) {
             None => return,
             Some(Ok(p)) => p,

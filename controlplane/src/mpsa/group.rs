@@ -151,6 +151,9 @@ pub struct GroupSa {
 #[derive(Debug)]
 pub struct GatewayGroup {
     pub cfg: GroupConfig,
+    /// The members' identities, for a lookup per IKE SA (a hub may have
+    /// tens of thousands).
+    members: HashSet<Identification>,
     pub current: GroupSa,
     /// IKE SAs (our SPI) that acknowledged the current SA.
     pub delivered: HashSet<u64>,
@@ -163,7 +166,8 @@ impl GatewayGroup {
     /// The group SA is made now, before any member connects (mpsa 3.3.1).
     pub fn new(cfg: GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GatewayGroup {
         let current = Self::make_sa(&cfg, now, spi, rng);
-        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: false, rekeys: 0 }
+        let members = cfg.members.iter().cloned().collect();
+        GatewayGroup { cfg, members, current, delivered: HashSet::new(), rekey_requested: false, rekeys: 0 }
     }
 
     fn make_sa(cfg: &GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GroupSa {
@@ -179,7 +183,7 @@ impl GatewayGroup {
     }
 
     pub fn is_member(&self, id: Option<&Identification>) -> bool {
-        id.is_some_and(|id| self.cfg.members.contains(id))
+        id.is_some_and(|id| self.members.contains(id))
     }
 
     /// When the current SA is replaced.
