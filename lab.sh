@@ -1,26 +1,307 @@
 #!/usr/bin/env bash
-# lab.sh - the main job: a self-contained lab on DPDK virtual devices.
-# Builds the gateway, writes IMIX test traffic, and runs gw-dataplane on
-# it from a line-rate pcap source to a sink, printing live counters: first
-# plain forwarding (the floor), then the gateway encrypting it into an
-# AES-128-GCM NAT-T tunnel, LAB_SECONDS each (default 8; Ctrl-C stops a
-# phase sooner).
-# Needs root (DPDK runtime directory, apt-get on first run).
+# lab.sh - the main job: a self-contained lab on this machine.
+#
+#   ./lab.sh              the MPSA lab (below): brings it up, sends traffic,
+#                         shows live what happens for LAB_SECONDS (default
+#                         40), tears it down
+#   ./lab.sh mpsa --check the same, with checks instead of the live view
+#                         (./test.sh runs this); exits non-zero on a failure
+#   ./lab.sh forward      the dataplane alone on DPDK virtual devices: IMIX
+#                         from a line-rate pcap source, plain forwarding then
+#                         AES-128-GCM encryption, LAB_SECONDS each (default 8)
+#
+# The MPSA lab, in network namespaces (prefix gwl<pid>), every gateway a
+# gw-controlplane + gw-dataplane pair on net_af_packet ports:
+#
+#      host-hub 10.0.0.10                 rw (strongSwan road warrior)
+#          |  lan0 10.0.0.1                  192.0.2.50, inner 10.1.50.1
+#        [hub] 192.0.2.1 -----+                   |
+#                             |  br0 ("the internet", namespace -wan)
+#   [a] 192.0.2.11 -----------+-------------------+
+#   [b] 192.0.2.12 -----------+
+#   [c] 192.0.2.13 -----------+
+#    each endpoint: lan0 10.1.<n>.1 -- host-<x> 10.1.<n>.10 (n = 1, 2, 3)
+#
+# The hub authenticates a, b and c with IKEv2 and hands them one group SA
+# (MPSA); a <-> b <-> c traffic then goes straight between their outer
+# addresses with the group SPI, never through the hub; endpoint <-> hub LAN
+# traffic uses each endpoint's own child SA; the strongSwan client is a
+# plain road warrior of the same hub. Configs: configs/lab/mpsa/.
+#
+# Needs root. Creates only its own namespaces, processes and run directory
+# and removes them on exit (Ctrl-C included).
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+ROOT=$PWD
+mode=${1:-mpsa}
+check=0
+[[ "${2:-}" == "--check" ]] && check=1
+
+[[ -n "${LAB_NO_SETUP:-}" ]] || ./setup.sh
 [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
-secs=${LAB_SECONDS:-8}
-echo "lab: building (release)"
-cargo build --release --quiet -p dataplane -p benches
-mkdir -p target/lab
-./target/release/gw-bench pcap --size imix --count 252 target/lab/traffic.pcap
-run() { # config, title
-    echo
-    echo "lab: $2 for ${secs}s"
-    timeout -s INT -k 5 "$secs" ./target/release/gw-dataplane --config "$1" \
-        2> >(grep -v -E '^EAL: |^TELEMETRY: ' >&2) || [[ $? == 124 ]]
+
+# ---- the dataplane alone (the lab before the control plane) -------------
+if [[ "$mode" == "forward" ]]; then
+    secs=${LAB_SECONDS:-8}
+    echo "lab: building (release)"
+    cargo build --release --quiet -p dataplane -p benches
+    mkdir -p target/lab
+    ./target/release/gw-bench pcap --size imix --count 252 target/lab/traffic.pcap
+    run() { # config, title
+        echo
+        echo "lab: $2 for ${secs}s"
+        timeout -s INT -k 5 "$secs" ./target/release/gw-dataplane --config "$1" \
+            2> >(grep -v -E '^EAL: |^TELEMETRY: ' >&2) || [[ $? == 124 ]]
+    }
+    run configs/lab/forward.toml "phase 1: plain forwarding, lan (net_pcap, IMIX replayed) -> wan (net_null)"
+    run configs/lab/gateway.toml "phase 2: gateway, lan -> ESP AES-128-GCM over UDP 4500 -> wan"
+    echo "lab: done"
+    exit 0
+fi
+[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | forward]" >&2; exit 2; }
+
+# ---- the MPSA lab --------------------------------------------------------
+secs=${LAB_SECONDS:-40}
+IOP=${GW_INTEROP_DIR:-$ROOT/../shared/interop}
+BIN=$ROOT/target/release
+P=gwl$$
+RUN=$(mktemp -d /tmp/gw-lab.XXXXXX)
+export SSLAB_RUN_DIR=$RUN/sslab
+PSK=mpsa-lab-psk-0123
+NODES=(hub a b c)
+PIDS=()
+pass=0
+fail=0
+
+say() { printf '%s lab: %s\n' "$(date +%T)" "$*"; }
+ok() { pass=$((pass + 1)); say "ok   $*"; }
+bad() { fail=$((fail + 1)); say "FAIL $*"; }
+check() { # check "description" command...
+    local d=$1 out
+    shift
+    if out=$("$@" 2>&1); then ok "$d"; else
+        bad "$d"
+        printf '%s\n' "$out" | tail -4 | sed 's/^/      /'
+    fi
 }
-run configs/lab/forward.toml "phase 1: plain forwarding, lan (net_pcap, IMIX replayed) -> wan (net_null)"
-run configs/lab/gateway.toml "phase 2: gateway, lan -> ESP AES-128-GCM over UDP 4500 -> wan"
-echo "lab: done"
+
+cleanup() {
+    set +e
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    [ -x "$IOP/strongswan-peer.sh" ] && "$IOP/strongswan-peer.sh" stop-all --purge >/dev/null 2>&1
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do ip netns del "$ns"; done
+    for n in "${NODES[@]}"; do rm -rf "/var/run/dpdk/$P-$n"; done
+    if [ "$fail" -ne 0 ] && [ -n "${GW_LAB_KEEP_LOGS:-}" ]; then cp -r "$RUN" "$GW_LAB_KEEP_LOGS"; fi
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "building (release)"
+cargo build --release --quiet -p dataplane -p controlplane
+
+# Topology. Kernel sides never offload checksums (veth leaves them partial,
+# ../shared/interop/NOTES.md) and never speak IPv6 (no ND noise on the wire).
+quiet_ns() { ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; }
+ip netns add "$P-wan"
+quiet_ns "$P-wan"
+ip -n "$P-wan" link add br0 type bridge
+ip -n "$P-wan" link set br0 up
+wan_port() { # namespace, port name on the bridge
+    ip -n "$P-wan" link add "$2" type veth peer name wan0 netns "$1"
+    ip -n "$P-wan" link set "$2" master br0 up
+    ip -n "$1" link set wan0 up
+}
+declare -A WAN=([hub]=192.0.2.1 [a]=192.0.2.11 [b]=192.0.2.12 [c]=192.0.2.13)
+declare -A LANNET=([hub]=10.0.0 [a]=10.1.1 [b]=10.1.2 [c]=10.1.3)
+for n in "${NODES[@]}"; do
+    ip netns add "$P-$n"
+    quiet_ns "$P-$n"
+    ip -n "$P-$n" link set lo up
+    wan_port "$P-$n" "p-$n"
+    # The LAN host behind the gateway.
+    ip netns add "$P-host-$n"
+    quiet_ns "$P-host-$n"
+    ip -n "$P-host-$n" link set lo up
+    ip link add lan0 netns "$P-$n" type veth peer name eth0 netns "$P-host-$n"
+    ip -n "$P-$n" link set lan0 up
+    ip -n "$P-host-$n" addr add "${LANNET[$n]}.10/24" dev eth0
+    ip -n "$P-host-$n" link set eth0 up
+    ip -n "$P-host-$n" route add default via "${LANNET[$n]}.1"
+    ip netns exec "$P-host-$n" ethtool -K eth0 tx off >/dev/null
+done
+# The road warrior: strongSwan with its inner address on lo.
+ip netns add "$P-rw"
+quiet_ns "$P-rw"
+ip -n "$P-rw" link set lo up
+ip -n "$P-rw" addr add 10.1.50.1/32 dev lo
+wan_port "$P-rw" p-rw
+ip -n "$P-rw" addr add 192.0.2.50/24 dev wan0
+ip netns exec "$P-rw" ethtool -K wan0 tx off >/dev/null
+
+# The gateways: configs from configs/lab/mpsa with this run's paths.
+for n in "${NODES[@]}"; do
+    mkdir -p "$RUN/$n"
+    for k in dataplane controlplane; do
+        sed -e "s|@RUN@|$RUN|g" -e "s|@P@|$P|g" "configs/lab/mpsa/$n.$k.toml" >"$RUN/$n.$k.toml"
+    done
+    "$BIN/gw-dataplane" --config "$RUN/$n.dataplane.toml" --check >/dev/null
+    "$BIN/gw-controlplane" --config "$RUN/$n.controlplane.toml" --check >/dev/null
+done
+# The first packets on the wire, for the logs when something fails.
+ip netns exec "$P-wan" tcpdump -l -n -e -i br0 -c 60 >"$RUN/wire-start.log" 2>/dev/null &
+PIDS+=($!)
+say "starting the hub, then endpoints a, b, c (gw-dataplane + gw-controlplane each)"
+for n in "${NODES[@]}"; do
+    ip netns exec "$P-$n" "$BIN/gw-dataplane" --config "$RUN/$n.dataplane.toml" --stats-interval 0 \
+        >"$RUN/$n.dataplane.log" 2>&1 &
+    PIDS+=($!)
+    ip netns exec "$P-$n" "$BIN/gw-controlplane" --config "$RUN/$n.controlplane.toml" \
+        >"$RUN/$n.controlplane.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -S "$RUN/$n.sock" ] && break; sleep 0.1; done
+    [ "$n" == hub ] && sleep 0.5
+done
+gwctl() { "$BIN/gwctl" -s "$RUN/$1.sock" "${@:2}"; }
+ss() { "$IOP/strongswan-peer.sh" "$@"; }
+
+# Wait for every endpoint's IKE SA and group SA.
+wait_for() { # seconds, command...
+    local t=$1
+    shift
+    for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+has_group() { gwctl "$1" list | grep -q "^group hub: endpoint, SA [0-9a-f]"; }
+all_groups() { has_group a && has_group b && has_group c; }
+dump_logs() {
+    local f
+    for f in "$RUN"/*.log; do
+        echo "== $(basename "$f")"
+        grep -a -v -E '^EAL: |^TELEMETRY: ' "$f" | tail -n 12
+    done
+}
+wait_for 20 all_groups || { say "endpoints did not get the group SA"; dump_logs; sleep "${GW_LAB_PAUSE:-0}"; exit 1; }
+say "a, b and c have their IKE SAs and the group SA"
+
+say "strongSwan road warrior (rw.lab) connects to the hub"
+ss start rw --netns "$P-rw" --role initiator --local 192.0.2.50 --remote 192.0.2.1 \
+    --local-id rw.lab --remote-id hub.lab --psk "$PSK" --local-ts 10.1.50.0/24 --remote-ts 10.0.0.0/24 \
+    >/dev/null
+ss initiate rw --timeout 15 >/dev/null || say "strongSwan could not initiate"
+
+host() { ip netns exec "$P-host-$1" "${@:2}"; }
+# First packets towards a fresh neighbour are dropped while it is
+# solicited: one ping each way warms every path up.
+for pair in "a 10.1.2.10" "b 10.1.3.10" "c 10.1.1.10" "a 10.0.0.10" "b 10.0.0.10" "c 10.0.0.10"; do
+    set -- $pair
+    host "$1" ping -q -c 2 -W 1 "$2" >/dev/null 2>&1 || true
+done
+ip netns exec "$P-rw" ping -q -c 2 -W 1 -I 10.1.50.1 10.0.0.10 >/dev/null 2>&1 || true
+
+group_spi() { gwctl hub --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)["groups"][0]["spi"])'; }
+child_out_spi() { # endpoint -> its child SA's outbound SPI
+    gwctl "$1" --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)["sas"][0]["children"][0]["spi_out"])'
+}
+
+if [ "$check" -eq 0 ]; then
+    # ---- the live view ----------------------------------------------------
+    say "traffic: a->b, b->c, c->a (group SA, direct), a/b/c->hub LAN (child SAs), rw->hub LAN; ${secs}s"
+    for pair in "a 10.1.2.10" "b 10.1.3.10" "c 10.1.1.10" "a 10.0.0.10" "b 10.0.0.10" "c 10.0.0.10"; do
+        set -- $pair
+        host "$1" ping -q -i 0.2 -w "$secs" "$2" >"$RUN/ping-$1-$2" 2>&1 &
+        PIDS+=($!)
+    done
+    ip netns exec "$P-rw" ping -q -i 0.2 -w "$secs" -I 10.1.50.1 10.0.0.10 >"$RUN/ping-rw" 2>&1 &
+    PIDS+=($!)
+    # Who sends ESP to whom on the wire (captured on the bridge).
+    ip netns exec "$P-wan" tcpdump -l -n -i br0 esp or udp port 4500 >"$RUN/wire.txt" 2>/dev/null &
+    PIDS+=($!)
+    end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ]; do
+        sleep 5
+        echo
+        say "--- hub: gwctl list (IKE SAs, child SAs with counters, the group) ---"
+        gwctl hub list | grep -E "^(members|group)|  child|    (in|out) " | sed 's/^/  /'
+        for n in a b c; do
+            gwctl "$n" list | grep "^group" | sed "s/^/  $n: /"
+        done
+        say "--- ESP on the wire so far, by path (tcpdump on the bridge) ---"
+        awk '/spi=/ { split($3, s, "."); split($5, d, "."); src=s[4]; dst=d[4]; sub(":", "", dst);
+               spi=$0; sub(/.*spi=/, "", spi); sub(/,.*/, "", spi);
+               k = "192.0.2." src " -> 192.0.2." dst "  spi " spi (/UDP-encap/ ? " (in UDP 4500)" : ""); c[k]++ }
+             END { for (k in c) printf "  %-44s %6d packets\n", k, c[k] }' "$RUN/wire.txt" | sort
+    done
+    echo
+    for f in "$RUN"/ping-*; do
+        printf '  %-28s %s\n' "$(basename "$f")" "$(grep -E 'packets transmitted' "$f" || echo '-')"
+    done
+    say "done; tearing down"
+    exit 0
+fi
+
+# ---- checks (./test.sh) -----------------------------------------------------
+spi=$(group_spi)
+ping_ok() { "$@" 2>&1 | grep -q ' 0% packet loss'; }
+check "a -> b through the group SA" ping_ok host a ping -c 5 -i 0.1 -W 1 10.1.2.10
+check "b -> c through the group SA" ping_ok host b ping -c 5 -i 0.1 -W 1 10.1.3.10
+check "c -> a through the group SA" ping_ok host c ping -c 5 -i 0.1 -W 1 10.1.1.10
+check "a, b, c -> hub LAN through their child SAs" bash -c \
+    "$(declare -f host ping_ok); P=$P; ping_ok host a ping -c 3 -i 0.1 -W 1 10.0.0.10 && ping_ok host b ping -c 3 -i 0.1 -W 1 10.0.0.10 && ping_ok host c ping -c 3 -i 0.1 -W 1 10.0.0.10"
+check "strongSwan road warrior -> hub LAN" ping_ok ip netns exec "$P-rw" ping -c 3 -i 0.1 -W 1 -I 10.1.50.1 10.0.0.10
+check "the hub's group reached all three endpoints" bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' list | grep -q 'members 3 up of 3, delivered to 3'"
+mpsa_peers() { # a, b and c show MPSA at the hub; the road warrior is there without it
+    local l
+    l=$(gwctl hub list)
+    [ "$(grep -c -E '\[[abc]\.lab\] MPSA' <<<"$l")" = 3 ] && grep -F '[rw.lab]' <<<"$l" | grep -vq MPSA
+}
+check "a, b, c negotiated MPSA; the strongSwan client did not (no V(MPSA)), so no group SA" mpsa_peers
+
+# On the wire: a -> b is ESP with the group SPI from a's outer address
+# straight to b's; the hub's port sees none of it. a -> hub is ESP with a's
+# child SA.
+spi=$(group_spi)
+spi_a=$(child_out_spi a)
+ip netns exec "$P-wan" tcpdump -l -n -i p-b -c 200 esp >"$RUN/wire-b.txt" 2>/dev/null &
+td_b=$!
+PIDS+=($td_b)
+ip netns exec "$P-wan" tcpdump -l -n -i p-hub esp >"$RUN/wire-hub.txt" 2>/dev/null &
+td_h=$!
+PIDS+=($td_h)
+sleep 1
+spi=$(group_spi)
+host a ping -q -c 10 -i 0.05 -W 1 10.1.2.10 >/dev/null 2>&1 || true
+host a ping -q -c 5 -i 0.05 -W 1 10.0.0.10 >/dev/null 2>&1 || true
+sleep 1
+kill "$td_b" "$td_h" 2>/dev/null || true
+wait "$td_b" "$td_h" 2>/dev/null || true
+check "a -> b on the wire: ESP 192.0.2.11 > 192.0.2.12 with group SPI 0x$spi" \
+    grep -q "192.0.2.11 > 192.0.2.12: ESP(spi=0x$spi," "$RUN/wire-b.txt"
+check "the hub's port saw no a <-> b ESP" bash -c "! grep -E '192.0.2.1[12] > 192.0.2.1[12]:' '$RUN/wire-hub.txt'"
+check "a -> hub on the wire: ESP with a's child SA 0x$spi_a" \
+    grep -q "192.0.2.11 > 192.0.2.1: ESP(spi=0x$spi_a," "$RUN/wire-hub.txt"
+
+# A group rekey (every 15 s here) under continuous a <-> b traffic loses
+# nothing: 50 packets a second for 20 s, across at least one rollover.
+before=$(group_spi)
+host a ping -q -i 0.02 -c 1000 -W 1 10.1.2.10 >"$RUN/rollover.txt" 2>&1 || true
+after=$(group_spi)
+check "the group was rekeyed during the traffic ($before -> $after)" test "$before" != "$after"
+check "group rekey under a <-> b traffic: $(grep -o '[0-9]* packets transmitted, [0-9]* received' "$RUN/rollover.txt")" \
+    grep -q ' 0% packet loss' "$RUN/rollover.txt"
+grep -h "group" "$RUN/a.controlplane.log" | tail -3 | sed 's/^/      a: /'
+
+say "$pass passed, $fail failed"
+if [ "$fail" -ne 0 ]; then
+    for n in "${NODES[@]}"; do
+        say "$n: last log lines"
+        tail -n 12 "$RUN/$n.controlplane.log" >&2 || true
+        grep -a "counters" "$RUN/$n.dataplane.log" >&2 || true
+    done
+    exit 1
+fi

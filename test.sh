@@ -50,8 +50,12 @@ step "interop: strongSwan <-> gw-controlplane + gw-dataplane in network namespac
 cargo build --release --quiet -p dataplane -p controlplane
 controlplane/tests/interop-strongswan.sh 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
 
+step "the MPSA lab: hub + three endpoints + a strongSwan road warrior in network namespaces"
+LAB_NO_SETUP=1 ./lab.sh mpsa --check 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
+
 step "benchmark harness smoke run (figures are reported, not asserted)"
 cargo build --release --quiet -p dataplane -p benches
 ./target/release/gw-bench forward --runs 1 --sizes 64 --warmup 0.5 --interval 0.5 --windows 1
+./target/release/gw-bench mpsa --members 100
 echo
 echo "test.sh: all tests passed"

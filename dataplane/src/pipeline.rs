@@ -316,7 +316,16 @@ impl Worker {
             }
             Some(Policy::ProtectGroup(g)) => {
                 let route = &self.tables.groups[g];
-                let (member, nh) = route.member(l3.dst)?;
+                let (member, nh) = match route.member(l3.dst) {
+                    Ok(x) => x,
+                    Err((member, r)) => {
+                        // A member whose MAC is not known yet: solicit it.
+                        if let (Some(m), DropReason::NoNeighbor) = (member, r) {
+                            self.want_neighbor(m);
+                        }
+                        return Err(r);
+                    }
+                };
                 self.encrypt(buf, &l3, route.out_sa, Some(member), nh)
             }
             Some(Policy::Discard) => Err(DropReason::PolicyDiscard),

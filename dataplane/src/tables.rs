@@ -82,11 +82,13 @@ pub struct GroupRoute {
 impl GroupRoute {
     /// The member endpoint for inner destination `dst`, with its next hop.
     #[inline]
-    pub fn member(&self, dst: IpAddr) -> Result<(IpAddr, NextHop), crate::drop::DropReason> {
+    /// `Err((member, reason))`: the member is known but its next hop is not
+    /// (yet): the caller asks for it to be resolved.
+    pub fn member(&self, dst: IpAddr) -> Result<(IpAddr, NextHop), (Option<IpAddr>, crate::drop::DropReason)> {
         let m = if dst.is_ipv4() { self.members4.lookup(dst) } else { self.members6.lookup(dst) };
-        let addr = *m.ok_or(crate::drop::DropReason::NoRoute)?;
-        let nh = self.next_hops.get(&addr).copied().unwrap_or(Err(crate::drop::DropReason::NoRoute))?;
-        Ok((addr, nh))
+        let addr = *m.ok_or((None, crate::drop::DropReason::NoRoute))?;
+        let nh = self.next_hops.get(&addr).copied().unwrap_or(Err(crate::drop::DropReason::NoRoute));
+        nh.map(|nh| (addr, nh)).map_err(|r| (Some(addr), r))
     }
 }
 

@@ -338,6 +338,7 @@ local = "{wan}"
 members = [
   {{ prefix = "10.1.0.0/16", address = "192.0.2.1" }},
   {{ prefix = "10.2.0.0/16", address = "192.0.2.2" }},
+  {{ prefix = "10.3.0.0/16", address = "192.0.2.3" }},
 ]
 "#
         )
@@ -354,6 +355,10 @@ members = [
     assert_eq!(&buf.data()[14..], &sent[14..]);
     // No anti-replay on group SAs (mpsa-04 5.2.1): the same packet again passes.
     assert_eq!(b.process(&mut VecBuf::new(&wire)), Verdict::Tx(0));
+    // A member whose MAC is not known yet: dropped, and solicited.
+    let to_c = lan_frame(false, "10.1.0.10", "10.3.0.30", 200, 8);
+    assert_eq!(a.process(&mut VecBuf::new(&to_c)), Verdict::Drop(DropReason::NoNeighbor));
+    assert_eq!(a.resolve_queue().pop(), Some("192.0.2.3".parse().unwrap()), "the member is solicited");
     let e = Config::parse(&endpoint("10.1.0.1/16", "192.0.2.1").replace("192.0.2.2\" }", "2001:db8::2\" }"), "g.toml")
         .unwrap_err()
         .to_string();

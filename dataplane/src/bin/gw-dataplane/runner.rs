@@ -87,6 +87,18 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         // one, the main lcore's (for frames the control plane injects).
         let (max_rx, max_tx) = id.max_queues().unwrap_or((nq, nq));
         let extra_tx = u16::from(cfg.mode == Mode::Gateway && max_tx > nq);
+        if cfg.mode == Mode::Gateway && extra_tx == 0 {
+            // Then nothing the main lcore sends (ARP and neighbour replies,
+            // the control plane's IKE datagrams) leaves on this port. Fine
+            // for replaying a pcap; not for a live gateway: say so.
+            eprintln!(
+                "gw-dataplane: warning: port[{i}] '{}': no tx queue for the main lcore (the device has {max_tx}, \
+                 {} needed): ARP, neighbour discovery and IKE cannot be sent on it (net_af_packet: qpairs={})",
+                pc.name,
+                nq + 1,
+                nq + 1
+            );
+        }
         // net_af_packet spreads flows over all its qpairs sockets (kernel
         // fanout) whatever we configure: take and poll every one of them.
         let rx_queues =
