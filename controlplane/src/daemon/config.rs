@@ -169,17 +169,18 @@ remote_ts = ["10.77.1.0/24"]
     fn shipped_configs_load() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
         let mut n = 0;
-        for dir in [root.to_string(), format!("{root}/lab")] {
+        for dir in [root.to_string(), format!("{root}/lab"), format!("{root}/lab/mpsa")] {
             for e in std::fs::read_dir(&dir).unwrap() {
                 let p = e.unwrap().path();
-                if p.file_name().unwrap().to_string_lossy().starts_with("controlplane") {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("controlplane") || name.ends_with(".controlplane.toml") {
                     let c = DaemonConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
                     assert!(!c.connections.is_empty(), "{}", p.display());
                     n += 1;
                 }
             }
         }
-        assert!(n >= 1, "found {n} configs");
+        assert!(n >= 5, "found {n} configs");
     }
 
     #[test]
