@@ -296,6 +296,24 @@ check "group rekey under a <-> b traffic: $(grep -o '[0-9]* packets transmitted,
     grep -q ' 0% packet loss' "$RUN/rollover.txt"
 grep -h "group" "$RUN/a.controlplane.log" | tail -3 | sed 's/^/      a: /'
 
+# c leaves (deletes its IKE SA and stays away): the hub gives a and b a new
+# group SA that c never sees. What a sends towards c's LAN after the
+# rollover reaches c with an SPI c does not have: c cannot decrypt it.
+before=$(group_spi)
+gwctl c terminate hub >/dev/null
+rekeyed() { [ "$(group_spi)" != "$before" ]; }
+check "c left: the hub rekeyed the group for a and b" wait_for 10 rekeyed
+sleep 2 # Rollover1 (1 s): a and b send with the new SA
+drops_c() { gwctl c stats | awk '/dataplane drop unknown_spi/ {print $4}'; }
+d0=$(drops_c)
+host a ping -q -c 5 -i 0.1 -W 1 10.1.3.10 >"$RUN/to-c.txt" 2>&1 || true
+sleep 1.5 # counters reach the control plane each second
+d1=$(drops_c)
+check "a -> c after c left: nothing gets through" grep -q ' 100% packet loss' "$RUN/to-c.txt"
+check "c cannot decrypt the new SA: its dataplane drops them as unknown SPI (${d0:-0} -> ${d1:-0})" \
+    test "${d1:-0}" -ge "$((${d0:-0} + 5))"
+check "a <-> b still through the new group SA" ping_ok host a ping -c 5 -i 0.1 -W 1 10.1.2.10
+
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then
     for n in "${NODES[@]}"; do

@@ -60,7 +60,9 @@ struct Daemon {
     log_buf: std::cell::RefCell<std::io::BufWriter<std::io::Stdout>>,
     /// Dataplane counters by (SPI, direction): packets, bytes.
     counters: HashMap<(u32, Direction), (u64, u64)>,
-    drops: Vec<(String, u64)>,
+    /// Dataplane drops by reason since this daemon started (the dataplane
+    /// reports what changed, at most once a second).
+    drops: std::collections::BTreeMap<String, u64>,
     config_text: String,
     /// Connections an operator terminated: not restarted automatically.
     held: std::collections::HashSet<String>,
@@ -94,7 +96,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         started: Instant::now(),
         log_buf: std::cell::RefCell::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())),
         counters: HashMap::new(),
-        drops: Vec::new(),
+        drops: Default::default(),
         config_text: cfg.text.clone(),
         held: Default::default(),
     };
@@ -212,9 +214,20 @@ impl Daemon {
                     }
                     self.engine.dataplane_event(now, &ev);
                 }
+                Event::Drops { counts, last_unknown_spi } => {
+                    for (reason, n) in counts {
+                        *self.drops.entry(reason).or_default() += n;
+                    }
+                    // RFC 4303 3.4.2: an SA we do not have is an auditable event.
+                    if let Some(spi) = last_unknown_spi {
+                        self.log(&format!("dataplane: ESP with an unknown SPI (last {spi:08x})"));
+                    }
+                }
                 Event::Counters { sas, drops } => {
                     self.counters = sas.iter().map(|c| ((c.spi, c.direction), (c.packets, c.bytes))).collect();
-                    self.drops = drops;
+                    for (reason, n) in drops {
+                        self.drops.insert(reason, n);
+                    }
                 }
                 Event::CommandRejected { reason } => self.log(&format!("dataplane rejected a command: {reason}")),
                 Event::Lifetime { .. } | Event::SeqExhausted { .. } => self.engine.dataplane_event(now, &ev),
@@ -262,7 +275,7 @@ impl Daemon {
                 ike: self.engine.stats.clone(),
                 half_open: self.engine.half_open(),
                 dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
-                dataplane_drops: self.drops.clone(),
+                dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             },
         }
     }
