@@ -622,18 +622,18 @@ impl Engine {
     /// Sends `payloads` in an INFORMATIONAL request on every established IKE
     /// SA of connection `name` (for tools and tests: a notify by hand).
     pub fn send_informational(&mut self, now: Instant, name: &str, payloads: Vec<Payload>) -> Result<usize, String> {
-        let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
-        let spis: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.conn == ci && s.state == IkeState::Established)
-            .map(|(k, _)| *k)
-            .collect();
+        let spis = self.established_of(name)?;
         for s in &spis {
             self.queue(now, *s, Task::Informational(payloads.clone()));
         }
         self.reschedule();
         Ok(spis.len())
+    }
+
+    /// Our SPIs of the established IKE SAs of connection `name`.
+    fn established_of(&self, name: &str) -> Result<Vec<u64>, String> {
+        let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
+        Ok(self.sas.iter().filter(|(_, s)| s.conn == ci && s.state == IkeState::Established).map(|(k, _)| *k).collect())
     }
 
     /// Deletes every IKE SA of connection `name` (INFORMATIONAL Delete).
@@ -660,15 +660,8 @@ impl Engine {
     }
 
     fn rekey_inner(&mut self, now: Instant, name: &str, ike: bool) -> Result<usize, String> {
-        let ci = self.conn_index(name).ok_or_else(|| format!("no connection named {name:?}"))?;
         let mut n = 0;
-        let spis: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.conn == ci && s.state == IkeState::Established)
-            .map(|(k, _)| *k)
-            .collect();
-        for s in spis {
+        for s in self.established_of(name)? {
             if ike {
                 self.queue(now, s, Task::RekeyIke);
                 n += 1;
