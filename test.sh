@@ -36,6 +36,10 @@ step "fuzz: IKE datagrams into a responder, ${FUZZ_SECONDS} s"
 (cd controlplane/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ike_responder -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 \
     | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread)' ) || { echo "fuzzing found a failure" >&2; exit 1; }
 
+step "fuzz: MPSA_PUT notification data into the endpoint's parser, ${FUZZ_SECONDS} s"
+(cd controlplane/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run mpsa_put -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 \
+    | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread)' ) || { echo "fuzzing found a failure" >&2; exit 1; }
+
 step "static build: gw-dataplane without DPDK shared libraries"
 cargo build --release --quiet -p dataplane --features static --target-dir target/static
 static_bin=target/static/release/gw-dataplane
