@@ -45,7 +45,7 @@ fn endpoint_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(n)
 }
 
-struct Result {
+struct Distribution {
     members: usize,
     setup_secs: f64,
     hub_secs: f64,
@@ -53,7 +53,7 @@ struct Result {
     installed: usize,
 }
 
-fn one(n: usize) -> std::result::Result<Result, String> {
+fn one(n: usize) -> Result<Distribution, String> {
     let quiet = Settings { cookie_threshold: usize::MAX, ..Settings::default() };
     let hub_conn = toml::from_str::<ConnectionToml>(&format!(
         "name = \"members\"\nlocal = \"{HUB}\"\nremote = \"%any\"\nlocal_id = \"hub.lab\"\nremote_id = \"%any\"\n\
@@ -95,7 +95,7 @@ fn one(n: usize) -> std::result::Result<Result, String> {
         by_addr.insert(IpAddr::V4(a), i);
         eps.push(e);
         // Run this endpoint's exchanges (IKE_SA_INIT, IKE_AUTH, MPSA_PUT) to the end.
-        exchange(&mut hub, &mut eps, &by_addr, now, &mut |_, _| {});
+        exchange(&mut hub, &mut eps, &by_addr, now);
     }
     let setup_secs = setup.elapsed().as_secs_f64();
     let first = hub.groups_info(now)[0].clone();
@@ -144,7 +144,7 @@ fn one(n: usize) -> std::result::Result<Result, String> {
     }
     let installed =
         eps.iter().filter(|e| e.groups_info(now).first().is_some_and(|g| g.spi == info.spi && g.rekeys == 2)).count();
-    Ok(Result {
+    Ok(Distribution {
         members: n,
         setup_secs,
         hub_secs: hub_time.as_secs_f64(),
@@ -154,47 +154,34 @@ fn one(n: usize) -> std::result::Result<Result, String> {
 }
 
 /// Delivers datagrams between the hub and the endpoints until none is left.
-fn exchange(
-    hub: &mut Engine,
-    eps: &mut [Engine],
-    by_addr: &HashMap<IpAddr, usize>,
-    now: Instant,
-    on_dp: &mut dyn FnMut(usize, Command),
-) {
+fn exchange(hub: &mut Engine, eps: &mut [Engine], by_addr: &HashMap<IpAddr, usize>, now: Instant) {
     let mut wire: std::collections::VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = Default::default();
-    let mut pull =
-        |e: &mut Engine, who: usize, wire: &mut std::collections::VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>| {
-            while let Some(o) = e.poll_output() {
-                match o {
-                    Output::Send { local, remote, data } => wire.push_back((remote, local, data)),
-                    Output::Dataplane(c) => on_dp(who, c),
-                    Output::Event(ev) => {
-                        if std::env::var_os("GW_BENCH_DEBUG").is_some() {
-                            eprintln!("{who}: {ev}");
-                        }
-                    }
-                }
+    let pull = |e: &mut Engine, wire: &mut std::collections::VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>| {
+        while let Some(o) = e.poll_output() {
+            if let Output::Send { local, remote, data } = o {
+                wire.push_back((remote, local, data));
             }
-        };
+        }
+    };
     let last = eps.len() - 1;
-    pull(&mut eps[last], last, &mut wire);
+    pull(&mut eps[last], &mut wire);
     let mut guard = 0;
     while let Some((to, from, data)) = wire.pop_front() {
         guard += 1;
         assert!(guard < 100, "message storm");
         if to.ip() == IpAddr::V4(HUB) {
             hub.handle_datagram(now, to, from, &data);
-            pull(hub, usize::MAX, &mut wire);
+            pull(hub, &mut wire);
         } else {
             let i = by_addr[&to.ip()];
             eps[i].handle_datagram(now, to, from, &data);
-            pull(&mut eps[i], i, &mut wire);
+            pull(&mut eps[i], &mut wire);
         }
     }
 }
 
 /// One direction of group traffic, A -> B, across a rekey: (sent, delivered).
-fn rollover_loss(rate_pps: u64, skew: Duration, roll1: u32, roll2: u32) -> std::result::Result<(u64, u64), String> {
+fn rollover_loss(rate_pps: u64, skew: Duration, roll1: u32, roll2: u32) -> Result<(u64, u64), String> {
     use dataplane::buf::VecBuf;
     use dataplane::pipeline::{Verdict, Worker};
     use dataplane::state::TableState;
@@ -203,7 +190,7 @@ fn rollover_loss(rate_pps: u64, skew: Duration, roll1: u32, roll2: u32) -> std::
 
     // The traffic generator's flows: 192.168.1.0/24 (A's LAN) to
     // 192.168.105.0/24 (B's LAN).
-    let endpoint = |me: u8| -> std::result::Result<TableState, String> {
+    let endpoint = |me: u8| -> Result<TableState, String> {
         let mac = |port: u8| [2, 0, 0, 0, me, port];
         let mut t = Tables::new(vec![PortInfo { mac: mac(0), mtu: 1500 }, PortInfo { mac: mac(1), mtu: 1500 }]);
         t.add_local(IpAddr::V4(Ipv4Addr::new(192, 0, 2, me)));
@@ -219,28 +206,24 @@ fn rollover_loss(rate_pps: u64, skew: Duration, roll1: u32, roll2: u32) -> std::
         }
         Ok(TableState::new(t))
     };
-    // What the endpoint's control plane tells its dataplane for a group SA.
+    // What an endpoint's control plane tells its dataplane for a group SA
+    // (keys from KEYMAT = prf+(SK_d, Nonce), as the hub would hand them).
     let install = |spi: u32, seed: u8, me: u8| -> Command {
-        let key: Vec<u8> = (0..20).map(|i| seed.wrapping_mul(31).wrapping_add(i)).collect();
+        let put = controlplane::mpsa::MpsaPut {
+            spi,
+            encr: controlplane::crypto::sk::Encr::AesGcm16(128),
+            prf: controlplane::crypto::Prf::HmacSha256,
+            integ: None,
+            nonce: vec![seed; 32],
+            sk_d: controlplane::crypto::Secret::new(vec![seed.wrapping_add(1); 32]),
+            lifetime: 3600,
+            rollover1: roll1,
+            rollover2: roll2,
+        };
         let wp = |a: [u8; 4], len: u8| cpdp::msg::WirePrefix { addr: IpAddr::V4(Ipv4Addr::from(a)), len };
         Command::InstallGroupSa {
             group: "mesh".into(),
-            sa: cpdp::msg::SaSpec {
-                spi,
-                direction: cpdp::msg::Direction::In,
-                alg: "aes128gcm".into(),
-                enc_key: zeroize::Zeroizing::new(key),
-                auth_key: zeroize::Zeroizing::new(Vec::new()),
-                local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, me)),
-                remote: IpAddr::V4(Ipv4Addr::new(192, 0, 2, me)),
-                natt: None,
-                esn: false,
-                replay_window: 0,
-                seq: 0,
-                inner_src: Vec::new(),
-                inner_dst: Vec::new(),
-                lifetime: Default::default(),
-            },
+            sa: put.group_sa_spec(IpAddr::V4(Ipv4Addr::new(192, 0, 2, me))),
             members: vec![
                 (wp([192, 168, 1, 0], 24), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11))),
                 (wp([192, 168, 105, 0], 24), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 12))),
@@ -292,7 +275,7 @@ fn rollover_loss(rate_pps: u64, skew: Duration, roll1: u32, roll2: u32) -> std::
     Ok((sent, delivered))
 }
 
-pub fn run(a: &MpsaArgs) -> std::result::Result<(), String> {
+pub fn run(a: &MpsaArgs) -> Result<(), String> {
     core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
     let mut rows = Vec::new();
     for &n in &a.members {

@@ -223,11 +223,8 @@ impl Daemon {
                         self.log(&format!("dataplane: ESP with an unknown SPI (last {spi:08x})"));
                     }
                 }
-                Event::Counters { sas, drops } => {
+                Event::Counters { sas, .. } => {
                     self.counters = sas.iter().map(|c| ((c.spi, c.direction), (c.packets, c.bytes))).collect();
-                    for (reason, n) in drops {
-                        self.drops.insert(reason, n);
-                    }
                 }
                 Event::CommandRejected { reason } => self.log(&format!("dataplane rejected a command: {reason}")),
                 Event::Lifetime { .. } | Event::SeqExhausted { .. } => self.engine.dataplane_event(now, &ev),

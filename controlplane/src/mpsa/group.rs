@@ -82,7 +82,8 @@ fn d_true() -> bool {
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     pub name: String,
-    pub members: Vec<Identification>,
+    /// A set: the hub looks a member up per IKE SA (tens of thousands).
+    pub members: HashSet<Identification>,
     pub encr: Encr,
     pub integ: Option<Integ>,
     pub prf: Prf,
@@ -151,9 +152,6 @@ pub struct GroupSa {
 #[derive(Debug)]
 pub struct GatewayGroup {
     pub cfg: GroupConfig,
-    /// The members' identities, for a lookup per IKE SA (a hub may have
-    /// tens of thousands).
-    members: HashSet<Identification>,
     pub current: GroupSa,
     /// IKE SAs (our SPI) that acknowledged the current SA.
     pub delivered: HashSet<u64>,
@@ -166,8 +164,7 @@ impl GatewayGroup {
     /// The group SA is made now, before any member connects (mpsa 3.3.1).
     pub fn new(cfg: GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GatewayGroup {
         let current = Self::make_sa(&cfg, now, spi, rng);
-        let members = cfg.members.iter().cloned().collect();
-        GatewayGroup { cfg, members, current, delivered: HashSet::new(), rekey_requested: false, rekeys: 0 }
+        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: false, rekeys: 0 }
     }
 
     fn make_sa(cfg: &GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GroupSa {
@@ -183,17 +180,12 @@ impl GatewayGroup {
     }
 
     pub fn is_member(&self, id: Option<&Identification>) -> bool {
-        id.is_some_and(|id| self.members.contains(id))
+        id.is_some_and(|id| self.cfg.members.contains(id))
     }
 
     /// When the current SA is replaced.
     pub fn rekey_at(&self) -> Instant {
         self.current.created + self.cfg.lifetime * self.cfg.rekey_percent as u32 / 100
-    }
-
-    /// The next moment this group needs the timer: its rekey.
-    pub fn deadline(&self) -> Instant {
-        self.rekey_at()
     }
 
     pub fn rekey(&mut self, now: Instant, spi: u32, rng: &mut dyn Random) {

@@ -9,6 +9,11 @@
 //! rollover times are 4-octet big-endian seconds, Lifetime being the time
 //! left.
 
+use std::net::IpAddr;
+
+use cpdp::msg::{Direction, SaSpec};
+use zeroize::Zeroizing;
+
 use crate::codepoints::{AttributeType, EncrId, IntegId, NotifyType, PrfId, ProtocolId, TransformType};
 use crate::crypto::sk::Encr;
 use crate::crypto::{Integ, Prf, Secret};
@@ -222,6 +227,30 @@ impl MpsaPut {
     /// The dataplane's algorithm name.
     pub fn alg(&self) -> String {
         self.encr.esp_name(self.integ).unwrap_or_else(|| "unsupported".into())
+    }
+
+    /// The SA an endpoint at `local` installs: one key set for both
+    /// directions (the dataplane takes the peer per packet from the
+    /// group's members).
+    pub fn group_sa_spec(&self, local: IpAddr) -> SaSpec {
+        let (ek, ak) = self.keymat();
+        SaSpec {
+            spi: self.spi,
+            direction: Direction::In,
+            alg: self.alg(),
+            enc_key: Zeroizing::new(ek.as_slice().to_vec()),
+            auth_key: Zeroizing::new(ak.as_slice().to_vec()),
+            local,
+            remote: local,
+            natt: None,
+            esn: false,
+            // No anti-replay on a group SA (mpsa-04 5.2.1).
+            replay_window: 0,
+            seq: 0,
+            inner_src: Vec::new(),
+            inner_dst: Vec::new(),
+            lifetime: Default::default(),
+        }
     }
 }
 

@@ -13,8 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use cpdp::msg::{Command, Direction, Lifetimes, SaSpec};
-use zeroize::Zeroizing;
+use cpdp::msg::Command;
 
 use super::{Engine, Event, IkeSa, IkeState, Pending, Task};
 use crate::codepoints::{ExchangeType, NotifyType};
@@ -157,29 +156,10 @@ impl Engine {
     }
 
     fn install_group_sa(&mut self, now: Instant, sa: &IkeSa, conn: &str, put: &MpsaPut) {
-        let (ek, ak) = put.keymat();
-        let c = &self.conns[sa.conn];
-        let spec = SaSpec {
-            spi: put.spi,
-            direction: Direction::In,
-            alg: put.alg(),
-            enc_key: Zeroizing::new(ek.as_slice().to_vec()),
-            auth_key: Zeroizing::new(ak.as_slice().to_vec()),
-            local: sa.local.ip(),
-            remote: sa.remote.ip(),
-            natt: None,
-            esn: false,
-            // No anti-replay on a group SA (mpsa-04 5.2.1).
-            replay_window: 0,
-            seq: 0,
-            inner_src: Vec::new(),
-            inner_dst: Vec::new(),
-            lifetime: Lifetimes::default(),
-        };
         self.dp(Command::InstallGroupSa {
             group: conn.to_string(),
-            sa: spec,
-            members: c.mpsa_routes.clone(),
+            sa: put.group_sa_spec(sa.local.ip()),
+            members: self.conns[sa.conn].mpsa_routes.clone(),
             rollover1_secs: put.rollover1,
             rollover2_secs: put.rollover2,
         });
@@ -240,7 +220,7 @@ impl Engine {
             if g.rekey_requested {
                 self.last_now.unwrap_or_else(|| g.rekey_at())
             } else {
-                g.deadline()
+                g.rekey_at()
             }
         });
         let ep = self.endpoint_groups.values().map(|g| g.expires);
