@@ -33,6 +33,9 @@ pub struct IkeArgs {
     /// Skip the strongSwan runs (no interop packages or plugin here).
     #[arg(long)]
     pub no_strongswan: bool,
+    /// Skip the appliance path (gw-dataplane + gw-controlplane over the rings).
+    #[arg(long)]
+    pub no_appliance: bool,
     /// Write the report as Markdown here too.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
@@ -240,14 +243,17 @@ fn start_initiator(lab: &Lab) -> Result<(), String> {
     lab.sh(&args).map(|_| ())
 }
 
-/// One load-test of `count` SAs against the responder `pid`: (wall SAs/s,
-/// responder CPU seconds per SA).
-fn load(lab: &Lab, pid: u32, count: u32) -> Result<(f64, f64, String), String> {
-    let c0 = cpu_ns(pid);
+/// One load-test of `count` SAs against the responder made of `pids`:
+/// (wall SAs/s, responder CPU seconds per SA, the load-tester's line).
+/// `idle_cpu` (CPU seconds per second the responder spends with no load)
+/// is taken off first: see [`appliance`].
+fn load(lab: &Lab, pids: &[u32], count: u32, idle_cpu: f64) -> Result<(f64, f64, String), String> {
+    let cpu = || pids.iter().map(|p| cpu_ns(*p)).sum::<u64>();
+    let c0 = cpu();
     let t = Instant::now();
     let out = lab.sh(&[&lab.peer(), "load-test", "lt", &count.to_string(), "0"]);
     let wall = t.elapsed().as_secs_f64();
-    let c1 = cpu_ns(pid);
+    let c1 = cpu();
     let out = out.unwrap_or_else(|e| e);
     let line = out.lines().find(|l| l.starts_with("load-test:")).unwrap_or("").to_string();
     let ok: f64 = line
@@ -258,15 +264,18 @@ fn load(lab: &Lab, pid: u32, count: u32) -> Result<(f64, f64, String), String> {
     if ok < count as f64 * 0.9 {
         return Err(format!("only {ok} of {count} SAs came up: {line}"));
     }
-    Ok((ok / wall, (c1 - c0) as f64 / 1e9 / ok, line))
+    let busy = ((c1 - c0) as f64 / 1e9 - idle_cpu * wall).max(0.0);
+    Ok((ok / wall, busy / ok, line))
 }
 
-fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String> {
+/// Our responder's config: `transport` lines, then the load-tester's
+/// connection (any initiator, PSK, no liveness checks).
+fn cp_config(lab: &Lab, transport: &str) -> Result<PathBuf, String> {
     let cfg = lab.run_dir.join("cp.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[daemon]\ntransport = \"kernel\"\nlisten = [\"10.77.0.2\"]\nadmin_socket = \"{}\"\n\
+            "[daemon]\n{transport}admin_socket = \"{}\"\n\
              cookie_threshold = 1000000\n\n[[connection]]\nname = \"lt\"\nlocal = \"10.77.0.2\"\n\
              local_id = \"right.lab\"\npsk = \"{PSK}\"\nlocal_ts = [\"10.77.2.0/24\"]\n\
              remote_ts = [\"10.77.1.0/24\"]\ndpd_secs = 0\n",
@@ -274,22 +283,112 @@ fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String>
         ),
     )
     .map_err(|e| e.to_string())?;
-    let nb = lab.ns("b");
+    Ok(cfg)
+}
+
+/// Starts `bin --config cfg` on CPU 1 in node b. taskset execs ip, which
+/// execs the program: the child's PID is the program's.
+fn spawn_on_cpu1(lab: &Lab, bin: &Path, cfg: &Path, log: Option<&Path>) -> Result<Killer, String> {
+    let file = |p: &Path| std::fs::File::create(p).map(Stdio::from).map_err(|e| format!("{}: {e}", p.display()));
+    let (out, err) = match log {
+        Some(p) => (file(p)?, file(&p.with_extension("err"))?),
+        None => (Stdio::null(), Stdio::null()),
+    };
     let child = Command::new("taskset")
-        .args(["-c", "1", "ip", "netns", "exec", &nb])
+        .args(["-c", "1", "ip", "netns", "exec", &lab.ns("b")])
         .arg(bin)
         .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .arg(cfg)
+        .stdout(out)
+        .stderr(err)
         .spawn()
-        .map_err(|e| e.to_string())?;
-    let k = Killer(child);
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    Ok(Killer(child))
+}
+
+fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String> {
+    let cfg = cp_config(lab, "transport = \"kernel\"\nlisten = [\"10.77.0.2\"]\n")?;
+    let k = spawn_on_cpu1(lab, bin, &cfg, None)?;
     std::thread::sleep(Duration::from_millis(500));
-    // taskset execs ip, which execs the daemon: the same PID.
-    let r = load(lab, k.0.id(), count);
+    let r = load(lab, &[k.0.id()], count, 0.0);
     drop(k);
     r
+}
+
+/// The appliance's own path: gw-dataplane on node b's wan0 (net_af_packet,
+/// both lcores on CPU 1) owns 10.77.0.2 and punts IKE to gw-controlplane
+/// (transport "dataplane", CPU 1) over the shared-memory rings; answers go
+/// back down the command ring. Child SAs are installed in the dataplane
+/// for real. The CPU per SA is both processes' together, less what they
+/// spend with no load at all (the dataplane's idle back-off wakes its
+/// lcores up to 1,000 times a second, the control plane's ring reader
+/// about 600), measured over 2 s first: the figure is what an SA adds.
+/// Returns also that idle cost, in CPU seconds per second.
+fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<(f64, f64, String, f64), String> {
+    let (na, nb) = (lab.ns("a"), lab.ns("b"));
+    // The dataplane owns 10.77.0.2: node b's kernel must not answer, and
+    // the initiator's veth must fill in UDP checksums (interop NOTES.md).
+    lab.sh(&["ip", "-n", &nb, "addr", "flush", "dev", "wan0"])?;
+    lab.sh(&["ip", "netns", "exec", &na, "ethtool", "-K", "wan0", "tx", "off"])?;
+    let run = lab.run_dir.join("rings");
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+    let dp_cfg = lab.run_dir.join("dp.toml");
+    std::fs::write(
+        &dp_cfg,
+        format!(
+            "mode = \"gateway\"\n[eal]\nlcores = \"0@1,1@1\"\nfile_prefix = \"{}-dp\"\nmemory_mb = 256\n\
+             [mempool]\nmbufs = 8191\n[[port]]\nname = \"wan\"\n\
+             device = \"net_af_packet0,iface=wan0,qpairs=2\"\naddresses = [\"10.77.0.2/24\"]\n\
+             [control]\ndir = \"{}\"\nwait_for_sync = true\n",
+            lab.prefix,
+            run.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let cp_cfg = cp_config(lab, &format!("transport = \"dataplane\"\ncontrol_dir = \"{}\"\n", run.display()))?;
+    let dp_log = lab.run_dir.join("dp.log");
+    let result = (|| {
+        let dp = spawn_on_cpu1(lab, dp_bin, &dp_cfg, Some(&dp_log))?;
+        let cp = spawn_on_cpu1(lab, cp_bin, &cp_cfg, None)?;
+        let pids = [dp.0.id(), cp.0.id()];
+        // Up when the dataplane reports the control plane's sync.
+        let t = Instant::now();
+        while !std::fs::read_to_string(&dp_log).unwrap_or_default().contains("worker lcore") {
+            if t.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "gw-dataplane did not come up: {}",
+                    std::fs::read_to_string(&dp_log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let c0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let idle = (pids.iter().map(|p| cpu_ns(*p)).sum::<u64>() - c0) as f64 / 1e9 / t.elapsed().as_secs_f64();
+        let (w, c, l) = load(lab, &pids, count, idle)?;
+        if let Ok(keep) = std::env::var("GW_BENCH_KEEP") {
+            // Debugging aid: the daemon's stats and the dataplane's counters.
+            if let Ok(o) = Command::new(cp_bin.with_file_name("gwctl"))
+                .arg("-s")
+                .arg(lab.run_dir.join("cp.sock"))
+                .arg("stats")
+                .output()
+            {
+                let _ = std::fs::write(Path::new(&keep).join("stats.txt"), o.stdout);
+            }
+            let _ = Command::new("kill").args(["-TERM", &dp.0.id().to_string()]).status();
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = std::fs::copy(&dp_log, Path::new(&keep).join("dp.log"));
+            let _ = std::fs::copy(dp_log.with_extension("err"), Path::new(&keep).join("dp.err"));
+        }
+        drop((cp, dp));
+        Ok((w, c, l, idle))
+    })();
+    lab.sh(&["ip", "-n", &nb, "addr", "add", "10.77.0.2/24", "dev", "wan0"])?;
+    result
 }
 
 fn strongswan(lab: &Lab, count: u32) -> Result<(f64, f64, String), String> {
@@ -331,7 +430,7 @@ fn strongswan(lab: &Lab, count: u32) -> Result<(f64, f64, String), String> {
         .find_map(|l| l.strip_prefix("PID=").map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string()))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no PID in: {paths}"))?;
-    let r = load(lab, pid, count);
+    let r = load(lab, &[pid], count, 0.0);
     let _ = lab.sh(&[&peer, "stop", "ssr"]);
     r
 }
@@ -346,12 +445,18 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     if !bin.exists() {
         return Err(format!("{} missing: cargo build --release -p controlplane", bin.display()));
     }
+    let dp_bin = bin.with_file_name("gw-dataplane");
+    if !a.no_appliance && !dp_bin.exists() {
+        return Err(format!("{} missing: cargo build --release -p dataplane (or --no-appliance)", dp_bin.display()));
+    }
     println!("ike: X25519 ceiling (2 scalar multiplications per SA, one core) ...");
     let x = x25519_ceiling();
     println!("ike: in-memory responder ({} SAs) ...", a.count.min(2000));
     let mem = in_memory(a.count.min(2000));
     let mut our_cpu = Vec::new();
     let mut our_wall = Vec::new();
+    let mut app_cpu = Vec::new();
+    let mut app_idle = Vec::new();
     let mut ss_cpu = Vec::new();
     let mut ss_wall = Vec::new();
     let mut lines = Vec::new();
@@ -370,6 +475,22 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
             lines.push(format!("ours run {}: {:.3} ms CPU/SA | {l}", r + 1, c * 1e3));
             our_wall.push(w);
             our_cpu.push(c);
+            if !a.no_appliance {
+                println!(
+                    "ike: run {}: our appliance path (gw-dataplane + gw-controlplane), {} SAs ...",
+                    r + 1,
+                    a.count
+                );
+                let (_, c, l, idle) = appliance(&lab, &bin, &dp_bin, a.count)?;
+                lines.push(format!(
+                    "appliance run {}: {:.3} ms CPU/SA above idle ({:.1}% of a core idle) | {l}",
+                    r + 1,
+                    c * 1e3,
+                    idle * 100.0
+                ));
+                app_cpu.push(c);
+                app_idle.push(idle);
+            }
             if !a.no_strongswan {
                 println!("ike: run {}: strongSwan responder, {} SAs ...", r + 1, a.count);
                 let (w, c, l) = strongswan(&lab, a.count)?;
@@ -390,6 +511,15 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     t.push_str("| responder | CPU per SA | SAs per responder-core-second | wall-clock SAs/s (initiator-bound) |\n");
     t.push_str("|---|---:|---:|---:|\n");
     t.push_str(&format!("| gw-controlplane (kernel UDP) | {:.3} ms | {:.0} | {:.0} |\n", oc * 1e3, 1.0 / oc, ow));
+    if !app_cpu.is_empty() {
+        let ac = median(&mut app_cpu);
+        t.push_str(&format!(
+            "| gw-controlplane + gw-dataplane (appliance path, rings; CPU above idle, idle {:.1}% of a core) | {:.3} ms | {:.0} | |\n",
+            median(&mut app_idle) * 100.0,
+            ac * 1e3,
+            1.0 / ac
+        ));
+    }
     if !ss_cpu.is_empty() {
         let sc = median(&mut ss_cpu);
         let sw = median(&mut ss_wall);

@@ -185,6 +185,65 @@ impl NeighborAgent {
     }
 }
 
+/// Packets waiting for a next hop's link-layer address, as a host's ARP
+/// layer keeps them (RFC 1122 2.3.2.2: save at least the latest packet to
+/// an unresolved address and send it once resolved). Without it the first
+/// IKE answer to a peer we have not heard ARP from (its cache still held
+/// our MAC from before a restart) is lost and costs the peer a
+/// retransmission timeout. Bounded per next hop and in all; what waits
+/// longer than [`HOLD_TIME`] is dropped (its sender retransmits).
+#[derive(Debug)]
+pub struct HoldQueue<T> {
+    items: Vec<(IpAddr, Instant, T)>,
+}
+
+pub const HOLD_PER_NEXT_HOP: usize = 8;
+pub const HOLD_TOTAL: usize = 256;
+pub const HOLD_TIME: Duration = Duration::from_secs(3);
+
+impl<T> Default for HoldQueue<T> {
+    fn default() -> Self {
+        HoldQueue { items: Vec::new() }
+    }
+}
+
+impl<T> HoldQueue<T> {
+    /// Keeps `item` until `next_hop` resolves. `Err(item)` when the queue
+    /// for that next hop, or in all, is full: the caller drops it.
+    pub fn hold(&mut self, next_hop: IpAddr, now: Instant, item: T) -> Result<(), T> {
+        let for_hop = self.items.iter().filter(|(ip, _, _)| *ip == next_hop).count();
+        if for_hop >= HOLD_PER_NEXT_HOP || self.items.len() >= HOLD_TOTAL {
+            return Err(item);
+        }
+        self.items.push((next_hop, now, item));
+        Ok(())
+    }
+
+    /// Takes out, in the order they came, the items whose next hop
+    /// `resolved` now says is known, and drops those held too long; returns
+    /// the released items and how many were dropped.
+    pub fn release(&mut self, resolved: impl Fn(IpAddr) -> bool, now: Instant) -> (Vec<T>, usize) {
+        let mut out = Vec::new();
+        let mut expired = 0;
+        let mut keep = Vec::with_capacity(self.items.len());
+        for (ip, since, item) in self.items.drain(..) {
+            if resolved(ip) {
+                out.push(item);
+            } else if now.saturating_duration_since(since) >= HOLD_TIME {
+                expired += 1;
+            } else {
+                keep.push((ip, since, item));
+            }
+        }
+        self.items = keep;
+        (out, expired)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +319,38 @@ mod tests {
         assert!(a.solicit("2001:db8::50".parse().unwrap(), 0, t0).is_some());
         assert!(a.solicit(ip, 7, t0 + Duration::from_secs(9)).is_none(), "no such port");
         assert_eq!(solicited_node("2001:db8::1:2:3".parse().unwrap()), "ff02::1:ff02:3".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn held_packets_go_out_in_order_once_their_next_hop_resolves() {
+        let t0 = Instant::now();
+        let a: IpAddr = "192.0.2.2".parse().unwrap();
+        let b: IpAddr = "192.0.2.3".parse().unwrap();
+        let mut q = HoldQueue::default();
+        q.hold(a, t0, 1).unwrap();
+        q.hold(b, t0, 2).unwrap();
+        q.hold(a, t0, 3).unwrap();
+        assert_eq!(q.release(|_| false, t0), (vec![], 0), "nothing resolved yet");
+        assert_eq!(q.release(|ip| ip == a, t0 + Duration::from_millis(5)), (vec![1, 3], 0));
+        assert!(!q.is_empty());
+        // b never answers: dropped after HOLD_TIME, counted.
+        assert_eq!(q.release(|_| false, t0 + HOLD_TIME), (vec![], 1));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn the_hold_queue_is_bounded_per_next_hop_and_in_all() {
+        let t0 = Instant::now();
+        let mut q = HoldQueue::default();
+        let a: IpAddr = "192.0.2.2".parse().unwrap();
+        for i in 0..HOLD_PER_NEXT_HOP {
+            q.hold(a, t0, i).unwrap();
+        }
+        assert_eq!(q.hold(a, t0, 99), Err(99), "per next hop");
+        for i in 0..(HOLD_TOTAL - HOLD_PER_NEXT_HOP) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+            q.hold(ip, t0, i).unwrap();
+        }
+        assert_eq!(q.hold("10.9.9.9".parse().unwrap(), t0, 7), Err(7), "in all");
     }
 }

@@ -3,24 +3,19 @@
 //! table state and publishing new tables to the workers, punting and
 //! injecting packets.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cpdp::msg::{self, Command, Event, SaCounters};
 use cpdp::{Consumer, Producer, SharedRing};
 use crossbeam_queue::ArrayQueue;
+
+use crate::reservations::SeqReservations;
 use dataplane::config::ControlConfig;
 use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use dataplane::state::TableState;
 use dataplane::tables::Tables;
 use rustc_hash::FxHashMap;
-
-/// Sequence numbers reserved ahead of use per outbound SA, and how close
-/// use may come to the reservation before it is renewed. A restarted
-/// dataplane starts every SA past its reservation, so no number is ever
-/// sent twice under one key (RFC 4303 3.3.3; for GCM a repeat is fatal).
-const RESERVE_AHEAD: u64 = 1 << 20;
-const RENEW_BELOW: u64 = 1 << 19;
 
 /// Frames punted by a worker: (input port, frame).
 pub type PuntQueue = ArrayQueue<(u16, Vec<u8>)>;
@@ -28,8 +23,7 @@ pub type PuntQueue = ArrayQueue<(u16, Vec<u8>)>;
 pub struct Control {
     to_cp: Producer,
     from_cp: Consumer,
-    seq_path: PathBuf,
-    reserved: FxHashMap<u32, u64>,
+    reservations: SeqReservations,
     pub generation: u64,
     pub synced: bool,
     /// IKE datagrams the control plane asked to send, for the runner to
@@ -57,13 +51,10 @@ impl Control {
         // Commands queued for our previous life are stale: the control plane
         // resends everything after our Hello.
         from_cp.discard_all();
-        let seq_path = dir.join("seq.state");
-        let reserved = read_reservations(&seq_path);
         Ok(Control {
             to_cp: dp2cp.producer(),
             from_cp,
-            seq_path,
-            reserved,
+            reservations: SeqReservations::open(&dir.join("seq.state")),
             generation,
             synced: false,
             datagrams: Vec::new(),
@@ -72,7 +63,7 @@ impl Control {
 
     /// Sequence numbers to start each outbound SPI above.
     pub fn seq_floors(&self) -> FxHashMap<u32, u64> {
-        self.reserved.clone()
+        self.reservations.floors()
     }
 
     pub fn send(&mut self, e: &Event) -> bool {
@@ -119,20 +110,10 @@ impl Control {
         tables
     }
 
-    /// Renews sequence-number reservations that use is approaching.
+    /// Renews sequence-number reservations that use is approaching (new
+    /// SAs included).
     pub fn reserve(&mut self, t: &Tables) {
-        let mut dirty = false;
-        for sa in &t.out_sas {
-            let used = sa.seq_used();
-            let r = self.reserved.entry(sa.spi).or_insert(0);
-            if used + RENEW_BELOW > *r {
-                *r = used + RESERVE_AHEAD;
-                dirty = true;
-            }
-        }
-        if dirty {
-            write_reservations(&self.seq_path, &self.reserved);
-        }
+        self.reservations.renew(t.out_sas.iter().map(|sa| (sa.spi, sa.seq_used())), self.synced);
     }
 }
 
@@ -155,28 +136,6 @@ fn counters(state: &TableState) -> Event {
         }
     }
     Event::Counters { sas, drops: Vec::new() }
-}
-
-/// `spi seq` per line; a missing or damaged file means no reservations.
-fn read_reservations(p: &Path) -> FxHashMap<u32, u64> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (a, b) = l.split_once(' ')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Written to a temporary file and renamed, so a crash leaves the old or
-/// the new reservations, never half of them.
-fn write_reservations(p: &Path, r: &FxHashMap<u32, u64>) {
-    let tmp = p.with_extension("tmp");
-    let text: String = r.iter().map(|(s, q)| format!("{s} {q}\n")).collect();
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, p);
-    }
 }
 
 /// Publishes new tables to every worker's queue (dropping any older

@@ -17,7 +17,7 @@ use dataplane::tables::Tables;
 use crate::control::{self, Control, PuntQueue};
 use cpdp::msg::{Command, Event};
 use crossbeam_queue::ArrayQueue;
-use dataplane::neigh::{NeighOut, NeighborAgent, PortAddrs};
+use dataplane::neigh::{HoldQueue, NeighOut, NeighborAgent, PortAddrs};
 use dpdk::{Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 #[derive(Debug, Clone)]
@@ -32,6 +32,16 @@ impl Drop for RuntimeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The control plane's IKE datagrams on their way out of the main lcore:
+/// sent, held for a next hop's address, dropped (no route, hold queue
+/// full or expired, no mbuf or tx slot). Printed at exit.
+#[derive(Debug, Default)]
+struct IkeTx {
+    sent: u64,
+    held: u64,
+    dropped: u64,
 }
 
 /// One forwarding direction a worker serves: this rx queue into
@@ -216,6 +226,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     );
     let mut drops = DropReport::new(gw_stats.clone());
     let mut last_check = Instant::now();
+    let mut last_reserve = Instant::now();
+    let mut held: HoldQueue<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> = HoldQueue::default();
+    let mut ike_tx = IkeTx::default();
     let mut housekeeping = || {
         // Lifetimes and drop reports, ten times a second.
         if last_check.elapsed() >= Duration::from_millis(100) {
@@ -288,27 +301,44 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         if learned {
             new_tables = Some(state.build());
         }
+        let tables_changed = new_tables.is_some();
         if let Some(t) = new_tables {
             let t = Arc::new(t);
             control::publish(&table_queues, &t);
             tables = Some(t);
         }
-        // The control plane's IKE datagrams: routed like our own traffic;
-        // an unresolved next hop is solicited (IKE retransmits).
+        // The control plane's IKE datagrams: routed like our own traffic.
+        // One whose next hop has no link-layer address yet waits for it in
+        // the hold queue while that is solicited.
         let now = Instant::now();
         if let (Some(ctl), Some(t)) = (control.as_mut(), &tables) {
-            for (src, dst, payload) in std::mem::take(&mut ctl.datagrams) {
+            let mut todo = std::mem::take(&mut ctl.datagrams);
+            if !held.is_empty() {
+                let (ready, expired) = held.release(|ip| t.neighbors.contains_key(&ip), now);
+                ike_tx.dropped += expired as u64;
+                todo.splice(0..0, ready);
+            }
+            for (src, dst, payload) in todo {
                 match t.next_hop(dst.ip()) {
                     Ok(nh) => {
-                        if let Some(f) = dataplane::wire::datagram::frame(src, dst, &payload, nh.dst_mac, nh.src_mac) {
-                            inject(nh.port, &f);
+                        let sent = dataplane::wire::datagram::frame(src, dst, &payload, nh.dst_mac, nh.src_mac)
+                            .is_some_and(|f| inject(nh.port, &f));
+                        if sent {
+                            ike_tx.sent += 1;
+                        } else {
+                            ike_tx.dropped += 1;
                         }
                     }
                     Err(_) => {
-                        let via = t.route(dst.ip()).map(|r| (r.via.unwrap_or(dst.ip()), r.port));
-                        if let Some(NeighOut::Send { port, frame }) =
-                            via.and_then(|(ip, p)| neighbors.solicit(ip, p, now))
-                        {
+                        let Some((via, port)) = t.route(dst.ip()).map(|r| (r.via.unwrap_or(dst.ip()), r.port)) else {
+                            ike_tx.dropped += 1; // no route
+                            continue;
+                        };
+                        match held.hold(via, now, (src, dst, payload)) {
+                            Ok(()) => ike_tx.held += 1,
+                            Err(_) => ike_tx.dropped += 1,
+                        }
+                        if let Some(NeighOut::Send { port, frame }) = neighbors.solicit(via, port, now) {
                             inject(port, &frame);
                         }
                     }
@@ -324,8 +354,14 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                 }
             }
         }
+        // New SAs are reserved as soon as they are installed; use is
+        // checked every 10 ms (no SA sends 2^19 packets that fast), not
+        // every tick: the check walks every outbound SA.
         if let (Some(ctl), Some(t)) = (control.as_mut(), &tables) {
-            ctl.reserve(t);
+            if tables_changed || last_reserve.elapsed() >= Duration::from_millis(10) {
+                last_reserve = Instant::now();
+                ctl.reserve(t);
+            }
         }
     };
     let live_stats = gw_stats.clone();
@@ -357,6 +393,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     print_final(cfg, &ports, &counters);
     if let Some(t) = &tables {
         print_gateway_final(t, &gw_stats);
+    }
+    if cfg.control.is_some() {
+        println!("counters ike_tx sent={} held={} dropped={}", ike_tx.sent, ike_tx.held, ike_tx.dropped);
     }
     for p in &ports {
         p.stop().map_err(|e| format!("stopping {}: {e}", p.name()))?;
