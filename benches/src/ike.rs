@@ -245,10 +245,11 @@ fn start_initiator(lab: &Lab) -> Result<(), String> {
 
 /// One load-test of `count` SAs against the responder made of `pids`:
 /// (wall SAs/s, responder CPU seconds per SA, the load-tester's line).
-/// `idle_cpu` (CPU seconds per second the responder spends with no load)
-/// is taken off first: see [`appliance`].
-fn load(lab: &Lab, pids: &[u32], count: u32, idle_cpu: f64) -> Result<(f64, f64, String), String> {
-    let cpu = || pids.iter().map(|p| cpu_ns(*p)).sum::<u64>();
+/// The CPU per SA comes per process, in the order of `pids`; `idle` (CPU
+/// seconds per second each spends with no load) is taken off first: see
+/// [`appliance`].
+fn load(lab: &Lab, pids: &[u32], count: u32, idle: &[f64]) -> Result<(f64, Vec<f64>, String), String> {
+    let cpu = || pids.iter().map(|p| cpu_ns(*p)).collect::<Vec<u64>>();
     let c0 = cpu();
     let t = Instant::now();
     let out = lab.sh(&[&lab.peer(), "load-test", "lt", &count.to_string(), "0"]);
@@ -264,8 +265,10 @@ fn load(lab: &Lab, pids: &[u32], count: u32, idle_cpu: f64) -> Result<(f64, f64,
     if ok < count as f64 * 0.9 {
         return Err(format!("only {ok} of {count} SAs came up: {line}"));
     }
-    let busy = ((c1 - c0) as f64 / 1e9 - idle_cpu * wall).max(0.0);
-    Ok((ok / wall, busy / ok, line))
+    let per_sa = (0..pids.len())
+        .map(|i| ((c1[i] - c0[i]) as f64 / 1e9 - idle.get(i).copied().unwrap_or(0.0) * wall).max(0.0) / ok)
+        .collect();
+    Ok((ok / wall, per_sa, line))
 }
 
 /// Our responder's config: `transport` lines, then the load-tester's
@@ -310,27 +313,37 @@ fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String>
     let cfg = cp_config(lab, "transport = \"kernel\"\nlisten = [\"10.77.0.2\"]\n")?;
     let k = spawn_on_cpu1(lab, bin, &cfg, None)?;
     std::thread::sleep(Duration::from_millis(500));
-    let r = load(lab, &[k.0.id()], count, 0.0);
+    let r = load(lab, &[k.0.id()], count, &[]);
     drop(k);
-    r
+    r.map(|(w, c, l)| (w, c[0], l))
 }
 
 /// The appliance's own path: gw-dataplane on node b's wan0 (net_af_packet,
 /// both lcores on CPU 1) owns 10.77.0.2 and punts IKE to gw-controlplane
 /// (transport "dataplane", CPU 1) over the shared-memory rings; answers go
 /// back down the command ring. Child SAs are installed in the dataplane
-/// for real. The CPU per SA is both processes' together, less what they
-/// spend with no load at all (the dataplane's idle back-off wakes its
-/// lcores up to 1,000 times a second, the control plane's ring reader
-/// about 600), measured over 2 s first: the figure is what an SA adds.
-/// Returns also that idle cost, in CPU seconds per second.
-fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<(f64, f64, String, f64), String> {
+/// for real. The CPU per SA is each process's, less what it spends with
+/// no load at all (the dataplane's idle back-off wakes its lcores up to
+/// 1,000 times a second, the control plane's ring reader about 600),
+/// measured over 2 s first: the figures are what an SA adds.
+struct ApplianceRun {
+    /// gw-controlplane's and gw-dataplane's CPU seconds per SA.
+    cp: f64,
+    dp: f64,
+    /// Both processes' CPU with no load, seconds per second.
+    idle: f64,
+    line: String,
+}
+
+fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<ApplianceRun, String> {
     let (na, nb) = (lab.ns("a"), lab.ns("b"));
     // The dataplane owns 10.77.0.2: node b's kernel must not answer, and
     // the initiator's veth must fill in UDP checksums (interop NOTES.md).
     lab.sh(&["ip", "-n", &nb, "addr", "flush", "dev", "wan0"])?;
     lab.sh(&["ip", "netns", "exec", &na, "ethtool", "-K", "wan0", "tx", "off"])?;
-    let run = lab.run_dir.join("rings");
+    // The rings live in shared memory, as in /run/gw on an appliance: on
+    // a disk file system every page the rings dirty is written back.
+    let run = Path::new("/dev/shm").join(format!("{}-rings", lab.prefix));
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
     let dp_cfg = lab.run_dir.join("dp.toml");
@@ -364,11 +377,12 @@ fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<(f64
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(500));
-        let c0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+        let c0: Vec<u64> = pids.iter().map(|p| cpu_ns(*p)).collect();
         let t = Instant::now();
         std::thread::sleep(Duration::from_secs(2));
-        let idle = (pids.iter().map(|p| cpu_ns(*p)).sum::<u64>() - c0) as f64 / 1e9 / t.elapsed().as_secs_f64();
-        let (w, c, l) = load(lab, &pids, count, idle)?;
+        let secs = t.elapsed().as_secs_f64();
+        let idle: Vec<f64> = pids.iter().zip(&c0).map(|(p, c)| (cpu_ns(*p) - c) as f64 / 1e9 / secs).collect();
+        let (_, c, line) = load(lab, &pids, count, &idle)?;
         if let Ok(keep) = std::env::var("GW_BENCH_KEEP") {
             // Debugging aid: the daemon's stats and the dataplane's counters.
             if let Ok(o) = Command::new(cp_bin.with_file_name("gwctl"))
@@ -385,8 +399,9 @@ fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<(f64
             let _ = std::fs::copy(dp_log.with_extension("err"), Path::new(&keep).join("dp.err"));
         }
         drop((cp, dp));
-        Ok((w, c, l, idle))
+        Ok(ApplianceRun { cp: c[1], dp: c[0], idle: idle.iter().sum(), line })
     })();
+    let _ = std::fs::remove_dir_all(&run);
     lab.sh(&["ip", "-n", &nb, "addr", "add", "10.77.0.2/24", "dev", "wan0"])?;
     result
 }
@@ -430,7 +445,7 @@ fn strongswan(lab: &Lab, count: u32) -> Result<(f64, f64, String), String> {
         .find_map(|l| l.strip_prefix("PID=").map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string()))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no PID in: {paths}"))?;
-    let r = load(lab, &[pid], count, 0.0);
+    let r = load(lab, &[pid], count, &[]).map(|(w, c, l)| (w, c[0], l));
     let _ = lab.sh(&[&peer, "stop", "ssr"]);
     r
 }
@@ -457,6 +472,7 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     let mut our_wall = Vec::new();
     let mut app_cpu = Vec::new();
     let mut app_idle = Vec::new();
+    let mut app_cp = Vec::new();
     let mut ss_cpu = Vec::new();
     let mut ss_wall = Vec::new();
     let mut lines = Vec::new();
@@ -481,15 +497,20 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
                     r + 1,
                     a.count
                 );
-                let (_, c, l, idle) = appliance(&lab, &bin, &dp_bin, a.count)?;
+                let ar = appliance(&lab, &bin, &dp_bin, a.count)?;
                 lines.push(format!(
-                    "appliance run {}: {:.3} ms CPU/SA above idle ({:.1}% of a core idle) | {l}",
+                    "appliance run {}: {:.3} ms CPU/SA above idle (gw-controlplane {:.3}, gw-dataplane {:.3}; \
+                     idle {:.1}% of a core) | {}",
                     r + 1,
-                    c * 1e3,
-                    idle * 100.0
+                    (ar.cp + ar.dp) * 1e3,
+                    ar.cp * 1e3,
+                    ar.dp * 1e3,
+                    ar.idle * 100.0,
+                    ar.line
                 ));
-                app_cpu.push(c);
-                app_idle.push(idle);
+                app_cpu.push(ar.cp + ar.dp);
+                app_cp.push(ar.cp);
+                app_idle.push(ar.idle);
             }
             if !a.no_strongswan {
                 println!("ike: run {}: strongSwan responder, {} SAs ...", r + 1, a.count);
@@ -513,12 +534,15 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     t.push_str(&format!("| gw-controlplane (kernel UDP) | {:.3} ms | {:.0} | {:.0} |\n", oc * 1e3, 1.0 / oc, ow));
     if !app_cpu.is_empty() {
         let ac = median(&mut app_cpu);
+        let acp = median(&mut app_cp);
         t.push_str(&format!(
-            "| gw-controlplane + gw-dataplane (appliance path, rings; CPU above idle, idle {:.1}% of a core) | {:.3} ms | {:.0} | |\n",
+            "| appliance path: gw-dataplane (net_af_packet) + gw-controlplane over the rings, CPU above idle \
+             (idle: {:.1}% of a core) | {:.3} ms | {:.0} | |\n",
             median(&mut app_idle) * 100.0,
             ac * 1e3,
             1.0 / ac
         ));
+        t.push_str(&format!("| of which gw-controlplane | {:.3} ms | {:.0} | |\n", acp * 1e3, 1.0 / acp));
     }
     if !ss_cpu.is_empty() {
         let sc = median(&mut ss_cpu);

@@ -190,15 +190,17 @@ impl NeighborAgent {
 /// an unresolved address and send it once resolved). Without it the first
 /// IKE answer to a peer we have not heard ARP from (its cache still held
 /// our MAC from before a restart) is lost and costs the peer a
-/// retransmission timeout. Bounded per next hop and in all; what waits
-/// longer than [`HOLD_TIME`] is dropped (its sender retransmits).
+/// retransmission timeout. Bounded per next hop (a responder answering a
+/// burst of IKE_SA_INITs from one peer fills 8 places within the
+/// millisecond the answer to our solicitation takes) and in all; what
+/// waits longer than [`HOLD_TIME`] is dropped (its sender retransmits).
 #[derive(Debug)]
 pub struct HoldQueue<T> {
     items: Vec<(IpAddr, Instant, T)>,
 }
 
-pub const HOLD_PER_NEXT_HOP: usize = 8;
-pub const HOLD_TOTAL: usize = 256;
+pub const HOLD_PER_NEXT_HOP: usize = 64;
+pub const HOLD_TOTAL: usize = 1024;
 pub const HOLD_TIME: Duration = Duration::from_secs(3);
 
 impl<T> Default for HoldQueue<T> {

@@ -79,7 +79,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         TransportKind::Dataplane => None,
     };
     let dp = match &cfg.daemon.control_dir {
-        Some(dir) => Some(DataplaneLink::open(dir, tx.clone(), wait)?),
+        Some(dir) => Some(DataplaneLink::open(dir, wait)?),
         None => None,
     };
     admin::serve(&cfg.daemon.admin_socket, tx.clone())?;
@@ -109,15 +109,24 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
     ));
     d.flush_log();
     let d = Arc::new(Mutex::new(d));
-    // Kernel datagrams are processed on their receive thread, under the
-    // lock: no thread hand-off per message.
-    if let Some(k) = &d.lock().expect("not poisoned").kernel {
+    // Kernel datagrams and dataplane events are processed on the thread
+    // that receives them, under the lock: no thread hand-off per message.
+    let deliver: Arc<dyn Fn(Input) + Send + Sync> = {
         let dd = d.clone();
-        k.spawn_receivers(Arc::new(move |i| {
+        Arc::new(move |i| {
             let mut d = dd.lock().expect("not poisoned");
             d.input(i);
             d.flush();
-        }))?;
+        })
+    };
+    {
+        let mut g = d.lock().expect("not poisoned");
+        if let Some(k) = &g.kernel {
+            k.spawn_receivers(deliver.clone())?;
+        }
+        if let Some(l) = g.dp.as_mut() {
+            l.spawn_events(deliver)?;
+        }
     }
     {
         let mut d = d.lock().expect("not poisoned");

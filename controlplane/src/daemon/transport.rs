@@ -1,15 +1,15 @@
 //! Carrying IKE datagrams: kernel UDP sockets (one receive thread per
-//! socket) or the dataplane's rings (a thread draining dp->cp), both
-//! feeding the daemon's one input channel; and the cp->dp command ring.
+//! socket) or the dataplane's rings (a thread draining dp->cp), each
+//! thread processing what it receives under the daemon's lock; and the
+//! cp->dp command ring.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use cpdp::msg::{self, Command, Event};
-use cpdp::ring::{Producer, SharedRing};
+use cpdp::ring::{Consumer, Producer, SharedRing};
 
 use super::Input;
 use crate::codepoints::{IKE_PORT, NATT_PORT};
@@ -59,18 +59,24 @@ impl KernelUdp {
 }
 
 /// The rings to gw-dataplane: commands down (this side), events up (a
-/// thread that turns them into [`Input`]s).
-#[derive(Debug)]
+/// thread that hands them to the daemon).
 pub struct DataplaneLink {
     to_dp: Producer,
+    from_dp: Option<Consumer>,
     pub generation: Option<u64>,
     pub dropped: u64,
+}
+
+impl std::fmt::Debug for DataplaneLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataplaneLink(generation {:?}, dropped {})", self.generation, self.dropped)
+    }
 }
 
 impl DataplaneLink {
     /// Opens the ring files gw-dataplane created in `dir`, waiting up to
     /// `wait` for them to appear.
-    pub fn open(dir: &Path, tx: Sender<Input>, wait: Duration) -> Result<DataplaneLink, String> {
+    pub fn open(dir: &Path, wait: Duration) -> Result<DataplaneLink, String> {
         let deadline = std::time::Instant::now() + wait;
         let (cp2dp, dp2cp) = loop {
             match (SharedRing::open(&dir.join("cp2dp.ring")), SharedRing::open(&dir.join("dp2cp.ring"))) {
@@ -84,30 +90,37 @@ impl DataplaneLink {
                 }
             }
         };
-        let mut from_dp = dp2cp.consumer();
+        Ok(DataplaneLink { to_dp: cp2dp.producer(), from_dp: Some(dp2cp.consumer()), generation: None, dropped: 0 })
+    }
+
+    /// Starts the thread that reads the dataplane's events and hands each
+    /// to `deliver` (the daemon processes it on that thread: no hand-off).
+    /// The dataplane's main lcore serves the rings once a millisecond, so
+    /// the reader looks once a millisecond, and every 4 ms after 50 ms
+    /// without events: the control plane never spins a core, and a poll
+    /// that backs off from microseconds would mostly find nothing.
+    pub fn spawn_events(&mut self, deliver: std::sync::Arc<dyn Fn(Input) + Send + Sync>) -> Result<(), String> {
+        let mut from_dp = self.from_dp.take().ok_or("the dataplane's events are read already")?;
         std::thread::Builder::new()
             .name("dp-events".into())
             .spawn(move || {
-                // Idle back-off: the control plane never spins a core.
-                let mut idle = 0u32;
+                let mut empty = 0u32;
                 loop {
                     match from_dp.pop_with(|b| msg::decode::<Event>(b)) {
                         Some(Ok(ev)) => {
-                            idle = 0;
-                            if tx.send(Input::Dataplane(ev)).is_err() {
-                                return;
-                            }
+                            empty = 0;
+                            deliver(Input::Dataplane(ev));
                         }
                         Some(Err(e)) => eprintln!("gw-controlplane: undecodable dataplane event: {e}"),
                         None => {
-                            idle = (idle + 1).min(10);
-                            std::thread::sleep(Duration::from_micros(50 << idle.min(5)));
+                            empty = empty.saturating_add(1);
+                            std::thread::sleep(Duration::from_millis(if empty < 50 { 1 } else { 4 }));
                         }
                     }
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(DataplaneLink { to_dp: cp2dp.producer(), generation: None, dropped: 0 })
+        Ok(())
     }
 
     /// Sends a command; a full ring is counted (the dataplane is stuck or
