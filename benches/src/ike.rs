@@ -12,8 +12,10 @@
 //! right after it is up (load-tester's delete_after_established), so both
 //! responders also answer one INFORMATIONAL per SA.
 //!
-//! Also reported: the same exchanges between two in-memory engines, the
-//! responder's CPU per SA with no sockets at all.
+//! Also reported: the appliance path (gw-dataplane on net_af_packet
+//! punting IKE to gw-controlplane over the rings; see [`appliance`]) and
+//! the same exchanges between two in-memory engines, the responder's CPU
+//! per SA with no sockets at all.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
