@@ -285,6 +285,7 @@ impl Daemon {
                 half_open: self.engine.half_open(),
                 dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
                 dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
             },
         }
     }

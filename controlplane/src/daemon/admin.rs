@@ -29,7 +29,16 @@ pub enum Response {
     Sas { sas: Vec<IkeSaInfo>, groups: Vec<GroupInfo> },
     Done { message: String },
     Config { text: String },
-    Stats { ike: Stats, half_open: usize, dataplane_generation: Option<u64>, dataplane_drops: Vec<(String, u64)> },
+    Stats {
+        ike: Stats,
+        half_open: usize,
+        dataplane_generation: Option<u64>,
+        dataplane_drops: Vec<(String, u64)>,
+        /// Commands the cp->dp ring had no room for (the dataplane stuck
+        /// or gone; its restart resyncs everything).
+        #[serde(default)]
+        dataplane_commands_dropped: u64,
+    },
     Error { message: String },
 }
 
