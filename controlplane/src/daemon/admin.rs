@@ -26,9 +26,16 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Sas { sas: Vec<IkeSaInfo>, groups: Vec<GroupInfo> },
-    Done { message: String },
-    Config { text: String },
+    Sas {
+        sas: Vec<IkeSaInfo>,
+        groups: Vec<GroupInfo>,
+    },
+    Done {
+        message: String,
+    },
+    Config {
+        text: String,
+    },
     Stats {
         ike: Stats,
         half_open: usize,
@@ -39,7 +46,9 @@ pub enum Response {
         #[serde(default)]
         dataplane_commands_dropped: u64,
     },
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Accepts gwctl connections on `path` (mode 0600) and hands each request
