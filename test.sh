@@ -60,7 +60,7 @@ LAB_NO_SETUP=1 ./lab.sh mpsa --check 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
 step "IKE under load: 500 SAs from strongSwan's load-tester, into the kernel-UDP responder and the appliance path (gw-dataplane + rings); every SA must come up"
 ../shared/interop/build-extra-plugins.sh 2>&1 | tail -n 1
 cargo build --release --quiet -p dataplane -p controlplane -p benches
-./target/release/gw-bench ike --count 500 --runs 1 --no-strongswan 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
+./target/release/gw-bench ike --count 500 --runs 1 --no-strongswan --established 5000 2>&1 | grep -a -v -E '^EAL: |^TELEMETRY: '
 
 step "benchmark harness smoke run (figures are reported, not asserted)"
 cargo build --release --quiet -p dataplane -p benches

@@ -35,6 +35,10 @@ pub struct IkeArgs {
     /// Skip the strongSwan runs (no interop packages or plugin here).
     #[arg(long)]
     pub no_strongswan: bool,
+    /// IKE SAs kept up in the in-memory run that measures how the
+    /// responder's cost grows with the number of peers (0: skip).
+    #[arg(long, default_value_t = 50_000)]
+    pub established: u32,
     /// Skip the appliance path (gw-dataplane + gw-controlplane over the rings).
     #[arg(long)]
     pub no_appliance: bool,
@@ -68,8 +72,10 @@ fn x25519_ceiling() -> f64 {
 }
 
 /// Our responder's CPU per SA with two in-memory engines (no I/O): the
-/// time spent inside the responder's handle_datagram calls.
-fn in_memory(count: u32) -> f64 {
+/// time spent inside the responder's handle_datagram calls. With `keep`
+/// every SA stays up, so the last ones are set up beside `count - 1`
+/// others: what a responder with many peers pays.
+fn in_memory(count: u32, keep: bool) -> f64 {
     use controlplane::ike::config::ConnectionToml;
     use controlplane::ike::{Engine, Output, Settings};
     pin(1);
@@ -120,6 +126,9 @@ fn in_memory(count: u32) -> f64 {
                 }
             }
         }
+        if keep {
+            continue;
+        }
         // Delete it again, as the load-tester does.
         i.terminate(now, "lab").expect("terminate");
         while let Some(o) = i.poll_output() {
@@ -131,7 +140,8 @@ fn in_memory(count: u32) -> f64 {
             }
         }
     }
-    assert_eq!(r.ike_sas().count(), 0, "every SA was set up and deleted");
+    let up = if keep { count as usize } else { 0 };
+    assert_eq!(r.ike_sas().count(), up, "every SA was set up (and deleted unless kept)");
     spent.as_secs_f64() / count as f64
 }
 
@@ -470,7 +480,9 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     println!("ike: X25519 ceiling (2 scalar multiplications per SA, one core) ...");
     let x = x25519_ceiling();
     println!("ike: in-memory responder ({} SAs) ...", a.count.min(2000));
-    let mem = in_memory(a.count.min(2000));
+    let mem = in_memory(a.count.min(2000), false);
+    println!("ike: in-memory responder keeping {} SAs up ...", a.established);
+    let mem_kept = if a.established > 0 { in_memory(a.established, true) } else { f64::NAN };
     let mut our_cpu = Vec::new();
     let mut our_wall = Vec::new();
     let mut app_cpu = Vec::new();
@@ -554,6 +566,14 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
         t.push_str(&format!("| ratio ours / strongSwan | | **{:.1}x** | |\n", sc / oc));
     }
     t.push_str(&format!("| gw-controlplane engine in memory (no I/O) | {:.3} ms | {:.0} | |\n", mem * 1e3, 1.0 / mem));
+    if a.established > 0 {
+        t.push_str(&format!(
+            "| the same, all {} IKE SAs kept up | {:.3} ms | {:.0} | |\n",
+            a.established,
+            mem_kept * 1e3,
+            1.0 / mem_kept
+        ));
+    }
     t.push_str(&format!("| crypto ceiling: X25519 pairs (2 scalar mults) | {:.3} ms | {:.0} | |\n", 1e3 / x, x));
     println!("\n{t}");
     println!("ours at {:.0}% of the crypto ceiling", 100.0 / oc / x);
@@ -562,13 +582,14 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     }
     if let Some(p) = &a.markdown {
         let mut md = format!(
-            "# IKE SA setup rate\n\nMeasured {} with `gw-bench ike --count {} --runs {}`: responder on CPU 1 \
+            "# IKE SA setup rate\n\nMeasured {} with `gw-bench ike --count {} --runs {} --established {}`: responder on CPU 1 \
              alone, strongSwan load-tester initiator (aes128gcm16-prfsha256-x25519, PSK, one child SA, delete \
              after established, fake kernel) on CPU 0. CPU per SA = the responder process's CPU time (all \
              threads, schedstat) over SAs established; medians of the runs.\n\n",
             date(),
             a.count,
-            a.runs
+            a.runs,
+            a.established
         );
         md.push_str(&t);
         md.push_str(&format!("\nours at {:.0}% of the crypto ceiling\n\n```\n", 100.0 / oc / x));

@@ -347,6 +347,11 @@ pub struct Engine {
     timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     /// SAs changed by the current call, to reschedule at its end.
     touched: Vec<u64>,
+    /// Inbound child SPIs installed in the dataplane, kept by [`Self::dp`]
+    /// from the commands it sends: a new SPI is checked against it in
+    /// constant time (scanning every IKE SA's children made each new child
+    /// SA cost O(SAs): 0.7 ms at 60,000 IKE SAs).
+    installed_in: std::collections::HashSet<u32>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -439,6 +444,7 @@ impl Engine {
             last_now: None,
             timers: Default::default(),
             touched: Vec::new(),
+            installed_in: Default::default(),
         }
     }
 
@@ -464,6 +470,15 @@ impl Engine {
     }
 
     fn dp(&mut self, c: Command) {
+        match &c {
+            Command::InstallSa(s) if s.direction == Direction::In => {
+                self.installed_in.insert(s.spi);
+            }
+            Command::DeleteSa { spi, direction: Direction::In } => {
+                self.installed_in.remove(spi);
+            }
+            _ => {}
+        }
         self.out.push_back(Output::Dataplane(c));
     }
 
@@ -493,7 +508,7 @@ impl Engine {
         loop {
             // RFC 4303 2.1: 1..255 are reserved.
             let s = self.rng.u32();
-            if s > 255 && !self.sas.values().any(|sa| sa.children.iter().any(|c| c.spi_in == s)) {
+            if s > 255 && !self.installed_in.contains(&s) {
                 return s;
             }
         }
@@ -2653,4 +2668,51 @@ pub fn suite_text(s: IkeSuite) -> String {
     };
     let i = s.integ.map(|i| format!("/{:?}", i)).unwrap_or_default();
     format!("{e}{i}/PRF_{:?}/{:?}", s.prf, s.dh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random numbers from a script, so the SPI candidates are known.
+    struct Scripted(Vec<u32>);
+
+    impl Random for Scripted {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.fill(0x5a);
+        }
+        fn u32(&mut self) -> u32 {
+            self.0.remove(0)
+        }
+    }
+
+    fn inbound(spi: u32) -> Command {
+        Command::InstallSa(cpdp::msg::SaSpec {
+            spi,
+            direction: Direction::In,
+            alg: "aes128gcm".into(),
+            enc_key: zeroize::Zeroizing::new(vec![0; 20]),
+            auth_key: zeroize::Zeroizing::new(Vec::new()),
+            local: "192.0.2.1".parse().unwrap(),
+            remote: "192.0.2.2".parse().unwrap(),
+            natt: None,
+            esn: false,
+            replay_window: 64,
+            seq: 0,
+            inner_src: Vec::new(),
+            inner_dst: Vec::new(),
+            lifetime: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_new_child_spi_is_never_one_installed_and_is_free_again_once_deleted() {
+        // Candidates: reserved (RFC 4303 2.1), installed, then free.
+        let script = vec![7, 0x1000, 0x2000, 0x1000];
+        let mut e = Engine::new(Vec::new(), Settings::default(), Box::new(Scripted(script)));
+        e.dp(inbound(0x1000));
+        assert_eq!(e.new_child_spi(), 0x2000, "1..255 are reserved, 0x1000 is in use");
+        e.dp(Command::DeleteSa { spi: 0x1000, direction: Direction::In });
+        assert_eq!(e.new_child_spi(), 0x1000, "deleted, so free again");
+    }
 }
