@@ -170,14 +170,17 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         }
         if last_start.elapsed() >= Duration::from_secs(5) {
             last_start = Instant::now();
-            let held = d.held.clone();
+            // One pass over the SAs, not one per connection.
+            let with_sa: std::collections::HashSet<usize> = d.engine.ike_sas().map(|s| s.conn).collect();
             let names: Vec<String> = d
                 .engine
                 .connections()
                 .iter()
-                .filter(|c| c.role == controlplane::ike::Role::Initiator && !held.contains(&c.name))
-                .filter(|c| !d.engine.ike_sas().any(|s| d.engine.connections()[s.conn].name == c.name))
-                .map(|c| c.name.clone())
+                .enumerate()
+                .filter(|(i, c)| {
+                    c.role == controlplane::ike::Role::Initiator && !d.held.contains(&c.name) && !with_sa.contains(i)
+                })
+                .map(|(_, c)| c.name.clone())
                 .collect();
             for n in names {
                 d.log(&format!("{n}: no IKE SA, initiating"));
