@@ -4,7 +4,8 @@
 //! traffic encrypted and decrypted with them, an IKE packet punted up and
 //! a packet injected down; then both sides restart: the dataplane comes
 //! back with a new generation, the control plane reopens its ends, resyncs,
-//! and the SAs work again with sequence numbers that never repeat.
+//! and the SAs work again with sequence numbers that never repeat. An IKE
+//! datagram the dataplane cannot send is counted and reported up.
 
 mod common;
 
@@ -136,6 +137,11 @@ impl Cp {
 }
 
 fn start(dir: &Path, ctl: &Path, tag: &str, lan_in: &Path, wan_in: &Path) -> Child {
+    start_with_idle_exit(dir, ctl, tag, lan_in, wan_in, "600")
+}
+
+/// Like [`start`]; the dataplane exits after `idle_ms` without input.
+fn start_with_idle_exit(dir: &Path, ctl: &Path, tag: &str, lan_in: &Path, wan_in: &Path, idle_ms: &str) -> Child {
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config(ctl)).unwrap();
     // net_pcap gives a tx queue per tx_pcap: the second is the main
@@ -151,7 +157,7 @@ fn start(dir: &Path, ctl: &Path, tag: &str, lan_in: &Path, wan_in: &Path) -> Chi
     let bin = std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
     Proc::new(bin)
         .args(["--config", cfg.to_str().unwrap(), "--port", &port("lan", 0, lan_in), "--port", &port("wan", 1, wan_in)])
-        .args(["--file-prefix", &format!("gw-ctl-{}-{tag}", std::process::id()), "--exit-when-idle", "600"])
+        .args(["--file-prefix", &format!("gw-ctl-{}-{tag}", std::process::id()), "--exit-when-idle", idle_ms])
         .args(["--stats-interval", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -284,4 +290,28 @@ fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
         "sequence numbers never repeat across a restart: {}",
         seqs2[0]
     );
+}
+
+#[test]
+fn an_ike_datagram_that_cannot_leave_is_counted_and_reported_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ctl");
+    let empty = dir.path().join("empty.pcap");
+    pcap::write_file(&empty, &Vec::<Vec<u8>>::new()).unwrap();
+    let child = start_with_idle_exit(dir.path(), &ctl, "unsent", &empty, &empty, "3000");
+    let mut cp = Cp::attach(&ctl);
+    cp.next_event("Hello", |e| matches!(e, Event::Hello { .. }));
+    cp.send(&Command::SyncDone);
+    // No route to 203.0.113.9 (only the ports' own prefixes are known).
+    cp.send(&Command::SendDatagram {
+        src: "192.0.2.1:500".parse().unwrap(),
+        dst: "203.0.113.9:500".parse().unwrap(),
+        payload: vec![0; 36],
+    });
+    cp.next_event(
+        "Drops with ike_unsent",
+        |e| matches!(e, Event::Drops { counts, .. } if counts == &[("ike_unsent".to_string(), 1)]),
+    );
+    let out = finish(child);
+    assert!(out.contains("counters ike_tx sent=0 held=0 dropped=1"), "{out}");
 }

@@ -36,12 +36,14 @@ impl Drop for RuntimeDir {
 
 /// The control plane's IKE datagrams on their way out of the main lcore:
 /// sent, held for a next hop's address, dropped (no route, hold queue
-/// full or expired, no mbuf or tx slot). Printed at exit.
+/// full or expired, no mbuf or tx slot). Printed at exit; drops also go
+/// to the control plane as `ike_unsent` (gwctl stats).
 #[derive(Debug, Default)]
 struct IkeTx {
     sent: u64,
     held: u64,
     dropped: u64,
+    reported: u64,
 }
 
 /// One forwarding direction a worker serves: this rx queue into
@@ -236,6 +238,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             if let Some(t) = &tables {
                 let mut events = monitor.check(t, Instant::now());
                 events.extend(drops.poll());
+                if ike_tx.dropped > ike_tx.reported {
+                    let n = ike_tx.dropped - ike_tx.reported;
+                    ike_tx.reported = ike_tx.dropped;
+                    events.push(Event::Drops { counts: vec![("ike_unsent".into(), n)], last_unknown_spi: None });
+                }
                 for e in events {
                     match control.as_mut() {
                         Some(ctl) => {
