@@ -302,12 +302,16 @@ fn cp_config(lab: &Lab, transport: &str) -> Result<PathBuf, String> {
     Ok(cfg)
 }
 
-/// Starts `bin --config cfg` on CPU 1 in node b. taskset execs ip, which
-/// execs the program: the child's PID is the program's.
+/// Starts `bin --config cfg` on CPU 1 in node b, its output (stdout and
+/// stderr) to `log` if given. taskset execs ip, which execs the program:
+/// the child's PID is the program's.
 fn spawn_on_cpu1(lab: &Lab, bin: &Path, cfg: &Path, log: Option<&Path>) -> Result<Killer, String> {
-    let file = |p: &Path| std::fs::File::create(p).map(Stdio::from).map_err(|e| format!("{}: {e}", p.display()));
     let (out, err) = match log {
-        Some(p) => (file(p)?, file(&p.with_extension("err"))?),
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let g = f.try_clone().map_err(|e| e.to_string())?;
+            (Stdio::from(f), Stdio::from(g))
+        }
         None => (Stdio::null(), Stdio::null()),
     };
     let child = Command::new("taskset")
@@ -331,14 +335,7 @@ fn ours(lab: &Lab, bin: &Path, count: u32) -> Result<(f64, f64, String), String>
     r.map(|(w, c, l)| (w, c[0], l))
 }
 
-/// The appliance's own path: gw-dataplane on node b's wan0 (net_af_packet,
-/// both lcores on CPU 1) owns 10.77.0.2 and punts IKE to gw-controlplane
-/// (transport "dataplane", CPU 1) over the shared-memory rings; answers go
-/// back down the command ring. Child SAs are installed in the dataplane
-/// for real. The CPU per SA is each process's, less what it spends with
-/// no load at all (the dataplane's idle back-off wakes its lcores up to
-/// 1,000 times a second, the control plane's ring reader about 600),
-/// measured over 2 s first: the figures are what an SA adds.
+/// One load-test of the appliance path: CPU per SA of each process.
 struct ApplianceRun {
     /// gw-controlplane's and gw-dataplane's CPU seconds per SA.
     cp: f64,
@@ -348,6 +345,14 @@ struct ApplianceRun {
     line: String,
 }
 
+/// The appliance's own path: gw-dataplane on node b's wan0 (net_af_packet,
+/// both lcores on CPU 1) owns 10.77.0.2 and punts IKE to gw-controlplane
+/// (transport "dataplane", CPU 1) over the shared-memory rings; answers go
+/// back down the command ring. Child SAs are installed in the dataplane
+/// for real. The CPU per SA is each process's, less what it spends with
+/// no load at all (the dataplane's idle back-off wakes its lcores up to
+/// 1,000 times a second, the control plane's ring reader up to 1,000),
+/// measured over 2 s first: the figures are what an SA adds.
 fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<ApplianceRun, String> {
     let (na, nb) = (lab.ns("a"), lab.ns("b"));
     // The dataplane owns 10.77.0.2: node b's kernel must not answer, and
@@ -396,21 +401,6 @@ fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<Appl
         let secs = t.elapsed().as_secs_f64();
         let idle: Vec<f64> = pids.iter().zip(&c0).map(|(p, c)| (cpu_ns(*p) - c) as f64 / 1e9 / secs).collect();
         let (_, c, line) = load(lab, &pids, count, &idle)?;
-        if let Ok(keep) = std::env::var("GW_BENCH_KEEP") {
-            // Debugging aid: the daemon's stats and the dataplane's counters.
-            if let Ok(o) = Command::new(cp_bin.with_file_name("gwctl"))
-                .arg("-s")
-                .arg(lab.run_dir.join("cp.sock"))
-                .arg("stats")
-                .output()
-            {
-                let _ = std::fs::write(Path::new(&keep).join("stats.txt"), o.stdout);
-            }
-            let _ = Command::new("kill").args(["-TERM", &dp.0.id().to_string()]).status();
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = std::fs::copy(&dp_log, Path::new(&keep).join("dp.log"));
-            let _ = std::fs::copy(dp_log.with_extension("err"), Path::new(&keep).join("dp.err"));
-        }
         drop((cp, dp));
         Ok(ApplianceRun { cp: c[1], dp: c[0], idle: idle.iter().sum(), line })
     })();

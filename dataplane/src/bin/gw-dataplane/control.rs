@@ -20,6 +20,10 @@ use rustc_hash::FxHashMap;
 /// Frames punted by a worker: (input port, frame).
 pub type PuntQueue = ArrayQueue<(u16, Vec<u8>)>;
 
+/// An IKE datagram the control plane asked to send: (source, destination,
+/// UDP payload).
+pub type Datagram = (std::net::SocketAddr, std::net::SocketAddr, Vec<u8>);
+
 pub struct Control {
     to_cp: Producer,
     from_cp: Consumer,
@@ -28,7 +32,7 @@ pub struct Control {
     pub synced: bool,
     /// IKE datagrams the control plane asked to send, for the runner to
     /// route (it holds the tables and the neighbour agent).
-    pub datagrams: Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
+    pub datagrams: Vec<Datagram>,
 }
 
 fn open_or_create(path: &Path, bytes: u64) -> Result<(SharedRing, bool), String> {

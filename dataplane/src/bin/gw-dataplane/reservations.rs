@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Sequence numbers reserved ahead of use per outbound SA, and how close
 /// use may come to the reservation before it is renewed.
@@ -65,8 +65,8 @@ impl SeqReservations {
             return;
         }
         if complete && self.lines > 2 * sas.clone().count() + COMPACT_SLACK {
-            let live: FxHashMap<u32, ()> = sas.map(|(spi, _)| (spi, ())).collect();
-            self.reserved.retain(|spi, _| live.contains_key(spi));
+            let live: FxHashSet<u32> = sas.map(|(spi, _)| spi).collect();
+            self.reserved.retain(|spi, _| live.contains(spi));
             self.compact();
         } else if let Some(f) = self.journal.as_mut() {
             // One write(2) of whole lines: a crash leaves them, or a cut-off
@@ -86,11 +86,6 @@ impl SeqReservations {
             let _ = f.write_all(text.as_bytes());
             self.lines += self.reserved.len();
         }
-    }
-
-    #[cfg(test)]
-    fn lines(&self) -> usize {
-        self.lines
     }
 }
 
@@ -120,10 +115,16 @@ mod tests {
         assert_eq!(n, 4);
     }
 
-    #[test]
-    fn a_restart_starts_past_every_number_used() {
+    /// A journal path in a fresh directory (kept while the guard lives).
+    fn journal_path() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("seq.state");
+        (dir, p)
+    }
+
+    #[test]
+    fn a_restart_starts_past_every_number_used() {
+        let (_dir, p) = journal_path();
         let mut s = SeqReservations::open(&p);
         s.renew([(1, 0), (2, 0)].into_iter(), true);
         assert_eq!(s.floors().get(&1), Some(&RESERVE_AHEAD));
@@ -136,14 +137,13 @@ mod tests {
 
     #[test]
     fn churn_keeps_the_journal_small_once_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("seq.state");
+        let (_dir, p) = journal_path();
         let mut s = SeqReservations::open(&p);
         // 20,000 SAs come and go, ten alive at a time.
         for spi in 0..20_000u32 {
             s.renew((spi.saturating_sub(9)..=spi).map(|x| (x, 0)), true);
         }
-        assert!(s.lines() <= 2 * 10 + COMPACT_SLACK + 1, "{} lines", s.lines());
+        assert!(s.lines <= 2 * 10 + COMPACT_SLACK + 1, "{} lines", s.lines);
         let again = SeqReservations::open(&p);
         for spi in 19_991..20_000 {
             assert_eq!(again.floors().get(&spi), Some(&RESERVE_AHEAD), "live SA {spi} kept");
@@ -153,8 +153,7 @@ mod tests {
 
     #[test]
     fn nothing_is_forgotten_before_the_control_plane_has_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("seq.state");
+        let (_dir, p) = journal_path();
         let mut s = SeqReservations::open(&p);
         for spi in 0..3000u32 {
             s.renew(std::iter::once((spi, 0)), false);

@@ -14,7 +14,7 @@ use dataplane::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use dataplane::state::{LifetimeMonitor, TableState};
 use dataplane::tables::Tables;
 
-use crate::control::{self, Control, PuntQueue};
+use crate::control::{self, Control, Datagram, PuntQueue};
 use cpdp::msg::{Command, Event};
 use crossbeam_queue::ArrayQueue;
 use dataplane::neigh::{HoldQueue, NeighOut, NeighborAgent, PortAddrs};
@@ -229,7 +229,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     let mut drops = DropReport::new(gw_stats.clone());
     let mut last_check = Instant::now();
     let mut last_reserve = Instant::now();
-    let mut held: HoldQueue<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> = HoldQueue::default();
+    let mut held: HoldQueue<Datagram> = HoldQueue::default();
     let mut ike_tx = IkeTx::default();
     let mut housekeeping = || {
         // Lifetimes and drop reports, ten times a second.
