@@ -34,6 +34,10 @@ drop_reasons! {
     UnsupportedEthertype = "unsupported_ethertype",
     /// IPv4 header checksum wrong.
     BadChecksum = "bad_ip_checksum",
+    /// A UDP checksum that does not verify (RFC 1122 4.1.3.4).
+    BadUdpChecksum = "bad_udp_checksum",
+    /// A zero UDP checksum over IPv6 (RFC 8200 8.1: discard).
+    ZeroUdpChecksum = "zero_udp_checksum",
     /// ESP with an SPI no inbound SA has (RFC 4303 3.4.2: audit, drop).
     UnknownSpi = "unknown_spi",
     /// Sequence number seen already or left of the window (RFC 4303 3.4.3).

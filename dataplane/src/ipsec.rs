@@ -56,6 +56,8 @@ pub fn encap_to<B: PacketBuf>(
     sa.template.write(&mut h[..outer], esp_len, seq as u16, dst);
     esp::emit_header(&mut h[outer..], sa.spi, seq as u32);
     sa.cipher.seal(&mut buf.data_mut()[outer..], seq, sa.esn);
+    // IPv6 NAT-T: the UDP checksum covers the ciphertext (RFC 8200 8.1).
+    sa.template.finish(buf.data_mut(), dst);
     Ok(())
 }
 
@@ -132,6 +134,7 @@ mod tests {
     use crate::buf::VecBuf;
     use crate::crypto::Algorithm;
     use crate::sa::{NattPorts, SaParams};
+    use crate::wire::udp;
     use std::net::IpAddr;
     use zeroize::Zeroizing;
 
@@ -225,6 +228,19 @@ mod tests {
                                     o.protocol()
                                 };
                                 assert_eq!(proto, if natt { ipproto::UDP } else { ipproto::ESP });
+                                if natt {
+                                    // RFC 8200 8.1: never zero over IPv6, and right;
+                                    // RFC 3948 2.1: zero over IPv4.
+                                    let (s, dst) = (p.local, p.remote);
+                                    let u = udp::Packet::new_checked(&d[off - 8..]).unwrap();
+                                    assert_eq!(u.len(), d.len() - (off - 8));
+                                    if r.contains(':') {
+                                        assert_ne!(u.checksum(), 0);
+                                        assert_eq!(udp::verify_checksum(s, dst, &d[off - 8..]), Ok(()));
+                                    } else {
+                                        assert_eq!(u.checksum(), 0);
+                                    }
+                                }
                                 assert_eq!(esp::Packet::new_checked(&d[off..]).unwrap().spi(), 0x1001);
                                 let got = decap(&inb, &mut w, &mut b, off).unwrap();
                                 assert_eq!(got.v6, inner_v6);
@@ -298,6 +314,21 @@ mod tests {
         let mut b = build(&inner, &[1, 2, 2, 4], 9);
         assert!(decap(&inb, &mut w, &mut b, 20).is_ok());
         assert_eq!(b.data(), &inner[..]);
+    }
+
+    /// Group SAs send to a destination chosen per packet: the checksum
+    /// must use that one, not the template's.
+    #[test]
+    fn rfc8200_8_1_ipv6_natt_checksum_follows_the_per_packet_destination() {
+        let p = params(Algorithm::AesGcm128, "2001:db8::1", "2001:db8::2", true, false);
+        let out = OutboundSa::new(&p).unwrap();
+        let member: IpAddr = "2001:db8::77".parse().unwrap();
+        let mut b = VecBuf::new(&inner_packet(true, 100, 3));
+        encap_to(&out, &mut b, true, Some(member)).unwrap();
+        let d = b.data();
+        assert_eq!(ipv6::Packet::new_checked(d).unwrap().dst(), "2001:db8::77".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(udp::verify_checksum(p.local, member, &d[40..]), Ok(()));
+        assert_eq!(udp::verify_checksum(p.local, p.remote, &d[40..]), Err(udp::ChecksumError::Wrong));
     }
 
     #[test]

@@ -246,6 +246,15 @@ impl Worker {
             ipproto::ESP => self.inbound(buf, l3.l4_off),
             ipproto::UDP => {
                 let u = udp::Packet::new_checked(&buf.data()[l3.l4_off..]).map_err(wire_drop)?;
+                // Over IPv6 every datagram carries a checksum (RFC 8200
+                // 8.1); over IPv4 zero means none (RFC 768). A wrong one is
+                // discarded either way (RFC 1122 4.1.3.4), before anything
+                // reads the payload.
+                let dgram = &buf.data()[l3.l4_off..l3.l4_off + u.len()];
+                udp::verify_checksum(l3.src, l3.dst, dgram).map_err(|e| match e {
+                    udp::ChecksumError::ZeroOverIpv6 => DropReason::ZeroUdpChecksum,
+                    udp::ChecksumError::Wrong => DropReason::BadUdpChecksum,
+                })?;
                 match u.dst_port() {
                     udp::PORT_NATT => match udp::classify_natt(u.payload()).map_err(wire_drop)? {
                         udp::NattPayload::Esp => {

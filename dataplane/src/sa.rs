@@ -112,6 +112,11 @@ pub struct OuterTemplate {
     bytes: [u8; 48],
     ip_len: usize,
     udp: bool,
+    /// IPv6 with NAT-T: the part of the UDP checksum that is the same for
+    /// every packet (pseudo-header source and next header, both ports;
+    /// not folded), so each packet adds only its lengths, its destination
+    /// and its ESP octets. RFC 8200 8.1 forbids a zero checksum there.
+    udp6_fixed_sum: Option<u32>,
 }
 
 impl OuterTemplate {
@@ -140,10 +145,19 @@ impl OuterTemplate {
             }
             (a, b) => return Err(SaError::MixedFamilies(a, b)),
         };
+        let mut udp6_fixed_sum = None;
         if let Some(n) = natt {
             udp::emit(&mut bytes[ip_len..], n.local, n.remote, 0);
+            if let IpAddr::V6(s) = local {
+                let mut fixed = [0u8; 16 + 4 + 4];
+                fixed[..16].copy_from_slice(&s.octets());
+                fixed[19] = ipproto::UDP;
+                fixed[20..22].copy_from_slice(&n.local.to_be_bytes());
+                fixed[22..24].copy_from_slice(&n.remote.to_be_bytes());
+                udp6_fixed_sum = Some(crate::wire::sum_words(&fixed, 0));
+            }
         }
-        Ok(OuterTemplate { bytes, ip_len, udp: natt.is_some() })
+        Ok(OuterTemplate { bytes, ip_len, udp: natt.is_some(), udp6_fixed_sum })
     }
 
     /// The outer source address.
@@ -191,6 +205,29 @@ impl OuterTemplate {
         if self.udp {
             udp::patch_len(&mut out[self.ip_len..], esp_len);
         }
+    }
+
+    /// Fills in the UDP checksum of an IPv6 NAT-T packet that `write` began
+    /// and the cipher sealed: `packet` is the whole outer packet, `dst` the
+    /// destination `write` was given. Nothing to do over IPv4 (RFC 3948
+    /// 2.1: zero) or without NAT-T.
+    #[inline]
+    pub fn finish(&self, packet: &mut [u8], dst: Option<IpAddr>) {
+        let Some(fixed) = self.udp6_fixed_sum else { return };
+        let dst = match dst {
+            Some(IpAddr::V6(d)) => d.octets(),
+            _ => self.bytes[24..40].try_into().unwrap_or_default(),
+        };
+        let l = ((packet.len() - self.ip_len) as u16).to_be_bytes();
+        // The pseudo-header's length and the UDP length field: the same
+        // value twice (RFC 8200 8.1, RFC 768).
+        let head = crate::wire::sum_words(&[l[0], l[1], l[0], l[1]], crate::wire::sum_words(&dst, fixed));
+        let sum = crate::wire::sum_words(&packet[self.ip_len + udp::HEADER_LEN..], head);
+        let c = match !crate::wire::fold(sum) {
+            0 => 0xffff,
+            c => c,
+        };
+        udp::set_checksum(&mut packet[self.ip_len..], c);
     }
 }
 

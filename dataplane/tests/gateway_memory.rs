@@ -276,6 +276,51 @@ fn hostile_and_unwanted_traffic_is_dropped_by_reason() {
     assert_eq!(b.process(&mut wrong), Verdict::Drop(DropReason::PolicyMismatch));
 }
 
+/// ESP in UDP over IPv6 carries a real UDP checksum (RFC 8200 8.1); a
+/// receiver discards zero and wrong ones, and counts them. Over IPv4 zero
+/// means "none" (RFC 768, RFC 3948 2.1) but a wrong one is still discarded
+/// (RFC 1122 4.1.3.4).
+#[test]
+fn rfc8200_8_1_udp_checksums_of_esp_in_udp_are_sent_and_checked() {
+    for v6 in [true, false] {
+        let mut a = worker(&gateway('a', "aes128gcm", v6, true));
+        let mut b = worker(&gateway('b', "aes128gcm", v6, true));
+        let (src, dst) = if v6 { ("2001:db8:a::10", "2001:db8:b::20") } else { ("10.1.0.10", "10.2.0.20") };
+        let (ip_len, wan_a, wan_b) = if v6 {
+            (40, "2001:db8:ffff::a".parse().unwrap(), "2001:db8:ffff::b".parse().unwrap())
+        } else {
+            (20, "192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())
+        };
+        let mut esp = VecBuf::new(&lan_frame(v6, src, dst, 200, 9));
+        assert_eq!(a.process(&mut esp), Verdict::Tx(1));
+        let wire = esp.data().to_vec();
+        let u = 14 + ip_len;
+        let udp = dataplane::wire::udp::Packet::new_checked(&wire[u..]).unwrap();
+        if v6 {
+            assert_ne!(udp.checksum(), 0, "never zero over IPv6");
+            assert_eq!(dataplane::wire::udp::verify_checksum(wan_a, wan_b, &wire[u..]), Ok(()));
+        } else {
+            assert_eq!(udp.checksum(), 0, "RFC 3948 2.1: zero over IPv4");
+        }
+        assert_eq!(b.process(&mut VecBuf::new(&wire)), Verdict::Tx(0), "the right checksum passes");
+        let mut wrong = wire.clone();
+        wrong[u + 6..u + 8].copy_from_slice(&0x1234u16.to_be_bytes());
+        let want_zero = if v6 { Verdict::Drop(DropReason::ZeroUdpChecksum) } else { Verdict::Tx(0) };
+        // A fresh packet with its checksum zeroed (a replay of the first
+        // would be dropped anyway); the wrong one is judged before ESP is.
+        let mut fresh = VecBuf::new(&lan_frame(v6, src, dst, 200, 10));
+        assert_eq!(a.process(&mut fresh), Verdict::Tx(1));
+        let mut zero_fresh = fresh.data().to_vec();
+        zero_fresh[u + 6..u + 8].fill(0);
+        assert_eq!(b.process(&mut VecBuf::new(&zero_fresh)), want_zero, "v6={v6}");
+        assert_eq!(b.process(&mut VecBuf::new(&wrong)), Verdict::Drop(DropReason::BadUdpChecksum), "v6={v6}");
+        let stats = b.stats();
+        assert_eq!(stats.drop_count(DropReason::ZeroUdpChecksum), v6 as u64);
+        assert_eq!(stats.drop_count(DropReason::BadUdpChecksum), 1);
+        assert_eq!(stats.drop_count(DropReason::Replay), 0, "refused before the SA saw it");
+    }
+}
+
 #[test]
 fn bad_gateway_configs_name_the_field() {
     let good = gateway('a', "aes128gcm", false, false);

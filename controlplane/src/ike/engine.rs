@@ -141,6 +141,10 @@ pub struct Stats {
     pub retransmits_answered: u64,
     pub cookies_sent: u64,
     pub keepalives: u64,
+    /// IKE_SA_INIT requests without the Initiator flag, with SPIi zero,
+    /// SPIr set or a message ID other than 0 (RFC 7296 3.1, 2.2): dropped.
+    #[serde(default)]
+    pub bad_init_request: u64,
     pub auth_failed: u64,
     pub no_proposal: u64,
     /// MPSA_PUT requests sent (gateway) and refused (endpoint, or anyone
@@ -271,6 +275,10 @@ pub struct IkeSa {
     next_request: u32,
     expect_request: u32,
     last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// While a request is handled: (our address, the peer's) it came in
+    /// on, where its response goes (RFC 7296 2.11), whatever `local` and
+    /// `remote` say.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
     in_flight: Option<InFlight>,
     tasks: VecDeque<Task>,
     init: Option<InitState>,
@@ -550,6 +558,7 @@ impl Engine {
             next_request: 0,
             expect_request: 0,
             last_response: None,
+            reply_to: None,
             in_flight: None,
             tasks: VecDeque::new(),
             init: Some(InitState { group, dh: None, ke: Vec::new(), cookie: None, retries: 0 }),
@@ -852,8 +861,11 @@ impl Engine {
         };
         let packets = seal(k.sk(&suite, sa.initiator), h, &payloads, frag_size(sa, &self.settings), self.rng.as_mut());
         sa.last_response = Some((message_id, packets.clone()));
+        // RFC 7296 2.11: a response goes to the address and port the
+        // request came from, and from the one it was sent to.
+        let (l, r) = sa.reply_to.unwrap_or((sa.local, sa.remote));
         for m in packets {
-            self.send(sa.local, sa.remote, m);
+            self.send(l, r, m);
         }
     }
 
@@ -893,10 +905,13 @@ impl Engine {
             }
         };
         if header.exchange == ExchangeType::IkeSaInit && !header.flags.response {
-            if header.spi_r == 0 && header.message_id == 0 {
+            // RFC 7296 3.1: the request comes from the original initiator
+            // (I set), whose SPI "MUST NOT be zero"; SPIr is still zero and
+            // the message ID 0 (2.2). Anything else is dropped unanswered.
+            if header.flags.initiator && header.spi_i != 0 && header.spi_r == 0 && header.message_id == 0 {
                 self.init_request(now, local, remote, ike, header);
             } else {
-                self.stats.malformed += 1;
+                self.stats.bad_init_request += 1;
             }
             return;
         }
@@ -1109,6 +1124,7 @@ impl Engine {
             next_request: 0,
             expect_request: 1,
             last_response: None,
+            reply_to: None,
             in_flight: None,
             tasks: VecDeque::new(),
             init: None,
@@ -1252,6 +1268,7 @@ impl Engine {
             next_request: 0,
             expect_request: 0,
             last_response: None,
+            reply_to: None,
             in_flight: None,
             tasks: VecDeque::new(),
             init: None,
@@ -1303,7 +1320,12 @@ impl Engine {
             c.local_ts.clone()
         };
         let ts_remote = c.remote_ts.clone();
-        let mut payloads = vec![Payload::IdI(idi), Payload::Notify(Notify::new(NotifyType::InitialContact, vec![]))];
+        let mut payloads = vec![Payload::IdI(idi)];
+        // RFC 7296 2.4: INITIAL_CONTACT asserts that this is the only IKE
+        // SA between the two identities; the peer deletes any other.
+        if !self.another_ike_sa_with(&c.local_id, c.remote_id.as_ref(), sa.remote.ip()) {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::InitialContact, vec![])));
+        }
         if let Some(r) = &c.remote_id {
             payloads.push(Payload::IdR(r.clone()));
         }
@@ -1318,6 +1340,59 @@ impl Engine {
         payloads.push(Payload::TsI(ts_local.clone()));
         payloads.push(Payload::TsR(ts_remote.clone()));
         self.request(now, sa, ExchangeType::IkeAuth, payloads, Pending::Auth { spi_in, ts_local, ts_remote });
+    }
+
+    /// Whether an IKE SA other than the one in hand (which the caller has
+    /// taken out of the table) is authenticated, or being authenticated,
+    /// between our identity `local_id` and the peer's: `remote_id`, or,
+    /// when any identity is accepted, whatever identity is at `remote`.
+    /// Half-open SAs (ours before IKE_AUTH, a peer's before it
+    /// authenticated) and SAs being deleted do not count.
+    fn another_ike_sa_with(
+        &self,
+        local_id: &Identification,
+        remote_id: Option<&Identification>,
+        remote: IpAddr,
+    ) -> bool {
+        self.sas.values().any(|o| {
+            let half_open = match o.state {
+                IkeState::Connecting | IkeState::Deleting => true,
+                IkeState::Authenticating => !o.initiator,
+                IkeState::Established | IkeState::Rekeyed => false,
+            };
+            if half_open {
+                return false;
+            }
+            let oc = &self.conns[o.conn];
+            if oc.local_id != *local_id {
+                return false;
+            }
+            let peer = o.peer_id.as_ref().or(oc.remote_id.as_ref());
+            match (remote_id, peer) {
+                (Some(want), Some(have)) => want == have,
+                _ => o.remote.ip() == remote,
+            }
+        })
+    }
+
+    /// RFC 7296 2.4: the peer asserts that `sa` (just authenticated) is the
+    /// only IKE SA between its identity and ours: it restarted, and every
+    /// other IKE SA between the two is stale. Those go now, with their
+    /// child SAs and without a Delete (the peer no longer knows them).
+    fn initial_contact(&mut self, sa: &IkeSa) {
+        let Some(peer) = sa.peer_id.as_ref() else { return };
+        let ours = &self.conns[sa.conn].local_id;
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, o)| o.peer_id.as_ref() == Some(peer) && self.conns[o.conn].local_id == *ours)
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in stale {
+            if let Some(o) = self.sas.remove(&spi) {
+                self.remove_sa(o, "the peer sent INITIAL_CONTACT on a new IKE SA (RFC 7296 2.4)");
+            }
+        }
     }
 
     /// Decrypts a protected message (reassembling fragments); None when it
@@ -1474,6 +1549,9 @@ impl Engine {
             return;
         }
         sa.peer_id = Some(idr.clone());
+        if notify(p, NotifyType::InitialContact).is_some() {
+            self.initial_contact(sa);
+        }
         self.established(now, sa);
         // The first child SA; failing it leaves the IKE SA up (RFC 7296 2.21.3).
         if let Some(e) = first_error(p) {
@@ -1583,7 +1661,8 @@ impl Engine {
         self.mpsa_established(sa);
     }
 
-    /// A request from the peer.
+    /// A request from the peer, answered where it came from (RFC 7296
+    /// 2.11).
     fn request_in(
         &mut self,
         now: Instant,
@@ -1593,15 +1672,29 @@ impl Engine {
         ike: &[u8],
         h: Header,
     ) {
+        sa.reply_to = Some((local, remote));
+        self.request_in_path(now, sa, local, remote, ike, h);
+        sa.reply_to = None;
+    }
+
+    fn request_in_path(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ike: &[u8],
+        h: Header,
+    ) {
         // RFC 7296 2.3: the one before the expected ID is a retransmission
-        // (answer it again); anything else is dropped.
+        // (answer it again, to where this copy came from: 2.11); anything
+        // else is dropped.
         if h.message_id.wrapping_add(1) == sa.expect_request {
             if let Some((id, packets)) = &sa.last_response {
                 if *id == h.message_id {
                     self.stats.retransmits_answered += 1;
-                    let (l, r) = (sa.local, sa.remote);
                     for pk in packets.clone() {
-                        self.send(l, r, pk);
+                        self.send(local, remote, pk);
                     }
                 }
             }
@@ -1716,6 +1809,9 @@ impl Engine {
         };
         sa.conn = ci;
         sa.peer_id = Some(idi.clone());
+        if notify(p, NotifyType::InitialContact).is_some() {
+            self.initial_contact(sa);
+        }
         let c = &self.conns[ci];
         let idr_ours = c.local_id.clone();
         let my_auth = keys::psk_auth(

@@ -42,20 +42,32 @@ pub fn checksum(data: &[u8], initial: u32) -> u16 {
     !fold(sum_words(data, initial))
 }
 
-/// One's-complement sum of 16-bit words, not folded.
+/// One's-complement sum of 16-bit words, not folded (but kept within 32
+/// bits, so sums can be added up). Eight octets at a time with end-around
+/// carry: 2^16 = 1 in one's-complement arithmetic, so summing big-endian
+/// 64-bit words and folding gives the same result as summing 16-bit ones
+/// (RFC 1071 2.(B)), at a quarter of the additions.
 pub fn sum_words(data: &[u8], initial: u32) -> u32 {
-    let mut sum = initial as u64;
-    let mut chunks = data.chunks_exact(2);
+    let mut acc = initial as u64;
+    let add = |acc: u64, w: u64| {
+        let (s, carry) = acc.overflowing_add(w);
+        s + carry as u64
+    };
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        acc = add(acc, u64::from_be_bytes(w));
     }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u64) << 8;
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Pad the last word with zeros on the right, as RFC 1071 does.
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        acc = add(acc, u64::from_be_bytes(w));
     }
-    while sum > 0xffff_ffff {
-        sum = (sum & 0xffff_ffff) + (sum >> 32);
-    }
-    sum as u32
+    let folded = (acc & 0xffff_ffff) + (acc >> 32);
+    ((folded & 0xffff_ffff) + (folded >> 32)) as u32
 }
 
 pub fn fold(mut sum: u32) -> u16 {
@@ -93,5 +105,30 @@ mod tests {
         assert_eq!(fold(sum_words(&d, 0)), 0xddf2);
         assert_eq!(checksum(&d, 0), !0xddf2);
         assert_eq!(checksum(&[0xab], 0), !0xab00);
+    }
+
+    /// The reference: 16-bit words one at a time (RFC 1071 4.1).
+    fn slow_sum(data: &[u8], initial: u32) -> u16 {
+        let mut sum = initial as u64;
+        for c in data.chunks(2) {
+            sum += (u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])) as u64;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn the_wide_sum_equals_the_16_bit_one_at_every_length_and_alignment() {
+        let data: Vec<u8> = (0..1600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let ones = [0xffu8; 64];
+        for len in 0..200 {
+            for initial in [0, 1, 0xffff, 0x1_2345, u32::MAX] {
+                assert_eq!(fold(sum_words(&data[..len], initial)), slow_sum(&data[..len], initial), "len {len}");
+                assert_eq!(fold(sum_words(&ones[..len.min(64)], initial)), slow_sum(&ones[..len.min(64)], initial));
+            }
+        }
+        assert_eq!(fold(sum_words(&data, 7)), slow_sum(&data, 7));
     }
 }

@@ -1,0 +1,268 @@
+//! RFC 7296 rules that an independent responder probe and strongSwan
+//! found broken (issue 11), each checked in memory between two engines:
+//! where a response goes (2.11), who may open an IKE SA (3.1), and what
+//! INITIAL_CONTACT asserts and does (2.4). IPv4 and IPv6 both.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use controlplane::codepoints::ExchangeType;
+use controlplane::crypto::SystemRandom;
+use controlplane::ike::config::ConnectionToml;
+use controlplane::ike::engine::IkeState;
+use controlplane::ike::{Engine, Event, Output, Settings};
+use controlplane::wire::{Header, Message};
+
+struct Addrs {
+    a: IpAddr,
+    b: IpAddr,
+}
+
+const FAMILIES: [Addrs; 2] = [
+    Addrs {
+        a: IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 1)),
+        b: IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 2)),
+    },
+    Addrs {
+        a: IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1)),
+        b: IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2)),
+    },
+];
+
+fn conn(name: &str, role: &str, local: IpAddr, remote: &str, ids: (&str, &str), ts: (&str, &str)) -> ConnectionToml {
+    let text = format!(
+        "name = \"{name}\"\nrole = \"{role}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nlocal_id = \"{}\"\n\
+         remote_id = \"{}\"\npsk = \"s3cret-lab-key\"\nlocal_ts = [\"{}\"]\nremote_ts = [\"{}\"]\n",
+        ids.0, ids.1, ts.0, ts.1
+    );
+    toml::from_str(&text).unwrap()
+}
+
+fn engine(conns: Vec<ConnectionToml>) -> Engine {
+    let conns = conns.into_iter().map(|c| c.build().unwrap()).collect();
+    Engine::new(conns, Settings::default(), Box::new(SystemRandom::default()))
+}
+
+/// A at `f.a` initiates connections `names` of its config to B at `f.b`.
+fn initiator(f: &Addrs, names: &[&str]) -> Engine {
+    let cs = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            // Same identities, one remote /25 each so the child SAs differ.
+            let rts = format!("10.77.2.{}/25", i * 128);
+            conn(n, "initiator", f.a, &f.b.to_string(), ("left.lab", "right.lab"), ("10.77.1.0/24", &rts))
+        })
+        .collect();
+    engine(cs)
+}
+
+fn responder(f: &Addrs) -> Engine {
+    engine(vec![conn("lab", "responder", f.b, "%any", ("right.lab", "left.lab"), ("10.77.2.0/24", "10.77.1.0/24"))])
+}
+
+#[derive(Debug, Clone)]
+struct Datagram {
+    local: SocketAddr,
+    remote: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// What `e` wants sent; other outputs are dropped, events kept.
+fn sent(e: &mut Engine, events: &mut Vec<Event>) -> Vec<Datagram> {
+    let mut v = Vec::new();
+    while let Some(o) = e.poll_output() {
+        match o {
+            Output::Send { local, remote, data } => v.push(Datagram { local, remote, data }),
+            Output::Event(ev) => events.push(ev),
+            Output::Dataplane(_) => {}
+        }
+    }
+    v
+}
+
+/// Runs datagrams between A and B, unchanged, until both are quiet.
+fn run(a: &mut Engine, b: &mut Engine, now: Instant) {
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let to_b = sent(a, &mut ea);
+        let to_a = sent(b, &mut eb);
+        if to_b.is_empty() && to_a.is_empty() {
+            return;
+        }
+        for d in to_b {
+            b.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        for d in to_a {
+            a.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+    }
+    panic!("message storm");
+}
+
+fn established(e: &Engine) -> usize {
+    e.ike_sas().filter(|s| s.state == IkeState::Established).count()
+}
+
+fn children(e: &Engine) -> usize {
+    e.ike_sas().map(|s| s.children.len()).sum()
+}
+
+/// RFC 7296 2.11: "the response MUST be sent to the IP address and port
+/// from whence it came" and from the address it was sent to; here the
+/// IKE_AUTH request comes from another port than the IKE_SA_INIT did
+/// (no NAT was detected, so the IKE SA's own path does not change).
+#[test]
+fn rfc7296_2_11_responses_go_to_the_address_and_port_the_request_came_from() {
+    for f in &FAMILIES {
+        let now = Instant::now();
+        let (mut a, mut b) = (initiator(f, &["lab"]), responder(f));
+        let mut ev = Vec::new();
+        a.initiate(now, "lab").unwrap();
+        // IKE_SA_INIT from port 500, answered to port 500.
+        let init = sent(&mut a, &mut ev).remove(0);
+        b.handle_datagram(now, init.remote, init.local, &init.data);
+        let resp = sent(&mut b, &mut ev).remove(0);
+        assert_eq!(resp.remote, init.local);
+        a.handle_datagram(now, resp.remote, resp.local, &resp.data);
+        // IKE_AUTH arrives from port 59846 (the probe's other socket).
+        let auth = sent(&mut a, &mut ev).remove(0);
+        let moved = SocketAddr::new(auth.local.ip(), 59846);
+        b.handle_datagram(now, auth.remote, moved, &auth.data);
+        let answers = sent(&mut b, &mut ev);
+        assert_eq!(answers.len(), 1, "{f:?}", f = f.a);
+        assert_eq!(answers[0].remote, moved, "answered where the request came from");
+        assert_eq!(answers[0].local, auth.remote, "from where it was sent to");
+        // A retransmission from yet another port gets the same answer there.
+        let again = SocketAddr::new(auth.local.ip(), 40001);
+        b.handle_datagram(now, auth.remote, again, &auth.data);
+        let re = sent(&mut b, &mut ev);
+        assert_eq!(re.len(), 1);
+        assert_eq!((re[0].remote, &re[0].data), (again, &answers[0].data));
+        assert_eq!(b.stats.retransmits_answered, 1);
+        // The IKE SA itself stays on the path IKE_SA_INIT set up: moving it
+        // needs NAT detection (2.23) or MOBIKE.
+        assert_eq!(b.ike_sas().next().unwrap().remote, init.local);
+        // (A is a probe whose two sockets share one engine.)
+        a.handle_datagram(now, auth.local, answers[0].local, &answers[0].data);
+        assert_eq!((established(&a), established(&b)), (1, 1));
+    }
+}
+
+/// IKE_SA_INIT requests that are not from an original initiator.
+fn mangled(init: &[u8], f: impl Fn(&mut Header)) -> Vec<u8> {
+    let m = Message::parse(init).unwrap();
+    assert_eq!(m.header.exchange, ExchangeType::IkeSaInit);
+    let mut h = m.header;
+    f(&mut h);
+    Message::emit_clear(h, &m.payloads)
+}
+
+/// RFC 7296 3.1: the Initiator flag "MUST be set in messages sent by the
+/// original initiator", and the initiator's SPI "MUST NOT be zero"; an
+/// IKE_SA_INIT request without I or with SPIi = 0 opens nothing, gets no
+/// answer and is counted. The genuine request then still works.
+#[test]
+fn rfc7296_3_1_an_ike_sa_init_without_i_or_with_spi_zero_opens_nothing() {
+    for f in &FAMILIES {
+        let now = Instant::now();
+        let (mut a, mut b) = (initiator(f, &["lab"]), responder(f));
+        let mut ev = Vec::new();
+        a.initiate(now, "lab").unwrap();
+        let init = sent(&mut a, &mut ev).remove(0);
+        let bad = [
+            mangled(&init.data, |h| h.flags.initiator = false),
+            mangled(&init.data, |h| h.spi_i = 0),
+            mangled(&init.data, |h| {
+                h.spi_i = 0;
+                h.flags.initiator = false;
+            }),
+        ];
+        for m in &bad {
+            b.handle_datagram(now, init.remote, init.local, m);
+            assert!(sent(&mut b, &mut ev).is_empty(), "dropped silently");
+        }
+        assert_eq!(b.ike_sas().count(), 0, "no SA made");
+        assert_eq!(b.half_open(), 0);
+        assert_eq!(b.stats.bad_init_request, 3);
+        b.handle_datagram(now, init.remote, init.local, &init.data);
+        assert_eq!(sent(&mut b, &mut ev).len(), 1, "the real request is answered");
+        assert_eq!(b.ike_sas().count(), 1);
+    }
+}
+
+/// RFC 7296 2.4: INITIAL_CONTACT "asserts that this IKE SA is the only IKE
+/// SA currently active between the authenticated identities". Two
+/// connections between the same identities: the second IKE_AUTH must not
+/// carry it, or the peer (which acts on it: strongSwan does, and so do
+/// we) deletes the first IKE SA. Both stay up, each with its child SA.
+#[test]
+fn rfc7296_2_4_initial_contact_only_when_no_other_ike_sa_joins_the_identities() {
+    for f in &FAMILIES {
+        let now = Instant::now();
+        let (mut a, mut b) = (initiator(f, &["lab", "lab2"]), responder(f));
+        a.initiate(now, "lab").unwrap();
+        run(&mut a, &mut b, now);
+        assert_eq!((established(&a), established(&b)), (1, 1));
+        a.initiate(now, "lab2").unwrap();
+        run(&mut a, &mut b, now);
+        assert_eq!(established(&a), 2);
+        assert_eq!(established(&b), 2, "the responder kept the first IKE SA");
+        assert_eq!((children(&a), children(&b)), (2, 2));
+    }
+}
+
+/// RFC 7296 2.4: after a restart the first IKE SA carries INITIAL_CONTACT
+/// and the recipient deletes the stale IKE SAs of the same identities
+/// (with their child SAs), keeping the new one and IKE SAs of others.
+#[test]
+fn rfc7296_2_4_initial_contact_from_a_restarted_peer_removes_its_stale_ike_sas() {
+    for f in &FAMILIES {
+        let now = Instant::now();
+        let mut b = responder(f);
+        let mut old = initiator(f, &["lab", "lab2"]);
+        old.initiate(now, "lab").unwrap();
+        run(&mut old, &mut b, now);
+        old.initiate(now, "lab2").unwrap();
+        run(&mut old, &mut b, now);
+        assert_eq!(established(&b), 2);
+        let stale: Vec<u64> = b.ike_sas().map(|s| s.spi_r).collect();
+        // A restarts with no memory of its IKE SAs and connects again.
+        let mut a = initiator(f, &["lab"]);
+        a.initiate(now, "lab").unwrap();
+        run(&mut a, &mut b, now);
+        assert_eq!(established(&a), 1);
+        let left: Vec<u64> = b.ike_sas().map(|s| s.spi_r).collect();
+        assert_eq!(left.len(), 1, "only the new IKE SA: {left:x?}");
+        assert!(!stale.contains(&left[0]));
+        assert_eq!(children(&b), 1);
+    }
+}
+
+/// INITIAL_CONTACT speaks for one pair of identities: a restarted peer
+/// with another identity leaves others' IKE SAs alone.
+#[test]
+fn rfc7296_2_4_initial_contact_leaves_other_identities_alone() {
+    let f = &FAMILIES[0];
+    let now = Instant::now();
+    let b = conn("lab", "responder", f.b, "%any", ("right.lab", "left.lab"), ("10.77.2.0/24", "10.77.1.0/24"));
+    let mut other = b.clone();
+    other.name = "other".into();
+    other.remote_id = Some("other.lab".into());
+    let mut b = engine(vec![b, other]);
+    let mut x = engine(vec![conn(
+        "x",
+        "initiator",
+        f.a,
+        &f.b.to_string(),
+        ("other.lab", "right.lab"),
+        ("10.77.1.0/24", "10.77.2.0/24"),
+    )]);
+    x.initiate(now, "x").unwrap();
+    run(&mut x, &mut b, now);
+    let mut a = initiator(f, &["lab"]);
+    a.initiate(now, "lab").unwrap();
+    run(&mut a, &mut b, now);
+    assert_eq!(established(&b), 2, "other.lab's IKE SA stays");
+    assert_eq!(established(&x), 1);
+}
