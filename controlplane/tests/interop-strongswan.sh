@@ -4,10 +4,12 @@
 # namespaces, PSK, both directions, the three proposals of issue 5;
 # traffic through the child SA both ways, child and IKE SA rekeys (ours,
 # theirs, and by short lifetimes) under continuous traffic, liveness
-# checks and deletes.
+# checks and deletes; the same over IPv6 outer addresses (inner IPv4 and
+# IPv6), both roles; and two IKE SAs between the same identities.
 #
 #   gwi-lan (10.77.1.10)  --veth--  gwi-a: [lan | gw-dataplane | wan] --veth-- gwi-b: strongSwan
-#                                    10.77.1.1        10.77.0.1    10.77.0.2, inner 10.77.2.1
+#   fd77:1::10                       10.77.1.1        10.77.0.1    10.77.0.2, inner 10.77.2.1
+#                                    fd77:1::1        fd77::1      fd77::2,   inner fd77:2::1
 #
 # Needs root, strongSwan (../shared/interop/install-deps.sh) and release
 # builds of gw-dataplane, gw-controlplane and gwctl. Prints
@@ -82,7 +84,7 @@ command -v charon-systemd >/dev/null || [ -x /usr/sbin/charon-systemd ] || {
     exit 2
 }
 
-"$IOP/netns-lab.sh" --prefix "$P" up >/dev/null
+"$IOP/netns-lab.sh" --prefix "$P" up --ipv6 >/dev/null
 # The DPDK dataplane owns 10.77.0.1: the kernel of node a must not answer.
 ip -n "$A" addr flush dev wan0
 # veth leaves UDP checksums partial for the receiver (interop NOTES.md).
@@ -90,14 +92,29 @@ ip netns exec "$B" ethtool -K wan0 tx off >/dev/null
 ip netns add "$LAN"
 ip link add lanh netns "$LAN" type veth peer name lang netns "$A"
 ip -n "$LAN" addr add 10.77.1.10/24 dev lanh
+ip -n "$LAN" -6 addr add fd77:1::10/64 dev lanh nodad
 ip -n "$LAN" link set lo up
 ip -n "$LAN" link set lanh up
 ip -n "$LAN" route add default via 10.77.1.1
+ip -n "$LAN" -6 route add default via fd77:1::1
+# Node a's kernel must not answer for the dataplane's addresses either.
+ip netns exec "$A" sysctl -qw net.ipv6.conf.lang.disable_ipv6=1 net.ipv6.conf.wan0.disable_ipv6=1
+# A second inner address behind strongSwan (scenario 5's second IKE SA).
+ip -n "$B" addr add 10.77.2.129/32 dev lo
 ip netns exec "$LAN" ethtool -K lanh tx off >/dev/null
 ip -n "$A" link set lang up
 
 gwctl() { "$BIN/gwctl" -s "$T/cp.sock" "$@"; }
 ss() { "$IOP/strongswan-peer.sh" "$@"; }
+
+# What start_gw and start_ss use; scenario 4 switches them to IPv6 outer.
+GW_LOCAL=10.77.0.1
+GW_REMOTE=10.77.0.2
+GW_LTS='"10.77.1.0/24"'
+GW_RTS='"10.77.2.0/24"'
+SS_LTS=10.77.2.0/24
+SS_RTS=10.77.1.0/24
+GW_MORE=""  # more [[connection]] tables
 
 # start_gw ROLE IKE ESP [extra connection lines]
 start_gw() {
@@ -115,11 +132,11 @@ mbufs = 8191
 [[port]]
 name = "wan"
 device = "net_af_packet0,iface=wan0,qpairs=2"
-addresses = ["10.77.0.1/24"]
+addresses = ["10.77.0.1/24", "fd77::1/64"]
 [[port]]
 name = "lan"
 device = "net_af_packet1,iface=lang,qpairs=2"
-addresses = ["10.77.1.1/24"]
+addresses = ["10.77.1.1/24", "fd77:1::1/64"]
 [control]
 dir = "$T/run"
 wait_for_sync = true
@@ -134,16 +151,17 @@ retransmit_base_ms = 500
 [[connection]]
 name = "lab"
 role = "$role"
-local = "10.77.0.1"
-remote = "10.77.0.2"
+local = "$GW_LOCAL"
+remote = "$GW_REMOTE"
 local_id = "left.lab"
 remote_id = "right.lab"
 psk = "$PSK"
 ike_proposals = ["$ike"]
 esp_proposals = ["$esp"]
-local_ts = ["10.77.1.0/24"]
-remote_ts = ["10.77.2.0/24"]
+local_ts = [$GW_LTS]
+remote_ts = [$GW_RTS]
 $extra
+$GW_MORE
 EOF
     ip netns exec "$A" "$BIN/gw-dataplane" --config "$T/dp.toml" >"$T/dp.log" 2>&1 &
     GW_PIDS+=($!)
@@ -158,9 +176,9 @@ EOF
 start_ss() {
     local role=$1 ike=$2 esp=$3
     shift 3
-    ss start ss --netns "$B" --role "$role" --local 10.77.0.2 --remote 10.77.0.1 \
+    ss start ss --netns "$B" --role "$role" --local "$GW_REMOTE" --remote "$GW_LOCAL" \
         --local-id right.lab --remote-id left.lab --psk "$PSK" \
-        --local-ts 10.77.2.0/24 --remote-ts 10.77.1.0/24 \
+        --local-ts "$SS_LTS" --remote-ts "$SS_RTS" \
         --ike-proposals "$ike" --esp-proposals "$esp" "$@" >/dev/null
 }
 
@@ -194,7 +212,7 @@ under_traffic() { # under_traffic SECONDS description command...
     local secs=$1 d=$2
     shift 2
     local out=$T/ping.out
-    ip netns exec "$LAN" ping -q -c $((secs * 20)) -i 0.05 -W 1 10.77.2.1 >"$out" 2>&1 &
+    ip netns exec "$LAN" ping -q -c $((secs * 20)) -i 0.05 -W 1 "${TRAFFIC_DST:-10.77.2.1}" >"$out" 2>&1 &
     local pp=$!
     sleep 1
     "$@" || true
@@ -277,6 +295,106 @@ under_traffic 10 "3: strongSwan's lifetime rekeys (child, IKE)" true
 check "3: strongSwan rekeyed the child SA" grep -q "installed (rekey of" "$T/cp.log"
 check "3: strongSwan rekeyed the IKE SA" grep -q "rekeyed to" "$T/cp.log"
 stop_gw
+
+# ---- 4: IPv6 outer addresses, inner IPv4 and IPv6, both roles ----------------
+# strongSwan's kernel-libipsec always encapsulates, so this is ESP in UDP
+# over IPv6: the UDP checksum must be right and non-zero (RFC 8200 8.1),
+# or strongSwan's kernel drops everything we send (Udp6InCsumErrors).
+GW_LOCAL=fd77::1
+GW_REMOTE=fd77::2
+GW_LTS='"10.77.1.0/24", "fd77:1::/64"'
+GW_RTS='"10.77.2.0/24", "fd77:2::/64"'
+SS_LTS=10.77.2.0/24,fd77:2::/64
+SS_RTS=10.77.1.0/24,fd77:1::/64
+warm_up6() {
+    warm_up
+    ip netns exec "$LAN" ping -q -c 1 -W 1 fd77:2::1 >/dev/null 2>&1 || true
+    ip netns exec "$B" ping -q -c 1 -W 1 -I fd77:2::1 fd77:1::10 >/dev/null 2>&1 || true
+}
+ping_ss6() { ip netns exec "$B" ping -q -c 5 -i 0.1 -W 1 -I fd77:2::1 fd77:1::10; }
+csum_errors() { ip netns exec "$B" awk '/^Udp6InCsumErrors/ {print $2}' /proc/net/snmp6; }
+pings_v6_outer() { # pings_v6_outer LABEL
+    check "$1: LAN -> strongSwan, inner IPv4" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan 10.77.2.1 | no_loss"
+    check "$1: LAN -> strongSwan, inner IPv6" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan fd77:2::1 | no_loss"
+    check "$1: strongSwan -> LAN, inner IPv4" bash -c "$(declare -f ping_ss no_loss); B=$B ping_ss | no_loss"
+    check "$1: strongSwan -> LAN, inner IPv6" bash -c "$(declare -f ping_ss6 no_loss); B=$B ping_ss6 | no_loss"
+}
+gw_v6_path() { gwctl list | grep -q "fd77::1\]:4500 <-> \[fd77::2\]:4500"; }
+
+say "scenario 4a: IPv6 outer, strongSwan initiates"
+csum0=$(csum_errors)
+start_gw responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+start_ss initiator aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+check "4a: strongSwan -> gateway over IPv6: IKE SA and child SA" ss initiate ss --timeout 10
+check "4a: gateway shows it" wait_for 5 gw_child
+check "4a: gwctl shows the IPv6 path on port 4500 (NAT-T)" gw_v6_path
+warm_up6
+pings_v6_outer 4a
+TRAFFIC_DST=fd77:2::1 under_traffic 4 "4a: strongSwan rekeys the child SA (inner IPv6 traffic)" ss swanctl ss --rekey --child net
+TRAFFIC_DST=10.77.2.1 under_traffic 4 "4a: gateway rekeys the child SA (inner IPv4 traffic)" gwctl rekey lab
+[ "$(csum_errors)" = "$csum0" ] && ok "4a: strongSwan counted no UDP checksum errors (Udp6InCsumErrors $csum0)" \
+    || bad "4a: strongSwan counted UDP checksum errors: $csum0 -> $(csum_errors)"
+stop_gw
+ss stop ss >/dev/null
+
+say "scenario 4b: IPv6 outer, gateway initiates"
+start_ss responder aes256gcm16-prfsha384-ecp256 aes256gcm16-ecp256
+start_gw initiator aes256gcm16-prfsha384-ecp256 aes256gcm16-ecp256
+check "4b: gateway -> strongSwan over IPv6: IKE SA and child SA" wait_for 10 ss_up
+check "4b: gateway shows it" wait_for 5 gw_child
+warm_up6
+pings_v6_outer 4b
+TRAFFIC_DST=fd77:2::1 under_traffic 4 "4b: gateway rekeys the child SA (inner IPv6 traffic)" gwctl rekey lab
+TRAFFIC_DST=10.77.2.1 under_traffic 4 "4b: strongSwan rekeys the child SA (inner IPv4 traffic)" ss swanctl ss --rekey --child net
+[ "$(csum_errors)" = "$csum0" ] && ok "4b: strongSwan counted no UDP checksum errors" \
+    || bad "4b: strongSwan counted UDP checksum errors: $csum0 -> $(csum_errors)"
+ss swanctl ss --terminate --ike lab >/dev/null 2>&1 || true
+check "4b: strongSwan's delete removes the gateway's SAs" wait_for 5 gw_none
+stop_gw
+ss stop ss >/dev/null
+
+# ---- 5: two IKE SAs between the same identities --------------------------------
+# Two connections of ours to the same strongSwan, one child SA each. RFC
+# 7296 2.4: INITIAL_CONTACT would tell strongSwan the first IKE SA is
+# stale ("destroying duplicate IKE_SA ... received INITIAL_CONTACT").
+say "scenario 5: two IKE SAs between the same identities"
+GW_LOCAL=10.77.0.1
+GW_REMOTE=10.77.0.2
+GW_LTS='"10.77.1.0/24"'
+GW_RTS='"10.77.2.0/25"'
+SS_LTS=10.77.2.0/24
+SS_RTS=10.77.1.0/24
+GW_MORE="[[connection]]
+name = \"lab2\"
+role = \"initiator\"
+local = \"10.77.0.1\"
+remote = \"10.77.0.2\"
+local_id = \"left.lab\"
+remote_id = \"right.lab\"
+psk = \"$PSK\"
+ike_proposals = [\"aes128gcm16-prfsha256-x25519\"]
+esp_proposals = [\"aes128gcm16-x25519\"]
+local_ts = [\"10.77.1.0/24\"]
+remote_ts = [\"10.77.2.128/25\"]"
+ss_two() { [ "$(ss sas ss | grep -c ESTABLISHED)" = 2 ] && [ "$(ss sas ss | grep -c INSTALLED)" = 2 ]; }
+gw_two() { [ "$(gwctl list | grep -c ': Established')" = 2 ] && [ "$(gwctl list | grep -c 'child .* Installed')" = 2 ]; }
+start_ss responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+start_gw initiator aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+check "5: strongSwan has both IKE SAs, one child SA each" wait_for 10 ss_two
+check "5: the gateway has both" wait_for 5 gw_two
+warm_up
+ip netns exec "$LAN" ping -q -c 1 -W 1 10.77.2.129 >/dev/null 2>&1 || true
+check "5: LAN -> 10.77.2.1 through lab's child SA" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan 10.77.2.1 | no_loss"
+check "5: LAN -> 10.77.2.129 through lab2's child SA" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan 10.77.2.129 | no_loss"
+ping_ss129() { ip netns exec "$B" ping -q -c 5 -i 0.1 -W 1 -I 10.77.2.129 10.77.1.10; }
+check "5: 10.77.2.129 -> LAN through lab2's child SA" bash -c "$(declare -f ping_ss129 no_loss); B=$B ping_ss129 | no_loss"
+sleep 2
+check "5: both IKE SAs still up at strongSwan" ss_two
+check "5: and at the gateway" gw_two
+check "5: strongSwan destroyed no IKE SA as a duplicate" bash -c "! '$IOP/strongswan-peer.sh' log ss 400 | grep -q 'destroying duplicate'"
+GW_MORE=""
+stop_gw
+ss stop ss >/dev/null
 
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then
