@@ -94,9 +94,13 @@ fn in_memory(count: u32, keep: bool) -> f64 {
     );
     let mut spent = Duration::ZERO;
     let now = Instant::now();
-    for _ in 0..count {
+    for n in 0..count {
+        // One identity per client, as the load-tester's lt-%d.lab: with one
+        // identity for all, each new IKE SA's INITIAL_CONTACT would tell the
+        // responder to drop the others (RFC 7296 2.4).
+        let id = format!("c{n}.lab");
         let mut i = Engine::new(
-            vec![conn("initiator", "10.0.0.1", "10.0.0.2", "left.lab", "right.lab", "10.1.0.0/16", "10.2.0.0/16")],
+            vec![conn("initiator", "10.0.0.1", "10.0.0.2", &id, "right.lab", "10.1.0.0/16", "10.2.0.0/16")],
             settings.clone(),
             Box::new(SystemRandom::default()),
         );
