@@ -1397,7 +1397,7 @@ impl Engine {
         };
         match remote_id {
             Some(want) => {
-                self.by_peer.get(want).is_some_and(|set| set.iter().filter_map(|s| self.sas.get(s)).any(|o| counts(o)))
+                self.by_peer.get(want).is_some_and(|set| set.iter().filter_map(|s| self.sas.get(s)).any(&counts))
             }
             None => self.sas.values().any(|o| counts(o) && o.remote.ip() == remote),
         }
