@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use controlplane::crypto::SystemRandom;
+use controlplane::daemon::view;
 use controlplane::ike::config::{ConnectionToml, Settings};
 use controlplane::ike::{Engine, Output};
 use controlplane::mpsa::{GroupToml, MpsaRole};
@@ -91,14 +92,14 @@ fn one(n: usize) -> Result<Distribution, String> {
         .build()?;
         let mut e = Engine::new(vec![c], quiet.clone(), Box::new(SystemRandom::default()));
         e.mpsa_role = MpsaRole::Endpoint;
-        e.initiate(now, "hub")?;
+        e.initiate(now, "hub").map_err(|e| e.to_string())?;
         by_addr.insert(IpAddr::V4(a), i);
         eps.push(e);
         // Run this endpoint's exchanges (IKE_SA_INIT, IKE_AUTH, MPSA_PUT) to the end.
         exchange(&mut hub, &mut eps, &by_addr, now);
     }
     let setup_secs = setup.elapsed().as_secs_f64();
-    let first = hub.groups_info(now)[0].clone();
+    let first = view::groups(&hub, now)[0].clone();
     if first.delivered != n {
         return Err(format!("setup: the first group SA reached {} of {n} members", first.delivered));
     }
@@ -138,12 +139,12 @@ fn one(n: usize) -> Result<Distribution, String> {
     while hub.poll_output().is_some() {}
     hub_time += t.elapsed();
 
-    let info = hub.groups_info(now)[0].clone();
+    let info = view::groups(&hub, now)[0].clone();
     if info.spi == first.spi || info.delivered != n {
         return Err(format!("rekey: new SA {} reached {} of {n} members", info.spi, info.delivered));
     }
     let installed =
-        eps.iter().filter(|e| e.groups_info(now).first().is_some_and(|g| g.spi == info.spi && g.rekeys == 2)).count();
+        eps.iter().filter(|e| view::groups(e, now).first().is_some_and(|g| g.spi == info.spi && g.rekeys == 2)).count();
     Ok(Distribution {
         members: n,
         setup_secs,

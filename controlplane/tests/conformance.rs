@@ -101,11 +101,11 @@ fn run(a: &mut Engine, b: &mut Engine, now: Instant) {
 }
 
 fn established(e: &Engine) -> usize {
-    e.ike_sas().filter(|s| s.state == IkeState::Established).count()
+    e.ike_sas().filter(|s| s.state() == IkeState::Established).count()
 }
 
 fn children(e: &Engine) -> usize {
-    e.ike_sas().map(|s| s.children.len()).sum()
+    e.ike_sas().map(|s| s.children().len()).sum()
 }
 
 /// RFC 7296 2.11: "the response MUST be sent to the IP address and port
@@ -142,7 +142,7 @@ fn rfc7296_2_11_responses_go_to_the_address_and_port_the_request_came_from() {
         assert_eq!(b.stats.retransmits_answered, 1);
         // The IKE SA itself stays on the path IKE_SA_INIT set up: moving it
         // needs NAT detection (2.23) or MOBIKE.
-        assert_eq!(b.ike_sas().next().unwrap().remote, init.local);
+        assert_eq!(b.ike_sas().next().unwrap().remote(), init.local);
         // (A is a probe whose two sockets share one engine.)
         a.handle_datagram(now, auth.local, answers[0].local, &answers[0].data);
         assert_eq!((established(&a), established(&b)), (1, 1));
@@ -226,13 +226,13 @@ fn rfc7296_2_4_initial_contact_from_a_restarted_peer_removes_its_stale_ike_sas()
         old.initiate(now, "lab2").unwrap();
         run(&mut old, &mut b, now);
         assert_eq!(established(&b), 2);
-        let stale: Vec<u64> = b.ike_sas().map(|s| s.spi_r).collect();
+        let stale: Vec<u64> = b.ike_sas().map(|s| s.spi_r()).collect();
         // A restarts with no memory of its IKE SAs and connects again.
         let mut a = initiator(f, &["lab"]);
         a.initiate(now, "lab").unwrap();
         run(&mut a, &mut b, now);
         assert_eq!(established(&a), 1);
-        let left: Vec<u64> = b.ike_sas().map(|s| s.spi_r).collect();
+        let left: Vec<u64> = b.ike_sas().map(|s| s.spi_r()).collect();
         assert_eq!(left.len(), 1, "only the new IKE SA: {left:x?}");
         assert!(!stale.contains(&left[0]));
         assert_eq!(children(&b), 1);

@@ -14,6 +14,7 @@ use controlplane::crypto::SystemRandom;
 use controlplane::daemon::admin::{self, Request, Response};
 use controlplane::daemon::config::{DaemonConfig, TransportKind};
 use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
+use controlplane::daemon::view;
 use controlplane::daemon::Input;
 use controlplane::ike::{Engine, Output};
 use cpdp::msg::{Command, Direction, Event};
@@ -171,7 +172,8 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         if last_start.elapsed() >= Duration::from_secs(5) {
             last_start = Instant::now();
             // One pass over the SAs, not one per connection.
-            let with_sa: std::collections::HashSet<usize> = d.engine.ike_sas().map(|s| s.conn).collect();
+            let with_sa: std::collections::HashSet<usize> =
+                d.engine.ike_sas().map(|s| s.conn()).chain(d.engine.connecting().map(|c| c.conn)).collect();
             let names: Vec<String> = d
                 .engine
                 .connections()
@@ -253,13 +255,13 @@ impl Daemon {
     }
 
     fn admin(&mut self, now: Instant, req: Request) -> Response {
-        let done = |r: Result<usize, String>, what: &str| match r {
+        let done = |r: Result<usize, controlplane::ike::engine::Error>, what: &str| match r {
             Ok(n) => Response::Done { message: format!("{what}: {n}") },
-            Err(e) => Response::Error { message: e },
+            Err(e) => Response::Error { message: e.to_string() },
         };
         match req {
             Request::ListSas => {
-                let mut sas = self.engine.snapshot(now);
+                let mut sas = view::ike_sas(&self.engine, now);
                 for sa in &mut sas {
                     for c in &mut sa.children {
                         let spi_in = u32::from_str_radix(&c.spi_in, 16).unwrap_or(0);
@@ -269,11 +271,15 @@ impl Daemon {
                         (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
                     }
                 }
-                Response::Sas { sas, groups: self.engine.groups_info(now) }
+                Response::Sas { sas, groups: view::groups(&self.engine, now) }
             }
-            Request::Initiate { conn } => {
+            Request::Initiate { conn, child: None } => {
                 self.held.remove(&conn);
                 done(self.engine.initiate(now, &conn).map(|_| 1), "initiating IKE SAs")
+            }
+            Request::Initiate { conn, child: Some(child) } => {
+                self.held.remove(&conn);
+                done(self.engine.initiate_child(now, &conn, &child), &format!("opening child SA {child} on IKE SAs"))
             }
             Request::Terminate { conn } => {
                 self.held.insert(conn.clone());

@@ -24,8 +24,13 @@ enum Cmd {
     /// IKE SAs and their child SAs, with dataplane counters.
     #[command(alias = "list-sas")]
     List,
-    /// Start an IKE SA (and its first child SA) for a connection.
-    Initiate { conn: String },
+    /// Start an IKE SA (with its child SAs) for a connection; with
+    /// --child, open that child SA on its IKE SA (CREATE_CHILD_SA).
+    Initiate {
+        conn: String,
+        #[arg(long)]
+        child: Option<String>,
+    },
     /// Delete a connection's IKE SAs (and their child SAs); an initiator
     /// connection then stays down until `initiate`.
     Terminate { conn: String },
@@ -45,7 +50,7 @@ fn main() {
     let a = Args::parse();
     let req = match a.cmd {
         Cmd::List => Request::ListSas,
-        Cmd::Initiate { conn } => Request::Initiate { conn },
+        Cmd::Initiate { conn, child } => Request::Initiate { conn, child },
         Cmd::Terminate { conn } => Request::Terminate { conn },
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
         Cmd::Config => Request::Config,
@@ -113,7 +118,7 @@ fn main() {
                 );
                 for c in s.children {
                     println!(
-                        "  child {}_i {}_o {:?} {}{}, age {}s, rekey in {}",
+                        "  child {}_i {}_o {:?} {}{}, age {}s, rekey in {}{}",
                         c.spi_in,
                         c.spi_out,
                         c.state,
@@ -121,6 +126,7 @@ fn main() {
                         c.pfs.map(|g| format!(" PFS group {g}")).unwrap_or_default(),
                         c.age_secs,
                         c.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
+                        if c.name.is_empty() || c.name == s.conn { String::new() } else { format!(" [{}]", c.name) },
                     );
                     println!("    {} === {}", c.ts_local.join(","), c.ts_remote.join(","));
                     println!(

@@ -8,15 +8,18 @@
 //! and a bad one is [`DhError`], which the engine answers with
 //! INVALID_SYNTAX (RFC 7296 3.4 leaves the check to us).
 //!
-//! Curve25519 runs on aws-lc-rs, ECP-256 on ring, each chosen by
-//! measurement on the 2-vCPU EPYC guest (a key pair made and agreed,
-//! one core): X25519 41 us with aws-lc-rs against 78 us with ring (aws-lc's
-//! s2n-bignum field arithmetic), ECP-256 65-69 us against 68-77 us (no
-//! clear winner, so ring stays). A responder does one of each per IKE SA.
+//! Every private value comes from the caller's [`Random`], so an engine
+//! with a seeded generator makes the same keys, and the same messages, on
+//! every run (tests, fuzzing); the daemon passes the system's generator.
+//! Curve25519 and ECP-256 run on aws-lc-rs, loaded from those random
+//! octets (ring cannot take a private key from outside). Measured on the
+//! 2-vCPU EPYC guest (a key pair made and agreed, one core): X25519 41 us
+//! with aws-lc-rs against 78 us with ring (aws-lc's s2n-bignum field
+//! arithmetic); ECP-256 65-69 us against 68-77 us with ring. A responder
+//! does one of each per IKE SA.
 
 use aws_lc_rs::agreement as lc;
 use num_bigint::BigUint;
-use ring::agreement;
 use zeroize::Zeroizing;
 
 use super::{Random, Secret};
@@ -41,7 +44,7 @@ const MODP2048_EXP_LEN: usize = 32;
 /// A private DH value, used once (both libraries wipe it when dropped).
 pub enum DhPrivate {
     Modp2048(Zeroizing<Vec<u8>>),
-    Ecp256(agreement::EphemeralPrivateKey),
+    Ecp256(lc::PrivateKey),
     X25519(lc::PrivateKey),
 }
 
@@ -65,14 +68,19 @@ pub fn generate(group: DhGroup, rng: &mut dyn Random) -> Result<(DhPrivate, Vec<
             Ok((DhPrivate::Modp2048(x), pad(&y.to_bytes_be(), MODP2048_LEN)))
         }
         DhGroup::Ecp256 => {
-            let ring_rng = ring::rand::SystemRandom::new();
-            let k = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &ring_rng)
-                .map_err(|_| DhError::Unsupported(19))?;
+            // A scalar in [1, n-1]: 32 random octets are one but for odds of
+            // about 2^-32 (zero, or at least the group order): draw again.
+            let k = loop {
+                let x = Zeroizing::new(rng.vec(32));
+                if let Ok(k) = lc::PrivateKey::from_private_key(&lc::ECDH_P256, &x) {
+                    break k;
+                }
+            };
             let public = k.compute_public_key().map_err(|_| DhError::Unsupported(19))?;
             // Drop the uncompressed-point marker (RFC 5903 7).
             Ok((DhPrivate::Ecp256(k), public.as_ref()[1..].to_vec()))
         }
-        DhGroup::Curve25519 => x25519_pair(),
+        DhGroup::Curve25519 => x25519_pair(rng),
         g => Err(DhError::Unsupported(g.value())),
     }
 }
@@ -108,26 +116,25 @@ impl KeyPool {
             let n = (1usize << self.refills.min(16)).min(Self::BATCH);
             self.refills += 1;
             for _ in 0..n {
-                self.x25519.push(x25519_pair()?);
+                self.x25519.push(x25519_pair(rng)?);
             }
         }
         Ok(self.x25519.pop().expect("just filled"))
     }
 }
 
-/// Seeds aws-lc's random generator now. Its first use in a process
-/// gathers CPU-jitter entropy for about 40 ms; a daemon does that at start
-/// rather than inside the first peer's IKE_SA_INIT.
+/// Initializes aws-lc now. Its first use in a process may gather
+/// CPU-jitter entropy for its own generator (about 40 ms); a daemon does
+/// that at start rather than inside the first peer's IKE_SA_INIT.
 pub fn warm_up() {
-    let _ = x25519_pair();
+    let _ = lc::PrivateKey::generate(&lc::X25519);
 }
 
-/// An X25519 pair from aws-lc's own DRBG (seeded from the OS, reseeded
-/// after fork). The private key is kept as a reusable aws-lc key only so
-/// that a known scalar can be loaded for the RFC 7748 vectors; `agree`
-/// consumes it, so each is still used once.
-fn x25519_pair() -> Result<(DhPrivate, Vec<u8>), DhError> {
-    let k = lc::PrivateKey::generate(&lc::X25519).map_err(|_| DhError::Unsupported(31))?;
+/// An X25519 pair from 32 octets of `rng` (RFC 7748 5 clamps them). The
+/// private key is an aws-lc key; `agree` consumes it, so each is used once.
+fn x25519_pair(rng: &mut dyn Random) -> Result<(DhPrivate, Vec<u8>), DhError> {
+    let x = Zeroizing::new(rng.vec(32));
+    let k = lc::PrivateKey::from_private_key(&lc::X25519, &x).map_err(|_| DhError::Unsupported(31))?;
     let public = k.compute_public_key().map_err(|_| DhError::Unsupported(31))?.as_ref().to_vec();
     Ok((DhPrivate::X25519(k), public))
 }
@@ -156,8 +163,9 @@ pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
             let mut p = Vec::with_capacity(65);
             p.push(4);
             p.extend_from_slice(peer);
-            let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, p);
-            agreement::agree_ephemeral(k, &peer, |s| Secret::new(s.to_vec())).map_err(|_| DhError::BadPublic(19))
+            // aws-lc checks the point is on the curve.
+            let peer = lc::UnparsedPublicKey::new(&lc::ECDH_P256, p);
+            lc::agree(&k, peer, DhError::BadPublic(19), |s| Ok(Secret::new(s.to_vec())))
         }
         DhPrivate::X25519(k) => {
             if peer.len() != 32 {
@@ -212,6 +220,30 @@ mod tests {
             let s1 = agree(a, &pb).unwrap();
             let s2 = agree(b, &pa).unwrap();
             assert_eq!(s1, s2, "group {g:?}");
+        }
+    }
+
+    /// Octets from a fixed seed: the same keys every time.
+    struct Fixed(u8);
+    impl Random for Fixed {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 = self.0.wrapping_mul(29).wrapping_add(7);
+                *b = self.0;
+            }
+        }
+    }
+
+    #[test]
+    fn every_group_takes_its_private_value_from_the_given_generator() {
+        for g in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Curve25519] {
+            let (_, a) = generate(g, &mut Fixed(1)).unwrap();
+            let (_, b) = generate(g, &mut Fixed(1)).unwrap();
+            let (_, c) = generate(g, &mut Fixed(2)).unwrap();
+            assert_eq!(a, b, "{g:?}: same seed, same public value");
+            assert_ne!(a, c, "{g:?}");
+            let (_, d) = KeyPool::default().generate(g, &mut Fixed(1)).unwrap();
+            assert_eq!(a, d, "{g:?}: the pool draws the same way");
         }
     }
 

@@ -10,15 +10,26 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ike::engine::{GroupInfo, IkeSaInfo, Stats};
+use super::view::{GroupInfo, IkeSaInfo};
+use crate::ike::engine::Stats;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     ListSas,
-    Initiate { conn: String },
-    Terminate { conn: String },
-    Rekey { conn: String, ike: bool },
+    Initiate {
+        conn: String,
+        /// One child SA of the connection, opened on its IKE SA.
+        #[serde(default)]
+        child: Option<String>,
+    },
+    Terminate {
+        conn: String,
+    },
+    Rekey {
+        conn: String,
+        ike: bool,
+    },
     Config,
     Stats,
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod transport;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;

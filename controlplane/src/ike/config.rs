@@ -36,8 +36,12 @@ pub struct Connection {
     pub psk: Secret,
     pub ike: Vec<IkeSuite>,
     pub esp: Vec<EspSuite>,
-    pub local_ts: Vec<TrafficSelector>,
-    pub remote_ts: Vec<TrafficSelector>,
+    /// The child SAs: the first is the connection's own (its `local_ts`
+    /// and `remote_ts`, named after it), made in IKE_AUTH; the others
+    /// (`[[connection.child]]`) by CREATE_CHILD_SA once the IKE SA is up
+    /// (RFC 7296 1.3.1). A responder narrows a request to the first child
+    /// whose selectors it meets.
+    pub children: Vec<ChildConfig>,
     /// Responder: virtual addresses for clients that ask through CP.
     pub pool: Option<Prefix>,
     /// Initiator: ask the responder for a virtual address.
@@ -56,6 +60,28 @@ pub struct Connection {
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
+}
+
+/// One child SA of a connection: what it protects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildConfig {
+    pub name: String,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Initiator: opened with the IKE SA (else only by `gwctl initiate
+    /// NAME --child CHILD`).
+    pub auto: bool,
+}
+
+/// `[[connection.child]]` as written in TOML.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildToml {
+    pub name: String,
+    pub local_ts: Vec<Prefix>,
+    pub remote_ts: Vec<Prefix>,
+    #[serde(default = "d_true")]
+    pub auto: bool,
 }
 
 /// `mpsa_routes = [{ prefix = "10.3.0.0/16", endpoint = "192.0.2.13" }]`.
@@ -100,6 +126,9 @@ pub struct ConnectionToml {
     pub pfs: bool,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
+    /// More child SAs (`[[connection.child]]`).
+    #[serde(default)]
+    pub child: Vec<ChildToml>,
 }
 
 fn responder() -> Role {
@@ -153,6 +182,29 @@ impl ConnectionToml {
         if self.local_ts.is_empty() || self.remote_ts.is_empty() {
             return Err("local_ts and remote_ts need at least one prefix each".into());
         }
+        let mut children = vec![ChildConfig {
+            name: self.name.clone(),
+            local_ts: self.local_ts.iter().map(|p| p.to_ts()).collect(),
+            remote_ts: self.remote_ts.iter().map(|p| p.to_ts()).collect(),
+            auto: true,
+        }];
+        for (i, c) in self.child.iter().enumerate() {
+            if children.iter().any(|k| k.name == c.name) {
+                return Err(format!(
+                    "child[{i}].name: {:?} is taken (the connection's own child has its name)",
+                    c.name
+                ));
+            }
+            if c.local_ts.is_empty() || c.remote_ts.is_empty() {
+                return Err(format!("child[{i}] ({}): local_ts and remote_ts need a prefix each", c.name));
+            }
+            children.push(ChildConfig {
+                name: c.name.clone(),
+                local_ts: c.local_ts.iter().map(|p| p.to_ts()).collect(),
+                remote_ts: c.remote_ts.iter().map(|p| p.to_ts()).collect(),
+                auto: c.auto,
+            });
+        }
         if self.role == Role::Initiator && remote.is_none() {
             return Err("remote: an initiator needs the peer's address".into());
         }
@@ -181,8 +233,7 @@ impl ConnectionToml {
             psk: Secret::new(self.psk.as_bytes().to_vec()),
             ike,
             esp,
-            local_ts: self.local_ts.iter().map(|p| p.to_ts()).collect(),
-            remote_ts: self.remote_ts.iter().map(|p| p.to_ts()).collect(),
+            children,
             pool: self.pool,
             request_vip: self.request_vip,
             ike_rekey: Duration::from_secs(self.ike_rekey_secs),
@@ -200,12 +251,22 @@ impl ConnectionToml {
     }
 }
 
-/// Engine-wide settings.
+/// Engine-wide settings, with every limit a peer's messages can run into.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Half-open IKE SAs at which IKE_SA_INIT requests must carry a cookie
     /// (RFC 7296 2.6).
     pub cookie_threshold: usize,
+    /// The cookie secret is replaced this often (RFC 7296 2.6: "frequently").
+    pub cookie_secret_lifetime: Duration,
+    /// Cookies made with the previous secret are still taken this long
+    /// after it was replaced (an initiator's retry in flight).
+    pub cookie_grace: Duration,
+    /// Longest cookie an initiator echoes (RFC 7296 2.6: 1..64 octets).
+    pub max_cookie_len: usize,
+    /// IKE_SA_INIT retries an initiator makes for cookies and
+    /// INVALID_KE_PAYLOAD, and CREATE_CHILD_SA retries for INVALID_KE_PAYLOAD.
+    pub init_retries: u32,
     /// A half-open SA is forgotten after this long.
     pub half_open_timeout: Duration,
     /// First retransmission timeout; doubled each time (RFC 7296 2.4).
@@ -216,17 +277,41 @@ pub struct Settings {
     /// Protected messages above this many octets go out as RFC 7383
     /// fragments when the peer supports them.
     pub fragment_size: usize,
+    /// Most fragments one message may arrive in (RFC 7383 2.6: the
+    /// receiver's limit); more and the message is dropped.
+    pub max_fragments: u16,
+    /// A rekey refused with TEMPORARY_FAILURE (or crossed by a deletion) is
+    /// tried again after this long (RFC 7296 2.25).
+    pub retry_after_busy: Duration,
+    /// How long the responder of a child rekey keeps sending on the old SA
+    /// when the initiator does not delete it (it normally does within a
+    /// round trip).
+    pub outbound_switch_grace: Duration,
+    /// Octets of our nonces (RFC 7296 2.10: at least 16, and at least half
+    /// the PRF's key size).
+    pub nonce_len: usize,
+    /// Anti-replay window of the child SAs we install, in packets.
+    pub replay_window: u32,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             cookie_threshold: 1000,
+            cookie_secret_lifetime: Duration::from_secs(600),
+            cookie_grace: Duration::from_secs(30),
+            max_cookie_len: 64,
+            init_retries: 3,
             half_open_timeout: Duration::from_secs(30),
             retransmit_base: Duration::from_secs(1),
             retransmit_tries: 5,
             keepalive: Duration::from_secs(20),
             fragment_size: 1280,
+            max_fragments: 64,
+            retry_after_busy: Duration::from_secs(2),
+            outbound_switch_grace: Duration::from_secs(2),
+            nonce_len: 32,
+            replay_window: 1024,
         }
     }
 }

@@ -155,8 +155,9 @@ pub struct GatewayGroup {
     pub current: GroupSa,
     /// IKE SAs (our SPI) that acknowledged the current SA.
     pub delivered: HashSet<u64>,
-    /// Set when a member left: rekey at the next timer check.
-    pub rekey_requested: bool,
+    /// When a member left: the group is rekeyed then (at the next timer
+    /// check).
+    pub rekey_requested: Option<Instant>,
     pub rekeys: u64,
 }
 
@@ -164,7 +165,7 @@ impl GatewayGroup {
     /// The group SA is made now, before any member connects (mpsa 3.3.1).
     pub fn new(cfg: GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GatewayGroup {
         let current = Self::make_sa(&cfg, now, spi, rng);
-        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: false, rekeys: 0 }
+        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: None, rekeys: 0 }
     }
 
     fn make_sa(cfg: &GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GroupSa {
@@ -183,15 +184,17 @@ impl GatewayGroup {
         id.is_some_and(|id| self.cfg.members.contains(id))
     }
 
-    /// When the current SA is replaced.
+    /// When the current SA is replaced: at `rekey_percent` of its
+    /// lifetime, or as soon as a member left.
     pub fn rekey_at(&self) -> Instant {
-        self.current.created + self.cfg.lifetime * self.cfg.rekey_percent as u32 / 100
+        let timed = self.current.created + self.cfg.lifetime * self.cfg.rekey_percent as u32 / 100;
+        self.rekey_requested.map_or(timed, |t| t.min(timed))
     }
 
     pub fn rekey(&mut self, now: Instant, spi: u32, rng: &mut dyn Random) {
         self.current = Self::make_sa(&self.cfg, now, spi, rng);
         self.delivered.clear();
-        self.rekey_requested = false;
+        self.rekey_requested = None;
         self.rekeys += 1;
     }
 

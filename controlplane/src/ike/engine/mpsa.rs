@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use cpdp::msg::Command;
 
-use super::{Engine, Event, IkeSa, IkeState, Pending, Task};
-use crate::codepoints::{ExchangeType, NotifyType};
+use super::sa::{Core, Established, IkeSa, Pending, Phase, Task};
+use super::{Engine, Error, Event};
+use crate::codepoints::ExchangeType;
 use crate::mpsa::{GatewayGroup, GroupConfig, MpsaPut, MpsaRole};
 use crate::wire::{Notify, Payload};
 
@@ -29,26 +30,6 @@ pub struct EndpointGroup {
     /// When the newest SA's lifetime runs out: the group goes then.
     pub expires: Instant,
     pub updates: u64,
-}
-
-/// What gwctl shows of a group.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct GroupInfo {
-    pub name: String,
-    /// "gateway" or "endpoint".
-    pub role: String,
-    pub spi: String,
-    pub alg: String,
-    /// Gateway: members configured, members with an MPSA IKE SA up, and
-    /// those that acknowledged the current SA.
-    pub members: usize,
-    pub members_up: usize,
-    pub delivered: usize,
-    pub expires_in_secs: u64,
-    /// Gateway: seconds to the next rekey.
-    pub rekey_in_secs: Option<u64>,
-    /// Gateway: rekeys so far; endpoint: group SAs received.
-    pub rekeys: u64,
 }
 
 impl Engine {
@@ -71,26 +52,26 @@ impl Engine {
         }
     }
 
-    fn mpsa_on(&self, sa: &IkeSa) -> bool {
+    fn mpsa_on(&self, sa: &Core) -> bool {
         sa.peer_mpsa && self.mpsa_role != MpsaRole::Off
     }
 
     /// IKE_AUTH done: a gateway hands every group this peer belongs to.
-    pub(super) fn mpsa_established(&mut self, sa: &mut IkeSa) {
+    pub(super) fn mpsa_established(&mut self, sa: &mut Core, est: &Established) {
         if self.mpsa_role != MpsaRole::Gateway || !self.mpsa_on(sa) {
             return;
         }
         for (i, g) in self.groups.iter().enumerate() {
-            if g.is_member(sa.peer_id.as_ref()) {
-                sa.tasks.push_back(Task::MpsaPut(i));
+            if g.is_member(Some(&est.peer_id)) {
+                sa.w.tasks.push_back(Task::MpsaPut(i));
             }
         }
     }
 
     /// Gateway: INFORMATIONAL { SK { N(MPSA_PUT) } } -->
-    pub(super) fn start_mpsa_put(&mut self, now: Instant, sa: &mut IkeSa, g: usize) -> bool {
+    pub(super) fn start_mpsa_put(&mut self, now: Instant, sa: &mut Core, est: &Established, g: usize) -> bool {
         let Some(group) = self.groups.get(g) else { return false };
-        if sa.state != IkeState::Established {
+        if est.rekeyed || sa.deleting {
             return false;
         }
         let put = group.put(now);
@@ -102,16 +83,12 @@ impl Engine {
     }
 
     /// Gateway: <-- { SK { } } (or an error notify).
-    pub(super) fn mpsa_put_response(&mut self, sa: &mut IkeSa, p: &[Payload], g: usize, spi: u32) {
+    pub(super) fn mpsa_put_response(&mut self, sa: &Core, est: &Established, p: &[Payload], g: usize, spi: u32) {
         let Some(group) = self.groups.get_mut(g) else { return };
         let name = group.cfg.name.clone();
-        let peer = sa.peer_id.as_ref().map(|i| i.to_text()).unwrap_or_default();
-        let error = p.iter().find_map(|x| match x {
-            Payload::Notify(n) if n.ty.value() < 16384 => Some(n.ty),
-            _ => None,
-        });
-        if let Some(e) = error {
-            self.event(Event::Mpsa { group: name, what: format!("{peer} refused SA {spi:08x}: {e:?}") });
+        let peer = est.peer_id.to_text();
+        if let Some(e) = Error::refusal(p) {
+            self.event(Event::Mpsa { group: name, what: format!("{peer} refused SA {spi:08x}: {e}") });
             return;
         }
         if group.current.spi == spi {
@@ -125,10 +102,17 @@ impl Engine {
     /// `MpsaError::notify` names. A gateway (or an IKE SA without V(MPSA)
     /// both ways) refuses any MPSA_PUT as INVALID_SYNTAX: rejected for
     /// policy reasons (RFC 7296 3.10.1).
-    pub(super) fn mpsa_put_request(&mut self, now: Instant, sa: &mut IkeSa, n: &Notify, id: u32) {
+    pub(super) fn mpsa_put_request(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        _est: &mut Established,
+        n: &Notify,
+        id: u32,
+    ) {
         let ex = ExchangeType::Informational;
         let conn = self.conns[sa.conn].name.clone();
-        let refuse = |e: &mut Engine, sa: &mut IkeSa, ty: NotifyType, why: String| {
+        let refuse = |e: &mut Engine, sa: &mut Core, ty: crate::codepoints::NotifyType, why: String| {
             e.stats.mpsa_puts_refused += 1;
             e.event(Event::Mpsa { group: conn.clone(), what: format!("MPSA_PUT refused ({ty:?}): {why}") });
             e.respond(sa, ex, id, vec![Payload::Notify(Notify::new(ty, vec![]))]);
@@ -138,7 +122,7 @@ impl Engine {
                 MpsaRole::Gateway => "a gateway never takes a group SA".to_string(),
                 _ => "MPSA was not negotiated on this IKE SA".to_string(),
             };
-            refuse(self, sa, NotifyType::InvalidSyntax, why);
+            refuse(self, sa, crate::codepoints::NotifyType::InvalidSyntax, why);
             return;
         }
         let put = match MpsaPut::from_notify(n) {
@@ -155,7 +139,7 @@ impl Engine {
         self.respond(sa, ex, id, vec![]);
     }
 
-    fn install_group_sa(&mut self, now: Instant, sa: &IkeSa, conn: &str, put: &MpsaPut) {
+    fn install_group_sa(&mut self, now: Instant, sa: &Core, conn: &str, put: &MpsaPut) {
         self.dp(Command::InstallGroupSa {
             group: conn.to_string(),
             sa: put.group_sa_spec(sa.local.ip()),
@@ -200,29 +184,23 @@ impl Engine {
 
     /// An IKE SA is gone: if it held a group SA, the group gets a new one
     /// (when configured), so the leaver cannot read what follows.
-    pub(super) fn mpsa_sa_gone(&mut self, sa: &IkeSa) {
-        let spi = sa.our_spi();
+    pub(super) fn mpsa_sa_gone(&mut self, now: Instant, sa: &IkeSa) {
+        let spi = sa.core.our_spi();
         let mut left = Vec::new();
         for g in &mut self.groups {
             if g.delivered.remove(&spi) && g.cfg.rekey_on_leave {
-                g.rekey_requested = true;
+                g.rekey_requested = Some(now);
                 left.push(g.cfg.name.clone());
             }
         }
-        let peer = sa.peer_id.as_ref().map(|i| i.to_text()).unwrap_or_default();
+        let peer = sa.peer_id().map(|i| i.to_text()).unwrap_or_default();
         for name in left {
             self.event(Event::Mpsa { group: name, what: format!("{peer} left: rekeying") });
         }
     }
 
     pub(super) fn mpsa_deadline(&self) -> Option<Instant> {
-        let gw = self.groups.iter().map(|g| {
-            if g.rekey_requested {
-                self.last_now.unwrap_or_else(|| g.rekey_at())
-            } else {
-                g.rekey_at()
-            }
-        });
+        let gw = self.groups.iter().map(|g| g.rekey_at());
         let ep = self.endpoint_groups.values().map(|g| g.expires);
         gw.chain(ep).min()
     }
@@ -230,8 +208,7 @@ impl Engine {
     /// Group rekeys (gateway) and group expiry (endpoint).
     pub(super) fn mpsa_timeout(&mut self, now: Instant) {
         for i in 0..self.groups.len() {
-            let g = &self.groups[i];
-            if !(g.rekey_requested || g.rekey_at() <= now) {
+            if self.groups[i].rekey_at() > now {
                 continue;
             }
             let spi = self.new_group_spi();
@@ -242,11 +219,13 @@ impl Engine {
             // Every member with an MPSA IKE SA up gets the new SA.
             let mut members = Vec::new();
             for (k, sa) in &mut self.sas {
-                if sa.state == IkeState::Established && sa.peer_mpsa && g.is_member(sa.peer_id.as_ref()) {
-                    sa.tasks.push_back(Task::MpsaPut(i));
+                let IkeSa { core, phase: Phase::Established(est) } = sa else { continue };
+                if !est.rekeyed && !core.deleting && core.peer_mpsa && g.is_member(Some(&est.peer_id)) {
+                    core.w.tasks.push_back(Task::MpsaPut(i));
                     members.push(*k);
                 }
             }
+            members.sort_unstable();
             self.event(Event::Mpsa { group: name, what });
             for k in members {
                 self.touched.push(k);
@@ -262,42 +241,13 @@ impl Engine {
         }
     }
 
-    /// gwctl's view of the groups.
-    pub fn groups_info(&self, now: Instant) -> Vec<GroupInfo> {
-        let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
-        let mut v: Vec<GroupInfo> = self
-            .groups
-            .iter()
-            .map(|g| GroupInfo {
-                name: g.cfg.name.clone(),
-                role: "gateway".into(),
-                spi: format!("{:08x}", g.current.spi),
-                alg: g.put(now).alg(),
-                members: g.cfg.members.len(),
-                members_up: self
-                    .sas
-                    .values()
-                    .filter(|sa| sa.state == IkeState::Established && sa.peer_mpsa && g.is_member(sa.peer_id.as_ref()))
-                    .count(),
-                delivered: g.delivered.len(),
-                expires_in_secs: secs(g.current.expires),
-                rekey_in_secs: Some(secs(g.rekey_at())),
-                rekeys: g.rekeys,
-            })
-            .collect();
-        v.extend(self.endpoint_groups.iter().map(|(name, g)| GroupInfo {
-            name: name.clone(),
-            role: "endpoint".into(),
-            spi: g.spis.last().map(|s| format!("{s:08x}")).unwrap_or_default(),
-            alg: g.alg.clone(),
-            members: 0,
-            members_up: 0,
-            delivered: 0,
-            expires_in_secs: secs(g.expires),
-            rekey_in_secs: None,
-            rekeys: g.updates,
-        }));
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+    /// Gateway: the groups with their current SAs (for gwctl).
+    pub fn gateway_groups(&self) -> &[GatewayGroup] {
+        &self.groups
+    }
+
+    /// Endpoint: the group SAs installed, by connection (for gwctl).
+    pub fn endpoint_groups(&self) -> impl Iterator<Item = (&String, &EndpointGroup)> {
+        self.endpoint_groups.iter()
     }
 }

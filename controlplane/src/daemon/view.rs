@@ -1,0 +1,187 @@
+//! What gwctl shows: the engine's IKE SAs, child SAs and groups as plain
+//! records for the admin socket (JSON) and gwctl's tables. Read-only; the
+//! daemon fills in the dataplane's counters.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::crypto::keys::IkeSuite;
+use crate::ike::engine::{ChildState, Engine, IkeState};
+use crate::ike::ts;
+use crate::mpsa::MpsaRole;
+
+/// One IKE SA (or an IKE_SA_INIT of ours still unanswered).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IkeSaInfo {
+    pub conn: String,
+    pub state: IkeState,
+    pub initiator: bool,
+    pub spi_i: String,
+    pub spi_r: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub nat: bool,
+    pub suite: String,
+    pub peer_id: String,
+    pub virtual_ip: Option<IpAddr>,
+    pub established_secs: Option<u64>,
+    pub rekey_in_secs: Option<u64>,
+    pub mpsa: bool,
+    pub children: Vec<ChildInfo>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ChildInfo {
+    /// Its name in the connection's config.
+    #[serde(default)]
+    pub name: String,
+    pub spi_in: String,
+    pub spi_out: String,
+    pub state: ChildState,
+    pub alg: String,
+    pub pfs: Option<u16>,
+    pub ts_local: Vec<String>,
+    pub ts_remote: Vec<String>,
+    pub age_secs: u64,
+    pub rekey_in_secs: Option<u64>,
+    /// Filled in from dataplane counters by the daemon.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+}
+
+/// One Multi-point SA group, at the gateway or at an endpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    /// "gateway" or "endpoint".
+    pub role: String,
+    pub spi: String,
+    pub alg: String,
+    /// Gateway: members configured, members with an MPSA IKE SA up, and
+    /// those that acknowledged the current SA.
+    pub members: usize,
+    pub members_up: usize,
+    pub delivered: usize,
+    pub expires_in_secs: u64,
+    /// Gateway: seconds to the next rekey.
+    pub rekey_in_secs: Option<u64>,
+    /// Gateway: rekeys so far; endpoint: group SAs received.
+    pub rekeys: u64,
+}
+
+/// Every IKE SA of `e`, by connection and SPI.
+pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
+    let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
+    let conns = e.connections();
+    let mut v: Vec<IkeSaInfo> = e
+        .ike_sas()
+        .map(|sa| IkeSaInfo {
+            conn: conns[sa.conn()].name.clone(),
+            state: sa.state(),
+            initiator: sa.initiator(),
+            spi_i: format!("{:016x}", sa.spi_i()),
+            spi_r: format!("{:016x}", sa.spi_r()),
+            local: sa.local(),
+            remote: sa.remote(),
+            nat: sa.nat(),
+            suite: suite_text(sa.suite()),
+            peer_id: sa.peer_id().map(|i| i.to_text()).unwrap_or_default(),
+            virtual_ip: sa.established().and_then(|x| x.vip),
+            established_secs: sa.established().map(|x| now.saturating_duration_since(x.since).as_secs()),
+            rekey_in_secs: sa.rekey_at().map(secs),
+            mpsa: sa.peer_mpsa() && e.mpsa_role != MpsaRole::Off,
+            children: sa
+                .children()
+                .iter()
+                .map(|c| ChildInfo {
+                    name: conns[sa.conn()].children.get(c.cfg).map(|k| k.name.clone()).unwrap_or_default(),
+                    spi_in: format!("{:08x}", c.spi_in),
+                    spi_out: format!("{:08x}", c.spi_out),
+                    state: c.state,
+                    alg: c.suite.alg(),
+                    pfs: c.suite.dh.map(|g| g.value()),
+                    ts_local: c.ts_local.iter().map(ts::ts_text).collect(),
+                    ts_remote: c.ts_remote.iter().map(ts::ts_text).collect(),
+                    age_secs: now.saturating_duration_since(c.created).as_secs(),
+                    rekey_in_secs: c.rekey_at.map(secs),
+                    packets_in: 0,
+                    bytes_in: 0,
+                    packets_out: 0,
+                    bytes_out: 0,
+                })
+                .collect(),
+        })
+        .chain(e.connecting().map(|c| IkeSaInfo {
+            conn: conns[c.conn].name.clone(),
+            state: IkeState::Connecting,
+            initiator: true,
+            spi_i: format!("{:016x}", c.spi_i),
+            spi_r: format!("{:016x}", 0),
+            local: c.local,
+            remote: c.remote,
+            nat: false,
+            suite: String::new(),
+            peer_id: String::new(),
+            virtual_ip: None,
+            established_secs: None,
+            rekey_in_secs: None,
+            mpsa: false,
+            children: Vec::new(),
+        }))
+        .collect();
+    v.sort_by(|a, b| (&a.conn, &a.spi_i).cmp(&(&b.conn, &b.spi_i)));
+    v
+}
+
+/// Every group of `e`: the gateway's, then the endpoint's.
+pub fn groups(e: &Engine, now: Instant) -> Vec<GroupInfo> {
+    let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
+    let members_up = |g: &crate::mpsa::GatewayGroup| {
+        e.ike_sas()
+            .filter(|sa| sa.state() == IkeState::Established && sa.peer_mpsa() && g.is_member(sa.peer_id()))
+            .count()
+    };
+    let mut v: Vec<GroupInfo> = e
+        .gateway_groups()
+        .iter()
+        .map(|g| GroupInfo {
+            name: g.cfg.name.clone(),
+            role: "gateway".into(),
+            spi: format!("{:08x}", g.current.spi),
+            alg: g.put(now).alg(),
+            members: g.cfg.members.len(),
+            members_up: members_up(g),
+            delivered: g.delivered.len(),
+            expires_in_secs: secs(g.current.expires),
+            rekey_in_secs: Some(secs(g.rekey_at())),
+            rekeys: g.rekeys,
+        })
+        .collect();
+    v.extend(e.endpoint_groups().map(|(name, g)| GroupInfo {
+        name: name.clone(),
+        role: "endpoint".into(),
+        spi: g.spis.last().map(|s| format!("{s:08x}")).unwrap_or_default(),
+        alg: g.alg.clone(),
+        members: 0,
+        members_up: 0,
+        delivered: 0,
+        expires_in_secs: secs(g.expires),
+        rekey_in_secs: None,
+        rekeys: g.updates,
+    }));
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// An IKE suite as gwctl prints it, strongSwan-like:
+/// `AES_GCM_16_128/PRF_HmacSha256/Curve25519`.
+pub fn suite_text(s: IkeSuite) -> String {
+    let e = match s.encr {
+        crate::crypto::sk::Encr::AesGcm16(b) => format!("AES_GCM_16_{b}"),
+        crate::crypto::sk::Encr::AesCbc(b) => format!("AES_CBC_{b}"),
+    };
+    let i = s.integ.map(|i| format!("/{i:?}")).unwrap_or_default();
+    format!("{e}{i}/PRF_{:?}/{:?}", s.prf, s.dh)
+}

@@ -1,0 +1,257 @@
+//! What the engine tells the dataplane (DESIGN.md: the cp->dp ring): the
+//! SAs of each child SA, the policies that send traffic into them, the
+//! whole state again after a dataplane restart; and what it hears back
+//! (lifetimes, exhausted sequence numbers, Hello).
+//!
+//! ```text
+//! child SA up        -->  InstallSa(in), InstallSa(out), SetPolicy(dst -> out)
+//! child SA rekeyed   -->  InstallSa(new in, new out); the policy moves when the rekey settles
+//! child SA gone      -->  DeletePolicy (or SetPolicy to the next child), DeleteSa(in, out)
+//! Hello (restart)    -->  every SA and policy again, SyncDone
+//! <-- Lifetime soft  ->   rekey;   hard -> delete;   SeqExhausted -> rekey
+//! ```
+//!
+//! Policies are kept per child SA: a destination prefix that several child
+//! SAs protect (two IKE SAs with the same selectors, say) goes to the
+//! newest, and when that one goes, to the one before it, never to nothing
+//! while another child still covers it.
+
+use std::time::Instant;
+
+use cpdp::msg::{Command, Direction, Lifetimes, PolicyAction, SaSpec, WirePrefix};
+use rustc_hash::FxHashMap;
+use zeroize::Zeroizing;
+
+use super::sa::{Child, Core, Established, IkeSa, Phase, Task};
+use super::{ChildGone, Engine, Event};
+use crate::ike::ts;
+
+/// For each destination prefix, the child SAs that protect it as (our
+/// inbound SPI: the child's key, its outbound SPI), the newest last; the
+/// dataplane has the newest.
+#[derive(Debug, Default)]
+pub(super) struct Policies(FxHashMap<WirePrefix, Vec<(u32, u32)>>);
+
+impl Policies {
+    /// The outbound SPI protecting `dst` now.
+    #[cfg(test)]
+    fn get(&self, dst: &WirePrefix) -> Option<u32> {
+        self.0.get(dst).and_then(|v| v.last()).map(|e| e.1)
+    }
+
+    /// Child `(spi_in, spi_out)` protects `dst` from now on (and is the
+    /// newest there).
+    fn add(&mut self, dst: WirePrefix, child: (u32, u32)) -> Option<Command> {
+        let v = self.0.entry(dst).or_default();
+        v.retain(|e| e.0 != child.0);
+        v.push(child);
+        Some(Command::SetPolicy { dst, action: PolicyAction::Protect(child.1) })
+    }
+
+    /// `new` takes `old_in`'s place at `dst` (a rekey); the newest when
+    /// `old_in` was not there and `new` is not yet.
+    fn replace(&mut self, dst: WirePrefix, old_in: u32, new: (u32, u32)) -> Option<Command> {
+        let v = self.0.entry(dst).or_default();
+        match v.iter().position(|e| e.0 == old_in) {
+            Some(i) if v.iter().any(|e| e.0 == new.0) => {
+                v.remove(i);
+            }
+            Some(i) => v[i] = new,
+            None if v.iter().any(|e| e.0 == new.0) => return None,
+            None => v.push(new),
+        }
+        let top = v.last()?;
+        (top.0 == new.0).then_some(Command::SetPolicy { dst, action: PolicyAction::Protect(top.1) })
+    }
+
+    /// Child `spi_in` no longer protects `dst`: the one before it does, or
+    /// nothing.
+    fn remove(&mut self, dst: WirePrefix, spi_in: u32) -> Option<Command> {
+        let v = self.0.get_mut(&dst)?;
+        let was_top = v.last().is_some_and(|e| e.0 == spi_in);
+        v.retain(|e| e.0 != spi_in);
+        match (was_top, v.last()) {
+            (false, _) => None,
+            (true, Some(e)) => Some(Command::SetPolicy { dst, action: PolicyAction::Protect(e.1) }),
+            (true, None) => {
+                self.0.remove(&dst);
+                Some(Command::DeletePolicy { dst })
+            }
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = Command> + '_ {
+        let mut v: Vec<(WirePrefix, u32)> = self.0.iter().filter_map(|(d, s)| s.last().map(|e| (*d, e.1))).collect();
+        v.sort_by_key(|(d, _)| (d.addr, d.len));
+        v.into_iter().map(|(dst, spi)| Command::SetPolicy { dst, action: PolicyAction::Protect(spi) })
+    }
+}
+
+fn prefixes(c: &Child) -> impl Iterator<Item = WirePrefix> + '_ {
+    c.ts_remote.iter().flat_map(ts::to_prefixes)
+}
+
+impl Engine {
+    fn spec(&self, sa: &Core, c: &Child, dir: Direction) -> SaSpec {
+        let (spi, k, src, dst) = match dir {
+            Direction::In => (c.spi_in, &c.keys_in, &c.ts_remote, &c.ts_local),
+            Direction::Out => (c.spi_out, &c.keys_out, &c.ts_local, &c.ts_remote),
+        };
+        SaSpec {
+            spi,
+            direction: dir,
+            alg: c.suite.alg(),
+            enc_key: Zeroizing::new(k.0.as_slice().to_vec()),
+            auth_key: Zeroizing::new(k.1.as_slice().to_vec()),
+            local: sa.local.ip(),
+            remote: sa.remote.ip(),
+            natt: sa.nat.then_some((sa.local.port(), sa.remote.port())),
+            esn: c.suite.esn,
+            replay_window: self.settings.replay_window,
+            seq: 0,
+            inner_src: src.iter().flat_map(ts::to_prefixes).collect(),
+            inner_dst: dst.iter().flat_map(ts::to_prefixes).collect(),
+            lifetime: Lifetimes::default(),
+        }
+    }
+
+    pub(super) fn install_child(&mut self, sa: &Core, c: &Child) {
+        self.dp(Command::InstallSa(self.spec(sa, c, Direction::In)));
+        self.dp(Command::InstallSa(self.spec(sa, c, Direction::Out)));
+        // A rekey's new SA takes the policy over once the rekey settles.
+        if c.rekey_of.is_none() {
+            let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.add(d, (c.spi_in, c.spi_out))).collect();
+            cmds.into_iter().for_each(|x| self.dp(x));
+        }
+        self.child_up_event(sa, c);
+    }
+
+    /// Child `new_in` takes over the policies of child `old_in` (a rekey).
+    pub(super) fn switch_policy(&mut self, est: &Established, old_in: u32, new_in: u32) {
+        let Some(c) = est.children.iter().find(|c| c.spi_in == new_in) else { return };
+        let new = (c.spi_in, c.spi_out);
+        let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.replace(d, old_in, new)).collect();
+        cmds.into_iter().for_each(|x| self.dp(x));
+    }
+
+    pub(super) fn uninstall_child(&mut self, sa: &Core, c: &Child, why: ChildGone) {
+        // A rekey's responder: the child replacing this one takes its
+        // policies now, if the grace period has not moved them already.
+        let mut cmds: Vec<Command> = match c.successor {
+            Some((new, _)) => prefixes(c).filter_map(|d| self.policies.replace(d, c.spi_in, new)).collect(),
+            None => Vec::new(),
+        };
+        cmds.extend(prefixes(c).filter_map(|d| self.policies.remove(d, c.spi_in)));
+        cmds.into_iter().for_each(|x| self.dp(x));
+        self.dp(Command::DeleteSa { spi: c.spi_in, direction: Direction::In });
+        self.dp(Command::DeleteSa { spi: c.spi_out, direction: Direction::Out });
+        let conn = self.conns[sa.conn].name.clone();
+        self.event(Event::ChildDown { conn, spi_in: c.spi_in, spi_out: c.spi_out, why });
+    }
+
+    /// A restarted dataplane (ours: DESIGN.md) gets every SA and policy
+    /// again, then SyncDone.
+    pub fn resync(&mut self) {
+        let mut spis: Vec<&u64> = self.sas.keys().collect();
+        spis.sort_unstable();
+        let mut cmds = Vec::new();
+        for sa in spis.into_iter().filter_map(|s| self.sas.get(s)) {
+            for c in sa.children() {
+                cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::In)));
+                cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::Out)));
+            }
+        }
+        cmds.extend(self.policies.all());
+        cmds.push(Command::SyncDone);
+        for c in cmds {
+            self.dp(c);
+        }
+    }
+
+    /// Dataplane events: soft lifetime -> rekey, hard -> delete, Hello ->
+    /// resync.
+    pub fn dataplane_event(&mut self, now: Instant, ev: &cpdp::msg::Event) {
+        match ev {
+            cpdp::msg::Event::Hello { .. } => self.resync(),
+            cpdp::msg::Event::Lifetime { spi, direction, kind, .. } => {
+                if let Some((k, spi_in)) = self.child_by_spi(*spi, *direction) {
+                    let t = match kind {
+                        cpdp::msg::LifetimeKind::Soft => Task::RekeyChild(spi_in),
+                        cpdp::msg::LifetimeKind::Hard => Task::DeleteChild(spi_in),
+                    };
+                    self.queue(now, k, t);
+                }
+            }
+            cpdp::msg::Event::SeqExhausted { spi } => {
+                if let Some((k, spi_in)) = self.child_by_spi(*spi, Direction::Out) {
+                    self.queue(now, k, Task::RekeyChild(spi_in));
+                }
+            }
+            _ => {}
+        }
+        self.reschedule();
+    }
+
+    /// (our IKE SPI, the child's inbound SPI) of the child SA with this SPI.
+    fn child_by_spi(&self, spi: u32, dir: Direction) -> Option<(u64, u32)> {
+        self.sas.iter().find_map(|(k, sa)| {
+            let IkeSa { phase: Phase::Established(est), .. } = sa else { return None };
+            est.children
+                .iter()
+                .find(|c| match dir {
+                    Direction::In => c.spi_in == spi,
+                    Direction::Out => c.spi_out == spi,
+                })
+                .map(|c| (*k, c.spi_in))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> WirePrefix {
+        let (a, l) = s.split_once('/').unwrap();
+        WirePrefix { addr: a.parse().unwrap(), len: l.parse().unwrap() }
+    }
+
+    fn set(spi: u32) -> Option<Command> {
+        Some(Command::SetPolicy { dst: p("10.2.0.0/16"), action: PolicyAction::Protect(spi) })
+    }
+
+    /// Two child SAs (of two IKE SAs) with the same selectors: the newer
+    /// protects the prefix; when it goes the older takes over again, and
+    /// only when both are gone is the policy deleted.
+    #[test]
+    fn a_prefix_shared_by_two_child_sas_falls_back_to_the_other_not_to_nothing() {
+        let d = p("10.2.0.0/16");
+        let mut ps = Policies::default();
+        assert_eq!(ps.add(d, (1, 0x101)), set(0x101));
+        assert_eq!(ps.add(d, (2, 0x202)), set(0x202));
+        assert_eq!(ps.get(&d), Some(0x202));
+        assert_eq!(ps.remove(d, 2), set(0x101), "back to the first child");
+        assert_eq!(ps.remove(d, 1), Some(Command::DeletePolicy { dst: d }));
+        assert_eq!(ps.get(&d), None);
+        // Removing one that is not on top changes nothing the dataplane sees.
+        ps.add(d, (1, 0x101));
+        ps.add(d, (2, 0x202));
+        assert_eq!(ps.remove(d, 1), None);
+        assert_eq!(ps.get(&d), Some(0x202));
+    }
+
+    /// A rekey puts the new child in the old one's place, top or not.
+    #[test]
+    fn a_rekey_takes_its_predecessors_place() {
+        let d = p("10.2.0.0/16");
+        let mut ps = Policies::default();
+        ps.add(d, (1, 0x101));
+        ps.add(d, (2, 0x202));
+        assert_eq!(ps.replace(d, 1, (3, 0x303)), None, "under child 2: nothing to tell the dataplane");
+        assert_eq!(ps.replace(d, 2, (4, 0x404)), set(0x404));
+        assert_eq!(ps.remove(d, 4), set(0x303));
+        // Twice (the grace timer after the settle): no duplicate entry.
+        assert_eq!(ps.replace(d, 1, (3, 0x303)), None);
+        assert_eq!(ps.remove(d, 3), Some(Command::DeletePolicy { dst: d }));
+    }
+}

@@ -1,0 +1,157 @@
+//! What the engine tells its caller happened (for logs and gwctl), with
+//! typed reasons, and the counters of what it dropped.
+
+use std::net::SocketAddr;
+
+use super::Error;
+
+/// Things that happened, for logs and gwctl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    IkeUp {
+        conn: String,
+        spi_i: u64,
+        spi_r: u64,
+        peer: SocketAddr,
+        peer_id: String,
+    },
+    IkeDown {
+        conn: String,
+        spi_i: u64,
+        spi_r: u64,
+        why: IkeGone,
+    },
+    IkeRekeyed {
+        conn: String,
+        old: (u64, u64),
+        new: (u64, u64),
+    },
+    ChildUp {
+        conn: String,
+        /// The child's name in the connection's config.
+        child: String,
+        spi_in: u32,
+        spi_out: u32,
+        rekey_of: Option<u32>,
+    },
+    ChildDown {
+        conn: String,
+        spi_in: u32,
+        spi_out: u32,
+        why: ChildGone,
+    },
+    /// An exchange failed or was refused (ours, or the peer's request).
+    Failed {
+        conn: String,
+        why: Error,
+    },
+    /// Multi-point SA: a group SA made, handed out, installed, refused.
+    Mpsa {
+        group: String,
+        what: String,
+    },
+}
+
+/// Why an IKE SA went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeGone {
+    /// Deleted by an INFORMATIONAL Delete (either side), after a rekey, or
+    /// after a failed exchange.
+    Deleted,
+    /// Half-open and never authenticated in time.
+    HalfOpenTimeout,
+    /// Our retransmissions went unanswered (RFC 7296 2.4).
+    PeerNotResponding,
+    /// The peer restarted: INITIAL_CONTACT on a new IKE SA (RFC 7296 2.4).
+    InitialContact,
+}
+
+/// Why a child SA went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildGone {
+    DeletedByUs,
+    DeletedByPeer,
+    HardLifetime,
+    /// Its IKE SA went.
+    IkeSa(IkeGone),
+}
+
+impl std::fmt::Display for IkeGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IkeGone::Deleted => "deleted",
+            IkeGone::HalfOpenTimeout => "half-open timeout",
+            IkeGone::PeerNotResponding => "peer not responding",
+            IkeGone::InitialContact => "the peer sent INITIAL_CONTACT on a new IKE SA (RFC 7296 2.4)",
+        })
+    }
+}
+
+impl std::fmt::Display for ChildGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildGone::DeletedByUs => f.write_str("deleted by us"),
+            ChildGone::DeletedByPeer => f.write_str("deleted by the peer"),
+            ChildGone::HardLifetime => f.write_str("hard lifetime"),
+            ChildGone::IkeSa(g) => g.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::IkeUp { conn, spi_i, spi_r, peer, peer_id } => {
+                write!(f, "{conn}: IKE SA {spi_i:016x}_i {spi_r:016x}_r established with {peer_id} at {peer}")
+            }
+            Event::IkeDown { conn, spi_i, spi_r, why } => {
+                write!(f, "{conn}: IKE SA {spi_i:016x}_i {spi_r:016x}_r down: {why}")
+            }
+            Event::IkeRekeyed { conn, old, new } => write!(
+                f,
+                "{conn}: IKE SA {:016x}_i {:016x}_r rekeyed to {:016x}_i {:016x}_r",
+                old.0, old.1, new.0, new.1
+            ),
+            Event::ChildUp { conn, child, spi_in, spi_out, rekey_of } => {
+                write!(f, "{conn}: child SA {spi_in:08x}_i {spi_out:08x}_o installed")?;
+                if child != conn {
+                    write!(f, " ({child})")?;
+                }
+                if let Some(o) = rekey_of {
+                    write!(f, " (rekey of {o:08x}_i)")?;
+                }
+                Ok(())
+            }
+            Event::ChildDown { conn, spi_in, spi_out, why } => {
+                write!(f, "{conn}: child SA {spi_in:08x}_i {spi_out:08x}_o deleted: {why}")
+            }
+            Event::Failed { conn, why } => write!(f, "{conn}: {why}"),
+            Event::Mpsa { group, what } => write!(f, "group {group}: {what}"),
+        }
+    }
+}
+
+/// Why messages were dropped without an answer, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub retransmitted: u64,
+    pub malformed: u64,
+    pub unknown_spi: u64,
+    pub bad_icv: u64,
+    pub bad_message_id: u64,
+    pub retransmits_answered: u64,
+    pub cookies_sent: u64,
+    pub keepalives: u64,
+    /// IKE_SA_INIT requests without the Initiator flag, with SPIi zero,
+    /// SPIr set or a message ID other than 0 (RFC 7296 3.1, 2.2): dropped.
+    #[serde(default)]
+    pub bad_init_request: u64,
+    pub auth_failed: u64,
+    pub no_proposal: u64,
+    /// MPSA_PUT requests sent (gateway) and refused (endpoint, or anyone
+    /// that must not take one).
+    pub mpsa_puts_sent: u64,
+    pub mpsa_puts_refused: u64,
+}

@@ -1,0 +1,353 @@
+//! IKE_AUTH with a pre-shared key and the first child SA (RFC 7296 1.2,
+//! 2.15, 2.4, 3.15), both roles:
+//!
+//! ```text
+//! Initiator                                        Responder
+//! HDR, SK { IDi, [N(INITIAL_CONTACT)], [IDr], AUTH,
+//!           [CP(CFG_REQUEST)], SAi2, TSi, TSr }  -->
+//!                         <--  HDR, SK { IDr, AUTH, [CP(CFG_REPLY)], SAr2, TSi, TSr }
+//! ```
+//!
+//! AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <SignedOctets>). The
+//! responder picks the connection whose addresses, identities and IKE
+//! suite fit and whose PSK makes the AUTH verify. INITIAL_CONTACT is sent
+//! only when no other IKE SA joins the two identities, and a received one
+//! deletes the older IKE SAs between them (2.4). A refused first child SA
+//! leaves the IKE SA up (2.21.3).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use super::payloads::{self, has_notify};
+use super::sa::{Authenticating, Core, Established, IkeState, NewChild, Pending};
+use super::{AuthFailure, Engine, Error, Event, IkeGone};
+use crate::codepoints::{AuthMethod, CfgAttr, CfgType, ExchangeType, NotifyType};
+use crate::crypto::keys;
+use crate::ike::{proposal, ts};
+use crate::wire::{Authentication, Configuration, Identification, Notify, Payload};
+
+impl Engine {
+    /// Initiator: IKE_AUTH request with the connection's first child SA.
+    pub(super) fn send_auth(&mut self, now: Instant, sa: &mut Core, a: &Authenticating) {
+        let spi_in = self.new_child_spi();
+        let c = &self.conns[sa.conn];
+        let idi = c.local_id.clone();
+        let auth = keys::psk_auth(
+            sa.suite.prf,
+            c.psk.as_slice(),
+            &a.init_request,
+            &a.nr,
+            &sa.keys.sk_pi,
+            &idi.rest_of_payload(),
+        );
+        let first = &c.children[0];
+        // With a virtual address to come, propose "any" for our side and
+        // let the responder narrow it to the address (RFC 7296 2.9, 3.15).
+        let ts_local = if c.request_vip {
+            vec![ts::Prefix { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), len: 0 }.to_ts()]
+        } else {
+            first.local_ts.clone()
+        };
+        let ts_remote = first.remote_ts.clone();
+        let mut p = vec![Payload::IdI(idi)];
+        // RFC 7296 2.4: INITIAL_CONTACT asserts that this is the only IKE
+        // SA between the two identities; the peer deletes any other.
+        if !self.another_ike_sa_with(&c.local_id, c.remote_id.as_ref(), sa.remote.ip()) {
+            p.push(Payload::Notify(Notify::new(NotifyType::InitialContact, vec![])));
+        }
+        if let Some(r) = &c.remote_id {
+            p.push(Payload::IdR(r.clone()));
+        }
+        p.push(Payload::Auth(Authentication { method: AuthMethod::SharedKeyMic, data: auth }));
+        if c.request_vip {
+            p.push(Payload::Cp(Configuration {
+                ty: CfgType::Request,
+                attrs: vec![(CfgAttr::InternalIp4Address, vec![])],
+            }));
+        }
+        p.push(Payload::Sa(proposal::esp_proposals(&c.esp, spi_in, false)));
+        p.push(Payload::TsI(ts_local.clone()));
+        p.push(Payload::TsR(ts_remote.clone()));
+        if let Some(r) = c.remote_id.clone() {
+            self.file_peer(sa, Some(r));
+        }
+        let child = NewChild { cfg: 0, spi_in, ts_local, ts_remote };
+        self.request(now, sa, ExchangeType::IkeAuth, p, Pending::Auth { child });
+    }
+
+    /// Responder: the IKE_AUTH request. Returns the established phase, or
+    /// None (refused; the SA is deleted).
+    pub(super) fn auth_request(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        a: &Authenticating,
+        p: &[Payload],
+        id: u32,
+    ) -> Option<Established> {
+        let ex = ExchangeType::IkeAuth;
+        let (Some(idi), Some(auth)) = (payloads::idi(p), payloads::auth(p)) else {
+            self.stats.malformed += 1;
+            self.refuse(sa, ex, id, &Error::Missing("IDi or AUTH payload"));
+            sa.deleting = true;
+            return None;
+        };
+        if auth.method != AuthMethod::SharedKeyMic {
+            self.stats.auth_failed += 1;
+            self.refuse(sa, ex, id, &Error::Auth(AuthFailure::Method(auth.method)));
+            sa.deleting = true;
+            return None;
+        }
+        // The connection: same IKE suite, addresses fit, identities fit,
+        // and the AUTH verifies with its PSK.
+        let idr = payloads::idr(p);
+        let rest = idi.rest_of_payload();
+        let chosen = self.conns.iter().position(|c| {
+            let fits = c.ike.contains(&sa.suite)
+                && c.local.is_none_or(|x| x == sa.local.ip())
+                && c.remote.is_none_or(|x| x == sa.remote.ip())
+                && c.remote_id.as_ref().is_none_or(|r| r == idi)
+                && idr.is_none_or(|r| *r == c.local_id);
+            fits && {
+                let want =
+                    keys::psk_auth(sa.suite.prf, c.psk.as_slice(), &a.init_request, &a.nr, &sa.keys.sk_pi, &rest);
+                use subtle::ConstantTimeEq;
+                bool::from(want.ct_eq(&auth.data))
+            }
+        });
+        let Some(ci) = chosen else {
+            self.stats.auth_failed += 1;
+            let why = Error::Auth(AuthFailure::Rejected { id: idi.to_text(), from: sa.remote });
+            self.failed(sa.conn, why.clone());
+            self.refuse(sa, ex, id, &why);
+            sa.deleting = true;
+            return None;
+        };
+        sa.conn = ci;
+        let c = &self.conns[ci];
+        let ours = c.local_id.clone();
+        let my_auth = keys::psk_auth(
+            sa.suite.prf,
+            c.psk.as_slice(),
+            &a.init_response,
+            &a.ni,
+            &sa.keys.sk_pr,
+            &ours.rest_of_payload(),
+        );
+        let mut out =
+            vec![Payload::IdR(ours), Payload::Auth(Authentication { method: AuthMethod::SharedKeyMic, data: my_auth })];
+        self.file_peer(sa, Some(idi.clone()));
+        if has_notify(p, NotifyType::InitialContact) {
+            self.initial_contact(now, sa, idi);
+        }
+        let mut est = self.established(now, sa, idi.clone());
+        // A client asking for an address gets one from the pool.
+        let mut vip_ts = None;
+        if p.iter().any(|x| matches!(x, Payload::Cp(cp) if cp.ty == CfgType::Request)) {
+            let Some(v) = self.lease(sa.conn, sa.our_spi()) else {
+                // RFC 7296 3.15.4: no address, no child SA.
+                let (ty, data) = Error::NoInternalAddress.notify();
+                out.push(Payload::Notify(Notify::new(ty, data)));
+                self.respond(sa, ex, id, out);
+                return Some(est);
+            };
+            let octets = match v {
+                IpAddr::V4(x) => x.octets().to_vec(),
+                IpAddr::V6(x) => x.octets().to_vec(),
+            };
+            out.push(Payload::Cp(Configuration {
+                ty: CfgType::Reply,
+                attrs: vec![(CfgAttr::InternalIp4Address, octets)],
+            }));
+            vip_ts = Some(ts::Prefix { addr: v, len: 32 }.to_ts());
+            est.vip = Some(v);
+        }
+        match self.child_for_request(now, sa, &mut est, p, None, (&a.ni, &a.nr), None, vip_ts) {
+            Ok(mut child) => out.append(&mut child),
+            Err(e) => {
+                let (ty, data) = e.notify();
+                out.push(Payload::Notify(Notify::new(ty, data)));
+            }
+        }
+        self.respond(sa, ex, id, out);
+        Some(est)
+    }
+
+    /// Initiator: the IKE_AUTH response. Returns the established phase, or
+    /// None (refused; the SA is deleted).
+    pub(super) fn auth_response(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        a: &Authenticating,
+        p: &[Payload],
+        child: NewChild,
+    ) -> Option<Established> {
+        if Error::refusal(p) == Some(Error::Refused(NotifyType::AuthenticationFailed)) {
+            self.stats.auth_failed += 1;
+            self.fail(sa, Error::Auth(AuthFailure::RefusedByPeer));
+            return None;
+        }
+        let c = &self.conns[sa.conn];
+        let (Some(idr), Some(auth)) = (payloads::idr(p), payloads::auth(p)) else {
+            self.fail(sa, Error::BadAnswer("IKE_AUTH response without IDr or AUTH"));
+            return None;
+        };
+        if c.remote_id.as_ref().is_some_and(|r| r != idr) {
+            self.stats.auth_failed += 1;
+            self.fail(sa, Error::Auth(AuthFailure::WrongIdentity(idr.to_text())));
+            return None;
+        }
+        let want = keys::psk_auth(
+            sa.suite.prf,
+            c.psk.as_slice(),
+            &a.init_response,
+            &a.ni,
+            &sa.keys.sk_pr,
+            &idr.rest_of_payload(),
+        );
+        use subtle::ConstantTimeEq;
+        if auth.method != AuthMethod::SharedKeyMic || !bool::from(want.ct_eq(&auth.data)) {
+            self.stats.auth_failed += 1;
+            self.fail(sa, Error::Auth(AuthFailure::BadAuth));
+            return None;
+        }
+        self.file_peer(sa, Some(idr.clone()));
+        if has_notify(p, NotifyType::InitialContact) {
+            self.initial_contact(now, sa, idr);
+        }
+        let mut est = self.established(now, sa, idr.clone());
+        // The first child SA; failing it leaves the IKE SA up (RFC 7296 2.21.3).
+        if let Some(e) = Error::refusal(p) {
+            self.failed(sa.conn, e);
+            return Some(est);
+        }
+        if let Some(Payload::Cp(cp)) = p.iter().find(|x| matches!(x, Payload::Cp(_))) {
+            est.vip = cp.attrs.iter().find_map(|(t, v)| match (t, v.len()) {
+                (CfgAttr::InternalIp4Address, 4) => Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
+                _ => None,
+            });
+        }
+        self.child_from_response(now, sa, &mut est, p, child, None, (&a.ni, &a.nr), None);
+        Some(est)
+    }
+
+    /// The step into the established phase (either role).
+    fn established(&mut self, now: Instant, sa: &mut Core, peer_id: Identification) -> Established {
+        if sa.half_open_until.take().is_some() {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        let c = &self.conns[sa.conn];
+        let (rekey, jp) = (c.ike_rekey, c.jitter_percent);
+        let rekey_at = now + self.jitter(rekey, jp);
+        if sa.we_behind_nat {
+            sa.keepalive_at = Some(now + self.settings.keepalive);
+        }
+        let conn = self.conns[sa.conn].name.clone();
+        self.event(Event::IkeUp {
+            conn,
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            peer: sa.remote,
+            peer_id: peer_id.to_text(),
+        });
+        Established::new(peer_id, now, rekey_at)
+    }
+
+    /// An exchange of ours failed: the SA goes.
+    pub(super) fn fail(&mut self, sa: &mut Core, why: Error) {
+        self.failed(sa.conn, why);
+        sa.deleting = true;
+        sa.w.in_flight = None;
+        sa.w.tasks.clear();
+    }
+
+    fn lease(&mut self, conn: usize, spi: u64) -> Option<IpAddr> {
+        let pool = self.conns[conn].pool?;
+        let IpAddr::V4(base) = pool.addr else { return None };
+        let size = 1u32 << (32 - pool.len as u32).min(16);
+        let base = u32::from(base) & !(size.wrapping_sub(1));
+        // Skip the network address (offset 0) and the broadcast address.
+        for off in 1..size.saturating_sub(1) {
+            let a = IpAddr::V4((base + off).into());
+            if let std::collections::hash_map::Entry::Vacant(e) = self.leases.entry(a) {
+                e.insert(spi);
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Files `sa` under the peer identity `id` in `by_peer` (None: takes it
+    /// out).
+    pub(super) fn file_peer(&mut self, sa: &mut Core, id: Option<Identification>) {
+        let spi = sa.our_spi();
+        if let Some(old) = sa.peer_key.take() {
+            if let Some(set) = self.by_peer.get_mut(&old) {
+                set.remove(&spi);
+                if set.is_empty() {
+                    self.by_peer.remove(&old);
+                }
+            }
+        }
+        if let Some(id) = id {
+            self.by_peer.entry(id.clone()).or_default().insert(spi);
+            sa.peer_key = Some(id);
+        }
+    }
+
+    /// Whether an IKE SA other than the one in hand (which the caller has
+    /// taken out of the table) is authenticated, or being authenticated,
+    /// between our identity `local_id` and the peer's: `remote_id`, or,
+    /// when any identity is accepted, whatever identity is at `remote`.
+    /// Half-open SAs (ours before IKE_AUTH, a peer's before it
+    /// authenticated) and SAs being deleted do not count.
+    fn another_ike_sa_with(
+        &self,
+        local_id: &Identification,
+        remote_id: Option<&Identification>,
+        remote: IpAddr,
+    ) -> bool {
+        let counts = |o: &super::IkeSa| {
+            let half_open = match o.state() {
+                IkeState::Connecting | IkeState::Deleting => true,
+                IkeState::Authenticating => !o.core.initiator,
+                IkeState::Established | IkeState::Rekeyed => false,
+            };
+            !half_open && self.conns[o.core.conn].local_id == *local_id
+        };
+        match remote_id {
+            Some(want) => {
+                self.by_peer.get(want).is_some_and(|set| set.iter().filter_map(|s| self.sas.get(s)).any(&counts))
+            }
+            None => self.sas.values().any(|o| counts(o) && o.core.remote.ip() == remote),
+        }
+    }
+
+    /// RFC 7296 2.4: the peer asserts that `sa` (just authenticated as
+    /// `peer`) is the only IKE SA between its identity and ours: it
+    /// restarted, and every other IKE SA between the two is stale. Those go
+    /// now, with their child SAs and without a Delete (the peer no longer
+    /// knows them).
+    fn initial_contact(&mut self, now: Instant, sa: &Core, peer: &Identification) {
+        let ours = &self.conns[sa.conn].local_id;
+        let mut stale: Vec<u64> = self
+            .by_peer
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .filter(|spi| {
+                self.sas
+                    .get(spi)
+                    .is_some_and(|o| o.peer_id() == Some(peer) && self.conns[o.core.conn].local_id == *ours)
+            })
+            .copied()
+            .collect();
+        stale.sort_unstable();
+        for spi in stale {
+            if let Some(o) = self.sas.remove(&spi) {
+                self.remove_sa(now, o, IkeGone::InitialContact);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Rekeying the IKE SA (RFC 7296 1.3.2, 2.18, 2.8.2), both roles:
+//!
+//! ```text
+//! Initiator                                   Responder
+//! HDR, SK { SA(IKE, new SPIi), Ni, KEi }  -->
+//!                      <--  HDR, SK { SA(IKE, new SPIr), Nr, KEr }
+//! (old SA) HDR, SK { D(IKE) }  -->           the rekey's initiator deletes it
+//! ```
+//!
+//! SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr); the child SAs move to
+//! the new IKE SA. When both sides rekey at once, the new SA made with the
+//! lowest nonce is redundant: its creator deletes it, and the other
+//! creator deletes the old one (2.8.2).
+
+use std::time::Instant;
+
+use super::payloads::{self, lowest};
+use super::sa::{Core, Established, IkeSa, Pending, Phase, Task};
+use super::{Engine, Error, Event};
+use crate::codepoints::ExchangeType;
+use crate::crypto::dh::{self, DhPrivate};
+use crate::crypto::keys::{self, IkeKeys, IkeSuite};
+use crate::crypto::Secret;
+use crate::ike::proposal;
+use crate::wire::{KeyExchange, Payload};
+
+impl Engine {
+    /// Initiator: CREATE_CHILD_SA { SA(IKE), Ni, KEi }.
+    pub(super) fn start_ike_rekey(&mut self, now: Instant, sa: &mut Core, _est: &mut Established) -> bool {
+        let mut suites = self.conns[sa.conn].ike.clone();
+        let cur = sa.suite;
+        suites.sort_by_key(|s| *s != cur);
+        let spi = self.new_spi();
+        let ni = self.nonce();
+        let g = suites[0].dh;
+        let Ok((d, ke)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return false };
+        let p = vec![
+            Payload::Sa(proposal::ike_proposals(&suites, Some(spi))),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke(KeyExchange { group: g.value(), data: ke }),
+        ];
+        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh: d });
+        true
+    }
+
+    /// Responder: an IKE SA rekey request (its SA payload offers IKE).
+    pub(super) fn ike_rekey_request(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+        id: u32,
+        ni: Vec<u8>,
+    ) {
+        let ex = ExchangeType::CreateChildSa;
+        let Some(offer) = payloads::sa(p) else { return self.refuse(sa, ex, id, &Error::Missing("SA payload")) };
+        let Some((suite, mut chosen)) = proposal::select_ike(&self.conns[sa.conn].ike, offer) else {
+            return self.refuse(sa, ex, id, &Error::NoProposal);
+        };
+        let Some(ke) = payloads::ke(p) else { return self.refuse(sa, ex, id, &Error::Missing("KE payload")) };
+        if ke.group != suite.dh.value() {
+            return self.refuse(sa, ex, id, &Error::WrongKeGroup { want: suite.dh, got: ke.group });
+        }
+        let Ok(spi_peer) = <[u8; 8]>::try_from(chosen.spi.as_slice()).map(u64::from_be_bytes) else {
+            return self.refuse(sa, ex, id, &Error::Missing("an 8-octet IKE SPI in the proposal"));
+        };
+        let Ok((d, pk)) = self.dh_pool.generate(suite.dh, self.rng.as_mut()) else { return };
+        let g_ir = match dh::agree(d, &ke.data) {
+            Ok(s) => s,
+            Err(e) => return self.refuse(sa, ex, id, &Error::Dh(e)),
+        };
+        let nr = self.nonce();
+        let our_spi = self.new_spi();
+        chosen.spi = our_spi.to_be_bytes().to_vec();
+        let out = vec![
+            Payload::Sa(vec![chosen]),
+            Payload::Nonce(nr.clone()),
+            Payload::Ke(KeyExchange { group: suite.dh.value(), data: pk }),
+        ];
+        self.respond(sa, ex, id, out);
+        // The new SA: the peer (the rekey's initiator) is its initiator.
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi_peer, our_spi), false);
+        est.rekey_theirs = Some((lowest(&ni, &nr), our_spi));
+        self.insert_sa(our_spi, new);
+        self.settle_ike_rekey(now, sa, est);
+    }
+
+    /// Initiator: the answer to our IKE SA rekey.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ike_rekey_response(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+        spi: u64,
+        ni: Vec<u8>,
+        dh: DhPrivate,
+    ) {
+        if Error::refusal(p).is_some() {
+            if !est.rekeyed {
+                est.rekey_at = Some(now + self.settings.retry_after_busy);
+            }
+            return;
+        }
+        let (Some(offer), Some(nr), Some(ke)) = (payloads::sa(p), payloads::nonce(p).cloned(), payloads::ke(p)) else {
+            return;
+        };
+        let Some(suite) = proposal::chosen_ike(&self.conns[sa.conn].ike, offer) else { return };
+        let Some(spi_r) =
+            offer.first().and_then(|o| <[u8; 8]>::try_from(o.spi.as_slice()).ok()).map(u64::from_be_bytes)
+        else {
+            return;
+        };
+        let Ok(g_ir) = dh::agree(dh, &ke.data) else { return };
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true);
+        est.rekey_ours = Some((lowest(&ni, &nr), spi));
+        self.insert_sa(spi, new);
+        self.settle_ike_rekey(now, sa, est);
+    }
+
+    /// RFC 7296 2.8.2: with one rekey, its initiator deletes the old SA;
+    /// with two, the new SA with the lowest nonce is deleted by its creator
+    /// and the other creator deletes the old one. Children move to the
+    /// surviving new SA.
+    fn settle_ike_rekey(&mut self, now: Instant, sa: &mut Core, est: &mut Established) {
+        let ours_pending = matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { .. }));
+        let winner = match (est.rekey_ours.clone(), est.rekey_theirs.clone()) {
+            (Some((_, s)), None) if !ours_pending => {
+                sa.w.tasks.push_front(Task::DeleteIke);
+                s
+            }
+            (None, Some((_, s))) if !ours_pending => s,
+            (Some((on, os)), Some((tn, ts))) => {
+                if on < tn {
+                    // Our new SA is redundant: delete it, keep theirs.
+                    self.touched.push(os);
+                    if let Some(x) = self.sas.get_mut(&os) {
+                        x.core.w.tasks.push_back(Task::DeleteIke);
+                    }
+                    self.kick(now, os);
+                    ts
+                } else {
+                    sa.w.tasks.push_front(Task::DeleteIke);
+                    os
+                }
+            }
+            _ => return,
+        };
+        est.rekeyed = true;
+        est.rekey_at = None;
+        let conn = self.conns[sa.conn].name.clone();
+        // Child and group work queued on the old SA moves with the children.
+        let moves = |t: &Task| matches!(t, Task::RekeyChild(_) | Task::MpsaPut(_) | Task::CreateChild(_));
+        let moved: Vec<Task> = sa.w.tasks.iter().filter(|t| moves(t)).cloned().collect();
+        sa.w.tasks.retain(|t| !moves(t));
+        self.touched.push(winner);
+        if let Some(IkeSa { core, phase: Phase::Established(new) }) = self.sas.get_mut(&winner) {
+            new.children.append(&mut est.children);
+            core.w.tasks.extend(moved);
+            let spis = (core.spi_i, core.spi_r);
+            self.event(Event::IkeRekeyed { conn, old: (sa.spi_i, sa.spi_r), new: spis });
+        }
+    }
+
+    /// The IKE SA a rekey makes from `old` (RFC 7296 2.18): same
+    /// connection, path, peer and address lease, new keys and SPIs.
+    #[allow(clippy::too_many_arguments)]
+    fn rekeyed_sa(
+        &mut self,
+        now: Instant,
+        old: &Core,
+        old_est: &Established,
+        suite: IkeSuite,
+        g_ir: &Secret,
+        (ni, nr): (&[u8], &[u8]),
+        (spi_i, spi_r): (u64, u64),
+        we_initiate: bool,
+    ) -> IkeSa {
+        let seed = keys::rekey_skeyseed(old.suite.prf, &old.keys.sk_d, g_ir, ni, nr);
+        let k = IkeKeys::derive(&suite, &seed, ni, nr, spi_i, spi_r);
+        let mut core =
+            super::sa::Core::new(old.conn, we_initiate, (spi_i, spi_r), (old.local, old.remote), suite, k, (0, 0), now);
+        core.nat = old.nat;
+        core.we_behind_nat = old.we_behind_nat;
+        core.peer_mpsa = old.peer_mpsa;
+        core.peer_frag = old.peer_frag;
+        let our = core.our_spi();
+        self.file_peer(&mut core, Some(old_est.peer_id.clone()));
+        self.mpsa_ike_rekeyed(old.our_spi(), our);
+        let c = &self.conns[old.conn];
+        let (rekey, jp) = (c.ike_rekey, c.jitter_percent);
+        let mut est = Established::new(old_est.peer_id.clone(), now, now + self.jitter(rekey, jp));
+        if core.we_behind_nat {
+            core.keepalive_at = Some(now + self.settings.keepalive);
+        }
+        est.vip = old_est.vip;
+        if let Some(v) = est.vip {
+            self.leases.insert(v, our);
+        }
+        IkeSa { core, phase: Phase::Established(est) }
+    }
+}

@@ -1,0 +1,634 @@
+//! The IKEv2 engine (RFC 7296), sans-IO: datagrams, dataplane events and
+//! the time go in; datagrams to send, dataplane commands and events come
+//! out ([`Output`]). Timers are deadlines the caller asks for with
+//! [`Engine::poll_timeout`] and fires with [`Engine::handle_timeout`].
+//! Every random value comes from the [`Random`] it is given, so a seeded
+//! engine emits the same octets on every run.
+//!
+//! ```text
+//! Initiator                                  Responder
+//! IKE_SA_INIT  HDR, SAi1, KEi, Ni  -->                       ike_sa_init
+//!                              <--  HDR, SAr1, KEr, Nr
+//! IKE_AUTH     HDR, SK {IDi, AUTH, SAi2, TSi, TSr}  -->      ike_auth
+//!                              <--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}
+//! CREATE_CHILD_SA  new or rekeyed child SA  <-->             child_sa
+//! CREATE_CHILD_SA  rekey of the IKE SA      <-->             ike_rekey
+//! INFORMATIONAL    delete, liveness         <-->             informational
+//! ```
+//!
+//! One module per exchange; beside them `sa` (an IKE SA's phases as
+//! types), `fragments` (RFC 7383, both ways), `dataplane` (commands,
+//! policies, resync), `timers`, `mpsa` (draft-yamaya-ipsecme-mpsa), and
+//! `error` / `events`. This root dispatches datagrams to them and runs the
+//! request window (RFC 7296 2.3: one request in flight each way).
+//!
+//! Panic policy: nothing a peer sends can panic; bad input is dropped and
+//! counted ([`Stats`]) or answered with the notify RFC 7296 asks for.
+
+mod child_sa;
+mod control;
+mod dataplane;
+mod error;
+mod events;
+mod fragments;
+mod ike_auth;
+mod ike_rekey;
+mod ike_sa_init;
+mod informational;
+mod mpsa;
+mod payloads;
+mod sa;
+#[cfg(test)]
+mod tests;
+mod timers;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use cpdp::msg::{Command, Direction};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::config::{Connection, Settings};
+use crate::codepoints::{ExchangeType, PayloadType, IKE_PORT};
+use crate::crypto::dh;
+use crate::crypto::Random;
+use crate::mpsa::{GatewayGroup, MpsaRole};
+use crate::wire::{Flags, Header, Identification, Notify, Payload};
+
+pub use error::{AuthFailure, Error};
+pub use events::{ChildGone, Event, IkeGone, Stats};
+pub use mpsa::EndpointGroup;
+pub use sa::{Child, ChildState, Connecting, Established, IkeSa, IkeState};
+
+use sa::{Core, InFlight, Pending, Phase, Task};
+
+/// What the engine asks its caller to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `data` as the UDP payload from `local` to `remote` (with the
+    /// non-ESP marker already in place on port 4500).
+    Send { local: SocketAddr, remote: SocketAddr, data: Vec<u8> },
+    /// A command for the dataplane.
+    Dataplane(Command),
+    /// Something an operator wants to see.
+    Event(Event),
+}
+
+/// The IKEv2 engine: every IKE SA of every connection.
+pub struct Engine {
+    conns: Vec<Connection>,
+    settings: Settings,
+    rng: Box<dyn Random>,
+    dh_pool: dh::KeyPool,
+    /// Keyed IKE SAs by our SPI; maps with a fixed hasher, so iteration
+    /// order (and output) depends on the inputs alone.
+    sas: FxHashMap<u64, IkeSa>,
+    /// Our IKE_SA_INITs waiting for an answer, by our SPI.
+    connecting: FxHashMap<u64, Connecting>,
+    /// Responder: (peer's SPIi, peer address) -> our SPI, for IKE_SA_INIT
+    /// retransmissions and duplicates.
+    init_index: FxHashMap<(u64, SocketAddr), u64>,
+    half_open: usize,
+    cookies: ike_sa_init::CookieSecrets,
+    out: VecDeque<Output>,
+    pub stats: Stats,
+    policies: dataplane::Policies,
+    /// Virtual addresses leased: address -> our SPI of the IKE SA.
+    leases: FxHashMap<IpAddr, u64>,
+    /// MPSA: off, gateway (hands group SAs out) or endpoint (installs them).
+    /// Anything but off announces V(MPSA) in IKE_SA_INIT.
+    pub mpsa_role: MpsaRole,
+    /// Gateway: the groups and their current SAs.
+    groups: Vec<GatewayGroup>,
+    /// Endpoint: group SAs installed, by connection name.
+    endpoint_groups: std::collections::BTreeMap<String, EndpointGroup>,
+    /// Deadlines by SA (entries go stale when an SA's deadline moves; see
+    /// `Core::scheduled`).
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    /// SAs changed by the current call, to reschedule at its end.
+    touched: Vec<u64>,
+    /// Inbound child SPIs installed in the dataplane, kept by [`Self::dp`]
+    /// from the commands it sends: a new SPI is checked in constant time.
+    installed_in: FxHashSet<u32>,
+    /// Our SPIs of the IKE SAs by the peer's identity (authenticated, or
+    /// the one an initiator's IKE_AUTH expects): INITIAL_CONTACT's checks
+    /// (RFC 7296 2.4) without scanning every IKE SA.
+    by_peer: FxHashMap<Identification, FxHashSet<u64>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("ike_sas", &self.sas.len()).field("stats", &self.stats).finish()
+    }
+}
+
+impl Engine {
+    pub fn new(conns: Vec<Connection>, settings: Settings, mut rng: Box<dyn Random>) -> Engine {
+        let cookies = ike_sa_init::CookieSecrets::new(rng.as_mut());
+        Engine {
+            conns,
+            settings,
+            rng,
+            dh_pool: dh::KeyPool::default(),
+            sas: FxHashMap::default(),
+            connecting: FxHashMap::default(),
+            init_index: FxHashMap::default(),
+            half_open: 0,
+            cookies,
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            policies: dataplane::Policies::default(),
+            leases: FxHashMap::default(),
+            mpsa_role: MpsaRole::Off,
+            groups: Vec::new(),
+            endpoint_groups: Default::default(),
+            timers: Default::default(),
+            touched: Vec::new(),
+            installed_in: FxHashSet::default(),
+            by_peer: FxHashMap::default(),
+        }
+    }
+
+    pub fn connections(&self) -> &[Connection] {
+        &self.conns
+    }
+
+    /// Keyed IKE SAs (authenticating or established).
+    pub fn ike_sas(&self) -> impl Iterator<Item = &IkeSa> {
+        self.sas.values()
+    }
+
+    /// Our IKE_SA_INITs still unanswered.
+    pub fn connecting(&self) -> impl Iterator<Item = &Connecting> {
+        self.connecting.values()
+    }
+
+    pub fn half_open(&self) -> usize {
+        self.half_open
+    }
+
+    /// The next output, if any. Call until None after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn failed(&mut self, conn: usize, why: Error) {
+        let conn = self.conns[conn].name.clone();
+        self.event(Event::Failed { conn, why });
+    }
+
+    fn dp(&mut self, c: Command) {
+        match &c {
+            Command::InstallSa(s) if s.direction == Direction::In => {
+                self.installed_in.insert(s.spi);
+            }
+            Command::DeleteSa { spi, direction: Direction::In } => {
+                self.installed_in.remove(spi);
+            }
+            _ => {}
+        }
+        self.out.push_back(Output::Dataplane(c));
+    }
+
+    fn send(&mut self, local: SocketAddr, remote: SocketAddr, ike: Vec<u8>) {
+        self.stats.sent += 1;
+        self.out.push_back(Output::Send { local, remote, data: payloads::frame(local, ike) });
+    }
+
+    fn jitter(&mut self, d: Duration, percent: u8) -> Duration {
+        let max = d.as_millis() as u64 * percent as u64 / 100;
+        if max == 0 {
+            return d;
+        }
+        d - Duration::from_millis(self.rng.u64() % max)
+    }
+
+    fn nonce(&mut self) -> Vec<u8> {
+        self.rng.nonce(self.settings.nonce_len)
+    }
+
+    fn new_spi(&mut self) -> u64 {
+        loop {
+            let s = self.rng.u64();
+            if s != 0 && !self.sas.contains_key(&s) && !self.connecting.contains_key(&s) {
+                return s;
+            }
+        }
+    }
+
+    fn new_child_spi(&mut self) -> u32 {
+        loop {
+            // RFC 4303 2.1: 1..255 are reserved.
+            let s = self.rng.u32();
+            if s > 255 && !self.installed_in.contains(&s) {
+                return s;
+            }
+        }
+    }
+
+    fn conn_index(&self, name: &str) -> Result<usize, Error> {
+        self.conns.iter().position(|c| c.name == name).ok_or_else(|| Error::NoConnection(name.into()))
+    }
+
+    // ---- The request window (RFC 7296 2.3) -------------------------------
+
+    fn queue(&mut self, now: Instant, spi: u64, t: Task) {
+        if let Some(sa) = self.sas.get_mut(&spi) {
+            if !sa.core.w.tasks.contains(&t) {
+                sa.core.w.tasks.push_back(t);
+            }
+        }
+        self.kick(now, spi);
+    }
+
+    /// Starts the next queued exchange if the window is free.
+    fn kick(&mut self, now: Instant, spi: u64) {
+        loop {
+            let Some(sa) = self.sas.get_mut(&spi) else { return };
+            if sa.core.w.in_flight.is_some() || sa.core.deleting || sa.established().is_none() {
+                return;
+            }
+            let Some(t) = sa.core.w.tasks.pop_front() else { return };
+            if self.start_task(now, spi, t) {
+                return;
+            }
+        }
+    }
+
+    /// Returns whether a request went out.
+    fn start_task(&mut self, now: Instant, spi: u64, t: Task) -> bool {
+        let Some(mut sa) = self.sas.remove(&spi) else { return false };
+        let IkeSa { core, phase: Phase::Established(est) } = &mut sa else {
+            self.insert_sa(spi, sa);
+            return false;
+        };
+        let sent = match t {
+            Task::Liveness => self.start_liveness(now, core),
+            Task::DeleteIke => self.start_delete_ike(now, core),
+            Task::DeleteChild(s) => self.start_delete_child(now, core, est, s),
+            Task::CreateChild(k) => self.start_child_create(now, core, est, k),
+            Task::RekeyChild(old) => self.start_child_rekey(now, core, est, old),
+            Task::MpsaPut(g) => self.start_mpsa_put(now, core, est, g),
+            Task::Informational(p) => {
+                self.request(now, core, ExchangeType::Informational, p, Pending::Informational);
+                true
+            }
+            Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est),
+            Task::RekeyIke => false,
+        };
+        self.insert_sa(spi, sa);
+        sent
+    }
+
+    /// Sends a protected request on `sa` and remembers it for retransmission.
+    fn request(&mut self, now: Instant, sa: &mut Core, ex: ExchangeType, payloads: Vec<Payload>, what: Pending) {
+        let h = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: PayloadType::NoNextPayload,
+            exchange: ex,
+            flags: Flags { initiator: sa.initiator, ..Default::default() },
+            message_id: sa.w.next_request,
+            length: 0,
+        };
+        let packets = fragments::seal(
+            sa.keys.sk(&sa.suite, sa.initiator),
+            h,
+            &payloads,
+            fragments::limit(sa, &self.settings),
+            self.rng.as_mut(),
+        );
+        sa.w.in_flight = Some(InFlight {
+            message_id: sa.w.next_request,
+            packets: packets.clone(),
+            next: now + self.settings.retransmit_base,
+            tries: 0,
+            what,
+        });
+        sa.w.next_request = sa.w.next_request.wrapping_add(1);
+        for m in packets {
+            self.send(sa.local, sa.remote, m);
+        }
+    }
+
+    /// Sends a protected response and keeps it for retransmitted requests.
+    /// RFC 7296 2.11: it goes to the address and port the request came
+    /// from, and from the one it was sent to.
+    fn respond(&mut self, sa: &mut Core, ex: ExchangeType, message_id: u32, payloads: Vec<Payload>) {
+        let h = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: PayloadType::NoNextPayload,
+            exchange: ex,
+            flags: Flags { initiator: sa.initiator, response: true, ..Default::default() },
+            message_id,
+            length: 0,
+        };
+        let packets = fragments::seal(
+            sa.keys.sk(&sa.suite, sa.initiator),
+            h,
+            &payloads,
+            fragments::limit(sa, &self.settings),
+            self.rng.as_mut(),
+        );
+        sa.w.last_response = Some((message_id, packets.clone()));
+        let (l, r) = sa.w.reply_to.unwrap_or((sa.local, sa.remote));
+        for m in packets {
+            self.send(l, r, m);
+        }
+    }
+
+    /// Answers a request with one notify: the refusal `why` names.
+    fn refuse(&mut self, sa: &mut Core, ex: ExchangeType, message_id: u32, why: &Error) {
+        let (ty, data) = why.notify();
+        self.respond(sa, ex, message_id, vec![Payload::Notify(Notify::new(ty, data))]);
+    }
+
+    // ---- Input -----------------------------------------------------------
+
+    /// One UDP payload received on `local` from `remote`.
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.handle_datagram_inner(now, local, remote, data);
+        self.reschedule();
+    }
+
+    fn handle_datagram_inner(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.stats.received += 1;
+        let ike = if local.port() == IKE_PORT {
+            data
+        } else {
+            // RFC 3948 2.2: 0xFF alone is a keepalive; IKE starts with the
+            // four-zero non-ESP marker; anything else is ESP, not ours.
+            if data == [0xff] {
+                self.stats.keepalives += 1;
+                return;
+            }
+            match data.strip_prefix(&[0, 0, 0, 0]) {
+                Some(d) => d,
+                None => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            }
+        };
+        let Ok(header) = Header::parse(ike) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if header.exchange == ExchangeType::IkeSaInit {
+            if !header.flags.response {
+                // RFC 7296 3.1: the request comes from the original initiator
+                // (I set), whose SPI "MUST NOT be zero"; SPIr is still zero
+                // and the message ID 0 (2.2). Anything else is dropped.
+                if header.flags.initiator && header.spi_i != 0 && header.spi_r == 0 && header.message_id == 0 {
+                    self.init_request(now, local, remote, ike, header);
+                } else {
+                    self.stats.bad_init_request += 1;
+                }
+            } else if header.flags.initiator {
+                self.stats.unknown_spi += 1;
+            } else {
+                self.init_response(now, local, remote, ike, header);
+            }
+            return;
+        }
+        let ours = if header.flags.initiator { header.spi_r } else { header.spi_i };
+        let Some(mut sa) = self.sas.remove(&ours) else {
+            self.stats.unknown_spi += 1;
+            return;
+        };
+        // The SA must be the one these SPIs name, in the right role.
+        if sa.core.spi_i != header.spi_i || sa.core.spi_r != header.spi_r || header.flags.initiator == sa.core.initiator
+        {
+            self.stats.unknown_spi += 1;
+            self.insert_sa(ours, sa);
+            return;
+        }
+        if header.flags.response {
+            self.response(now, &mut sa, local, remote, ike, header);
+        } else {
+            sa.core.w.reply_to = Some((local, remote));
+            self.request_in(now, &mut sa, local, remote, ike, header);
+            sa.core.w.reply_to = None;
+        }
+        self.put_back(now, ours, sa);
+    }
+
+    /// A response to our request.
+    fn response(&mut self, now: Instant, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, ike: &[u8], h: Header) {
+        if sa.core.w.in_flight.as_ref().map(|f| f.message_id) != Some(h.message_id) {
+            self.stats.bad_message_id += 1;
+            return;
+        }
+        let from_initiator = !sa.core.initiator;
+        let payloads = match self.open(&mut sa.core, ike, from_initiator) {
+            None => return,
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                // A response we cannot parse: the exchange failed.
+                sa.core.w.in_flight = None;
+                return;
+            }
+        };
+        self.heard_from(&mut sa.core, now, local, remote);
+        let Some(f) = sa.core.w.in_flight.take() else { return };
+        let IkeSa { core, phase } = sa;
+        let up = match (f.what, phase) {
+            (Pending::Auth { child }, Phase::Authenticating(a)) => self.auth_response(now, core, a, &payloads, child),
+            (what, Phase::Established(est)) => {
+                self.established_response(now, core, est, &payloads, what);
+                None
+            }
+            // Requests of one phase are answered in it.
+            (_, Phase::Authenticating(_)) => None,
+        };
+        if let Some(est) = up {
+            sa.phase = Phase::Established(est);
+            self.established_next(now, &mut sa.core, &sa.phase);
+        }
+    }
+
+    fn established_response(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+        what: Pending,
+    ) {
+        match what {
+            Pending::Auth { .. } => {}
+            Pending::CreateChild { child, ni, dh } => self.child_create_response(now, sa, est, p, child, ni, dh),
+            Pending::RekeyChild { old, spi_in, ni, dh } => {
+                self.child_rekey_response(now, sa, est, p, old, spi_in, ni, dh)
+            }
+            Pending::RekeyIke { spi, ni, dh } => self.ike_rekey_response(now, sa, est, p, spi, ni, dh),
+            Pending::DeleteChildren(spis) => self.delete_children_response(sa, est, spis),
+            Pending::DeleteIke => {
+                sa.deleting = true;
+                sa.w.tasks.clear();
+            }
+            Pending::Liveness => {}
+            Pending::MpsaPut { group, spi } => self.mpsa_put_response(sa, est, p, group, spi),
+            Pending::Informational => {
+                if let Some(e) = Error::refusal(p) {
+                    self.failed(sa.conn, e);
+                }
+            }
+        }
+    }
+
+    /// An authenticated message came from `remote` to `local`.
+    fn heard_from(&mut self, sa: &mut Core, now: Instant, local: SocketAddr, remote: SocketAddr) {
+        sa.last_heard = now;
+        // RFC 7296 2.23: behind a NAT the peer's address is the one of its
+        // last authenticated message.
+        if sa.nat && sa.remote != remote {
+            sa.remote = remote;
+        }
+        // The peer floated to port 4500 (RFC 7296 2.23): answer from there.
+        if sa.local != local {
+            sa.local = local;
+        }
+    }
+
+    /// A request from the peer.
+    fn request_in(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ike: &[u8],
+        h: Header,
+    ) {
+        let w = &sa.core.w;
+        // RFC 7296 2.3: the one before the expected ID is a retransmission
+        // (answer it again, to where this copy came from: 2.11); anything
+        // else is dropped.
+        if h.message_id.wrapping_add(1) == w.expect_request {
+            if let Some((id, packets)) = &w.last_response {
+                if *id == h.message_id {
+                    self.stats.retransmits_answered += 1;
+                    for pk in packets.clone() {
+                        self.send(local, remote, pk);
+                    }
+                }
+            }
+            return;
+        }
+        if h.message_id != w.expect_request {
+            self.stats.bad_message_id += 1;
+            return;
+        }
+        // The responder's first request (an MPSA_PUT, say) overtook its
+        // IKE_AUTH response: leave it unanswered and unconsumed; it is
+        // retransmitted, and by then the IKE SA is up.
+        if sa.core.initiator && matches!(sa.phase, Phase::Authenticating(_)) {
+            return;
+        }
+        let from_initiator = !sa.core.initiator;
+        let payloads = match self.open(&mut sa.core, ike, from_initiator) {
+            None => return,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                // Authenticated but unparseable: answer with the notify.
+                sa.core.w.expect_request = sa.core.w.expect_request.wrapping_add(1);
+                self.refuse(&mut sa.core, h.exchange, h.message_id, &e);
+                if h.exchange == ExchangeType::IkeAuth {
+                    sa.core.deleting = true;
+                }
+                return;
+            }
+        };
+        sa.core.w.expect_request = sa.core.w.expect_request.wrapping_add(1);
+        self.heard_from(&mut sa.core, now, local, remote);
+        let id = h.message_id;
+        let IkeSa { core, phase } = sa;
+        let up = match (h.exchange, phase) {
+            (ExchangeType::IkeAuth, Phase::Authenticating(a)) if !core.initiator => {
+                self.auth_request(now, core, a, &payloads, id)
+            }
+            (ExchangeType::CreateChildSa, Phase::Established(est)) if !est.rekeyed && !core.deleting => {
+                self.create_child_request(now, core, est, &payloads, id);
+                None
+            }
+            (ExchangeType::Informational, Phase::Established(est)) => {
+                self.informational_request(now, core, est, &payloads, id);
+                None
+            }
+            (ExchangeType::CreateChildSa, _) => {
+                // RFC 7296 2.25: busy with a rekey or deletion.
+                self.refuse(core, h.exchange, id, &Error::Busy("the IKE SA is not established"));
+                None
+            }
+            (ex, _) => {
+                self.refuse(core, ex, id, &Error::Policy("this exchange is not expected now"));
+                None
+            }
+        };
+        if let Some(est) = up {
+            sa.phase = Phase::Established(est);
+            self.established_next(now, &mut sa.core, &sa.phase);
+        }
+    }
+
+    /// Reinserts an SA unless it was deleted, and starts queued work.
+    fn put_back(&mut self, now: Instant, spi: u64, sa: IkeSa) {
+        if sa.core.deleting && sa.core.w.in_flight.is_none() && sa.core.w.tasks.is_empty() {
+            self.remove_sa(now, sa, IkeGone::Deleted);
+            return;
+        }
+        self.insert_sa(spi, sa);
+        self.kick(now, spi);
+    }
+
+    fn insert_sa(&mut self, spi: u64, sa: IkeSa) {
+        self.sas.insert(spi, sa);
+        self.touched.push(spi);
+    }
+
+    fn remove_sa(&mut self, now: Instant, mut sa: IkeSa, why: IkeGone) {
+        self.mpsa_sa_gone(now, &sa);
+        self.file_peer(&mut sa.core, None);
+        if sa.core.half_open_until.take().is_some() {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        if !sa.core.initiator {
+            self.init_index.remove(&(sa.core.spi_i, sa.core.remote));
+        }
+        let IkeSa { core, phase } = &mut sa;
+        if let Phase::Established(est) = phase {
+            for c in std::mem::take(&mut est.children) {
+                self.uninstall_child(core, &c, ChildGone::IkeSa(why));
+            }
+            if let Some(v) = est.vip {
+                self.leases.remove(&v);
+            }
+        }
+        if core.deleting || matches!(phase, Phase::Established(_)) {
+            let conn = self.conns[core.conn].name.clone();
+            self.event(Event::IkeDown { conn, spi_i: core.spi_i, spi_r: core.spi_r, why });
+        }
+    }
+
+    /// A fresh IKE SA is up: queue the work that follows (the other child
+    /// SAs of an initiator, group SAs of an MPSA gateway).
+    fn established_next(&mut self, _now: Instant, sa: &mut Core, phase: &Phase) {
+        let Phase::Established(est) = phase else { return };
+        if sa.initiator {
+            let c = &self.conns[sa.conn];
+            for (k, cfg) in c.children.iter().enumerate().skip(1) {
+                if cfg.auto && !est.children.iter().any(|x| x.cfg == k) {
+                    sa.w.tasks.push_back(Task::CreateChild(k));
+                }
+            }
+        }
+        self.mpsa_established(sa, est);
+    }
+}

@@ -1,0 +1,376 @@
+//! An IKE SA through its phases, as types (RFC 7296 1.2, 2.2):
+//!
+//! ```text
+//! Connecting       initiator: IKE_SA_INIT sent, no keys yet     (its own table)
+//!     | IKE_SA_INIT response: SKEYSEED, the seven SK_* keys
+//! IkeSa { Authenticating }   both roles: keyed, IKE_AUTH under way
+//!     | IKE_AUTH: the peer authenticated, the first child SA
+//! IkeSa { Established }      child SAs, rekeys, INFORMATIONAL
+//! ```
+//!
+//! Each phase owns exactly its data: a [`Connecting`] has a DH private
+//! value and no keys; every [`IkeSa`] has its keys ([`Core`]); only an
+//! [`Established`] one has a peer identity and child SAs. Code that needs
+//! a phase's data takes that phase's type, so a mix-up does not compile.
+//! Deleting and "replaced by a rekey" are flags of the phase they happen in.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::codepoints::{DhGroup, PayloadType};
+use crate::crypto::dh::DhPrivate;
+use crate::crypto::keys::{IkeKeys, IkeSuite};
+use crate::crypto::Secret;
+use crate::ike::proposal::EspSuite;
+use crate::wire::{Identification, Payload, TrafficSelector};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum IkeState {
+    /// Initiator: IKE_SA_INIT sent.
+    Connecting,
+    /// IKE_SA_INIT done, IKE_AUTH under way.
+    Authenticating,
+    Established,
+    /// Replaced by a rekey; waiting for its deletion.
+    Rekeyed,
+    Deleting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChildState {
+    Installed,
+    /// A newer child SA replaced it; it still decrypts until deleted.
+    Rekeyed,
+    Deleting,
+}
+
+/// An initiator's IKE SA before the IKE_SA_INIT response: what it sent
+/// and must send again (cookie, INVALID_KE_PAYLOAD: RFC 7296 2.6, 1.2).
+#[derive(Debug)]
+pub struct Connecting {
+    pub conn: usize,
+    pub spi_i: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub created: Instant,
+    pub(super) group: DhGroup,
+    pub(super) dh: Option<DhPrivate>,
+    pub(super) ke: Vec<u8>,
+    pub(super) cookie: Option<Vec<u8>>,
+    /// Cookie and INVALID_KE_PAYLOAD retries so far.
+    pub(super) retries: u32,
+    pub(super) ni: Vec<u8>,
+    /// The IKE_SA_INIT request as sent (AUTH signs it, 2.15).
+    pub(super) request: Vec<u8>,
+    pub(super) next: Instant,
+    pub(super) tries: u32,
+    pub(super) scheduled: Option<Instant>,
+    /// Refused or given up: removed at the end of the call.
+    pub(super) failed: bool,
+}
+
+/// What every keyed IKE SA has, whatever its phase.
+#[derive(Debug)]
+pub struct Core {
+    pub conn: usize,
+    /// We are the original initiator.
+    pub initiator: bool,
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// NAT detected (either side): IKE on 4500, ESP in UDP.
+    pub nat: bool,
+    pub we_behind_nat: bool,
+    pub created: Instant,
+    pub suite: IkeSuite,
+    pub(super) keys: IkeKeys,
+    pub(super) w: Window,
+    pub(super) last_heard: Instant,
+    pub(super) keepalive_at: Option<Instant>,
+    /// Responder: forgotten at this time unless authenticated.
+    pub(super) half_open_until: Option<Instant>,
+    /// The deadline this SA has on the engine's timer heap.
+    pub(super) scheduled: Option<Instant>,
+    pub(super) fragments: Option<Reassembly>,
+    pub(super) peer_mpsa: bool,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3).
+    pub(super) peer_frag: bool,
+    /// The identity this SA is filed under in the engine's `by_peer`.
+    pub(super) peer_key: Option<Identification>,
+    /// Being deleted: removed once nothing is in flight or queued.
+    pub(super) deleting: bool,
+}
+
+/// RFC 7383 reassembly: message ID, first payload type, fragments by number.
+pub(super) type Reassembly = (u32, PayloadType, Vec<Option<Vec<u8>>>);
+
+/// An IKE SA with keys: the core and its phase.
+#[derive(Debug)]
+pub struct IkeSa {
+    pub(super) core: Core,
+    pub(super) phase: Phase,
+}
+
+#[derive(Debug)]
+pub(super) enum Phase {
+    Authenticating(Authenticating),
+    Established(Established),
+}
+
+/// IKE_SA_INIT done: what IKE_AUTH signs and keys the first child with.
+#[derive(Debug)]
+pub(super) struct Authenticating {
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub init_request: Vec<u8>,
+    pub init_response: Vec<u8>,
+}
+
+/// Authenticated, with child SAs.
+#[derive(Debug)]
+pub struct Established {
+    pub peer_id: Identification,
+    pub since: Instant,
+    pub(super) rekey_at: Option<Instant>,
+    pub children: Vec<Child>,
+    pub vip: Option<IpAddr>,
+    /// IKE SA rekey collision (2.8.2): lowest nonce of ours / theirs, SPI.
+    pub(super) rekey_ours: Option<(Vec<u8>, u64)>,
+    pub(super) rekey_theirs: Option<(Vec<u8>, u64)>,
+    /// Replaced by a rekey; waiting for its deletion.
+    pub(super) rekeyed: bool,
+}
+
+/// A child SA (ESP, tunnel mode).
+#[derive(Debug)]
+pub struct Child {
+    /// Which of the connection's child configs it is.
+    pub cfg: usize,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub suite: EspSuite,
+    /// Keys for what we receive (encryption, integrity) and what we send.
+    pub(super) keys_in: (Secret, Secret),
+    pub(super) keys_out: (Secret, Secret),
+    pub ts_local: Vec<TrafficSelector>,
+    pub ts_remote: Vec<TrafficSelector>,
+    pub state: ChildState,
+    pub created: Instant,
+    pub rekey_at: Option<Instant>,
+    pub(super) expire_at: Instant,
+    /// Collision bookkeeping (RFC 7296 2.8.1): the lowest nonce of our
+    /// rekey exchange and of the peer's, with the SPI each created.
+    pub(super) rekey_ours: Option<(Vec<u8>, u32)>,
+    pub(super) rekey_theirs: Option<(Vec<u8>, u32)>,
+    pub rekey_of: Option<u32>,
+    /// Responder of a rekey: the child that replaces this one (its inbound
+    /// and outbound SPIs), and when our outbound traffic moves to it at the
+    /// latest. Until the initiator deletes this SA it may not have
+    /// installed the new inbound SA yet, so sending on the new one early
+    /// would lose packets.
+    pub(super) successor: Option<((u32, u32), Instant)>,
+    /// The PFS group the next rekey offers when the peer asked for another
+    /// with INVALID_KE_PAYLOAD (RFC 7296 1.3), and how often it asked.
+    pub(super) pfs_group: Option<DhGroup>,
+    pub(super) ke_retries: u32,
+}
+
+/// The request window of one IKE SA (RFC 7296 2.3: one request in flight
+/// each way here) and what waits for it.
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    pub next_request: u32,
+    pub expect_request: u32,
+    pub last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// While a request is handled: (our address, the peer's) it came in
+    /// on, where its response goes (RFC 7296 2.11).
+    pub reply_to: Option<(SocketAddr, SocketAddr)>,
+    pub in_flight: Option<InFlight>,
+    pub tasks: VecDeque<Task>,
+}
+
+/// A request on its way, kept for retransmission.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    pub message_id: u32,
+    pub packets: Vec<Vec<u8>>,
+    pub next: Instant,
+    pub tries: u32,
+    pub what: Pending,
+}
+
+/// An exchange we started and wait on, with what its answer needs.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Auth { child: NewChild },
+    CreateChild { child: NewChild, ni: Vec<u8>, dh: Option<(DhGroup, DhPrivate)> },
+    RekeyChild { old: u32, spi_in: u32, ni: Vec<u8>, dh: Option<(DhGroup, DhPrivate)> },
+    RekeyIke { spi: u64, ni: Vec<u8>, dh: DhPrivate },
+    DeleteChildren(Vec<u32>),
+    DeleteIke,
+    Liveness,
+    MpsaPut { group: usize, spi: u32 },
+    Informational,
+}
+
+/// A child SA we asked for: its config, our SPI and the selectors offered.
+#[derive(Debug, Clone)]
+pub(super) struct NewChild {
+    pub cfg: usize,
+    pub spi_in: u32,
+    pub ts_local: Vec<TrafficSelector>,
+    pub ts_remote: Vec<TrafficSelector>,
+}
+
+/// Exchanges waiting for the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Task {
+    /// Open child config `.0` on this IKE SA (CREATE_CHILD_SA, 1.3.1).
+    CreateChild(usize),
+    RekeyChild(u32),
+    RekeyIke,
+    DeleteChild(u32),
+    DeleteIke,
+    Liveness,
+    /// Hand group `.0`'s current SA to this member (mpsa 3.1).
+    MpsaPut(usize),
+    /// An INFORMATIONAL request with these payloads (tools and tests).
+    Informational(Vec<Payload>),
+}
+
+impl Core {
+    /// The one constructor of an IKE SA's core: keyed, nothing in flight.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        conn: usize,
+        initiator: bool,
+        (spi_i, spi_r): (u64, u64),
+        (local, remote): (SocketAddr, SocketAddr),
+        suite: IkeSuite,
+        keys: IkeKeys,
+        (next_request, expect_request): (u32, u32),
+        now: Instant,
+    ) -> Core {
+        Core {
+            conn,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            nat: false,
+            we_behind_nat: false,
+            created: now,
+            suite,
+            keys,
+            w: Window { next_request, expect_request, ..Window::default() },
+            last_heard: now,
+            keepalive_at: None,
+            half_open_until: None,
+            scheduled: None,
+            fragments: None,
+            peer_mpsa: false,
+            peer_frag: false,
+            peer_key: None,
+            deleting: false,
+        }
+    }
+
+    /// Our SPI: the key of the engine's table.
+    pub fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+}
+
+impl IkeSa {
+    pub fn conn(&self) -> usize {
+        self.core.conn
+    }
+    pub fn initiator(&self) -> bool {
+        self.core.initiator
+    }
+    pub fn spi_i(&self) -> u64 {
+        self.core.spi_i
+    }
+    pub fn spi_r(&self) -> u64 {
+        self.core.spi_r
+    }
+    pub fn local(&self) -> SocketAddr {
+        self.core.local
+    }
+    pub fn remote(&self) -> SocketAddr {
+        self.core.remote
+    }
+    pub fn nat(&self) -> bool {
+        self.core.nat
+    }
+    pub fn suite(&self) -> IkeSuite {
+        self.core.suite
+    }
+    pub fn created(&self) -> Instant {
+        self.core.created
+    }
+    /// Both sides sent V(MPSA).
+    pub fn peer_mpsa(&self) -> bool {
+        self.core.peer_mpsa
+    }
+
+    pub fn state(&self) -> IkeState {
+        match &self.phase {
+            _ if self.core.deleting => IkeState::Deleting,
+            Phase::Authenticating(_) => IkeState::Authenticating,
+            Phase::Established(e) if e.rekeyed => IkeState::Rekeyed,
+            Phase::Established(_) => IkeState::Established,
+        }
+    }
+
+    /// The established phase, once IKE_AUTH is done.
+    pub fn established(&self) -> Option<&Established> {
+        match &self.phase {
+            Phase::Established(e) => Some(e),
+            Phase::Authenticating(_) => None,
+        }
+    }
+
+    pub fn peer_id(&self) -> Option<&Identification> {
+        self.established().map(|e| &e.peer_id)
+    }
+
+    pub fn children(&self) -> &[Child] {
+        self.established().map_or(&[], |e| &e.children)
+    }
+
+    pub fn child(&self, spi_in: u32) -> Option<&Child> {
+        self.children().iter().find(|c| c.spi_in == spi_in)
+    }
+
+    /// When the IKE SA rekeys next (Established only).
+    pub fn rekey_at(&self) -> Option<Instant> {
+        self.established().and_then(|e| e.rekey_at)
+    }
+}
+
+impl Established {
+    pub(super) fn new(peer_id: Identification, now: Instant, rekey_at: Instant) -> Established {
+        Established {
+            peer_id,
+            since: now,
+            rekey_at: Some(rekey_at),
+            children: Vec::new(),
+            vip: None,
+            rekey_ours: None,
+            rekey_theirs: None,
+            rekeyed: false,
+        }
+    }
+
+    pub(super) fn child_mut(&mut self, spi_in: u32) -> Option<&mut Child> {
+        self.children.iter_mut().find(|c| c.spi_in == spi_in)
+    }
+}
