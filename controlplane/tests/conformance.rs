@@ -3,14 +3,14 @@
 //! where a response goes (2.11), who may open an IKE SA (3.1), and what
 //! INITIAL_CONTACT asserts and does (2.4). IPv4 and IPv6 both.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use common::{Node, V4, V6};
 use controlplane::codepoints::ExchangeType;
-use controlplane::crypto::SystemRandom;
 use controlplane::ike::config::ConnectionToml;
-use controlplane::ike::engine::IkeState;
-use controlplane::ike::{Engine, Event, Output, Settings};
 use controlplane::wire::{Header, Message};
 
 struct Addrs {
@@ -18,33 +18,29 @@ struct Addrs {
     b: IpAddr,
 }
 
-const FAMILIES: [Addrs; 2] = [
-    Addrs {
-        a: IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 1)),
-        b: IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 2)),
-    },
-    Addrs {
-        a: IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1)),
-        b: IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2)),
-    },
-];
+const FAMILIES: [Addrs; 2] = [Addrs { a: V4.0, b: V4.1 }, Addrs { a: V6.0, b: V6.1 }];
 
 fn conn(name: &str, role: &str, local: IpAddr, remote: &str, ids: (&str, &str), ts: (&str, &str)) -> ConnectionToml {
-    let text = format!(
-        "name = \"{name}\"\nrole = \"{role}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nlocal_id = \"{}\"\n\
-         remote_id = \"{}\"\npsk = \"s3cret-lab-key\"\nlocal_ts = [\"{}\"]\nremote_ts = [\"{}\"]\n",
-        ids.0, ids.1, ts.0, ts.1
-    );
-    toml::from_str(&text).unwrap()
+    common::conn(name, role, local, remote, ids, ts, "")
 }
 
-fn engine(conns: Vec<ConnectionToml>) -> Engine {
-    let conns = conns.into_iter().map(|c| c.build().unwrap()).collect();
-    Engine::new(conns, Settings::default(), Box::new(SystemRandom::default()))
+/// Seeded by `run` and the first connection's name and role, so each
+/// engine differs (and a restarted one differs from what it was).
+fn engine_seeded(conns: Vec<ConnectionToml>, run: u64) -> Node {
+    let seed = conns.first().map_or(0, |c| c.name.bytes().fold(c.role as u64, |h, b| h * 31 + b as u64));
+    Node::seeded(conns, seed ^ (run << 32))
+}
+
+fn engine(conns: Vec<ConnectionToml>) -> Node {
+    engine_seeded(conns, 0)
 }
 
 /// A at `f.a` initiates connections `names` of its config to B at `f.b`.
-fn initiator(f: &Addrs, names: &[&str]) -> Engine {
+fn initiator(f: &Addrs, names: &[&str]) -> Node {
+    initiator_seeded(f, names, 0)
+}
+
+fn initiator_seeded(f: &Addrs, names: &[&str], run: u64) -> Node {
     let cs = names
         .iter()
         .enumerate()
@@ -54,58 +50,23 @@ fn initiator(f: &Addrs, names: &[&str]) -> Engine {
             conn(n, "initiator", f.a, &f.b.to_string(), ("left.lab", "right.lab"), ("10.77.1.0/24", &rts))
         })
         .collect();
-    engine(cs)
+    engine_seeded(cs, run)
 }
 
-fn responder(f: &Addrs) -> Engine {
+fn responder(f: &Addrs) -> Node {
     engine(vec![conn("lab", "responder", f.b, "%any", ("right.lab", "left.lab"), ("10.77.2.0/24", "10.77.1.0/24"))])
 }
 
-#[derive(Debug, Clone)]
-struct Datagram {
-    local: SocketAddr,
-    remote: SocketAddr,
-    data: Vec<u8>,
+fn run(a: &mut Node, b: &mut Node, now: Instant) {
+    common::run(a, b, now)
 }
 
-/// What `e` wants sent; other outputs are dropped, events kept.
-fn sent(e: &mut Engine, events: &mut Vec<Event>) -> Vec<Datagram> {
-    let mut v = Vec::new();
-    while let Some(o) = e.poll_output() {
-        match o {
-            Output::Send { local, remote, data } => v.push(Datagram { local, remote, data }),
-            Output::Event(ev) => events.push(ev),
-            Output::Dataplane(_) => {}
-        }
-    }
-    v
+fn established(n: &Node) -> usize {
+    n.established()
 }
 
-/// Runs datagrams between A and B, unchanged, until both are quiet.
-fn run(a: &mut Engine, b: &mut Engine, now: Instant) {
-    let (mut ea, mut eb) = (Vec::new(), Vec::new());
-    for _ in 0..100 {
-        let to_b = sent(a, &mut ea);
-        let to_a = sent(b, &mut eb);
-        if to_b.is_empty() && to_a.is_empty() {
-            return;
-        }
-        for d in to_b {
-            b.handle_datagram(now, d.remote, d.local, &d.data);
-        }
-        for d in to_a {
-            a.handle_datagram(now, d.remote, d.local, &d.data);
-        }
-    }
-    panic!("message storm");
-}
-
-fn established(e: &Engine) -> usize {
-    e.ike_sas().filter(|s| s.state() == IkeState::Established).count()
-}
-
-fn children(e: &Engine) -> usize {
-    e.ike_sas().map(|s| s.children().len()).sum()
+fn children(n: &Node) -> usize {
+    n.children()
 }
 
 /// RFC 7296 2.11: "the response MUST be sent to the IP address and port
@@ -117,34 +78,33 @@ fn rfc7296_2_11_responses_go_to_the_address_and_port_the_request_came_from() {
     for f in &FAMILIES {
         let now = Instant::now();
         let (mut a, mut b) = (initiator(f, &["lab"]), responder(f));
-        let mut ev = Vec::new();
-        a.initiate(now, "lab").unwrap();
+        a.e.initiate(now, "lab").unwrap();
         // IKE_SA_INIT from port 500, answered to port 500.
-        let init = sent(&mut a, &mut ev).remove(0);
-        b.handle_datagram(now, init.remote, init.local, &init.data);
-        let resp = sent(&mut b, &mut ev).remove(0);
+        let init = a.take().remove(0);
+        b.e.handle_datagram(now, init.remote, init.local, &init.data);
+        let resp = b.take().remove(0);
         assert_eq!(resp.remote, init.local);
-        a.handle_datagram(now, resp.remote, resp.local, &resp.data);
+        a.e.handle_datagram(now, resp.remote, resp.local, &resp.data);
         // IKE_AUTH arrives from port 59846 (the probe's other socket).
-        let auth = sent(&mut a, &mut ev).remove(0);
+        let auth = a.take().remove(0);
         let moved = SocketAddr::new(auth.local.ip(), 59846);
-        b.handle_datagram(now, auth.remote, moved, &auth.data);
-        let answers = sent(&mut b, &mut ev);
+        b.e.handle_datagram(now, auth.remote, moved, &auth.data);
+        let answers = b.take();
         assert_eq!(answers.len(), 1, "{f:?}", f = f.a);
         assert_eq!(answers[0].remote, moved, "answered where the request came from");
         assert_eq!(answers[0].local, auth.remote, "from where it was sent to");
         // A retransmission from yet another port gets the same answer there.
         let again = SocketAddr::new(auth.local.ip(), 40001);
-        b.handle_datagram(now, auth.remote, again, &auth.data);
-        let re = sent(&mut b, &mut ev);
+        b.e.handle_datagram(now, auth.remote, again, &auth.data);
+        let re = b.take();
         assert_eq!(re.len(), 1);
         assert_eq!((re[0].remote, &re[0].data), (again, &answers[0].data));
-        assert_eq!(b.stats.retransmits_answered, 1);
+        assert_eq!(b.e.stats.retransmits_answered, 1);
         // The IKE SA itself stays on the path IKE_SA_INIT set up: moving it
         // needs NAT detection (2.23) or MOBIKE.
-        assert_eq!(b.ike_sas().next().unwrap().remote(), init.local);
+        assert_eq!(b.e.ike_sas().next().unwrap().remote(), init.local);
         // (A is a probe whose two sockets share one engine.)
-        a.handle_datagram(now, auth.local, answers[0].local, &answers[0].data);
+        a.e.handle_datagram(now, auth.local, answers[0].local, &answers[0].data);
         assert_eq!((established(&a), established(&b)), (1, 1));
     }
 }
@@ -167,9 +127,8 @@ fn rfc7296_3_1_an_ike_sa_init_without_i_or_with_spi_zero_opens_nothing() {
     for f in &FAMILIES {
         let now = Instant::now();
         let (mut a, mut b) = (initiator(f, &["lab"]), responder(f));
-        let mut ev = Vec::new();
-        a.initiate(now, "lab").unwrap();
-        let init = sent(&mut a, &mut ev).remove(0);
+        a.e.initiate(now, "lab").unwrap();
+        let init = a.take().remove(0);
         let bad = [
             mangled(&init.data, |h| h.flags.initiator = false),
             mangled(&init.data, |h| h.spi_i = 0),
@@ -179,15 +138,15 @@ fn rfc7296_3_1_an_ike_sa_init_without_i_or_with_spi_zero_opens_nothing() {
             }),
         ];
         for m in &bad {
-            b.handle_datagram(now, init.remote, init.local, m);
-            assert!(sent(&mut b, &mut ev).is_empty(), "dropped silently");
+            b.e.handle_datagram(now, init.remote, init.local, m);
+            assert!(b.take().is_empty(), "dropped silently");
         }
-        assert_eq!(b.ike_sas().count(), 0, "no SA made");
-        assert_eq!(b.half_open(), 0);
-        assert_eq!(b.stats.bad_init_request, 3);
-        b.handle_datagram(now, init.remote, init.local, &init.data);
-        assert_eq!(sent(&mut b, &mut ev).len(), 1, "the real request is answered");
-        assert_eq!(b.ike_sas().count(), 1);
+        assert_eq!(b.e.ike_sas().count(), 0, "no SA made");
+        assert_eq!(b.e.half_open(), 0);
+        assert_eq!(b.e.stats.bad_init_request, 3);
+        b.e.handle_datagram(now, init.remote, init.local, &init.data);
+        assert_eq!(b.take().len(), 1, "the real request is answered");
+        assert_eq!(b.e.ike_sas().count(), 1);
     }
 }
 
@@ -201,10 +160,10 @@ fn rfc7296_2_4_initial_contact_only_when_no_other_ike_sa_joins_the_identities() 
     for f in &FAMILIES {
         let now = Instant::now();
         let (mut a, mut b) = (initiator(f, &["lab", "lab2"]), responder(f));
-        a.initiate(now, "lab").unwrap();
+        a.e.initiate(now, "lab").unwrap();
         run(&mut a, &mut b, now);
         assert_eq!((established(&a), established(&b)), (1, 1));
-        a.initiate(now, "lab2").unwrap();
+        a.e.initiate(now, "lab2").unwrap();
         run(&mut a, &mut b, now);
         assert_eq!(established(&a), 2);
         assert_eq!(established(&b), 2, "the responder kept the first IKE SA");
@@ -221,18 +180,19 @@ fn rfc7296_2_4_initial_contact_from_a_restarted_peer_removes_its_stale_ike_sas()
         let now = Instant::now();
         let mut b = responder(f);
         let mut old = initiator(f, &["lab", "lab2"]);
-        old.initiate(now, "lab").unwrap();
+        old.e.initiate(now, "lab").unwrap();
         run(&mut old, &mut b, now);
-        old.initiate(now, "lab2").unwrap();
+        old.e.initiate(now, "lab2").unwrap();
         run(&mut old, &mut b, now);
         assert_eq!(established(&b), 2);
-        let stale: Vec<u64> = b.ike_sas().map(|s| s.spi_r()).collect();
-        // A restarts with no memory of its IKE SAs and connects again.
-        let mut a = initiator(f, &["lab"]);
-        a.initiate(now, "lab").unwrap();
+        let stale: Vec<u64> = b.e.ike_sas().map(|s| s.spi_r()).collect();
+        // A restarts with no memory of its IKE SAs (nor of its random
+        // state) and connects again.
+        let mut a = initiator_seeded(f, &["lab"], 1);
+        a.e.initiate(now, "lab").unwrap();
         run(&mut a, &mut b, now);
         assert_eq!(established(&a), 1);
-        let left: Vec<u64> = b.ike_sas().map(|s| s.spi_r()).collect();
+        let left: Vec<u64> = b.e.ike_sas().map(|s| s.spi_r()).collect();
         assert_eq!(left.len(), 1, "only the new IKE SA: {left:x?}");
         assert!(!stale.contains(&left[0]));
         assert_eq!(children(&b), 1);
@@ -258,10 +218,10 @@ fn rfc7296_2_4_initial_contact_leaves_other_identities_alone() {
         ("other.lab", "right.lab"),
         ("10.77.1.0/24", "10.77.2.0/24"),
     )]);
-    x.initiate(now, "x").unwrap();
+    x.e.initiate(now, "x").unwrap();
     run(&mut x, &mut b, now);
     let mut a = initiator(f, &["lab"]);
-    a.initiate(now, "lab").unwrap();
+    a.e.initiate(now, "lab").unwrap();
     run(&mut a, &mut b, now);
     assert_eq!(established(&b), 2, "other.lab's IKE SA stays");
     assert_eq!(established(&x), 1);

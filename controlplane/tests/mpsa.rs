@@ -16,7 +16,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use controlplane::codepoints::{NotifyType, ProtocolId};
-use controlplane::crypto::SystemRandom;
+use controlplane::crypto::SeededRandom;
+
+/// A seed per engine: its connection and identity.
+fn seed_of(conn: &str, id: &str) -> u64 {
+    conn.bytes().chain(id.bytes()).fold(5381u64, |h, b| h.wrapping_mul(33) ^ b as u64)
+}
 use controlplane::daemon::view;
 use controlplane::ike::config::{ConnectionToml, Settings};
 use controlplane::ike::engine::Error;
@@ -52,7 +57,8 @@ fn hub_engine(group_extra: &str, members: &str) -> Engine {
         "name = \"members\"\nrole = \"responder\"\nlocal = \"{HUB}\"\nremote = \"%any\"\nlocal_id = \"hub.lab\"\n\
          remote_id = \"%any\"\npsk = \"mpsa-lab-secret\"\nlocal_ts = [\"10.0.0.0/24\"]\nremote_ts = [\"10.1.0.0/16\"]\n"
     ));
-    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SystemRandom::default()));
+    let seed = seed_of(&c.name, &c.local_id.to_text());
+    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SeededRandom::new(seed)));
     e.mpsa_role = MpsaRole::Gateway;
     let g: GroupToml = toml::from_str(&format!("name = \"mesh\"\nmembers = [{members}]\n{group_extra}")).unwrap();
     e.add_group(Instant::now(), g.build().unwrap());
@@ -66,7 +72,8 @@ fn endpoint_engine(id: &str, addr: &str, lan: &str, role: MpsaRole) -> Engine {
          mpsa_routes = [{{ prefix = \"10.1.1.0/24\", endpoint = \"192.0.2.11\" }}, \
          {{ prefix = \"10.1.2.0/24\", endpoint = \"192.0.2.12\" }}, {{ prefix = \"10.1.3.0/24\", endpoint = \"192.0.2.13\" }}]\n"
     ));
-    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SystemRandom::default()));
+    let seed = seed_of(&c.name, &c.local_id.to_text());
+    let mut e = Engine::new(vec![c], Settings::default(), Box::new(SeededRandom::new(seed)));
     e.mpsa_role = role;
     e
 }
@@ -340,7 +347,7 @@ fn hostile_mpsa_puts_are_refused_and_nothing_is_installed() {
 fn a_put() -> Notify {
     let g: GroupToml = toml::from_str("name = \"x\"\nmembers = [\"a.lab\"]").unwrap();
     let now = Instant::now();
-    GatewayGroup::new(g.build().unwrap(), now, 0x4242_4242, &mut SystemRandom::default()).put(now).to_notify()
+    GatewayGroup::new(g.build().unwrap(), now, 0x4242_4242, &mut SeededRandom::new(7)).put(now).to_notify()
 }
 
 #[test]

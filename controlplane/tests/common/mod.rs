@@ -1,0 +1,127 @@
+//! A small harness for in-memory tests between engines: nodes that keep
+//! what their engine emitted, connections from a few fields, a wire that
+//! delivers until everyone is quiet. Engines get seeded generators.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use controlplane::crypto::{Random, SeededRandom};
+use controlplane::ike::config::ConnectionToml;
+use controlplane::ike::engine::IkeState;
+use controlplane::ike::{Engine, Event, Output, Settings};
+use cpdp::msg::{Command, PolicyAction, WirePrefix};
+
+pub const V4: (IpAddr, IpAddr) =
+    (IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 1)), IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 2)));
+pub const V6: (IpAddr, IpAddr) = (
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2)),
+);
+
+/// A `[[connection]]` from its fields and `extra` TOML lines.
+pub fn conn(
+    name: &str,
+    role: &str,
+    local: IpAddr,
+    remote: &str,
+    ids: (&str, &str),
+    ts: (&str, &str),
+    extra: &str,
+) -> ConnectionToml {
+    let text = format!(
+        "name = \"{name}\"\nrole = \"{role}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nlocal_id = \"{}\"\n\
+         remote_id = \"{}\"\npsk = \"s3cret-lab-key\"\nlocal_ts = [\"{}\"]\nremote_ts = [\"{}\"]\n{extra}",
+        ids.0, ids.1, ts.0, ts.1
+    );
+    toml::from_str(&text).unwrap()
+}
+
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// An engine and everything it emitted except datagrams not yet taken.
+pub struct Node {
+    pub e: Engine,
+    pub events: Vec<Event>,
+    pub dp: Vec<Command>,
+}
+
+impl Node {
+    pub fn new(conns: Vec<ConnectionToml>, settings: Settings, rng: Box<dyn Random>) -> Node {
+        let conns = conns.into_iter().map(|c| c.build().unwrap()).collect();
+        Node { e: Engine::new(conns, settings, rng), events: Vec::new(), dp: Vec::new() }
+    }
+
+    pub fn seeded(conns: Vec<ConnectionToml>, seed: u64) -> Node {
+        Node::new(conns, Settings::default(), Box::new(SeededRandom::new(seed)))
+    }
+
+    /// The datagrams the engine wants sent (its events and dataplane
+    /// commands are kept).
+    pub fn take(&mut self) -> Vec<Datagram> {
+        let mut v = Vec::new();
+        while let Some(o) = self.e.poll_output() {
+            match o {
+                Output::Send { local, remote, data } => v.push(Datagram { local, remote, data }),
+                Output::Event(ev) => self.events.push(ev),
+                Output::Dataplane(c) => self.dp.push(c),
+            }
+        }
+        v
+    }
+
+    pub fn established(&self) -> usize {
+        self.e.ike_sas().filter(|s| s.state() == IkeState::Established).count()
+    }
+
+    /// Child SAs on established IKE SAs.
+    pub fn children(&self) -> usize {
+        self.e.ike_sas().filter(|s| s.state() == IkeState::Established).map(|s| s.children().len()).sum()
+    }
+
+    /// The outbound SPI the dataplane protects `dst` with, after every
+    /// command sent so far.
+    pub fn policy(&self, dst: &str) -> Option<u32> {
+        let (a, l) = dst.split_once('/').unwrap();
+        let want = WirePrefix { addr: a.parse().unwrap(), len: l.parse().unwrap() };
+        let mut at = None;
+        for c in &self.dp {
+            match c {
+                Command::SetPolicy { dst, action: PolicyAction::Protect(s) } if *dst == want => at = Some(*s),
+                Command::DeletePolicy { dst } if *dst == want => at = None,
+                _ => {}
+            }
+        }
+        at
+    }
+}
+
+/// Delivers datagrams between A and B, unchanged, until both are quiet.
+pub fn run(a: &mut Node, b: &mut Node, now: Instant) {
+    for _ in 0..100 {
+        let to_b = a.take();
+        let to_a = b.take();
+        if to_b.is_empty() && to_a.is_empty() {
+            return;
+        }
+        for d in to_b {
+            b.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        for d in to_a {
+            a.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+    }
+    panic!("message storm");
+}
+
+/// Advances both nodes' clocks to `now` and runs the wire.
+pub fn tick(a: &mut Node, b: &mut Node, now: Instant) {
+    a.e.handle_timeout(now);
+    b.e.handle_timeout(now);
+    run(a, b, now);
+}
