@@ -188,6 +188,7 @@ fn open_all(frames: &[Vec<u8>], sa: &InboundSa) -> (Vec<Vec<u8>>, Vec<u32>) {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
     let dir = tempfile::tempdir().unwrap();
     let ctl: PathBuf = dir.path().join("ctl");
@@ -293,6 +294,7 @@ fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn an_ike_datagram_that_cannot_leave_is_counted_and_reported_up() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = dir.path().join("ctl");

@@ -80,6 +80,7 @@ fn finish(child: Child) -> String {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn pcap_in_pcap_out_byte_identical_both_ways() {
     let r = Run::new();
     let a_in = frames(700, 3);
@@ -102,6 +103,7 @@ fn pcap_in_pcap_out_byte_identical_both_ways() {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn two_processes_run_side_by_side() {
     let r = Run::new();
     let pkts = frames(2000, 5);
@@ -181,6 +183,7 @@ fn bad_configuration_names_the_field() {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn bad_eal_arguments_are_an_error_not_an_abort() {
     let p = prefix();
     let (code, err) = run_expect_failure(&[
@@ -207,6 +210,7 @@ fn bad_eal_arguments_are_an_error_not_an_abort() {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn two_workers_each_own_a_queue_of_every_port() {
     // Three lcores, two of them workers sharing CPU 1 (EAL's lcore@cpu
     // syntax), each port with two queues: worker w forwards queue w.

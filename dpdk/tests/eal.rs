@@ -17,6 +17,7 @@ impl Drop for RunDirGuard {
 }
 
 #[test]
+#[ignore = "runs the DPDK EAL (root): ./test.sh runs it with --include-ignored"]
 fn eal_mbufs_rings_and_ports() {
     let prefix = format!("gw-dpdk-test-{}", std::process::id());
     let _guard = RunDirGuard(prefix.clone());
