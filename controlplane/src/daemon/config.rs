@@ -183,6 +183,24 @@ remote_ts = ["10.77.1.0/24"]
         assert!(n >= 5, "found {n} configs");
     }
 
+    /// `[[connection.child]]`: more child SAs; a name used twice or a child
+    /// without selectors names the child.
+    #[test]
+    fn child_sa_tables_load_and_their_errors_name_the_child() {
+        let more =
+            "[[connection.child]]\nname = \"voice\"\nlocal_ts = [\"10.5.0.0/16\"]\nremote_ts = [\"10.6.0.0/16\"]\n";
+        let c = DaemonConfig::parse(&format!("{GOOD}{more}"), "t.toml").unwrap();
+        let names: Vec<&str> = c.connections[0].children.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["lab", "voice"]);
+        assert!(c.connections[0].children[1].auto);
+        let twice = more.replace("voice", "lab");
+        let e = DaemonConfig::parse(&format!("{GOOD}{twice}"), "t.toml").unwrap_err();
+        assert!(e.contains("child[0].name") && e.contains("\"lab\" is taken"), "{e}");
+        let empty = more.replace("[\"10.6.0.0/16\"]", "[]");
+        let e = DaemonConfig::parse(&format!("{GOOD}{empty}"), "t.toml").unwrap_err();
+        assert!(e.contains("child[0] (voice)"), "{e}");
+    }
+
     #[test]
     fn good_config_loads_and_masks_the_psk() {
         let c = DaemonConfig::parse(GOOD, "t.toml").unwrap();

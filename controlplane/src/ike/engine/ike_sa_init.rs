@@ -186,17 +186,7 @@ impl Engine {
         }
         let unprotected = |e: &mut Engine, why: Error| {
             let (ty, data) = why.notify();
-            let hdr = Header {
-                spi_i: h.spi_i,
-                spi_r: 0,
-                next_payload: PayloadType::NoNextPayload,
-                exchange: ExchangeType::IkeSaInit,
-                flags: Flags { response: true, ..Default::default() },
-                message_id: 0,
-                length: 0,
-            };
-            let m = Message::emit_clear(hdr, &[Payload::Notify(Notify::new(ty, data))]);
-            e.send(local, remote, m);
+            e.answer_init(local, remote, h.spi_i, Notify::new(ty, data));
         };
         let m = match Message::parse(ike) {
             Ok(m) => m,
@@ -221,17 +211,7 @@ impl Engine {
             if !ok {
                 self.stats.cookies_sent += 1;
                 let want = CookieSecrets::make(&self.cookies.current, ni, remote.ip(), h.spi_i);
-                let hdr = Header {
-                    spi_i: h.spi_i,
-                    spi_r: 0,
-                    next_payload: PayloadType::NoNextPayload,
-                    exchange: ExchangeType::IkeSaInit,
-                    flags: Flags { response: true, ..Default::default() },
-                    message_id: 0,
-                    length: 0,
-                };
-                let m = Message::emit_clear(hdr, &[Payload::Notify(Notify::new(NotifyType::Cookie, want))]);
-                self.send(local, remote, m);
+                self.answer_init(local, remote, h.spi_i, Notify::new(NotifyType::Cookie, want));
                 return;
             }
         }
@@ -326,6 +306,22 @@ impl Engine {
         self.init_index.insert((h.spi_i, remote), spi_r);
         self.insert_sa(spi_r, IkeSa { core, phase });
         self.send(local, remote, resp);
+    }
+
+    /// An IKE_SA_INIT response with one notify and no state kept (an
+    /// error, or a cookie request): HDR(SPIi, 0), N.
+    fn answer_init(&mut self, local: SocketAddr, remote: SocketAddr, spi_i: u64, n: Notify) {
+        let hdr = Header {
+            spi_i,
+            spi_r: 0,
+            next_payload: PayloadType::NoNextPayload,
+            exchange: ExchangeType::IkeSaInit,
+            flags: Flags { response: true, ..Default::default() },
+            message_id: 0,
+            length: 0,
+        };
+        let m = Message::emit_clear(hdr, &[Payload::Notify(n)]);
+        self.send(local, remote, m);
     }
 
     /// Initiator: the IKE_SA_INIT response.

@@ -287,30 +287,16 @@ impl Engine {
 
     /// Sends a protected request on `sa` and remembers it for retransmission.
     fn request(&mut self, now: Instant, sa: &mut Core, ex: ExchangeType, payloads: Vec<Payload>, what: Pending) {
-        let h = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: PayloadType::NoNextPayload,
-            exchange: ex,
-            flags: Flags { initiator: sa.initiator, ..Default::default() },
-            message_id: sa.w.next_request,
-            length: 0,
-        };
-        let packets = fragments::seal(
-            sa.keys.sk(&sa.suite, sa.initiator),
-            h,
-            &payloads,
-            fragments::limit(sa, &self.settings),
-            self.rng.as_mut(),
-        );
+        let message_id = sa.w.next_request;
+        let packets = self.protect(sa, ex, message_id, false, &payloads);
         sa.w.in_flight = Some(InFlight {
-            message_id: sa.w.next_request,
+            message_id,
             packets: packets.clone(),
             next: now + self.settings.retransmit_base,
             tries: 0,
             what,
         });
-        sa.w.next_request = sa.w.next_request.wrapping_add(1);
+        sa.w.next_request = message_id.wrapping_add(1);
         for m in packets {
             self.send(sa.local, sa.remote, m);
         }
@@ -320,27 +306,27 @@ impl Engine {
     /// RFC 7296 2.11: it goes to the address and port the request came
     /// from, and from the one it was sent to.
     fn respond(&mut self, sa: &mut Core, ex: ExchangeType, message_id: u32, payloads: Vec<Payload>) {
-        let h = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: PayloadType::NoNextPayload,
-            exchange: ex,
-            flags: Flags { initiator: sa.initiator, response: true, ..Default::default() },
-            message_id,
-            length: 0,
-        };
-        let packets = fragments::seal(
-            sa.keys.sk(&sa.suite, sa.initiator),
-            h,
-            &payloads,
-            fragments::limit(sa, &self.settings),
-            self.rng.as_mut(),
-        );
+        let packets = self.protect(sa, ex, message_id, true, &payloads);
         sa.w.last_response = Some((message_id, packets.clone()));
         let (l, r) = sa.w.reply_to.unwrap_or((sa.local, sa.remote));
         for m in packets {
             self.send(l, r, m);
         }
+    }
+
+    /// `payloads` in an SK payload (or SKF fragments) under `sa`'s keys.
+    fn protect(&mut self, sa: &Core, ex: ExchangeType, message_id: u32, response: bool, p: &[Payload]) -> Vec<Vec<u8>> {
+        let h = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: PayloadType::NoNextPayload,
+            exchange: ex,
+            flags: Flags { initiator: sa.initiator, response, ..Default::default() },
+            message_id,
+            length: 0,
+        };
+        let limit = fragments::limit(sa, &self.settings);
+        fragments::seal(sa.keys.sk(&sa.suite, sa.initiator), h, p, limit, self.rng.as_mut())
     }
 
     /// Answers a request with one notify: the refusal `why` names.
