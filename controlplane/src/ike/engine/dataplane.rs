@@ -19,6 +19,8 @@
 use std::time::Instant;
 
 use cpdp::msg::{Command, Direction, Lifetimes, PolicyAction, SaSpec, WirePrefix};
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
@@ -26,64 +28,92 @@ use super::sa::{Child, Core, Established, IkeSa, Phase, Task};
 use super::{ChildGone, Engine, Event};
 use crate::ike::ts;
 
-/// For each destination prefix, the child SAs that protect it as (our
-/// inbound SPI: the child's key, its outbound SPI), the newest last; the
-/// dataplane has the newest.
+/// For each destination prefix, the child SAs that protect it, oldest
+/// first: `order` -> (our inbound SPI: the child's key, its outbound SPI);
+/// the dataplane has the newest. `at` finds a child's place, so every
+/// change is O(log n) however many child SAs share a prefix.
 #[derive(Debug, Default)]
-pub(super) struct Policies(FxHashMap<WirePrefix, Vec<(u32, u32)>>);
+pub(super) struct Policies {
+    by_dst: FxHashMap<WirePrefix, BTreeMap<u64, (u32, u32)>>,
+    at: FxHashMap<(WirePrefix, u32), u64>,
+    next: u64,
+}
 
 impl Policies {
     /// The outbound SPI protecting `dst` now.
     #[cfg(test)]
     fn get(&self, dst: &WirePrefix) -> Option<u32> {
-        self.0.get(dst).and_then(|v| v.last()).map(|e| e.1)
+        self.top(dst).map(|e| e.1)
+    }
+
+    fn top(&self, dst: &WirePrefix) -> Option<(u32, u32)> {
+        self.by_dst.get(dst).and_then(|m| m.last_key_value()).map(|(_, e)| *e)
+    }
+
+    fn set(dst: WirePrefix, top: Option<(u32, u32)>) -> Command {
+        match top {
+            Some((_, out)) => Command::SetPolicy { dst, action: PolicyAction::Protect(out) },
+            None => Command::DeletePolicy { dst },
+        }
+    }
+
+    fn put(&mut self, dst: WirePrefix, order: u64, child: (u32, u32)) {
+        self.by_dst.entry(dst).or_default().insert(order, child);
+        self.at.insert((dst, child.0), order);
+    }
+
+    fn take(&mut self, dst: WirePrefix, spi_in: u32) -> Option<u64> {
+        let order = self.at.remove(&(dst, spi_in))?;
+        if let Some(m) = self.by_dst.get_mut(&dst) {
+            m.remove(&order);
+            if m.is_empty() {
+                self.by_dst.remove(&dst);
+            }
+        }
+        Some(order)
     }
 
     /// Child `(spi_in, spi_out)` protects `dst` from now on (and is the
     /// newest there).
     fn add(&mut self, dst: WirePrefix, child: (u32, u32)) -> Option<Command> {
-        let v = self.0.entry(dst).or_default();
-        v.retain(|e| e.0 != child.0);
-        v.push(child);
-        Some(Command::SetPolicy { dst, action: PolicyAction::Protect(child.1) })
+        self.take(dst, child.0);
+        self.next += 1;
+        self.put(dst, self.next, child);
+        Some(Self::set(dst, Some(child)))
     }
 
     /// `new` takes `old_in`'s place at `dst` (a rekey); the newest when
-    /// `old_in` was not there and `new` is not yet.
+    /// `old_in` was not there and `new` is not yet. A command when the
+    /// dataplane's entry changes.
     fn replace(&mut self, dst: WirePrefix, old_in: u32, new: (u32, u32)) -> Option<Command> {
-        let v = self.0.entry(dst).or_default();
-        match v.iter().position(|e| e.0 == old_in) {
-            Some(i) if v.iter().any(|e| e.0 == new.0) => {
-                v.remove(i);
+        let before = self.top(&dst);
+        match self.take(dst, old_in) {
+            Some(order) if !self.at.contains_key(&(dst, new.0)) => self.put(dst, order, new),
+            Some(_) => {}
+            None if self.at.contains_key(&(dst, new.0)) => return None,
+            None => {
+                self.next += 1;
+                self.put(dst, self.next, new);
             }
-            Some(i) => v[i] = new,
-            None if v.iter().any(|e| e.0 == new.0) => return None,
-            None => v.push(new),
         }
-        let top = v.last()?;
-        (top.0 == new.0).then_some(Command::SetPolicy { dst, action: PolicyAction::Protect(top.1) })
+        let after = self.top(&dst);
+        (after != before).then(|| Self::set(dst, after))
     }
 
     /// Child `spi_in` no longer protects `dst`: the one before it does, or
     /// nothing.
     fn remove(&mut self, dst: WirePrefix, spi_in: u32) -> Option<Command> {
-        let v = self.0.get_mut(&dst)?;
-        let was_top = v.last().is_some_and(|e| e.0 == spi_in);
-        v.retain(|e| e.0 != spi_in);
-        match (was_top, v.last()) {
-            (false, _) => None,
-            (true, Some(e)) => Some(Command::SetPolicy { dst, action: PolicyAction::Protect(e.1) }),
-            (true, None) => {
-                self.0.remove(&dst);
-                Some(Command::DeletePolicy { dst })
-            }
-        }
+        let before = self.top(&dst);
+        self.take(dst, spi_in)?;
+        let after = self.top(&dst);
+        (after != before).then(|| Self::set(dst, after))
     }
 
     fn all(&self) -> impl Iterator<Item = Command> + '_ {
-        let mut v: Vec<(WirePrefix, u32)> = self.0.iter().filter_map(|(d, s)| s.last().map(|e| (*d, e.1))).collect();
+        let mut v: Vec<(WirePrefix, (u32, u32))> =
+            self.by_dst.keys().filter_map(|d| self.top(d).map(|t| (*d, t))).collect();
         v.sort_by_key(|(d, _)| (d.addr, d.len));
-        v.into_iter().map(|(dst, spi)| Command::SetPolicy { dst, action: PolicyAction::Protect(spi) })
+        v.into_iter().map(|(dst, t)| Self::set(dst, Some(t)))
     }
 }
 
