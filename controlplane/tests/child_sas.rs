@@ -122,11 +122,13 @@ fn two_ike_sas_with_the_same_selectors_keep_the_policy_on_the_one_still_up() {
     let cb = conn("any", "responder", V4.1, "%any", ("right.lab", "%any"), ("10.77.2.0/24", "10.77.1.0/24"), "");
     let (mut a, mut b) = (Node::seeded(vec![c1, c2], 1), Node::seeded(vec![cb], 2));
     let now = Instant::now();
+    // A policy names the child's outbound SA by its handle: the child's
+    // inbound SPI.
     let out_of = |n: &Node, conn: &str| {
         view::ike_sas(&n.e, now)
             .iter()
             .find(|s| s.conn == conn)
-            .map(|s| u32::from_str_radix(&s.children[0].spi_out, 16).unwrap())
+            .map(|s| u32::from_str_radix(&s.children[0].spi_in, 16).unwrap())
     };
     a.e.initiate(now, "one").unwrap();
     run(&mut a, &mut b, now);
@@ -146,4 +148,42 @@ fn two_ike_sas_with_the_same_selectors_keep_the_policy_on_the_one_still_up() {
     assert_eq!(a.policy("10.77.2.0/24"), None);
     assert_eq!(b.policy(dst), None);
     assert!(a.dp.iter().any(|c| matches!(c, Command::DeletePolicy { .. })));
+}
+
+/// Two peers (responders seeded alike, so they choose the same SPIs) give
+/// A two outbound SAs with one wire SPI: A names each by its own handle
+/// (the child's inbound SPI), so installing the second does not replace
+/// the first, and each prefix's policy points at its own peer's SA.
+#[test]
+fn two_peers_that_choose_the_same_spi_do_not_overwrite_each_others_sa() {
+    let b1_addr: std::net::IpAddr = "10.77.0.2".parse().unwrap();
+    let b2_addr: std::net::IpAddr = "10.77.0.3".parse().unwrap();
+    let c1 =
+        conn("one", "initiator", V4.0, &b1_addr.to_string(), ("a.lab", "b.lab"), ("10.77.1.0/24", "10.88.1.0/24"), "");
+    let c2 =
+        conn("two", "initiator", V4.0, &b2_addr.to_string(), ("a.lab", "b.lab"), ("10.77.1.0/24", "10.88.2.0/24"), "");
+    let mut a = Node::seeded(vec![c1, c2], 1);
+    let peer = |addr: std::net::IpAddr, ts: &str| {
+        Node::seeded(vec![conn("lab", "responder", addr, "%any", ("b.lab", "a.lab"), (ts, "10.77.1.0/24"), "")], 9)
+    };
+    let (mut b1, mut b2) = (peer(b1_addr, "10.88.1.0/24"), peer(b2_addr, "10.88.2.0/24"));
+    let now = Instant::now();
+    a.e.initiate(now, "one").unwrap();
+    run(&mut a, &mut b1, now);
+    a.e.initiate(now, "two").unwrap();
+    run(&mut a, &mut b2, now);
+    let kids: Vec<(u32, u32)> = a.e.ike_sas().flat_map(|s| s.children()).map(|c| (c.spi_in, c.spi_out)).collect();
+    assert_eq!(kids.len(), 2);
+    assert_eq!(kids[0].1, kids[1].1, "both peers chose the same SPI");
+    let outs: Vec<(u32, u32)> =
+        a.dp.iter()
+            .filter_map(|c| match c {
+                Command::InstallSa(s) if s.direction == cpdp::msg::Direction::Out => Some((s.spi, s.handle)),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(outs.len(), 2);
+    assert_ne!(outs[0].1, outs[1].1, "two handles for one SPI");
+    let (p1, p2) = (a.policy("10.88.1.0/24"), a.policy("10.88.2.0/24"));
+    assert!(p1.is_some() && p2.is_some() && p1 != p2, "{p1:?} {p2:?}");
 }

@@ -207,11 +207,12 @@ fn installed(cmds: &[Command]) -> Vec<cpdp::msg::SaSpec> {
     let mut v: Vec<cpdp::msg::SaSpec> = Vec::new();
     for c in cmds {
         match c {
+            // SAs are named by handle (the inbound SPI of the child SA).
             Command::InstallSa(s) => {
-                v.retain(|x| !(x.spi == s.spi && x.direction == s.direction));
+                v.retain(|x| !(x.handle == s.handle && x.direction == s.direction));
                 v.push(s.clone());
             }
-            Command::DeleteSa { spi, direction } => v.retain(|x| !(x.spi == *spi && x.direction == *direction)),
+            Command::DeleteSa { spi, direction } => v.retain(|x| !(x.handle == *spi && x.direction == *direction)),
             _ => {}
         }
     }
@@ -259,8 +260,8 @@ fn establishes_with_each_interop_proposal() {
         check_dataplanes(&p);
         assert_eq!(installed(&p.a.dp)[0].alg, alg);
         // The policy for the remote subnet protects with the outbound SA.
-        assert_eq!(policy(&p.a.dp), Some(ca[0].1));
-        assert_eq!(policy(&p.b.dp), Some(cb[0].1));
+        assert_eq!(policy(&p.a.dp), Some(ca[0].0));
+        assert_eq!(policy(&p.b.dp), Some(cb[0].0));
         assert!(installed(&p.a.dp).iter().all(|s| s.natt.is_none()), "no NAT here");
         let info = &view::ike_sas(&p.b.e, p.now)[0];
         assert_eq!(info.peer_id, "left.lab");
@@ -412,8 +413,8 @@ fn child_sa_rekey_with_pfs_replaces_the_old_one() {
     assert_ne!(new[0], old);
     assert_eq!(all_children(&p.a.e), 1, "old deleted");
     assert_eq!(all_children(&p.b.e), 1);
-    assert_eq!(policy(&p.a.dp), Some(new[0].1));
-    assert_eq!(policy(&p.b.dp), Some(children(&p.b.e)[0].1));
+    assert_eq!(policy(&p.a.dp), Some(new[0].0));
+    assert_eq!(policy(&p.b.dp), Some(children(&p.b.e)[0].0));
     check_dataplanes(&p);
     let info = &view::ike_sas(&p.a.e, p.now)[0];
     assert_eq!(info.children[0].pfs, Some(31));
@@ -438,18 +439,18 @@ fn the_rekey_responder_sends_on_the_old_sa_until_the_initiator_deletes_it() {
         }
         let resp = p.take();
         assert_eq!(all_children(&p.b.e), 2);
-        assert_eq!(policy(&p.b.dp), Some(b_old.1), "B still sends on the old SA after answering");
+        assert_eq!(policy(&p.b.dp), Some(b_old.0), "B still sends on the old SA after answering");
         for m in resp {
             p.deliver(m);
         }
-        let b_new = p.b.e.ike_sas().flat_map(|s| s.children()).find(|c| c.spi_in != b_old.0).unwrap().spi_out;
+        let b_new = p.b.e.ike_sas().flat_map(|s| s.children()).find(|c| c.spi_in != b_old.0).unwrap().spi_in;
         // INFORMATIONAL { SK { D(old) } } -->
         let delete = p.take();
         if delete_lost {
             p.now += Duration::from_millis(1900);
             p.b.e.handle_timeout(p.now);
             p.collect();
-            assert_eq!(policy(&p.b.dp), Some(b_old.1), "within the grace period");
+            assert_eq!(policy(&p.b.dp), Some(b_old.0), "within the grace period");
             p.now += Duration::from_millis(200);
             p.b.e.handle_timeout(p.now);
             p.collect();
@@ -508,8 +509,8 @@ fn simultaneous_child_rekeys_leave_one_pair() {
         assert_eq!(all_children(&p.a.e), 1, "round {round}");
         assert_eq!(all_children(&p.b.e), 1, "round {round}");
         assert_eq!(ca[0], (cb[0].1, cb[0].0), "round {round}: the same pair survives at both ends");
-        assert_eq!(policy(&p.a.dp), Some(ca[0].1));
-        assert_eq!(policy(&p.b.dp), Some(cb[0].1));
+        assert_eq!(policy(&p.a.dp), Some(ca[0].0));
+        assert_eq!(policy(&p.b.dp), Some(cb[0].0));
         check_dataplanes(&p);
     }
 }
@@ -647,7 +648,7 @@ fn selectors_are_narrowed_to_the_responders_policy() {
     let info = &view::ike_sas(&p.a.e, p.now)[0];
     assert_eq!(info.children[0].ts_local, vec!["10.77.1.0/24".to_string()]);
     assert_eq!(info.children[0].ts_remote, vec!["10.77.2.0/24".to_string()]);
-    assert_eq!(policy(&p.a.dp), Some(children(&p.a.e)[0].1));
+    assert_eq!(policy(&p.a.dp), Some(children(&p.a.e)[0].0));
 }
 
 #[test]

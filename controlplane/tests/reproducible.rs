@@ -168,7 +168,7 @@ fn rfc7296_2_8_1_child_collision_our_exchange_lowest_we_delete_our_new_sa() {
     run(&mut a, &mut b, now + Duration::from_secs(1));
     assert_eq!(survivors(&a), theirs, "the SA of B's exchange stays");
     assert_eq!((a.children(), b.children()), (1, 1));
-    assert_eq!(a.policy("10.2.0.0/16"), a.e.ike_sas().next().map(|s| s.children()[0].spi_out));
+    assert_eq!(a.policy("10.2.0.0/16"), a.e.ike_sas().next().map(|s| s.children()[0].spi_in));
 }
 
 /// RFC 7296 2.8.1: A's nonces fall from 0x40, so its answer to B (0x3e)
@@ -183,7 +183,7 @@ fn rfc7296_2_8_1_child_collision_their_exchange_lowest_they_delete_their_new_sa(
     run(&mut a, &mut b, now + Duration::from_secs(1));
     assert_eq!(survivors(&a), ours, "the SA of A's exchange stays");
     assert_eq!((a.children(), b.children()), (1, 1));
-    assert_eq!(b.policy("10.1.0.0/16"), b.e.ike_sas().next().map(|s| s.children()[0].spi_out));
+    assert_eq!(b.policy("10.1.0.0/16"), b.e.ike_sas().next().map(|s| s.children()[0].spi_in));
 }
 
 /// RFC 7296 2.8.2: both rekey the IKE SA at once with A's exchange holding

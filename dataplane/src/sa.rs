@@ -285,6 +285,10 @@ fn seq_limit(esn: bool) -> u64 {
 #[derive(Debug)]
 pub struct OutboundSa {
     pub spi: u32,
+    /// How the control plane names it (cpdp `SaSpec::handle`): unique
+    /// where the wire SPIs, chosen by many peers, need not be. The SPI for
+    /// SAs from the config file and for group SAs.
+    pub handle: u32,
     pub cipher: Arc<EspCipher>,
     pub esn: bool,
     pub remote: IpAddr,
@@ -306,6 +310,7 @@ impl OutboundSa {
         }
         Ok(OutboundSa {
             spi: p.spi,
+            handle: p.spi,
             cipher: Arc::new(EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?),
             esn: p.esn,
             remote: p.remote,
@@ -333,6 +338,7 @@ impl OutboundSa {
     pub fn with_addresses(&self, local: IpAddr, remote: IpAddr, natt: Option<NattPorts>) -> Result<Self, SaError> {
         let sa = OutboundSa {
             spi: self.spi,
+            handle: self.handle,
             cipher: self.cipher.clone(),
             esn: self.esn,
             remote,

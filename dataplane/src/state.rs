@@ -29,8 +29,8 @@ pub struct TableState {
     policies: BTreeMap<(IpAddr, u8), PolicyAction>,
     routes: BTreeMap<(IpAddr, u8), Route>,
     neighbors: FxHashMap<IpAddr, [u8; 6]>,
-    /// Sequence numbers reserved per outbound SPI before a restart: an SA
-    /// installed again never reuses one.
+    /// Sequence numbers reserved per outbound SA (by handle) before a
+    /// restart: an SA installed again never reuses one.
     seq_floor: FxHashMap<u32, u64>,
     groups: BTreeMap<String, GroupState>,
     /// Addresses added at run time (multihoming), by port.
@@ -150,10 +150,12 @@ impl TableState {
                         self.sas_in.insert(s.spi, Arc::new(sa));
                     }
                     Direction::Out => {
-                        let sa = OutboundSa::new(&p).map_err(|e| format!("SA {:#x}: {e}", s.spi))?;
-                        let floor = self.seq_floor.get(&s.spi).copied().unwrap_or(0);
+                        // Keyed by handle: two peers may pick the same SPI.
+                        let mut sa = OutboundSa::new(&p).map_err(|e| format!("SA {:#x}: {e}", s.spi))?;
+                        sa.handle = s.handle;
+                        let floor = self.seq_floor.get(&s.handle).copied().unwrap_or(0);
                         sa.set_seq(s.seq.max(floor));
-                        self.sas_out.insert(s.spi, Arc::new(sa));
+                        self.sas_out.insert(s.handle, Arc::new(sa));
                     }
                 }
             }
@@ -189,8 +191,8 @@ impl TableState {
             Command::SetPolicy { dst, action } => {
                 prefix(dst)?;
                 if let PolicyAction::Protect(spi) = action {
-                    if !self.sas_out.contains_key(spi) && !self.base.out_sas.iter().any(|s| s.spi == *spi) {
-                        return Err(format!("policy {}/{}: no outbound SA {spi:#x}", dst.addr, dst.len));
+                    if !self.sas_out.contains_key(spi) && !self.base.out_sas.iter().any(|s| s.handle == *spi) {
+                        return Err(format!("policy {}/{}: no outbound SA with handle {spi:#x}", dst.addr, dst.len));
                     }
                 }
                 self.policies.insert((dst.addr, dst.len), *action);
@@ -280,10 +282,10 @@ impl TableState {
         }
         let mut out_index = FxHashMap::default();
         for (i, sa) in t.out_sas.iter().enumerate() {
-            out_index.insert(sa.spi, i);
+            out_index.insert(sa.handle, i);
         }
         for sa in self.sas_out.values() {
-            out_index.insert(sa.spi, t.add_outbound_arc(sa.clone()));
+            out_index.insert(sa.handle, t.add_outbound_arc(sa.clone()));
         }
         for (&(a, l), r) in &self.routes {
             if let Ok(p) = Prefix::new(a, l) {
@@ -383,7 +385,7 @@ impl LifetimeMonitor {
         let sas = t
             .out_sas
             .iter()
-            .map(|s| (s.spi, true, &s.lifetime, &s.stats, s.installed, &s.expired))
+            .map(|s| (s.handle, true, &s.lifetime, &s.stats, s.installed, &s.expired))
             .chain(t.in_sas.iter().map(|s| (s.spi, false, &s.lifetime, &s.stats, s.installed, &s.expired)));
         for (spi, outbound, life, stats, installed, expired) in sas {
             let (p, b) = (stats.get(STAT_PACKETS), stats.get(STAT_BYTES));
@@ -400,8 +402,8 @@ impl LifetimeMonitor {
             }
         }
         for sa in &t.out_sas {
-            if sa.seq_used() >= sa.seq_limit() && self.exhausted.insert(sa.spi) {
-                out.push(Event::SeqExhausted { spi: sa.spi });
+            if sa.seq_used() >= sa.seq_limit() && self.exhausted.insert(sa.handle) {
+                out.push(Event::SeqExhausted { spi: sa.handle });
             }
         }
         out
@@ -419,6 +421,7 @@ mod tests {
     fn spec(spi: u32, dir: Direction) -> SaSpec {
         SaSpec {
             spi,
+            handle: spi,
             direction: dir,
             alg: "aes128gcm".into(),
             enc_key: Zeroizing::new(vec![7; 20]),
@@ -443,6 +446,49 @@ mod tests {
         assert_eq!(l.state(0, 0, 5), LifetimeState::Soft);
         assert_eq!(l.state(0, 250, 0), LifetimeState::Hard);
         assert_eq!(Lifetime::default().state(u64::MAX, u64::MAX, u64::MAX), LifetimeState::Fresh);
+    }
+
+    /// Two peers may choose the same SPI for their inbound SAs: our two
+    /// outbound SAs then share a wire SPI but not a handle, and each
+    /// policy finds its own SA (to its own peer); deleting one leaves the
+    /// other, and lifetime events name the handle.
+    #[test]
+    fn outbound_sas_with_the_same_spi_are_kept_apart_by_handle() {
+        let mut st = TableState::new(Tables::new(vec![]));
+        let mut one = spec(0x77, Direction::Out);
+        one.handle = 0x1001;
+        let mut two = spec(0x77, Direction::Out);
+        two.handle = 0x2002;
+        two.remote = "192.0.2.3".parse().unwrap();
+        st.apply(&Command::InstallSa(one)).unwrap();
+        st.apply(&Command::InstallSa(two)).unwrap();
+        let pol = |dst: &str, h: u32| Command::SetPolicy {
+            dst: WirePrefix { addr: dst.parse().unwrap(), len: 24 },
+            action: PolicyAction::Protect(h),
+        };
+        st.apply(&pol("10.1.1.0", 0x1001)).unwrap();
+        st.apply(&pol("10.1.2.0", 0x2002)).unwrap();
+        let remote_for = |t: &Tables, dst: &str| match t.policy(dst.parse().unwrap()) {
+            Some(Policy::Protect(i)) => Some(t.out_sas[i].remote),
+            _ => None,
+        };
+        let t = st.build();
+        assert_eq!(t.out_sas.len(), 2);
+        assert_eq!(remote_for(&t, "10.1.1.9"), Some("192.0.2.2".parse().unwrap()));
+        assert_eq!(remote_for(&t, "10.1.2.9"), Some("192.0.2.3".parse().unwrap()));
+        t.out_sas.iter().for_each(|sa| sa.stats.add(0, STAT_PACKETS, 12));
+        let mut handles: Vec<u32> = LifetimeMonitor::default()
+            .check(&t, Instant::now())
+            .iter()
+            .filter_map(|e| if let Event::Lifetime { spi, .. } = e { Some(*spi) } else { None })
+            .collect();
+        handles.sort_unstable();
+        assert_eq!(handles, [0x1001, 0x2002], "events name the handle");
+        st.apply(&Command::DeleteSa { spi: 0x1001, direction: Direction::Out }).unwrap();
+        let t = st.build();
+        assert_eq!(t.out_sas.len(), 1);
+        assert_eq!(remote_for(&t, "10.1.2.9"), Some("192.0.2.3".parse().unwrap()), "the other stays");
+        assert_eq!(t.policy("10.1.1.9".parse().unwrap()), Some(Policy::Discard), "fail closed");
     }
 
     #[test]
@@ -477,7 +523,7 @@ mod tests {
             dst: WirePrefix { addr: "10.0.0.0".parse().unwrap(), len: 8 },
             action: PolicyAction::Protect(0x99),
         };
-        assert!(st.apply(&pol).unwrap_err().contains("no outbound SA 0x99"));
+        assert!(st.apply(&pol).unwrap_err().contains("no outbound SA with handle 0x99"));
         assert!(st.apply(&Command::DeleteSa { spi: 5, direction: Direction::In }).is_err());
         let t = st.build();
         assert!(t.out_sas.is_empty() && t.in_sas.is_empty());

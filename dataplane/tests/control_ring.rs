@@ -29,6 +29,7 @@ const KEY_IN: [u8; 20] = [0x22; 20];
 fn spec(spi: u32, direction: Direction, key: [u8; 20]) -> SaSpec {
     let (local, remote) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
     SaSpec {
+        handle: spi,
         spi,
         direction,
         alg: "aes128gcm".into(),

@@ -264,10 +264,11 @@ impl Daemon {
                 let mut sas = view::ike_sas(&self.engine, now);
                 for sa in &mut sas {
                     for c in &mut sa.children {
+                        // Both of a child's SAs are named by its inbound SPI
+                        // (the outbound one's handle, cpdp SaSpec::handle).
                         let spi_in = u32::from_str_radix(&c.spi_in, 16).unwrap_or(0);
-                        let spi_out = u32::from_str_radix(&c.spi_out, 16).unwrap_or(0);
                         let (pi, bi) = self.counters.get(&(spi_in, Direction::In)).copied().unwrap_or_default();
-                        let (po, bo) = self.counters.get(&(spi_out, Direction::Out)).copied().unwrap_or_default();
+                        let (po, bo) = self.counters.get(&(spi_in, Direction::Out)).copied().unwrap_or_default();
                         (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
                     }
                 }

@@ -235,6 +235,7 @@ impl MpsaPut {
     pub fn group_sa_spec(&self, local: IpAddr) -> SaSpec {
         let (ek, ak) = self.keymat();
         SaSpec {
+            handle: self.spi,
             spi: self.spi,
             direction: Direction::In,
             alg: self.alg(),

@@ -30,9 +30,20 @@ pub struct WirePrefix {
 }
 
 /// Everything the dataplane needs for one tunnel-mode SA.
+///
+/// SAs are named by their handle. An inbound SA's handle is its SPI (ours,
+/// unique here); an outbound SA's is the control plane's choice, unique
+/// among its outbound SAs where the SPIs, chosen by many peers, need not
+/// be (the control plane uses the inbound SPI of the same child SA).
+/// `DeleteSa`, `UpdateSaAddresses`, `PolicyAction::Protect` and the
+/// events about outbound SAs (`Lifetime`, `SeqExhausted`, counters) carry
+/// the handle in their `spi` field.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaSpec {
+    /// The SPI on the wire.
     pub spi: u32,
+    /// The name commands and events use; the SPI for inbound SAs.
+    pub handle: u32,
     pub direction: Direction,
     /// Algorithm name as in configs (`aes128gcm`, `aes128cbc-sha1`, ...).
     pub alg: String,
@@ -74,6 +85,7 @@ impl std::fmt::Debug for SaSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SaSpec")
             .field("spi", &format_args!("{:#x}", self.spi))
+            .field("handle", &format_args!("{:#x}", self.handle))
             .field("direction", &self.direction)
             .field("alg", &self.alg)
             .field("keys", &"<redacted>")
@@ -85,7 +97,7 @@ impl std::fmt::Debug for SaSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PolicyAction {
-    /// Encrypt with the outbound SA of this SPI.
+    /// Encrypt with the outbound SA of this handle.
     Protect(u32),
     Bypass,
     Discard,
@@ -99,11 +111,13 @@ pub enum Command {
     /// Install or replace an SA (make-before-break: packets in flight on
     /// the old one finish first).
     InstallSa(SaSpec),
+    /// Remove the SA of this handle (inbound: its SPI).
     DeleteSa {
         spi: u32,
         direction: Direction,
     },
-    /// Change an SA's tunnel endpoints (MOBIKE UPDATE_SA_ADDRESSES).
+    /// Change an SA's tunnel endpoints (MOBIKE UPDATE_SA_ADDRESSES); `spi`
+    /// is its handle.
     UpdateSaAddresses {
         spi: u32,
         direction: Direction,
@@ -178,6 +192,7 @@ pub enum Command {
 /// Counters of one SA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaCounters {
+    /// The SA's handle (inbound: its SPI).
     pub spi: u32,
     pub direction: Direction,
     pub packets: u64,
@@ -220,7 +235,7 @@ pub enum Event {
         sas: Vec<SaCounters>,
         drops: Vec<(String, u64)>,
     },
-    /// An SA reached a lifetime limit.
+    /// An SA (named by its handle) reached a lifetime limit.
     Lifetime {
         spi: u32,
         direction: Direction,
@@ -237,7 +252,8 @@ pub enum Event {
         groups: Vec<(String, Option<u32>, Vec<u32>)>,
         addresses: Vec<(u16, WirePrefix)>,
     },
-    /// An outbound SA used its last sequence number (RFC 4303 3.3.3).
+    /// An outbound SA (named by its handle) used its last sequence number
+    /// (RFC 4303 3.3.3).
     SeqExhausted {
         spi: u32,
     },
@@ -268,6 +284,7 @@ mod tests {
 
     fn spec() -> SaSpec {
         SaSpec {
+            handle: 0x1001,
             spi: 0x1234,
             direction: Direction::Out,
             alg: "aes128gcm".into(),

@@ -414,7 +414,6 @@ impl Engine {
             matches!(&sa.w.in_flight, Some(f) if matches!(&f.what, Pending::RekeyChild { old: o, .. } if *o == old));
         let Some(c) = est.children.iter().find(|c| c.spi_in == old) else { return };
         let (ours, theirs) = (c.rekey_ours.clone(), c.rekey_theirs.clone());
-        let out_of = |spi_in: u32| est.children.iter().find(|x| x.spi_in == spi_in).map_or(0, |x| x.spi_out);
         match (ours, theirs) {
             (Some((_, new)), None) if !ours_pending => {
                 // Ours alone: we replaced it, we delete the old one.
@@ -428,11 +427,10 @@ impl Engine {
                 // Theirs alone (or ours still pending: a collision, settled
                 // when ours answers): the peer deletes the old one, and our
                 // outbound moves when it does (or after a grace period).
-                let new_out = out_of(new);
                 if let Some(c) = est.child_mut(old) {
                     c.state = ChildState::Rekeyed;
                     c.rekey_at = None;
-                    c.successor = Some(((new, new_out), now + grace));
+                    c.successor = Some((new, now + grace));
                 }
             }
             (Some((our_nonce, our_new)), Some((their_nonce, their_new))) => {

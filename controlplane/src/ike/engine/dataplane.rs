@@ -29,41 +29,42 @@ use super::{ChildGone, Engine, Event};
 use crate::ike::ts;
 
 /// For each destination prefix, the child SAs that protect it, oldest
-/// first: `order` -> (our inbound SPI: the child's key, its outbound SPI);
-/// the dataplane has the newest. `at` finds a child's place, so every
-/// change is O(log n) however many child SAs share a prefix.
+/// first: `order` -> the child's inbound SPI, which is also the handle of
+/// its outbound SA in the dataplane; the dataplane has the newest. `at`
+/// finds a child's place, so every change is O(log n) however many child
+/// SAs share a prefix.
 #[derive(Debug, Default)]
 pub(super) struct Policies {
-    by_dst: FxHashMap<WirePrefix, BTreeMap<u64, (u32, u32)>>,
+    by_dst: FxHashMap<WirePrefix, BTreeMap<u64, u32>>,
     at: FxHashMap<(WirePrefix, u32), u64>,
     next: u64,
 }
 
 impl Policies {
-    /// The outbound SPI protecting `dst` now.
+    /// The handle protecting `dst` now.
     #[cfg(test)]
     fn get(&self, dst: &WirePrefix) -> Option<u32> {
-        self.top(dst).map(|e| e.1)
+        self.top(dst)
     }
 
-    fn top(&self, dst: &WirePrefix) -> Option<(u32, u32)> {
-        self.by_dst.get(dst).and_then(|m| m.last_key_value()).map(|(_, e)| *e)
+    fn top(&self, dst: &WirePrefix) -> Option<u32> {
+        self.by_dst.get(dst).and_then(|m| m.last_key_value()).map(|(_, c)| *c)
     }
 
-    fn set(dst: WirePrefix, top: Option<(u32, u32)>) -> Command {
+    fn set(dst: WirePrefix, top: Option<u32>) -> Command {
         match top {
-            Some((_, out)) => Command::SetPolicy { dst, action: PolicyAction::Protect(out) },
+            Some(h) => Command::SetPolicy { dst, action: PolicyAction::Protect(h) },
             None => Command::DeletePolicy { dst },
         }
     }
 
-    fn put(&mut self, dst: WirePrefix, order: u64, child: (u32, u32)) {
+    fn put(&mut self, dst: WirePrefix, order: u64, child: u32) {
         self.by_dst.entry(dst).or_default().insert(order, child);
-        self.at.insert((dst, child.0), order);
+        self.at.insert((dst, child), order);
     }
 
-    fn take(&mut self, dst: WirePrefix, spi_in: u32) -> Option<u64> {
-        let order = self.at.remove(&(dst, spi_in))?;
+    fn take(&mut self, dst: WirePrefix, child: u32) -> Option<u64> {
+        let order = self.at.remove(&(dst, child))?;
         if let Some(m) = self.by_dst.get_mut(&dst) {
             m.remove(&order);
             if m.is_empty() {
@@ -73,24 +74,23 @@ impl Policies {
         Some(order)
     }
 
-    /// Child `(spi_in, spi_out)` protects `dst` from now on (and is the
-    /// newest there).
-    fn add(&mut self, dst: WirePrefix, child: (u32, u32)) -> Option<Command> {
-        self.take(dst, child.0);
+    /// Child `child` protects `dst` from now on (and is the newest there).
+    fn add(&mut self, dst: WirePrefix, child: u32) -> Option<Command> {
+        self.take(dst, child);
         self.next += 1;
         self.put(dst, self.next, child);
         Some(Self::set(dst, Some(child)))
     }
 
-    /// `new` takes `old_in`'s place at `dst` (a rekey); the newest when
-    /// `old_in` was not there and `new` is not yet. A command when the
-    /// dataplane's entry changes.
-    fn replace(&mut self, dst: WirePrefix, old_in: u32, new: (u32, u32)) -> Option<Command> {
+    /// `new` takes `old`'s place at `dst` (a rekey); the newest when `old`
+    /// was not there and `new` is not yet. A command when the dataplane's
+    /// entry changes.
+    fn replace(&mut self, dst: WirePrefix, old: u32, new: u32) -> Option<Command> {
         let before = self.top(&dst);
-        match self.take(dst, old_in) {
-            Some(order) if !self.at.contains_key(&(dst, new.0)) => self.put(dst, order, new),
+        match self.take(dst, old) {
+            Some(order) if !self.at.contains_key(&(dst, new)) => self.put(dst, order, new),
             Some(_) => {}
-            None if self.at.contains_key(&(dst, new.0)) => return None,
+            None if self.at.contains_key(&(dst, new)) => return None,
             None => {
                 self.next += 1;
                 self.put(dst, self.next, new);
@@ -100,18 +100,17 @@ impl Policies {
         (after != before).then(|| Self::set(dst, after))
     }
 
-    /// Child `spi_in` no longer protects `dst`: the one before it does, or
+    /// Child `child` no longer protects `dst`: the one before it does, or
     /// nothing.
-    fn remove(&mut self, dst: WirePrefix, spi_in: u32) -> Option<Command> {
+    fn remove(&mut self, dst: WirePrefix, child: u32) -> Option<Command> {
         let before = self.top(&dst);
-        self.take(dst, spi_in)?;
+        self.take(dst, child)?;
         let after = self.top(&dst);
         (after != before).then(|| Self::set(dst, after))
     }
 
     fn all(&self) -> impl Iterator<Item = Command> + '_ {
-        let mut v: Vec<(WirePrefix, (u32, u32))> =
-            self.by_dst.keys().filter_map(|d| self.top(d).map(|t| (*d, t))).collect();
+        let mut v: Vec<(WirePrefix, u32)> = self.by_dst.keys().filter_map(|d| self.top(d).map(|t| (*d, t))).collect();
         v.sort_by_key(|(d, _)| (d.addr, d.len));
         v.into_iter().map(|(dst, t)| Self::set(dst, Some(t)))
     }
@@ -129,6 +128,9 @@ impl Engine {
         };
         SaSpec {
             spi,
+            // Outbound SAs are named by the child's inbound SPI: ours, so
+            // unique, where peers' SPIs need not be.
+            handle: c.spi_in,
             direction: dir,
             alg: c.suite.alg(),
             enc_key: Zeroizing::new(k.0.as_slice().to_vec()),
@@ -150,7 +152,7 @@ impl Engine {
         self.dp(Command::InstallSa(self.spec(sa, c, Direction::Out)));
         // A rekey's new SA takes the policy over once the rekey settles.
         if c.rekey_of.is_none() {
-            let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.add(d, (c.spi_in, c.spi_out))).collect();
+            let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.add(d, c.spi_in)).collect();
             cmds.into_iter().for_each(|x| self.dp(x));
         }
         self.child_up_event(sa, c);
@@ -159,8 +161,7 @@ impl Engine {
     /// Child `new_in` takes over the policies of child `old_in` (a rekey).
     pub(super) fn switch_policy(&mut self, est: &Established, old_in: u32, new_in: u32) {
         let Some(c) = est.children.iter().find(|c| c.spi_in == new_in) else { return };
-        let new = (c.spi_in, c.spi_out);
-        let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.replace(d, old_in, new)).collect();
+        let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.replace(d, old_in, new_in)).collect();
         cmds.into_iter().for_each(|x| self.dp(x));
     }
 
@@ -174,7 +175,7 @@ impl Engine {
         cmds.extend(prefixes(c).filter_map(|d| self.policies.remove(d, c.spi_in)));
         cmds.into_iter().for_each(|x| self.dp(x));
         self.dp(Command::DeleteSa { spi: c.spi_in, direction: Direction::In });
-        self.dp(Command::DeleteSa { spi: c.spi_out, direction: Direction::Out });
+        self.dp(Command::DeleteSa { spi: c.spi_in, direction: Direction::Out });
         let conn = self.conns[sa.conn].name.clone();
         self.event(Event::ChildDown { conn, spi_in: c.spi_in, spi_out: c.spi_out, why });
     }
@@ -222,17 +223,12 @@ impl Engine {
         self.reschedule();
     }
 
-    /// (our IKE SPI, the child's inbound SPI) of the child SA with this SPI.
-    fn child_by_spi(&self, spi: u32, dir: Direction) -> Option<(u64, u32)> {
+    /// (our IKE SPI, the child's inbound SPI) of the child SA whose SA
+    /// this handle names (both directions: the inbound SPI).
+    fn child_by_spi(&self, handle: u32, _dir: Direction) -> Option<(u64, u32)> {
         self.sas.iter().find_map(|(k, sa)| {
             let IkeSa { phase: Phase::Established(est), .. } = sa else { return None };
-            est.children
-                .iter()
-                .find(|c| match dir {
-                    Direction::In => c.spi_in == spi,
-                    Direction::Out => c.spi_out == spi,
-                })
-                .map(|c| (*k, c.spi_in))
+            est.children.iter().find(|c| c.spi_in == handle).map(|c| (*k, c.spi_in))
         })
     }
 }
@@ -246,8 +242,8 @@ mod tests {
         WirePrefix { addr: a.parse().unwrap(), len: l.parse().unwrap() }
     }
 
-    fn set(spi: u32) -> Option<Command> {
-        Some(Command::SetPolicy { dst: p("10.2.0.0/16"), action: PolicyAction::Protect(spi) })
+    fn set(child: u32) -> Option<Command> {
+        Some(Command::SetPolicy { dst: p("10.2.0.0/16"), action: PolicyAction::Protect(child) })
     }
 
     /// Two child SAs (of two IKE SAs) with the same selectors: the newer
@@ -257,17 +253,17 @@ mod tests {
     fn a_prefix_shared_by_two_child_sas_falls_back_to_the_other_not_to_nothing() {
         let d = p("10.2.0.0/16");
         let mut ps = Policies::default();
-        assert_eq!(ps.add(d, (1, 0x101)), set(0x101));
-        assert_eq!(ps.add(d, (2, 0x202)), set(0x202));
-        assert_eq!(ps.get(&d), Some(0x202));
-        assert_eq!(ps.remove(d, 2), set(0x101), "back to the first child");
+        assert_eq!(ps.add(d, 1), set(1));
+        assert_eq!(ps.add(d, 2), set(2));
+        assert_eq!(ps.get(&d), Some(2));
+        assert_eq!(ps.remove(d, 2), set(1), "back to the first child");
         assert_eq!(ps.remove(d, 1), Some(Command::DeletePolicy { dst: d }));
         assert_eq!(ps.get(&d), None);
         // Removing one that is not on top changes nothing the dataplane sees.
-        ps.add(d, (1, 0x101));
-        ps.add(d, (2, 0x202));
+        ps.add(d, 1);
+        ps.add(d, 2);
         assert_eq!(ps.remove(d, 1), None);
-        assert_eq!(ps.get(&d), Some(0x202));
+        assert_eq!(ps.get(&d), Some(2));
     }
 
     /// A rekey puts the new child in the old one's place, top or not.
@@ -275,13 +271,13 @@ mod tests {
     fn a_rekey_takes_its_predecessors_place() {
         let d = p("10.2.0.0/16");
         let mut ps = Policies::default();
-        ps.add(d, (1, 0x101));
-        ps.add(d, (2, 0x202));
-        assert_eq!(ps.replace(d, 1, (3, 0x303)), None, "under child 2: nothing to tell the dataplane");
-        assert_eq!(ps.replace(d, 2, (4, 0x404)), set(0x404));
-        assert_eq!(ps.remove(d, 4), set(0x303));
+        ps.add(d, 1);
+        ps.add(d, 2);
+        assert_eq!(ps.replace(d, 1, 3), None, "under child 2: nothing to tell the dataplane");
+        assert_eq!(ps.replace(d, 2, 4), set(4));
+        assert_eq!(ps.remove(d, 4), set(3));
         // Twice (the grace timer after the settle): no duplicate entry.
-        assert_eq!(ps.replace(d, 1, (3, 0x303)), None);
+        assert_eq!(ps.replace(d, 1, 3), None);
         assert_eq!(ps.remove(d, 3), Some(Command::DeletePolicy { dst: d }));
     }
 }

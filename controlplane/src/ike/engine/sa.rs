@@ -165,12 +165,11 @@ pub struct Child {
     pub(super) rekey_ours: Option<(Vec<u8>, u32)>,
     pub(super) rekey_theirs: Option<(Vec<u8>, u32)>,
     pub rekey_of: Option<u32>,
-    /// Responder of a rekey: the child that replaces this one (its inbound
-    /// and outbound SPIs), and when our outbound traffic moves to it at the
-    /// latest. Until the initiator deletes this SA it may not have
-    /// installed the new inbound SA yet, so sending on the new one early
-    /// would lose packets.
-    pub(super) successor: Option<((u32, u32), Instant)>,
+    /// Responder of a rekey: the child that replaces this one, and when our
+    /// outbound traffic moves to it at the latest. Until the initiator
+    /// deletes this SA it may not have installed the new inbound SA yet, so
+    /// sending on the new one early would lose packets.
+    pub(super) successor: Option<(u32, Instant)>,
     /// The PFS group the next rekey offers when the peer asked for another
     /// with INVALID_KE_PAYLOAD (RFC 7296 1.3), and how often it asked.
     pub(super) pfs_group: Option<DhGroup>,

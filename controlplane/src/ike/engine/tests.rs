@@ -18,6 +18,7 @@ impl Random for Scripted {
 fn inbound(spi: u32) -> Command {
     Command::InstallSa(cpdp::msg::SaSpec {
         spi,
+        handle: spi,
         direction: Direction::In,
         alg: "aes128gcm".into(),
         enc_key: zeroize::Zeroizing::new(vec![0; 20]),

@@ -169,7 +169,7 @@ impl Engine {
         let mut expired = Vec::new();
         let mut switch = Vec::new();
         for c in est.children.iter_mut() {
-            if let Some(((new, _), _)) = c.successor.filter(|(_, t)| *t <= now) {
+            if let Some((new, _)) = c.successor.filter(|(_, t)| *t <= now) {
                 c.successor = None;
                 switch.push((c.spi_in, new));
             }

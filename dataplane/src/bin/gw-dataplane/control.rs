@@ -117,7 +117,7 @@ impl Control {
     /// Renews sequence-number reservations that use is approaching (new
     /// SAs included).
     pub fn reserve(&mut self, t: &Tables) {
-        self.reservations.renew(t.out_sas.iter().map(|sa| (sa.spi, sa.seq_used())), self.synced);
+        self.reservations.renew(t.out_sas.iter().map(|sa| (sa.handle, sa.seq_used())), self.synced);
     }
 }
 
@@ -125,7 +125,7 @@ fn counters(state: &TableState) -> Event {
     let t = state.build();
     let mut sas = Vec::new();
     for (dir, list) in [
-        (msg::Direction::Out, t.out_sas.iter().map(|s| (s.spi, s.stats.clone())).collect::<Vec<_>>()),
+        (msg::Direction::Out, t.out_sas.iter().map(|s| (s.handle, s.stats.clone())).collect::<Vec<_>>()),
         (msg::Direction::In, t.in_sas.iter().map(|s| (s.spi, s.stats.clone())).collect()),
     ] {
         for (spi, st) in list {
