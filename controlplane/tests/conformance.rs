@@ -171,6 +171,36 @@ fn rfc7296_2_4_initial_contact_only_when_no_other_ike_sa_joins_the_identities() 
     }
 }
 
+/// RFC 7296 2.4, the race strongSwan showed: two connections started
+/// together, and the second IKE_AUTH reaches the peer before the first.
+/// Had the first carried INITIAL_CONTACT (the second being only half-open
+/// when it went), the peer would delete the second on reading it; with
+/// another IKE SA of ours on its way up, neither carries it.
+#[test]
+fn rfc7296_2_4_no_initial_contact_while_another_ike_sa_of_ours_is_on_its_way_up() {
+    for f in &FAMILIES {
+        let now = Instant::now();
+        let (mut a, mut b) = (initiator(f, &["lab", "lab2"]), responder(f));
+        a.e.initiate(now, "lab").unwrap();
+        a.e.initiate(now, "lab2").unwrap();
+        // Both IKE_SA_INITs, both answers.
+        for d in a.take() {
+            b.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        for d in b.take() {
+            a.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        // The two IKE_AUTHs, the second first.
+        let auths = a.take();
+        assert_eq!(auths.len(), 2);
+        for d in auths.iter().rev() {
+            b.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        run(&mut a, &mut b, now);
+        assert_eq!((established(&a), established(&b)), (2, 2), "both stay up at both ends");
+    }
+}
+
 /// RFC 7296 2.4: after a restart the first IKE SA carries INITIAL_CONTACT
 /// and the recipient deletes the stale IKE SAs of the same identities
 /// (with their child SAs), keeping the new one and IKE SAs of others.

@@ -297,11 +297,13 @@ impl Engine {
     }
 
     /// Whether an IKE SA other than the one in hand (which the caller has
-    /// taken out of the table) is authenticated, or being authenticated,
-    /// between our identity `local_id` and the peer's: `remote_id`, or,
-    /// when any identity is accepted, whatever identity is at `remote`.
-    /// Half-open SAs (ours before IKE_AUTH, a peer's before it
-    /// authenticated) and SAs being deleted do not count.
+    /// taken out of the table) joins our identity `local_id` and the
+    /// peer's: `remote_id`, or, when any identity is accepted, whatever
+    /// identity is at `remote`. It counts when it is up, or ours and on its
+    /// way up (IKE_SA_INIT or IKE_AUTH in flight): our INITIAL_CONTACT
+    /// could reach the peer after that one's IKE_AUTH and make it delete
+    /// it. A peer's half-open SA (not authenticated) and SAs being deleted
+    /// do not count.
     fn another_ike_sa_with(
         &self,
         local_id: &Identification,
@@ -316,12 +318,20 @@ impl Engine {
             };
             !half_open && self.conns[o.core.conn].local_id == *local_id
         };
-        match remote_id {
+        let up = match remote_id {
             Some(want) => {
                 self.by_peer.get(want).is_some_and(|set| set.iter().filter_map(|s| self.sas.get(s)).any(&counts))
             }
             None => self.sas.values().any(|o| counts(o) && o.core.remote.ip() == remote),
-        }
+        };
+        up || self.connecting.values().any(|c| {
+            let cc = &self.conns[c.conn];
+            cc.local_id == *local_id
+                && match remote_id {
+                    Some(want) => cc.remote_id.as_ref() == Some(want),
+                    None => c.remote.ip() == remote,
+                }
+        })
     }
 
     /// RFC 7296 2.4: the peer asserts that `sa` (just authenticated as
