@@ -289,6 +289,9 @@ impl Daemon {
             Request::Rekey { conn, ike } => {
                 done(self.engine.rekey(now, &conn, ike), if ike { "rekeying IKE SAs" } else { "rekeying child SAs" })
             }
+            Request::Move { conn, local } => {
+                done(self.engine.move_to(now, &conn, local), &format!("moving IKE SAs to {local} (MOBIKE)"))
+            }
             Request::Config => Response::Config { text: self.config_text.clone() },
             Request::Stats => Response::Stats {
                 ike: self.engine.stats.clone(),

@@ -40,6 +40,13 @@ enum Cmd {
         #[arg(long)]
         ike: bool,
     },
+    /// Move a connection's IKE SAs and child SAs to another address of
+    /// ours (MOBIKE UPDATE_SA_ADDRESSES; we must be the IKE SA initiator).
+    Move {
+        conn: String,
+        #[arg(long)]
+        local: std::net::IpAddr,
+    },
     /// The configuration in use (PSKs redacted).
     Config,
     /// Message counters and drops.
@@ -53,6 +60,7 @@ fn main() {
         Cmd::Initiate { conn, child } => Request::Initiate { conn, child },
         Cmd::Terminate { conn } => Request::Terminate { conn },
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
+        Cmd::Move { conn, local } => Request::Move { conn, local },
         Cmd::Config => Request::Config,
         Cmd::Stats => Request::Stats,
     };
@@ -116,6 +124,14 @@ fn main() {
                     s.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
                     s.virtual_ip.map(|v| format!(", virtual IP {v}")).unwrap_or_default()
                 );
+                if let Some(m) = &s.mobike {
+                    let others: Vec<String> = m.peer_addresses.iter().map(|a| a.to_string()).collect();
+                    println!(
+                        "  MOBIKE, peer's other addresses: {}, moves {}",
+                        if others.is_empty() { "none".to_string() } else { others.join(", ") },
+                        m.moves
+                    );
+                }
                 for c in s.children {
                     println!(
                         "  child {}_i {}_o {:?} {}{}, age {}s, rekey in {}{}",

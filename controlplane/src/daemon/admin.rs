@@ -17,6 +17,11 @@ use crate::ike::engine::Stats;
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     ListSas,
+    /// MOBIKE: move a connection's IKE SAs to our address `local`.
+    Move {
+        conn: String,
+        local: std::net::IpAddr,
+    },
     Initiate {
         conn: String,
         /// One child SA of the connection, opened on its IKE SA.

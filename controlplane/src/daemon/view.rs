@@ -27,6 +27,10 @@ pub struct IkeSaInfo {
     pub established_secs: Option<u64>,
     pub rekey_in_secs: Option<u64>,
     pub mpsa: bool,
+    /// MOBIKE (RFC 4555), when negotiated: the peer's other addresses and
+    /// the moves so far.
+    #[serde(default)]
+    pub mobike: Option<crate::ike::engine::Mobike>,
     pub children: Vec<ChildInfo>,
 }
 
@@ -92,6 +96,7 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             established_secs: sa.established().map(|x| now.saturating_duration_since(x.since).as_secs()),
             rekey_in_secs: sa.rekey_at().map(secs),
             mpsa: sa.peer_mpsa() && e.mpsa_role != MpsaRole::Off,
+            mobike: sa.established().and_then(|x| x.mobike.clone()),
             children: sa
                 .children()
                 .iter()
@@ -128,6 +133,7 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             established_secs: None,
             rekey_in_secs: None,
             mpsa: false,
+            mobike: None,
             children: Vec::new(),
         }))
         .collect();

@@ -57,6 +57,11 @@ pub struct Connection {
     pub dpd: Option<Duration>,
     /// Use PFS (a new DH) when rekeying child SAs if the ESP proposal names a group.
     pub pfs: bool,
+    /// Offer / accept MOBIKE (RFC 4555) on this connection's IKE SAs.
+    pub mobike: bool,
+    /// Our other addresses, announced to the peer in ADDITIONAL_IP4/6_ADDRESS
+    /// (RFC 4555 3.4) for it to reach us on if the one in use fails.
+    pub additional_addresses: Vec<IpAddr>,
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
@@ -124,6 +129,10 @@ pub struct ConnectionToml {
     pub dpd_secs: u64,
     #[serde(default = "d_true")]
     pub pfs: bool,
+    #[serde(default = "d_true")]
+    pub mobike: bool,
+    #[serde(default)]
+    pub additional_addresses: Vec<IpAddr>,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
     /// More child SAs (`[[connection.child]]`).
@@ -214,6 +223,9 @@ impl ConnectionToml {
         if self.child_rekey_secs == 0 || self.ike_rekey_secs == 0 {
             return Err("ike_rekey_secs and child_rekey_secs must be above 0".into());
         }
+        if let Some(a) = self.additional_addresses.iter().find(|a| Some(**a) == self.local) {
+            return Err(format!("additional_addresses: {a} is `local` itself"));
+        }
         let child_life = self.child_life_secs.unwrap_or(self.child_rekey_secs + self.child_rekey_secs / 10 + 1);
         if child_life <= self.child_rekey_secs {
             return Err("child_life_secs must be longer than child_rekey_secs".into());
@@ -242,6 +254,8 @@ impl ConnectionToml {
             jitter_percent: self.jitter_percent,
             dpd: (self.dpd_secs > 0).then(|| Duration::from_secs(self.dpd_secs)),
             pfs: self.pfs,
+            mobike: self.mobike,
+            additional_addresses: self.additional_addresses.clone(),
             mpsa_routes: self
                 .mpsa_routes
                 .iter()

@@ -8,8 +8,10 @@
 //! initiate NAME --child CHILD   -->  CREATE_CHILD_SA { SA, Ni, [KEi], TSi, TSr }
 //! terminate NAME                -->  INFORMATIONAL { D(IKE) }
 //! rekey NAME [--ike]            -->  CREATE_CHILD_SA { [N(REKEY_SA)], SA, Ni, KEi, ... }
+//! move NAME --local ADDR        -->  INFORMATIONAL { N(UPDATE_SA_ADDRESSES), NAT-D, N(COOKIE2) }
 //! ```
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use rustc_hash::FxHashSet;
@@ -121,6 +123,29 @@ impl Engine {
         }
         self.reschedule();
         Ok(n)
+    }
+
+    /// Moves the IKE SAs of connection `name` (ours as their original
+    /// initiator, with MOBIKE) and their child SAs to our address `local`
+    /// (RFC 4555 3.5). The daemon logs the move when the peer answers.
+    pub fn move_to(&mut self, now: Instant, name: &str, local: IpAddr) -> Result<usize, Error> {
+        let spis: Vec<u64> = self
+            .established_of(self.conn_index(name)?)
+            .into_iter()
+            .filter(|s| {
+                self.sas
+                    .get(s)
+                    .is_some_and(|sa| sa.core.initiator && sa.established().is_some_and(|e| e.mobike.is_some()))
+            })
+            .collect();
+        if spis.is_empty() {
+            return Err(Error::CannotMove(name.into()));
+        }
+        for s in &spis {
+            self.queue(now, *s, Task::MobikeUpdate(local));
+        }
+        self.reschedule();
+        Ok(spis.len())
     }
 
     /// Starts every initiator connection that has no IKE SA.

@@ -46,6 +46,13 @@ pub enum Error {
     /// The address pool is used up (RFC 7296 3.15.4).
     #[error("no internal address left in the pool")]
     NoInternalAddress,
+    /// MOBIKE: the new addresses do not fit our policy (RFC 4555 3.5).
+    #[error("addresses not acceptable: {0}")]
+    UnacceptableAddresses(String),
+    /// MOBIKE: a NAT between the addresses the peer said it would use
+    /// (NO_NATS_ALLOWED, RFC 4555 3.9).
+    #[error("a NAT where the peer allows none")]
+    UnexpectedNat,
     /// Well-formed but not acceptable here (RFC 7296 3.10.1: INVALID_SYNTAX
     /// also for policy reasons).
     #[error("not accepted here: {0}")]
@@ -68,6 +75,10 @@ pub enum Error {
     NoAddress(String, &'static str),
     #[error("connection {0:?}: child SA {1:?} is up already")]
     ChildUp(String, String),
+    /// A move asked of an IKE SA without MOBIKE, or by its responder
+    /// (only the original initiator moves, RFC 4555 3.5).
+    #[error("connection {0:?}: no IKE SA of ours that MOBIKE can move")]
+    CannotMove(String),
 }
 
 /// Why an authentication failed (RFC 7296 2.15).
@@ -103,6 +114,8 @@ impl Error {
             Error::Busy(_) => (NotifyType::TemporaryFailure, vec![]),
             Error::ChildSaNotFound(_) => (NotifyType::ChildSaNotFound, vec![]),
             Error::NoInternalAddress => (NotifyType::InternalAddressFailure, vec![]),
+            Error::UnacceptableAddresses(_) => (NotifyType::UnacceptableAddresses, vec![]),
+            Error::UnexpectedNat => (NotifyType::UnexpectedNatDetected, vec![]),
             Error::Refused(n) => (*n, vec![]),
             Error::Missing(_)
             | Error::Dh(_)
@@ -112,7 +125,8 @@ impl Error {
             | Error::NoConnection(_)
             | Error::NoChild { .. }
             | Error::NoAddress(..)
-            | Error::ChildUp(..) => (NotifyType::InvalidSyntax, vec![]),
+            | Error::ChildUp(..)
+            | Error::CannotMove(_) => (NotifyType::InvalidSyntax, vec![]),
         }
     }
 

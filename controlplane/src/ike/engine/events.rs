@@ -50,6 +50,36 @@ pub enum Event {
         group: String,
         what: String,
     },
+    /// The IKE SA and its child SAs moved to another path: (ours, the
+    /// peer's) addresses before and after.
+    Moved {
+        conn: String,
+        from: (SocketAddr, SocketAddr),
+        to: (SocketAddr, SocketAddr),
+        why: MoveReason,
+    },
+}
+
+/// Why an IKE SA moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveReason {
+    /// The peer's UPDATE_SA_ADDRESSES (RFC 4555 3.5).
+    PeerUpdate,
+    /// Our UPDATE_SA_ADDRESSES, answered (RFC 4555 3.5).
+    OurUpdate,
+    /// Without MOBIKE: the NAT in front of the peer changed its mapping
+    /// (RFC 7296 2.23).
+    NatMapping,
+}
+
+impl std::fmt::Display for MoveReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MoveReason::PeerUpdate => "the peer's UPDATE_SA_ADDRESSES (MOBIKE)",
+            MoveReason::OurUpdate => "our UPDATE_SA_ADDRESSES (MOBIKE)",
+            MoveReason::NatMapping => "the peer's NAT mapping changed (RFC 7296 2.23)",
+        })
+    }
 }
 
 /// Why an IKE SA went.
@@ -127,6 +157,9 @@ impl std::fmt::Display for Event {
             }
             Event::Failed { conn, why } => write!(f, "{conn}: {why}"),
             Event::Mpsa { group, what } => write!(f, "group {group}: {what}"),
+            Event::Moved { conn, from, to, why } => {
+                write!(f, "{conn}: moved from {} <-> {} to {} <-> {}: {why}", from.0, from.1, to.0, to.1)
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ impl Engine {
                 attrs: vec![(CfgAttr::InternalIp4Address, vec![])],
             }));
         }
+        p.extend(self.mobike_auth_payloads(sa.conn));
         p.push(Payload::Sa(proposal::esp_proposals(&c.esp, spi_in, false)));
         p.push(Payload::TsI(ts_local.clone()));
         p.push(Payload::TsR(ts_remote.clone()));
@@ -141,6 +142,10 @@ impl Engine {
             self.initial_contact(now, sa, idi);
         }
         let mut est = self.established(now, sa, idi.clone());
+        est.mobike = self.mobike_negotiated(ci, p);
+        if est.mobike.is_some() {
+            out.extend(self.mobike_auth_payloads(ci));
+        }
         // A client asking for an address gets one from the pool.
         let mut vip_ts = None;
         if p.iter().any(|x| matches!(x, Payload::Cp(cp) if cp.ty == CfgType::Request)) {
@@ -217,6 +222,7 @@ impl Engine {
             self.initial_contact(now, sa, idr);
         }
         let mut est = self.established(now, sa, idr.clone());
+        est.mobike = self.mobike_negotiated(sa.conn, p);
         // The first child SA; failing it leaves the IKE SA up (RFC 7296 2.21.3).
         if let Some(e) = Error::refusal(p) {
             self.failed(sa.conn, e);

@@ -68,6 +68,10 @@ impl Engine {
             self.mpsa_put_request(now, sa, est, &n, id);
             return;
         }
+        let mut out = match self.mobike_request(now, sa, est, p) {
+            Ok(v) => v,
+            Err(e) => return self.refuse(sa, ex, id, &e),
+        };
         let mut delete_ike = false;
         let mut ours = Vec::new();
         for d in p.iter().filter_map(|x| if let Payload::Delete(d) = x { Some(d) } else { None }) {
@@ -97,7 +101,6 @@ impl Engine {
             sa.w.tasks.clear();
             return;
         }
-        let mut out = Vec::new();
         if !ours.is_empty() {
             out.push(Payload::Delete(Delete { protocol: ProtocolId::Esp, spis: ours }));
         }

@@ -35,6 +35,7 @@ mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
 mod informational;
+mod mobike;
 mod mpsa;
 mod payloads;
 mod sa;
@@ -57,9 +58,9 @@ use crate::mpsa::{GatewayGroup, MpsaRole};
 use crate::wire::{Flags, Header, Identification, Notify, Payload};
 
 pub use error::{AuthFailure, Error};
-pub use events::{ChildGone, Event, IkeGone, Stats};
+pub use events::{ChildGone, Event, IkeGone, MoveReason, Stats};
 pub use mpsa::EndpointGroup;
-pub use sa::{Child, ChildState, Connecting, Established, IkeSa, IkeState};
+pub use sa::{Child, ChildState, Connecting, Established, IkeSa, IkeState, Mobike};
 
 use sa::{Core, InFlight, Pending, Phase, Task};
 
@@ -278,6 +279,7 @@ impl Engine {
                 self.request(now, core, ExchangeType::Informational, p, Pending::Informational);
                 true
             }
+            Task::MobikeUpdate(ip) => self.start_mobike_update(now, core, est, ip),
             Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est),
             Task::RekeyIke => false,
         };
@@ -421,7 +423,7 @@ impl Engine {
                 return;
             }
         };
-        self.heard_from(&mut sa.core, now, local, remote);
+        self.heard_from(sa, now, local, remote);
         let Some(f) = sa.core.w.in_flight.take() else { return };
         let IkeSa { core, phase } = sa;
         let up = match (f.what, phase) {
@@ -466,20 +468,28 @@ impl Engine {
                     self.failed(sa.conn, e);
                 }
             }
+            Pending::MobikeUpdate { cookie2, old } => self.mobike_update_response(now, sa, est, p, cookie2, old),
         }
     }
 
     /// An authenticated message came from `remote` to `local`.
-    fn heard_from(&mut self, sa: &mut Core, now: Instant, local: SocketAddr, remote: SocketAddr) {
-        sa.last_heard = now;
+    fn heard_from(&mut self, sa: &mut IkeSa, now: Instant, local: SocketAddr, remote: SocketAddr) {
+        let IkeSa { core, phase } = sa;
+        core.last_heard = now;
         // RFC 7296 2.23: behind a NAT the peer's address is the one of its
-        // last authenticated message.
-        if sa.nat && sa.remote != remote {
-            sa.remote = remote;
+        // last authenticated message; established child SAs follow it
+        // (without MOBIKE, whose UPDATE_SA_ADDRESSES moves them instead).
+        match phase {
+            Phase::Established(est) => self.nat_mapping_changed(core, est, remote),
+            Phase::Authenticating(_) if core.nat => core.remote = remote,
+            Phase::Authenticating(_) => {}
         }
-        // The peer floated to port 4500 (RFC 7296 2.23): answer from there.
-        if sa.local != local {
-            sa.local = local;
+        // The peer floated to port 4500 (RFC 7296 2.23): answer from there,
+        // unless this was a MOBIKE request from another path (3.9), answered
+        // where it came from without moving.
+        let mobike = sa.established().is_some_and(|e| e.mobike.is_some());
+        if sa.core.local != local && (!mobike || sa.core.local.ip() == local.ip()) {
+            sa.core.local = local;
         }
     }
 
@@ -533,7 +543,7 @@ impl Engine {
             }
         };
         sa.core.w.expect_request = sa.core.w.expect_request.wrapping_add(1);
-        self.heard_from(&mut sa.core, now, local, remote);
+        self.heard_from(sa, now, local, remote);
         let id = h.message_id;
         let IkeSa { core, phase } = sa;
         let up = match (h.exchange, phase) {

@@ -141,6 +141,18 @@ pub struct Established {
     pub(super) rekey_theirs: Option<(Vec<u8>, u64)>,
     /// Replaced by a rekey; waiting for its deletion.
     pub(super) rekeyed: bool,
+    /// MOBIKE, when both sides sent MOBIKE_SUPPORTED (RFC 4555 3.3).
+    pub mobike: Option<Mobike>,
+}
+
+/// MOBIKE state of an IKE SA (RFC 4555).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mobike {
+    /// The peer's other addresses (ADDITIONAL_IP4/6_ADDRESS, 3.4), newest
+    /// list; empty after NO_ADDITIONAL_ADDRESSES.
+    pub peer_addresses: Vec<IpAddr>,
+    /// Moves made on this IKE SA (ours and the peer's).
+    pub moves: u64,
 }
 
 /// A child SA (ESP, tunnel mode).
@@ -203,15 +215,39 @@ pub(super) struct InFlight {
 /// An exchange we started and wait on, with what its answer needs.
 #[derive(Debug)]
 pub(super) enum Pending {
-    Auth { child: NewChild },
-    CreateChild { child: NewChild, ni: Vec<u8>, dh: Option<(DhGroup, DhPrivate)> },
-    RekeyChild { old: u32, spi_in: u32, ni: Vec<u8>, dh: Option<(DhGroup, DhPrivate)> },
-    RekeyIke { spi: u64, ni: Vec<u8>, dh: DhPrivate },
+    Auth {
+        child: NewChild,
+    },
+    CreateChild {
+        child: NewChild,
+        ni: Vec<u8>,
+        dh: Option<(DhGroup, DhPrivate)>,
+    },
+    RekeyChild {
+        old: u32,
+        spi_in: u32,
+        ni: Vec<u8>,
+        dh: Option<(DhGroup, DhPrivate)>,
+    },
+    RekeyIke {
+        spi: u64,
+        ni: Vec<u8>,
+        dh: DhPrivate,
+    },
     DeleteChildren(Vec<u32>),
     DeleteIke,
     Liveness,
-    MpsaPut { group: usize, spi: u32 },
+    MpsaPut {
+        group: usize,
+        spi: u32,
+    },
     Informational,
+    /// Our UPDATE_SA_ADDRESSES (RFC 4555 3.5): the COOKIE2 it carries and
+    /// the path it left, to go back to if the peer refuses.
+    MobikeUpdate {
+        cookie2: Vec<u8>,
+        old: (SocketAddr, SocketAddr),
+    },
 }
 
 /// A child SA we asked for: its config, our SPI and the selectors offered.
@@ -237,6 +273,9 @@ pub(super) enum Task {
     MpsaPut(usize),
     /// An INFORMATIONAL request with these payloads (tools and tests).
     Informational(Vec<Payload>),
+    /// Move the IKE SA and its child SAs to this local address (MOBIKE
+    /// UPDATE_SA_ADDRESSES, RFC 4555 3.5).
+    MobikeUpdate(IpAddr),
 }
 
 impl Core {
@@ -366,6 +405,7 @@ impl Established {
             rekey_ours: None,
             rekey_theirs: None,
             rekeyed: false,
+            mobike: None,
         }
     }
 

@@ -1,0 +1,260 @@
+//! MOBIKE (RFC 4555): the IKE SA and its child SAs follow an endpoint to
+//! new addresses, and without MOBIKE, a NAT's new mapping (RFC 7296 2.23).
+//!
+//! ```text
+//! Initiator                                  Responder
+//! IKE_AUTH  HDR, SK { ..., N(MOBIKE_SUPPORTED),
+//!                   N(ADDITIONAL_IP*_ADDRESS)* | N(NO_ADDITIONAL_ADDRESSES) }  -->
+//!                        <--  HDR, SK { ..., N(MOBIKE_SUPPORTED), N(ADDITIONAL_*)... }
+//! (moved to a new address: 3.5)
+//! INFORMATIONAL  HDR, SK { N(UPDATE_SA_ADDRESSES), N(NAT_DETECTION_SOURCE_IP),
+//!                          N(NAT_DETECTION_DESTINATION_IP), N(COOKIE2) }  -->
+//!                        <--  HDR, SK { N(NAT_DETECTION_*), N(COOKIE2) }
+//! (a path check, 3.9: the same without UPDATE_SA_ADDRESSES)
+//! ```
+//!
+//! Only the original initiator moves the SAs (3.5). The responder takes
+//! the addresses of the request's IP header, detects a NAT from the
+//! NAT-D hashes (refusing one with UNEXPECTED_NAT_DETECTED when the peer
+//! sent NO_NATS_ALLOWED, 3.9), refuses addresses its policy does not take
+//! with UNACCEPTABLE_ADDRESSES, and moves every child SA's outer addresses
+//! in the dataplane, keeping keys and sequence numbers (3.12).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use cpdp::msg::{Command, Direction};
+
+use super::payloads::{has_notify, notify};
+use super::sa::{Core, Established, Mobike, Pending};
+use super::{Engine, Error, Event, MoveReason};
+use crate::codepoints::{ExchangeType, NotifyType};
+use crate::crypto::keys;
+use crate::wire::{Notify, Payload};
+
+/// Octets of our COOKIE2 (RFC 4555 3.6: 8 to 64).
+const COOKIE2_LEN: usize = 16;
+
+/// The addresses of ADDITIONAL_IP4/6_ADDRESS notifies in `p` (3.4); None
+/// when `p` says nothing about them.
+fn additional(p: &[Payload]) -> Option<Vec<IpAddr>> {
+    let mut seen = false;
+    let mut v = Vec::new();
+    for n in p.iter().filter_map(|x| if let Payload::Notify(n) = x { Some(n) } else { None }) {
+        match n.ty {
+            NotifyType::AdditionalIp4Address => {
+                seen = true;
+                if let Ok(b) = <[u8; 4]>::try_from(n.data.as_slice()) {
+                    v.push(IpAddr::from(b));
+                }
+            }
+            NotifyType::AdditionalIp6Address => {
+                seen = true;
+                if let Ok(b) = <[u8; 16]>::try_from(n.data.as_slice()) {
+                    v.push(IpAddr::from(b));
+                }
+            }
+            NotifyType::NoAdditionalAddresses => seen = true,
+            _ => {}
+        }
+    }
+    seen.then_some(v)
+}
+
+/// NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for a message from `from`
+/// to `to` on an IKE SA with both SPIs (RFC 7296 2.23).
+fn natd(sa: &Core, from: SocketAddr, to: SocketAddr) -> [Payload; 2] {
+    [
+        Payload::Notify(Notify::new(NotifyType::NatDetectionSourceIp, keys::natd_hash(sa.spi_i, sa.spi_r, from))),
+        Payload::Notify(Notify::new(NotifyType::NatDetectionDestinationIp, keys::natd_hash(sa.spi_i, sa.spi_r, to))),
+    ]
+}
+
+/// (the peer is behind a NAT, we are), from NAT-D hashes in `p` of a
+/// message that came from `from` to `to`; None without them.
+fn nat_of(sa: &Core, p: &[Payload], from: SocketAddr, to: SocketAddr) -> Option<(bool, bool)> {
+    let s = notify(p, NotifyType::NatDetectionSourceIp)?;
+    let d = notify(p, NotifyType::NatDetectionDestinationIp)?;
+    Some((s.data != keys::natd_hash(sa.spi_i, sa.spi_r, from), d.data != keys::natd_hash(sa.spi_i, sa.spi_r, to)))
+}
+
+impl Engine {
+    /// What IKE_AUTH carries for MOBIKE from connection `conn`: support
+    /// and our other addresses (3.3, 3.4).
+    pub(super) fn mobike_auth_payloads(&self, conn: usize) -> Vec<Payload> {
+        let c = &self.conns[conn];
+        if !c.mobike {
+            return Vec::new();
+        }
+        let mut v = vec![Payload::Notify(Notify::new(NotifyType::MobikeSupported, vec![]))];
+        v.extend(c.additional_addresses.iter().map(|a| {
+            Payload::Notify(match a {
+                IpAddr::V4(x) => Notify::new(NotifyType::AdditionalIp4Address, x.octets().to_vec()),
+                IpAddr::V6(x) => Notify::new(NotifyType::AdditionalIp6Address, x.octets().to_vec()),
+            })
+        }));
+        if c.additional_addresses.is_empty() {
+            v.push(Payload::Notify(Notify::new(NotifyType::NoAdditionalAddresses, vec![])));
+        }
+        v
+    }
+
+    /// MOBIKE on an IKE SA of connection `conn` whose peer's IKE_AUTH
+    /// message is `p`: on when we offer it and the peer sent
+    /// MOBIKE_SUPPORTED (3.3).
+    pub(super) fn mobike_negotiated(&self, conn: usize, p: &[Payload]) -> Option<Mobike> {
+        (self.conns[conn].mobike && has_notify(p, NotifyType::MobikeSupported))
+            .then(|| Mobike { peer_addresses: additional(p).unwrap_or_default(), moves: 0 })
+    }
+
+    /// The MOBIKE part of an INFORMATIONAL request: address lists (3.4),
+    /// UPDATE_SA_ADDRESSES (3.5), NAT-D path checks (3.9) and COOKIE2
+    /// (3.6). Returns what the response carries for it, or the refusal.
+    pub(super) fn mobike_request(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+    ) -> Result<Vec<Payload>, Error> {
+        let Some(m) = est.mobike.as_mut() else { return Ok(Vec::new()) };
+        if let Some(list) = additional(p) {
+            m.peer_addresses = list;
+        }
+        let (local, remote) = sa.w.reply_to.unwrap_or((sa.local, sa.remote));
+        let nat = nat_of(sa, p, remote, local);
+        // Only the original initiator moves the SAs (3.5).
+        if has_notify(p, NotifyType::UpdateSaAddresses) && !sa.initiator {
+            let (peer_nat, we_nat) = nat.unwrap_or((false, false));
+            if let Some(n) = notify(p, NotifyType::NoNatsAllowed) {
+                if peer_nat || we_nat || n.data != no_nats_data(remote, local) {
+                    return Err(Error::UnexpectedNat);
+                }
+            }
+            self.check_peer_address(sa, est, remote.ip())?;
+            let from = (sa.local, sa.remote);
+            sa.local = local;
+            sa.remote = remote;
+            if nat.is_some() {
+                sa.nat = peer_nat || we_nat;
+                sa.we_behind_nat = we_nat;
+            }
+            if sa.we_behind_nat && sa.keepalive_at.is_none() {
+                sa.keepalive_at = Some(now + self.settings.keepalive);
+            }
+            self.moved(sa, est, from, MoveReason::PeerUpdate);
+        }
+        let mut out = Vec::new();
+        if nat.is_some() {
+            out.extend(natd(sa, local, remote));
+        }
+        if let Some(c) = notify(p, NotifyType::Cookie2) {
+            out.push(Payload::Notify(Notify::new(NotifyType::Cookie2, c.data.clone())));
+        }
+        Ok(out)
+    }
+
+    /// RFC 4555 3.5: a peer with a fixed address in our config moves only
+    /// to that address or to one it announced.
+    fn check_peer_address(&self, sa: &Core, est: &Established, to: IpAddr) -> Result<(), Error> {
+        let fixed = self.conns[sa.conn].remote;
+        let announced = est.mobike.as_ref().is_some_and(|m| m.peer_addresses.contains(&to));
+        match fixed {
+            Some(a) if a != to && !announced => {
+                Err(Error::UnacceptableAddresses(format!("{to} is neither {a} nor an address the peer announced")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Initiator: move to our address `ip` (3.5): the IKE SA's path first,
+    /// then INFORMATIONAL { N(UPDATE_SA_ADDRESSES), NAT-D, N(COOKIE2) }.
+    pub(super) fn start_mobike_update(&mut self, now: Instant, sa: &mut Core, est: &Established, ip: IpAddr) -> bool {
+        if est.mobike.is_none() || !sa.initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
+            return false;
+        }
+        let old = (sa.local, sa.remote);
+        sa.local = SocketAddr::new(ip, sa.local.port());
+        let cookie2 = self.rng.vec(COOKIE2_LEN);
+        let mut p = vec![Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, vec![]))];
+        p.extend(natd(sa, sa.local, sa.remote));
+        p.push(Payload::Notify(Notify::new(NotifyType::Cookie2, cookie2.clone())));
+        self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old });
+        true
+    }
+
+    /// Initiator: the answer to our UPDATE_SA_ADDRESSES. Refused, or
+    /// without our COOKIE2 (3.6): back to the old path.
+    pub(super) fn mobike_update_response(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+        cookie2: Vec<u8>,
+        old: (SocketAddr, SocketAddr),
+    ) {
+        let echoed = notify(p, NotifyType::Cookie2).is_some_and(|c| c.data == cookie2);
+        let refusal = Error::refusal(p).or((!echoed).then_some(Error::BadAnswer("COOKIE2 not echoed")));
+        if let Some(e) = refusal {
+            (sa.local, sa.remote) = old;
+            self.failed(sa.conn, e);
+            return;
+        }
+        if let Some((peer_nat, we_nat)) = nat_of(sa, p, sa.remote, sa.local) {
+            sa.nat = sa.nat || peer_nat || we_nat;
+            sa.we_behind_nat = we_nat;
+            if we_nat && sa.keepalive_at.is_none() {
+                sa.keepalive_at = Some(now + self.settings.keepalive);
+            }
+        }
+        self.moved(sa, est, old, MoveReason::OurUpdate);
+    }
+
+    /// Without MOBIKE, RFC 7296 2.23: behind a NAT the peer's address is
+    /// that of its last authenticated message; the child SAs follow it.
+    pub(super) fn nat_mapping_changed(&mut self, sa: &mut Core, est: &mut Established, remote: SocketAddr) {
+        if !sa.nat || sa.remote == remote || est.mobike.is_some() {
+            return;
+        }
+        let from = (sa.local, sa.remote);
+        sa.remote = remote;
+        self.moved(sa, est, from, MoveReason::NatMapping);
+    }
+
+    /// The IKE SA moved from `from` to its current path: every child SA's
+    /// outer addresses follow in the dataplane (same SA: keys, sequence
+    /// numbers and counters stay, RFC 4555 3.12).
+    fn moved(&mut self, sa: &Core, est: &mut Established, from: (SocketAddr, SocketAddr), why: MoveReason) {
+        if let Some(m) = est.mobike.as_mut() {
+            m.moves += 1;
+        }
+        let natt = sa.nat.then_some((sa.local.port(), sa.remote.port()));
+        for c in &est.children {
+            for direction in [Direction::In, Direction::Out] {
+                // Both of a child's SAs are named by its inbound SPI.
+                let cmd = Command::UpdateSaAddresses {
+                    spi: c.spi_in,
+                    direction,
+                    local: sa.local.ip(),
+                    remote: sa.remote.ip(),
+                    natt,
+                };
+                self.dp(cmd);
+            }
+        }
+        let conn = self.conns[sa.conn].name.clone();
+        self.event(Event::Moved { conn, from, to: (sa.local, sa.remote), why });
+    }
+}
+
+/// NO_NATS_ALLOWED's data (RFC 4555 4.4): the addresses and ports of the
+/// message as its sender sent it: source, destination, source port,
+/// destination port.
+pub(super) fn no_nats_data(from: SocketAddr, to: SocketAddr) -> Vec<u8> {
+    let ip = |a: IpAddr| match a {
+        IpAddr::V4(x) => x.octets().to_vec(),
+        IpAddr::V6(x) => x.octets().to_vec(),
+    };
+    [ip(from.ip()), ip(to.ip()), from.port().to_be_bytes().to_vec(), to.port().to_be_bytes().to_vec()].concat()
+}
