@@ -132,7 +132,7 @@ mbufs = 8191
 [[port]]
 name = "wan"
 device = "net_af_packet0,iface=wan0,qpairs=2"
-addresses = ["10.77.0.1/24", "fd77::1/64"]
+addresses = ["10.77.0.1/24", "fd77::1/64", "10.77.0.11/24"]
 [[port]]
 name = "lan"
 device = "net_af_packet1,iface=lang,qpairs=2"
@@ -393,6 +393,69 @@ check "5: both IKE SAs still up at strongSwan" ss_two
 check "5: and at the gateway" gw_two
 check "5: strongSwan destroyed no IKE SA as a duplicate" bash -c "! '$IOP/strongswan-peer.sh' log ss 400 | grep -q 'destroying duplicate'"
 GW_MORE=""
+stop_gw
+ss stop ss >/dev/null
+
+# ---- 6: MOBIKE (RFC 4555): strongSwan moves, then we move -----------------------
+# 6a: strongSwan (the IKE SA's initiator) loses 10.77.0.2 and has 10.77.0.12:
+# it sends UPDATE_SA_ADDRESSES from there; we follow with the IKE SA and
+# the child SA (strongSwan's kernel-libipsec then rekeys its child SAs,
+# which cannot move: ../shared/interop/NOTES.md).
+say "scenario 6a: MOBIKE, strongSwan moves to another address"
+start_gw responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+ss start ss --netns "$B" --role initiator --local 10.77.0.2,10.77.0.12 --remote 10.77.0.1 \
+    --local-id right.lab --remote-id left.lab --psk "$PSK" \
+    --local-ts 10.77.2.0/24 --remote-ts 10.77.1.0/24 >/dev/null
+check "6a: strongSwan -> gateway IKE SA and child SA, MOBIKE negotiated" ss initiate ss --timeout 10
+check "6a: gwctl shows MOBIKE" bash -c "'$BIN/gwctl' -s '$T/cp.sock' list | grep -q MOBIKE"
+warm_up
+move_ss() {
+    # Deleting the primary address would take the secondary with it.
+    ip netns exec "$B" sysctl -qw net.ipv4.conf.wan0.promote_secondaries=1
+    ip -n "$B" addr add 10.77.0.12/24 dev wan0
+    sleep 0.5
+    ip -n "$B" addr del 10.77.0.2/24 dev wan0
+}
+under_traffic_report() { # under_traffic_report SECONDS description command...: loss reported, not judged
+    local secs=$1 d=$2
+    shift 2
+    local out=$T/ping.out
+    ip netns exec "$LAN" ping -q -c $((secs * 20)) -i 0.05 -W 1 10.77.2.1 >"$out" 2>&1 &
+    local pp=$!
+    sleep 1
+    "$@" || true
+    wait "$pp" || true
+    say "     $d: $(grep 'packet loss' "$out")"
+}
+under_traffic_report 5 "6a: packets during strongSwan's move" move_ss
+gw_moved() { gwctl list | grep -q "10.77.0.1:4500 <-> 10.77.0.12:4500"; }
+check "6a: the gateway followed: IKE SA on 10.77.0.12" wait_for 5 gw_moved
+check "6a: the daemon logged the move and why" grep -q "moved from .*10.77.0.2:4500 to .*10.77.0.12:4500: the peer's UPDATE_SA_ADDRESSES" "$T/cp.log"
+warm_up
+check "6a: LAN -> strongSwan after the move" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan | no_loss"
+check "6a: strongSwan -> LAN after the move" bash -c "$(declare -f ping_ss no_loss); B=$B ping_ss | no_loss"
+stop_gw
+ss stop ss >/dev/null
+ip -n "$B" addr del 10.77.0.12/24 dev wan0 2>/dev/null || true
+ip -n "$B" addr add 10.77.0.2/24 dev wan0 2>/dev/null || true
+
+# 6b: we (the IKE SA's initiator) move to our other address 10.77.0.11 by
+# hand (gwctl move); strongSwan follows.
+say "scenario 6b: MOBIKE, the gateway moves (gwctl move)"
+start_ss responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+start_gw initiator aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+check "6b: gateway -> strongSwan IKE SA and child SA" wait_for 10 ss_up
+check "6b: gateway shows it" wait_for 5 gw_child
+warm_up
+under_traffic_report 4 "6b: packets during our move" gwctl move lab --local 10.77.0.11
+gw_moved_ours() { gwctl list | grep -q "10.77.0.11:4500 <-> 10.77.0.2:4500"; }
+check "6b: the IKE SA is on 10.77.0.11" wait_for 5 gw_moved_ours
+check "6b: strongSwan follows" bash -c "'$IOP/strongswan-peer.sh' sas ss | grep -q '10.77.0.11'"
+check "6b: the daemon logged the move" grep -q "moved from 10.77.0.1:4500 .* to 10.77.0.11:4500 .*: our UPDATE_SA_ADDRESSES" "$T/cp.log"
+warm_up
+check "6b: LAN -> strongSwan after the move" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan | no_loss"
+check "6b: strongSwan -> LAN after the move" bash -c "$(declare -f ping_ss no_loss); B=$B ping_ss | no_loss"
+check "6b: a move with no MOBIKE IKE SA of ours is refused by name" bash -c "! '$BIN/gwctl' -s '$T/cp.sock' move nope --local 10.77.0.11"
 stop_gw
 ss stop ss >/dev/null
 

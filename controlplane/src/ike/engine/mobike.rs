@@ -117,9 +117,8 @@ impl Engine {
         est: &mut Established,
         p: &[Payload],
     ) -> Result<Vec<Payload>, Error> {
-        let Some(m) = est.mobike.as_mut() else { return Ok(Vec::new()) };
-        if let Some(list) = additional(p) {
-            m.peer_addresses = list;
+        if est.mobike.is_none() {
+            return Ok(Vec::new());
         }
         let (local, remote) = sa.w.reply_to.unwrap_or((sa.local, sa.remote));
         let nat = nat_of(sa, p, remote, local);
@@ -143,6 +142,11 @@ impl Engine {
                 sa.keepalive_at = Some(now + self.settings.keepalive);
             }
             self.moved(sa, est, from, MoveReason::PeerUpdate);
+        }
+        // The peer's address set from now on: the one in use and these
+        // (3.4); a move is judged by the set it was made from, above.
+        if let (Some(list), Some(m)) = (additional(p), est.mobike.as_mut()) {
+            m.peer_addresses = list;
         }
         let mut out = Vec::new();
         if nat.is_some() {
