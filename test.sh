@@ -73,6 +73,7 @@ step 900 "loom: every interleaving of the cp<->dp ring's producer and consumer" 
 step 900 "fuzz: the receive pipeline (raw frames and tampered ESP), $FUZZ_SECONDS s" fuzz dataplane pipeline
 step 900 "fuzz: IKE datagrams into a responder, $FUZZ_SECONDS s" fuzz controlplane/fuzz ike_responder
 step 900 "fuzz: MPSA_PUT notification data into the endpoint's parser, $FUZZ_SECONDS s" fuzz controlplane/fuzz mpsa_put
+step 900 "fuzz: MOBIKE-X parameters and SELECTOR sets into the responder's readers, $FUZZ_SECONDS s" fuzz controlplane/fuzz mobikex_params
 step 1800 "static build: gw-dataplane without DPDK shared libraries" static_build
 step 1200 "interop: strongSwan <-> gw-controlplane + gw-dataplane in network namespaces" \
     "cargo build --release --quiet -p dataplane -p controlplane && controlplane/tests/interop-strongswan.sh 2>&1 | quiet_dpdk"

@@ -11,5 +11,6 @@ pub mod codepoints;
 pub mod crypto;
 pub mod daemon;
 pub mod ike;
+pub mod mobikex;
 pub mod mpsa;
 pub mod wire;
