@@ -435,6 +435,7 @@ mod tests {
             inner_src: vec![],
             inner_dst: vec![],
             lifetime: cpdp::msg::Lifetimes { soft_packets: 10, hard_packets: 20, hard_secs: 60, ..Default::default() },
+            paths: vec![],
         }
     }
 

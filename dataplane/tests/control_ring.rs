@@ -44,6 +44,7 @@ fn spec(spi: u32, direction: Direction, key: [u8; 20]) -> SaSpec {
         inner_src: vec![],
         inner_dst: vec![],
         lifetime: Default::default(),
+        paths: Vec::new(),
     }
 }
 

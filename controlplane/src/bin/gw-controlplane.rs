@@ -16,7 +16,9 @@ use controlplane::daemon::config::{DaemonConfig, TransportKind};
 use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
 use controlplane::daemon::view;
 use controlplane::daemon::Input;
+use controlplane::ike::engine::AddressChange;
 use controlplane::ike::{Engine, Output};
+use controlplane::mobikex::ActionKind;
 use cpdp::msg::{Command, Direction, Event};
 
 #[derive(Parser, Debug)]
@@ -289,8 +291,35 @@ impl Daemon {
             Request::Rekey { conn, ike } => {
                 done(self.engine.rekey(now, &conn, ike), if ike { "rekeying IKE SAs" } else { "rekeying child SAs" })
             }
-            Request::Move { conn, local } => {
+            Request::Move { conn, local, check: false } => {
                 done(self.engine.move_to(now, &conn, local), &format!("moving IKE SAs to {local} (MOBIKE)"))
+            }
+            Request::Move { conn, local, check: true } => {
+                let old = self
+                    .engine
+                    .ike_sas()
+                    .find(|s| self.engine.connections()[s.conn()].name == conn)
+                    .map(|s| s.local().ip());
+                done(
+                    self.engine.change_addresses(
+                        now,
+                        &conn,
+                        &AddressChange { old, check: true, ..AddressChange::new(ActionKind::Update, local) },
+                    ),
+                    &format!("asking whether the peer would take {local} (MOBIKE-X CHECK; see the log)"),
+                )
+            }
+            Request::Address { conn, remove, addr, children, check } => {
+                let (kind, what) = if remove { (ActionKind::Remove, "removing") } else { (ActionKind::Add, "adding") };
+                let what = if check { format!("checking {what} {addr}") } else { format!("{what} {addr}") };
+                done(
+                    self.engine.change_addresses(
+                        now,
+                        &conn,
+                        &AddressChange { children, check, ..AddressChange::new(kind, addr) },
+                    ),
+                    &format!("{what} on child SAs (MOBIKE-X; see the log)"),
+                )
             }
             Request::Config => Response::Config { text: self.config_text.clone() },
             Request::Stats => Response::Stats {

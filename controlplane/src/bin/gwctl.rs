@@ -20,6 +20,29 @@ struct Args {
 }
 
 #[derive(Subcommand, Debug)]
+enum AddressOp {
+    /// ADD_SA_ADDRESS: traffic may use this address too.
+    Add {
+        conn: String,
+        addr: std::net::IpAddr,
+        #[arg(long = "child")]
+        children: Vec<String>,
+        /// Only ask whether the peer would accept it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// REMOVE_SA_ADDRESS: traffic stops using this address.
+    Remove {
+        conn: String,
+        addr: std::net::IpAddr,
+        #[arg(long = "child")]
+        children: Vec<String>,
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Cmd {
     /// IKE SAs and their child SAs, with dataplane counters.
     #[command(alias = "list-sas")]
@@ -46,6 +69,15 @@ enum Cmd {
         conn: String,
         #[arg(long)]
         local: std::net::IpAddr,
+        /// MOBIKE-X: only ask whether the peer would accept the move.
+        #[arg(long)]
+        check: bool,
+    },
+    /// MOBIKE-X multihoming: add another address of ours to a connection's
+    /// child SAs (all, or those named with --child), or remove one.
+    Address {
+        #[command(subcommand)]
+        op: AddressOp,
     },
     /// The configuration in use (PSKs redacted).
     Config,
@@ -60,7 +92,13 @@ fn main() {
         Cmd::Initiate { conn, child } => Request::Initiate { conn, child },
         Cmd::Terminate { conn } => Request::Terminate { conn },
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
-        Cmd::Move { conn, local } => Request::Move { conn, local },
+        Cmd::Move { conn, local, check } => Request::Move { conn, local, check },
+        Cmd::Address { op: AddressOp::Add { conn, addr, children, check } } => {
+            Request::Address { conn, remove: false, addr, children, check }
+        }
+        Cmd::Address { op: AddressOp::Remove { conn, addr, children, check } } => {
+            Request::Address { conn, remove: true, addr, children, check }
+        }
         Cmd::Config => Request::Config,
         Cmd::Stats => Request::Stats,
     };
@@ -125,9 +163,28 @@ fn main() {
                     s.virtual_ip.map(|v| format!(", virtual IP {v}")).unwrap_or_default()
                 );
                 if let Some(m) = &s.mobike {
-                    let others: Vec<String> = m.peer_addresses.iter().map(|a| a.to_string()).collect();
+                    let others: Vec<String> = m
+                        .peer_addresses
+                        .iter()
+                        .map(|a| match m.alternates.iter().find(|x| x.addr == *a) {
+                            Some(x) => format!(
+                                "{a} (preference {}, {}, {})",
+                                x.preference,
+                                x.class,
+                                if x.lifetime_secs == 0 {
+                                    "no expiry".into()
+                                } else {
+                                    format!("valid {}s", x.lifetime_secs)
+                                }
+                            ),
+                            None => a.to_string(),
+                        })
+                        .collect();
                     println!(
-                        "  MOBIKE, peer's other addresses: {}, moves {}",
+                        "  {}, path {} <-> {}, peer's other addresses: {}, moves {}",
+                        m.version.name(),
+                        s.local,
+                        s.remote,
                         if others.is_empty() { "none".to_string() } else { others.join(", ") },
                         m.moves
                     );
@@ -145,6 +202,13 @@ fn main() {
                         if c.name.is_empty() || c.name == s.conn { String::new() } else { format!(" [{}]", c.name) },
                     );
                     println!("    {} === {}", c.ts_local.join(","), c.ts_remote.join(","));
+                    if !c.paths.is_empty() {
+                        println!("    paths (preferred first): {}", c.paths.join(", "));
+                    }
+                    if !c.alternates.is_empty() {
+                        let alts: Vec<String> = c.alternates.iter().map(|a| a.to_string()).collect();
+                        println!("    peer's alternate addresses: {}", alts.join(", "));
+                    }
                     println!(
                         "    in  {:>10} packets {:>12} bytes\n    out {:>10} packets {:>12} bytes",
                         c.packets_in, c.bytes_in, c.packets_out, c.bytes_out

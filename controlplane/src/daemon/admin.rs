@@ -17,10 +17,24 @@ use crate::ike::engine::Stats;
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     ListSas,
-    /// MOBIKE: move a connection's IKE SAs to our address `local`.
+    /// MOBIKE: move a connection's IKE SAs to our address `local`; with
+    /// `check`, MOBIKE-X only asks the peer whether it would (5.3).
     Move {
         conn: String,
         local: std::net::IpAddr,
+        #[serde(default)]
+        check: bool,
+    },
+    /// MOBIKE-X multihoming: add our address `addr` to (or remove it from)
+    /// the child SAs named (none: every one) of a connection's IKE SAs.
+    Address {
+        conn: String,
+        remove: bool,
+        addr: std::net::IpAddr,
+        #[serde(default)]
+        children: Vec<String>,
+        #[serde(default)]
+        check: bool,
     },
     Initiate {
         conn: String,

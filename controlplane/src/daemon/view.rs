@@ -27,8 +27,9 @@ pub struct IkeSaInfo {
     pub established_secs: Option<u64>,
     pub rekey_in_secs: Option<u64>,
     pub mpsa: bool,
-    /// MOBIKE (RFC 4555), when negotiated: the peer's other addresses and
-    /// the moves so far.
+    /// MOBIKE (RFC 4555) or MOBIKE-X, when negotiated: the version, the
+    /// peer's other addresses (with their multihoming information) and the
+    /// moves so far.
     #[serde(default)]
     pub mobike: Option<crate::ike::engine::Mobike>,
     pub children: Vec<ChildInfo>,
@@ -48,6 +49,13 @@ pub struct ChildInfo {
     pub ts_remote: Vec<String>,
     pub age_secs: u64,
     pub rekey_in_secs: Option<u64>,
+    /// MOBIKE-X multihoming: its outer address pairs, "ours <-> peer's",
+    /// preferred first; empty when it follows the IKE SA's path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// MOBIKE-X: alternate addresses the peer gave for it.
+    #[serde(default)]
+    pub alternates: Vec<IpAddr>,
     /// Filled in from dataplane counters by the daemon.
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -111,6 +119,8 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
                     ts_remote: c.ts_remote.iter().map(ts::ts_text).collect(),
                     age_secs: now.saturating_duration_since(c.created).as_secs(),
                     rekey_in_secs: c.rekey_at.map(secs),
+                    paths: c.paths.iter().map(|(l, r)| format!("{l} <-> {r}")).collect(),
+                    alternates: c.alternates.clone(),
                     packets_in: 0,
                     bytes_in: 0,
                     packets_out: 0,

@@ -57,8 +57,9 @@ pub struct Connection {
     pub dpd: Option<Duration>,
     /// Use PFS (a new DH) when rekeying child SAs if the ESP proposal names a group.
     pub pfs: bool,
-    /// Offer / accept MOBIKE (RFC 4555) on this connection's IKE SAs.
-    pub mobike: bool,
+    /// Offer / accept MOBIKE (RFC 4555) and MOBIKE-X on this connection's
+    /// IKE SAs.
+    pub mobike: crate::mobikex::Offer,
     /// Our other addresses, announced to the peer in ADDITIONAL_IP4/6_ADDRESS
     /// (RFC 4555 3.4) for it to reach us on if the one in use fails.
     pub additional_addresses: Vec<IpAddr>,
@@ -131,6 +132,9 @@ pub struct ConnectionToml {
     pub pfs: bool,
     #[serde(default = "d_true")]
     pub mobike: bool,
+    /// With `mobike`: offer MOBIKE-X (version 2) before MOBIKE.
+    #[serde(default = "d_true")]
+    pub mobikex: bool,
     #[serde(default)]
     pub additional_addresses: Vec<IpAddr>,
     #[serde(default)]
@@ -254,7 +258,11 @@ impl ConnectionToml {
             jitter_percent: self.jitter_percent,
             dpd: (self.dpd_secs > 0).then(|| Duration::from_secs(self.dpd_secs)),
             pfs: self.pfs,
-            mobike: self.mobike,
+            mobike: match (self.mobike, self.mobikex) {
+                (false, _) => crate::mobikex::Offer::Off,
+                (true, false) => crate::mobikex::Offer::Mobike,
+                (true, true) => crate::mobikex::Offer::MobikeX,
+            },
             additional_addresses: self.additional_addresses.clone(),
             mpsa_routes: self
                 .mpsa_routes

@@ -23,7 +23,7 @@ pub enum Offer {
 }
 
 /// The version in use on an IKE SA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Version {
     Mobike,
     MobikeX,

@@ -251,6 +251,7 @@ impl MpsaPut {
             inner_src: Vec::new(),
             inner_dst: Vec::new(),
             lifetime: Default::default(),
+            paths: Vec::new(),
         }
     }
 }

@@ -60,6 +60,11 @@ pub struct SaSpec {
     pub inner_src: Vec<WirePrefix>,
     pub inner_dst: Vec<WirePrefix>,
     pub lifetime: Lifetimes,
+    /// Outbound, multihoming (MOBIKE-X ADD_SA_ADDRESS): more outer address
+    /// pairs (ours, the peer's) after (`local`, `remote`), in order of
+    /// preference. The dataplane sends on the first whose local address is
+    /// on a port with its link up; the others take over at once.
+    pub paths: Vec<(IpAddr, IpAddr)>,
 }
 
 /// Soft and hard lifetimes by octets, packets and seconds (0 = none).
@@ -123,6 +128,14 @@ pub enum Command {
         direction: Direction,
         local: IpAddr,
         remote: IpAddr,
+        natt: Option<(u16, u16)>,
+    },
+    /// Multihoming: every outer address pair (ours, the peer's) of the
+    /// outbound SA with this handle, preferred first (at least one). Keys,
+    /// sequence numbers and counters stay.
+    SetSaPaths {
+        spi: u32,
+        paths: Vec<(IpAddr, IpAddr)>,
         natt: Option<(u16, u16)>,
     },
     SetPolicy {
@@ -264,6 +277,14 @@ pub enum Event {
         counts: Vec<(String, u64)>,
         last_unknown_spi: Option<u32>,
     },
+    /// A port's link went down or came up (and once per port after Hello),
+    /// with our addresses on it: a down link takes them out of use, and
+    /// multihomed SAs already send on their next path.
+    PortLink {
+        port: u16,
+        up: bool,
+        addresses: Vec<IpAddr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -299,6 +320,7 @@ mod tests {
             inner_src: vec![WirePrefix { addr: "10.0.0.0".parse().unwrap(), len: 8 }],
             inner_dst: vec![],
             lifetime: Lifetimes { hard_bytes: 1 << 30, soft_secs: 3000, ..Default::default() },
+            paths: vec![],
         }
     }
 

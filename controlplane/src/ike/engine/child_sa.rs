@@ -293,6 +293,13 @@ impl Engine {
             successor: None,
             pfs_group: None,
             ke_retries: 0,
+            // A rekey's SA keeps its predecessor's addresses (multihoming).
+            paths: a
+                .rekey_of
+                .and_then(|o| est.children.iter().find(|c| c.spi_in == o))
+                .map(|o| o.paths.clone())
+                .unwrap_or_default(),
+            alternates: Vec::new(),
         };
         self.install_child(sa, &child);
         est.children.push(child);

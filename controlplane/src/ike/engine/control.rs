@@ -73,7 +73,7 @@ impl Engine {
     }
 
     /// Our SPIs of the established IKE SAs of connection `ci`.
-    fn established_of(&self, ci: usize) -> Vec<u64> {
+    pub(super) fn established_of(&self, ci: usize) -> Vec<u64> {
         let mut v: Vec<u64> = self
             .sas
             .iter()

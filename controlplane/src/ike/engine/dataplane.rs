@@ -16,6 +16,7 @@
 //! newest, and when that one goes, to the one before it, never to nothing
 //! while another child still covers it.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use cpdp::msg::{Command, Direction, Lifetimes, PolicyAction, SaSpec, WirePrefix};
@@ -126,6 +127,7 @@ impl Engine {
             Direction::In => (c.spi_in, &c.keys_in, &c.ts_remote, &c.ts_local),
             Direction::Out => (c.spi_out, &c.keys_out, &c.ts_local, &c.ts_remote),
         };
+        let paths = child_paths(sa, c);
         SaSpec {
             spi,
             // Outbound SAs are named by the child's inbound SPI: ours, so
@@ -135,8 +137,8 @@ impl Engine {
             alg: c.suite.alg(),
             enc_key: Zeroizing::new(k.0.as_slice().to_vec()),
             auth_key: Zeroizing::new(k.1.as_slice().to_vec()),
-            local: sa.local.ip(),
-            remote: sa.remote.ip(),
+            local: paths[0].0,
+            remote: paths[0].1,
             natt: sa.nat.then_some((sa.local.port(), sa.remote.port())),
             esn: c.suite.esn,
             replay_window: self.settings.replay_window,
@@ -144,7 +146,23 @@ impl Engine {
             inner_src: src.iter().flat_map(ts::to_prefixes).collect(),
             inner_dst: dst.iter().flat_map(ts::to_prefixes).collect(),
             lifetime: Lifetimes::default(),
+            paths: if dir == Direction::Out { paths[1..].to_vec() } else { Vec::new() },
         }
+    }
+
+    /// Tells the dataplane child `c`'s outer address pairs (MOBIKE-X
+    /// multihoming) or, following the IKE SA, its one path.
+    pub(super) fn send_paths(&mut self, sa: &Core, c: &Child) {
+        let natt = sa.nat.then_some((sa.local.port(), sa.remote.port()));
+        let paths = child_paths(sa, c);
+        self.dp(Command::UpdateSaAddresses {
+            spi: c.spi_in,
+            direction: Direction::In,
+            local: paths[0].0,
+            remote: paths[0].1,
+            natt,
+        });
+        self.dp(Command::SetSaPaths { spi: c.spi_in, paths, natt });
     }
 
     pub(super) fn install_child(&mut self, sa: &Core, c: &Child) {
@@ -230,6 +248,16 @@ impl Engine {
             let IkeSa { phase: Phase::Established(est), .. } = sa else { return None };
             est.children.iter().find(|c| c.spi_in == handle).map(|c| (*k, c.spi_in))
         })
+    }
+}
+
+/// The outer address pairs (ours, the peer's) child `c` sends on,
+/// preferred first: its own (multihoming) or the IKE SA's.
+pub(super) fn child_paths(sa: &Core, c: &Child) -> Vec<(IpAddr, IpAddr)> {
+    if c.paths.is_empty() {
+        vec![(sa.local.ip(), sa.remote.ip())]
+    } else {
+        c.paths.clone()
     }
 }
 

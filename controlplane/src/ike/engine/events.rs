@@ -1,9 +1,11 @@
 //! What the engine tells its caller happened (for logs and gwctl), with
 //! typed reasons, and the counters of what it dropped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::Error;
+use crate::codepoints::NotifyType;
+use crate::mobikex::ActionKind;
 
 /// Things that happened, for logs and gwctl.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,31 @@ pub enum Event {
         from: (SocketAddr, SocketAddr),
         to: (SocketAddr, SocketAddr),
         why: MoveReason,
+    },
+    /// MOBIKE-X multihoming: a child SA's outer address pairs (ours, the
+    /// peer's), preferred first, after ADD / REMOVE / UPDATE.
+    PathsChanged {
+        conn: String,
+        spi_in: u32,
+        paths: Vec<(IpAddr, IpAddr)>,
+    },
+    /// We refused a peer's MOBIKE or MOBIKE-X request with this notify.
+    MobikeRefused {
+        conn: String,
+        notify: NotifyType,
+        /// The ID parameter of the payload at fault (MOBIKE-X section 10).
+        id: Option<u16>,
+        why: String,
+    },
+    /// The peer would accept this MOBIKE-X action (CHECK, 5.3).
+    Checked {
+        conn: String,
+        action: ActionKind,
+        addr: IpAddr,
+    },
+    /// MOBIKE is off from now on (MOBIKE_UNSUPPORTED_VERSION(NONE), MOBIKE-X 7.1.2).
+    MobikeOff {
+        conn: String,
     },
 }
 
@@ -160,6 +187,19 @@ impl std::fmt::Display for Event {
             Event::Moved { conn, from, to, why } => {
                 write!(f, "{conn}: moved from {} <-> {} to {} <-> {}: {why}", from.0, from.1, to.0, to.1)
             }
+            Event::PathsChanged { conn, spi_in, paths } => {
+                let p: Vec<String> = paths.iter().map(|(l, r)| format!("{l} <-> {r}")).collect();
+                write!(f, "{conn}: child SA {spi_in:08x} now on {}", p.join(", then "))
+            }
+            Event::MobikeRefused { conn, notify, id, why } => {
+                write!(f, "{conn}: refused with {notify:?}")?;
+                if let Some(i) = id {
+                    write!(f, " (ID {i})")?;
+                }
+                write!(f, ": {why}")
+            }
+            Event::Checked { conn, action, addr } => write!(f, "{conn}: the peer would accept {action:?} of {addr}"),
+            Event::MobikeOff { conn } => write!(f, "{conn}: MOBIKE is off (MOBIKE_UNSUPPORTED_VERSION NONE)"),
         }
     }
 }
@@ -187,4 +227,8 @@ pub struct Stats {
     /// that must not take one).
     pub mpsa_puts_sent: u64,
     pub mpsa_puts_refused: u64,
+    /// MOBIKE and MOBIKE-X requests (or actions of one) we refused, each
+    /// answered with its error notify.
+    #[serde(default)]
+    pub mobike_refused: u64,
 }

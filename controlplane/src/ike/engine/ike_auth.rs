@@ -142,10 +142,9 @@ impl Engine {
             self.initial_contact(now, sa, idi);
         }
         let mut est = self.established(now, sa, idi.clone());
-        est.mobike = self.mobike_negotiated(ci, p);
-        if est.mobike.is_some() {
-            out.extend(self.mobike_auth_payloads(ci));
-        }
+        let (answer, mobike) = self.mobike_auth_answer(ci, p);
+        est.mobike = mobike;
+        out.extend(answer);
         // A client asking for an address gets one from the pool.
         let mut vip_ts = None;
         if p.iter().any(|x| matches!(x, Payload::Cp(cp) if cp.ty == CfgType::Request)) {

@@ -30,6 +30,7 @@ use super::sa::{Core, Established, Mobike, Pending};
 use super::{Engine, Error, Event, MoveReason};
 use crate::codepoints::{ExchangeType, NotifyType};
 use crate::crypto::keys;
+use crate::mobikex::{IpParam, Param, Version};
 use crate::wire::{Notify, Payload};
 
 /// Octets of our COOKIE2 (RFC 4555 3.6: 8 to 64).
@@ -79,32 +80,57 @@ fn nat_of(sa: &Core, p: &[Payload], from: SocketAddr, to: SocketAddr) -> Option<
 }
 
 impl Engine {
-    /// What IKE_AUTH carries for MOBIKE from connection `conn`: support
-    /// and our other addresses (3.3, 3.4).
-    pub(super) fn mobike_auth_payloads(&self, conn: usize) -> Vec<Payload> {
+    /// Our other addresses as IKE_AUTH announces them (3.4; in RFC 4555's
+    /// form whichever version the exchange agrees on).
+    fn additional_payloads(&self, conn: usize) -> Vec<Payload> {
         let c = &self.conns[conn];
-        if !c.mobike {
-            return Vec::new();
-        }
-        let mut v = vec![Payload::Notify(Notify::new(NotifyType::MobikeSupported, vec![]))];
-        v.extend(c.additional_addresses.iter().map(|a| {
-            Payload::Notify(match a {
-                IpAddr::V4(x) => Notify::new(NotifyType::AdditionalIp4Address, x.octets().to_vec()),
-                IpAddr::V6(x) => Notify::new(NotifyType::AdditionalIp6Address, x.octets().to_vec()),
+        let mut v: Vec<Payload> = c
+            .additional_addresses
+            .iter()
+            .map(|a| {
+                Payload::Notify(match a {
+                    IpAddr::V4(x) => Notify::new(NotifyType::AdditionalIp4Address, x.octets().to_vec()),
+                    IpAddr::V6(x) => Notify::new(NotifyType::AdditionalIp6Address, x.octets().to_vec()),
+                })
             })
-        }));
+            .collect();
         if c.additional_addresses.is_empty() {
             v.push(Payload::Notify(Notify::new(NotifyType::NoAdditionalAddresses, vec![])));
         }
         v
     }
 
-    /// MOBIKE on an IKE SA of connection `conn` whose peer's IKE_AUTH
-    /// message is `p`: on when we offer it and the peer sent
-    /// MOBIKE_SUPPORTED (3.3).
+    /// Initiator: what our IKE_AUTH request carries for MOBIKE: support,
+    /// with the versions we take (RFC 4555 3.3; MOBIKE-X 6.1), and our
+    /// other addresses (3.4).
+    pub(super) fn mobike_auth_payloads(&self, conn: usize) -> Vec<Payload> {
+        let Some(n) = self.conns[conn].mobike.supported() else { return Vec::new() };
+        let mut v = vec![Payload::Notify(n)];
+        v.extend(self.additional_payloads(conn));
+        v
+    }
+
+    /// Responder: the answer to the MOBIKE part of the initiator's
+    /// IKE_AUTH `p`, and MOBIKE's state when a version was agreed (RFC
+    /// 4555 3.3; MOBIKE-X 7.1.1: MOBIKE_SUPPORTED with the version chosen,
+    /// or MOBIKE_UNSUPPORTED_VERSION with ours).
+    pub(super) fn mobike_auth_answer(&self, conn: usize, p: &[Payload]) -> (Vec<Payload>, Option<Mobike>) {
+        let Some((answer, version)) =
+            notify(p, NotifyType::MobikeSupported).and_then(|n| self.conns[conn].mobike.answer(n))
+        else {
+            return (Vec::new(), None);
+        };
+        let mut out = vec![Payload::Notify(answer)];
+        let Some(version) = version else { return (out, None) };
+        out.extend(self.additional_payloads(conn));
+        (out, Some(Mobike::new(version, additional(p).unwrap_or_default())))
+    }
+
+    /// Initiator: MOBIKE on the IKE SA the responder's IKE_AUTH answer `p`
+    /// completes, in the version it chose.
     pub(super) fn mobike_negotiated(&self, conn: usize, p: &[Payload]) -> Option<Mobike> {
-        (self.conns[conn].mobike && has_notify(p, NotifyType::MobikeSupported))
-            .then(|| Mobike { peer_addresses: additional(p).unwrap_or_default(), moves: 0 })
+        let version = self.conns[conn].mobike.outcome(notify(p, NotifyType::MobikeSupported))?;
+        Some(Mobike::new(version, additional(p).unwrap_or_default()))
     }
 
     /// The MOBIKE part of an INFORMATIONAL request: address lists (3.4),
@@ -117,20 +143,34 @@ impl Engine {
         est: &mut Established,
         p: &[Payload],
     ) -> Result<Vec<Payload>, Error> {
-        if est.mobike.is_none() {
-            return Ok(Vec::new());
-        }
+        let Some(version) = est.mobike.as_ref().map(|m| m.version) else { return Ok(Vec::new()) };
         let (local, remote) = sa.w.reply_to.unwrap_or((sa.local, sa.remote));
         let nat = nat_of(sa, p, remote, local);
-        // Only the original initiator moves the SAs (3.5).
-        if has_notify(p, NotifyType::UpdateSaAddresses) && !sa.initiator {
+        if notify(p, NotifyType::MobikeUnsupportedVersion).is_some_and(crate::mobikex::version::is_cancel) {
+            est.mobike = None;
+            let conn = self.conns[sa.conn].name.clone();
+            self.event(Event::MobikeOff { conn });
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if version == Version::MobikeX {
+            out = self.mobikex_request(now, sa, est, p, (local, remote), nat);
+        } else if has_notify(p, NotifyType::UpdateSaAddresses) && sa.initiator {
+            // Only the original initiator moves the SAs (3.5).
+            self.stats.mobike_refused += 1;
+            return Err(Error::UnacceptableAddresses("only the IKE SA's initiator moves it (RFC 4555 3.5)".into()));
+        } else if has_notify(p, NotifyType::UpdateSaAddresses) {
             let (peer_nat, we_nat) = nat.unwrap_or((false, false));
             if let Some(n) = notify(p, NotifyType::NoNatsAllowed) {
                 if peer_nat || we_nat || n.data != no_nats_data(remote, local) {
+                    self.stats.mobike_refused += 1;
                     return Err(Error::UnexpectedNat);
                 }
             }
-            self.check_peer_address(sa, est, remote.ip())?;
+            if let Err(e) = self.check_peer_address(sa, est, remote.ip()) {
+                self.stats.mobike_refused += 1;
+                return Err(e);
+            }
             let from = (sa.local, sa.remote);
             sa.local = local;
             sa.remote = remote;
@@ -146,9 +186,10 @@ impl Engine {
         // The peer's address set from now on: the one in use and these
         // (3.4); a move is judged by the set it was made from, above.
         if let (Some(list), Some(m)) = (additional(p), est.mobike.as_mut()) {
-            m.peer_addresses = list;
+            if version == Version::Mobike || m.alternates.is_empty() {
+                m.peer_addresses = list;
+            }
         }
-        let mut out = Vec::new();
         if nat.is_some() {
             out.extend(natd(sa, local, remote));
         }
@@ -160,7 +201,7 @@ impl Engine {
 
     /// RFC 4555 3.5: a peer with a fixed address in our config moves only
     /// to that address or to one it announced.
-    fn check_peer_address(&self, sa: &Core, est: &Established, to: IpAddr) -> Result<(), Error> {
+    pub(super) fn check_peer_address(&self, sa: &Core, est: &Established, to: IpAddr) -> Result<(), Error> {
         let fixed = self.conns[sa.conn].remote;
         let announced = est.mobike.as_ref().is_some_and(|m| m.peer_addresses.contains(&to));
         match fixed {
@@ -180,9 +221,23 @@ impl Engine {
         let old = (sa.local, sa.remote);
         sa.local = SocketAddr::new(ip, sa.local.port());
         let cookie2 = self.rng.vec(COOKIE2_LEN);
-        let mut p = vec![Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, vec![]))];
-        p.extend(natd(sa, sa.local, sa.remote));
+        // NAT-D and COOKIE2 first: after a MOBIKE-X action only
+        // END_OF_SELECTOR or another action may follow (section 8).
+        let mut p: Vec<Payload> = natd(sa, sa.local, sa.remote).into();
         p.push(Payload::Notify(Notify::new(NotifyType::Cookie2, cookie2.clone())));
+        let data = match est.mobike.as_ref().map(|m| m.version) {
+            // MOBIKE-X 7.4: say which address of ours is replaced by which.
+            Some(Version::MobikeX) => {
+                let mut o = IpParam::header(old.0.ip());
+                o.old = true;
+                let mut n = IpParam::header(ip);
+                n.new = true;
+                let id = (sa.w.next_request & 0xffff) as u16;
+                crate::mobikex::param::emit(&[Param::Ip(o), Param::Ip(n), Param::Id(id)])
+            }
+            _ => Vec::new(),
+        };
+        p.push(Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, data)));
         self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old });
         true
     }
@@ -229,12 +284,41 @@ impl Engine {
     /// The IKE SA moved from `from` to its current path: every child SA's
     /// outer addresses follow in the dataplane (same SA: keys, sequence
     /// numbers and counters stay, RFC 4555 3.12).
-    fn moved(&mut self, sa: &Core, est: &mut Established, from: (SocketAddr, SocketAddr), why: MoveReason) {
+    pub(super) fn moved(&mut self, sa: &Core, est: &mut Established, from: (SocketAddr, SocketAddr), why: MoveReason) {
+        // Multihomed child SAs (MOBIKE-X): the addresses that moved move in
+        // their paths too; the others stay.
+        for c in est.children.iter_mut().filter(|c| !c.paths.is_empty()) {
+            let mut next = Vec::new();
+            for (l, r) in c.paths.drain(..) {
+                let l = if l == from.0.ip() { sa.local.ip() } else { l };
+                let r = if r == from.1.ip() { sa.remote.ip() } else { r };
+                if !next.contains(&(l, r)) {
+                    next.push((l, r));
+                }
+            }
+            c.paths = next;
+        }
+        self.announce_move(sa, est, from, why);
+    }
+
+    /// The IKE SA moved from `from` and its child SAs' paths are set: the
+    /// dataplane and the log learn it.
+    pub(super) fn announce_move(
+        &mut self,
+        sa: &Core,
+        est: &mut Established,
+        from: (SocketAddr, SocketAddr),
+        why: MoveReason,
+    ) {
         if let Some(m) = est.mobike.as_mut() {
             m.moves += 1;
         }
         let natt = sa.nat.then_some((sa.local.port(), sa.remote.port()));
         for c in &est.children {
+            if !c.paths.is_empty() {
+                self.send_paths(sa, c);
+                continue;
+            }
             for direction in [Direction::In, Direction::Out] {
                 // Both of a child's SAs are named by its inbound SPI.
                 let cmd = Command::UpdateSaAddresses {

@@ -36,6 +36,7 @@ mod ike_rekey;
 mod ike_sa_init;
 mod informational;
 mod mobike;
+mod mobikex;
 mod mpsa;
 mod payloads;
 mod sa;
@@ -59,8 +60,9 @@ use crate::wire::{Flags, Header, Identification, Notify, Payload};
 
 pub use error::{AuthFailure, Error};
 pub use events::{ChildGone, Event, IkeGone, MoveReason, Stats};
+pub use mobikex::AddressChange;
 pub use mpsa::EndpointGroup;
-pub use sa::{Child, ChildState, Connecting, Established, IkeSa, IkeState, Mobike};
+pub use sa::{Alternate, Child, ChildState, Connecting, Established, IkeSa, IkeState, Mobike};
 
 use sa::{Core, InFlight, Pending, Phase, Task};
 
@@ -280,6 +282,7 @@ impl Engine {
                 true
             }
             Task::MobikeUpdate(ip) => self.start_mobike_update(now, core, est, ip),
+            Task::Mobikex(op) => self.start_mobikex(now, core, op),
             Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est),
             Task::RekeyIke => false,
         };
@@ -469,6 +472,7 @@ impl Engine {
                 }
             }
             Pending::MobikeUpdate { cookie2, old } => self.mobike_update_response(now, sa, est, p, cookie2, old),
+            Pending::Mobikex(op) => self.mobikex_response(sa, est, p, op),
         }
     }
 

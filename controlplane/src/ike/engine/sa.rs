@@ -23,6 +23,7 @@ use crate::crypto::dh::DhPrivate;
 use crate::crypto::keys::{IkeKeys, IkeSuite};
 use crate::crypto::Secret;
 use crate::ike::proposal::EspSuite;
+use crate::mobikex::Version;
 use crate::wire::{Identification, Payload, TrafficSelector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,14 +146,41 @@ pub struct Established {
     pub mobike: Option<Mobike>,
 }
 
-/// MOBIKE state of an IKE SA (RFC 4555).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// MOBIKE state of an IKE SA (RFC 4555; MOBIKE-X when both sides chose
+/// version 2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mobike {
-    /// The peer's other addresses (ADDITIONAL_IP4/6_ADDRESS, 3.4), newest
-    /// list; empty after NO_ADDITIONAL_ADDRESSES.
+    pub version: Version,
+    /// The peer's other addresses (ADDITIONAL_IP4/6_ADDRESS, 3.4; MOBIKE-X
+    /// ADDITIONAL_IP_ADDRESS, 6.5), newest list, preferred first; empty
+    /// after NO_ADDITIONAL_ADDRESSES.
     pub peer_addresses: Vec<IpAddr>,
+    /// MOBIKE-X: what the peer said of them (Multihoming Information).
+    #[serde(default)]
+    pub alternates: Vec<Alternate>,
     /// Moves made on this IKE SA (ours and the peer's).
     pub moves: u64,
+}
+
+impl Mobike {
+    pub fn new(version: Version, peer_addresses: Vec<IpAddr>) -> Self {
+        Mobike { version, peer_addresses, alternates: Vec::new(), moves: 0 }
+    }
+}
+
+/// An alternate address with its Multihoming Information (MOBIKE-X 11.4.4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Alternate {
+    pub addr: IpAddr,
+    pub preference: u8,
+    /// NONE, HoA, CoA (11.4.4 CLASS).
+    pub class: String,
+    /// Seconds it is valid from when it was announced; 0 = for ever.
+    pub lifetime_secs: u32,
+    /// Seconds to wait before using it.
+    pub start_secs: u32,
+    #[serde(skip)]
+    pub(super) announced: Option<Instant>,
 }
 
 /// A child SA (ESP, tunnel mode).
@@ -186,6 +214,13 @@ pub struct Child {
     /// with INVALID_KE_PAYLOAD (RFC 7296 1.3), and how often it asked.
     pub(super) pfs_group: Option<DhGroup>,
     pub(super) ke_retries: u32,
+    /// MOBIKE-X multihoming (ADD_SA_ADDRESS / REMOVE_SA_ADDRESS): the
+    /// outer address pairs (ours, the peer's) of this child SA, preferred
+    /// first. Empty: the IKE SA's one path, following it when it moves.
+    pub paths: Vec<(IpAddr, IpAddr)>,
+    /// MOBIKE-X ADDITIONAL_IP_ADDRESS for this child SA (6.5: kept for the
+    /// operator, not acted on).
+    pub alternates: Vec<IpAddr>,
 }
 
 /// The request window of one IKE SA (RFC 7296 2.3: one request in flight
@@ -248,6 +283,20 @@ pub(super) enum Pending {
         cookie2: Vec<u8>,
         old: (SocketAddr, SocketAddr),
     },
+    /// A MOBIKE-X request of ours (ADD / REMOVE / a checked UPDATE).
+    Mobikex(MobikexOp),
+}
+
+/// What one MOBIKE-X request of ours asks: `kind` for our address `addr`
+/// on these child SAs (inbound SPIs; empty: the default selection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobikexOp {
+    pub kind: crate::mobikex::ActionKind,
+    pub addr: IpAddr,
+    /// UPDATE: the address replaced.
+    pub old: Option<IpAddr>,
+    pub children: Vec<u32>,
+    pub check: bool,
 }
 
 /// A child SA we asked for: its config, our SPI and the selectors offered.
@@ -276,6 +325,8 @@ pub(super) enum Task {
     /// Move the IKE SA and its child SAs to this local address (MOBIKE
     /// UPDATE_SA_ADDRESSES, RFC 4555 3.5).
     MobikeUpdate(IpAddr),
+    /// A MOBIKE-X ADD_SA_ADDRESS, REMOVE_SA_ADDRESS or checked UPDATE.
+    Mobikex(MobikexOp),
 }
 
 impl Core {

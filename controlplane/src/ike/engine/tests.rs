@@ -32,6 +32,7 @@ fn inbound(spi: u32) -> Command {
         inner_src: Vec::new(),
         inner_dst: Vec::new(),
         lifetime: Default::default(),
+        paths: Vec::new(),
     })
 }
 
