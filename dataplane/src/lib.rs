@@ -14,6 +14,7 @@ pub mod group;
 pub mod ipsec;
 pub mod lpm;
 pub mod neigh;
+pub mod paths;
 pub mod pcap;
 pub mod pipeline;
 pub mod replay;

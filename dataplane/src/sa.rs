@@ -292,6 +292,7 @@ pub struct OutboundSa {
     pub cipher: Arc<EspCipher>,
     pub esn: bool,
     pub remote: IpAddr,
+    pub natt: Option<NattPorts>,
     pub template: OuterTemplate,
     /// Last sequence number handed out (0: none yet).
     seq: AtomicU64,
@@ -314,6 +315,7 @@ impl OutboundSa {
             cipher: Arc::new(EspCipher::new(p.alg, &p.enc_key, &p.auth_key)?),
             esn: p.esn,
             remote: p.remote,
+            natt: p.natt,
             template: OuterTemplate::new(p.local, p.remote, p.natt)?,
             seq: AtomicU64::new(0),
             limit: seq_limit(p.esn),
@@ -342,6 +344,7 @@ impl OutboundSa {
             cipher: self.cipher.clone(),
             esn: self.esn,
             remote,
+            natt,
             template: OuterTemplate::new(local, remote, natt)?,
             seq: AtomicU64::new(0),
             limit: self.limit,

@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 use crate::crypto::Algorithm;
 use crate::group::{GroupAction, Rollover};
 use crate::lpm::Prefix;
+use crate::paths::Multipath;
 use crate::sa::{InboundSa, NattPorts, OutboundSa, SaParams};
 use crate::tables::{GroupMember, Policy, Route, Tables};
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ pub struct TableState {
     groups: BTreeMap<String, GroupState>,
     /// Addresses added at run time (multihoming), by port.
     addresses: Vec<(u16, Prefix)>,
+    /// Outbound SAs with several paths, and the ports whose link is down.
+    multipath: Multipath,
 }
 
 /// One group at this endpoint: its SAs by SPI, members, rollover timing.
@@ -79,6 +82,16 @@ pub fn sa_params(s: &SaSpec) -> Result<SaParams, String> {
     })
 }
 
+/// An SA's paths: (`local`, `remote`) then `more`, each of one family.
+fn paths_of(local: IpAddr, remote: IpAddr, more: &[(IpAddr, IpAddr)]) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+    let mut v = vec![(local, remote)];
+    v.extend_from_slice(more);
+    match v.iter().find(|(l, r)| l.is_ipv4() != r.is_ipv4()) {
+        Some((l, r)) => Err(format!("path {l} <-> {r}: not one IP version")),
+        None => Ok(v),
+    }
+}
+
 impl TableState {
     pub fn new(base: Tables) -> TableState {
         TableState {
@@ -91,7 +104,50 @@ impl TableState {
             seq_floor: FxHashMap::default(),
             groups: BTreeMap::new(),
             addresses: Vec::new(),
+            multipath: Multipath::default(),
         }
+    }
+
+    /// The port our address `a` is on (added at run time, or the config's).
+    fn port_of(&self, a: IpAddr) -> Option<u16> {
+        self.addresses.iter().find(|(_, q)| q.addr == a).map(|(p, _)| *p).or(self.base.port_of_local(a))
+    }
+
+    /// Our addresses on port `port`.
+    pub fn addresses_on(&self, port: u16) -> Vec<IpAddr> {
+        let mut v = self.base.addresses_on(port);
+        v.extend(self.addresses.iter().filter(|(p, _)| *p == port).map(|(_, q)| q.addr));
+        v
+    }
+
+    /// Every path of every multihomed SA (their next hops are solicited
+    /// before they are needed).
+    pub fn multihomed_paths(&self) -> Vec<(IpAddr, IpAddr)> {
+        self.multipath.all_paths().copied().collect()
+    }
+
+    /// Port `port`'s link went down or came up: multihomed SAs move to
+    /// their best path at once. True if the tables must be rebuilt.
+    pub fn set_link(&mut self, port: u16, up: bool) -> bool {
+        if !self.multipath.set_link(port, up) {
+            return false;
+        }
+        for h in self.multipath.handles() {
+            let natt = self.sas_out.get(&h).and_then(|s| s.natt);
+            let _ = self.repath(h, natt);
+        }
+        true
+    }
+
+    /// Puts outbound SA `handle` on its best path with these NAT-T ports.
+    fn repath(&mut self, handle: u32, natt: Option<NattPorts>) -> Result<(), String> {
+        let Some(best) = self.multipath.choose(handle, |a| self.port_of(a)) else { return Ok(()) };
+        let old = self.sas_out.get(&handle).ok_or(format!("no outbound SA {handle:#x}"))?;
+        if (old.template_local(), old.remote) != best || old.natt != natt {
+            let sa = old.with_addresses(best.0, best.1, natt).map_err(|e| e.to_string())?;
+            self.sas_out.insert(handle, Arc::new(sa));
+        }
+        Ok(())
     }
 
     /// Sequence numbers already (possibly) used per outbound SPI, from the
@@ -138,6 +194,7 @@ impl TableState {
                 self.policies.clear();
                 self.routes.clear();
                 self.neighbors.clear();
+                self.multipath.clear();
             }
             Command::InstallSa(s) => {
                 let p = sa_params(s).map_err(|e| format!("SA {:#x}: {e}", s.spi))?;
@@ -155,14 +212,20 @@ impl TableState {
                         sa.handle = s.handle;
                         let floor = self.seq_floor.get(&s.handle).copied().unwrap_or(0);
                         sa.set_seq(s.seq.max(floor));
+                        let paths = paths_of(s.local, s.remote, &s.paths)?;
                         self.sas_out.insert(s.handle, Arc::new(sa));
+                        self.multipath.set(s.handle, paths);
+                        self.repath(s.handle, p.natt)?;
                     }
                 }
             }
             Command::DeleteSa { spi, direction } => {
                 let gone = match direction {
                     Direction::In => self.sas_in.remove(spi).is_some(),
-                    Direction::Out => self.sas_out.remove(spi).is_some(),
+                    Direction::Out => {
+                        self.multipath.remove(*spi);
+                        self.sas_out.remove(spi).is_some()
+                    }
                 };
                 if !gone {
                     return Err(format!("no {direction:?} SA {spi:#x} installed by the control plane"));
@@ -180,12 +243,30 @@ impl TableState {
                         let old = self.sas_out.get(spi).ok_or(format!("no outbound SA {spi:#x}"))?;
                         let sa = old.with_addresses(*local, *remote, natt).map_err(|e| e.to_string())?;
                         self.sas_out.insert(*spi, Arc::new(sa));
+                        self.multipath.remove(*spi);
                     }
                     Direction::In => {
                         let old = self.sas_in.get(spi).ok_or(format!("no inbound SA {spi:#x}"))?;
                         let sa = old.with_addresses(*local, *remote, natt);
                         self.sas_in.insert(*spi, Arc::new(sa));
                     }
+                }
+            }
+            Command::SetSaPaths { spi, paths, natt } => {
+                let first = paths.first().ok_or(format!("SA {spi:#x}: no path"))?;
+                let paths = paths_of(first.0, first.1, &paths[1..])?;
+                if !self.sas_out.contains_key(spi) {
+                    return Err(format!("no outbound SA {spi:#x}"));
+                }
+                let natt = natt.map(|(l, r)| NattPorts { local: l, remote: r });
+                self.multipath.set(*spi, paths.clone());
+                match paths.as_slice() {
+                    [one] => {
+                        let old = &self.sas_out[spi];
+                        let sa = old.with_addresses(one.0, one.1, natt).map_err(|e| e.to_string())?;
+                        self.sas_out.insert(*spi, Arc::new(sa));
+                    }
+                    _ => self.repath(*spi, natt)?,
                 }
             }
             Command::SetPolicy { dst, action } => {
@@ -309,7 +390,7 @@ impl TableState {
             }
         }
         for (port, a) in &self.addresses {
-            t.add_local(a.addr);
+            t.add_local_on(a.addr, *port);
             if let Ok(p) = Prefix::new(a.addr, a.len) {
                 t.add_route(p, Route { port: *port, via: None });
             }

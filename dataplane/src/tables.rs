@@ -59,6 +59,11 @@ pub struct Tables {
     pub groups: Vec<GroupRoute>,
     /// Per outbound SA: its resolved next hop (see `resolve_sa_next_hops`).
     sa_next_hops: Vec<Result<NextHop, crate::drop::DropReason>>,
+    /// The port each of our addresses is on (multihoming: a path leaves by
+    /// its local address's port).
+    local_ports: FxHashMap<IpAddr, u16>,
+    /// Every route, for next hops chosen by port (`route_from`).
+    route_list: Vec<(Prefix, Route)>,
 }
 
 /// A group member endpoint: the inner prefix behind it, its outer address.
@@ -117,7 +122,45 @@ impl Tables {
             neighbors: FxHashMap::default(),
             sa_next_hops: Vec::new(),
             groups: Vec::new(),
+            local_ports: FxHashMap::default(),
+            route_list: Vec::new(),
         }
+    }
+
+    /// One of our addresses, on port `port`.
+    pub fn add_local_on(&mut self, a: IpAddr, port: u16) {
+        self.add_local(a);
+        self.local_ports.insert(a, port);
+    }
+
+    /// The port our address `a` is on.
+    pub fn port_of_local(&self, a: IpAddr) -> Option<u16> {
+        self.local_ports.get(&a).copied()
+    }
+
+    /// Our addresses on port `port`.
+    pub fn addresses_on(&self, port: u16) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.local_ports.iter().filter(|(_, p)| **p == port).map(|(a, _)| *a).collect();
+        v.sort();
+        v
+    }
+
+    /// The route for `dst` from our address `src`: where `src` is on
+    /// another port than the route for `dst`, the longest route to `dst`
+    /// through `src`'s port, if there is one (a multihomed host sends
+    /// each path out of its own uplink).
+    pub fn route_from(&self, src: IpAddr, dst: IpAddr) -> Option<Route> {
+        let r = self.route(dst);
+        let Some(p) = self.port_of_local(src) else { return r };
+        if r.is_some_and(|r| r.port == p) {
+            return r;
+        }
+        self.route_list
+            .iter()
+            .filter(|(pre, rt)| rt.port == p && pre.contains(dst))
+            .max_by_key(|(pre, _)| pre.len)
+            .map(|(_, rt)| *rt)
+            .or(r)
     }
 
     pub fn add_local(&mut self, a: IpAddr) {
@@ -156,7 +199,7 @@ impl Tables {
     /// so encapsulation needs no lookup per packet. Call after the routes
     /// and neighbours are in; a changed neighbour means new tables.
     pub fn resolve_sa_next_hops(&mut self) {
-        self.sa_next_hops = self.out_sas.iter().map(|sa| self.next_hop(sa.remote)).collect();
+        self.sa_next_hops = self.out_sas.iter().map(|sa| self.next_hop_from(sa.template_local(), sa.remote)).collect();
     }
 
     /// Keeps `sa_next_hops` aligned with `out_sas` for an SA resolved per
@@ -165,11 +208,21 @@ impl Tables {
         self.sa_next_hops.push(Err(crate::drop::DropReason::NoRoute));
     }
 
+    /// Route and neighbour for `dst` from our address `src` (`route_from`).
+    pub fn next_hop_from(&self, src: IpAddr, dst: IpAddr) -> Result<NextHop, crate::drop::DropReason> {
+        self.resolve(self.route_from(src, dst), dst)
+    }
+
     /// Route and neighbour for `dst`.
     #[inline]
     pub fn next_hop(&self, dst: IpAddr) -> Result<NextHop, crate::drop::DropReason> {
+        self.resolve(self.route(dst), dst)
+    }
+
+    #[inline]
+    fn resolve(&self, r: Option<Route>, dst: IpAddr) -> Result<NextHop, crate::drop::DropReason> {
         use crate::drop::DropReason;
-        let r = self.route(dst).ok_or(DropReason::NoRoute)?;
+        let r = r.ok_or(DropReason::NoRoute)?;
         let port = self.ports.get(r.port as usize).ok_or(DropReason::NoRoute)?;
         let mac = *self.neighbors.get(&r.via.unwrap_or(dst)).ok_or(DropReason::NoNeighbor)?;
         Ok(NextHop { port: r.port, dst_mac: mac, src_mac: port.mac, mtu: port.mtu })
@@ -235,6 +288,10 @@ impl Tables {
     }
 
     pub fn add_route(&mut self, dst: Prefix, r: Route) {
+        // One entry per (prefix, port): a second uplink's default route
+        // stays a route through that port (`route_from`).
+        self.route_list.retain(|(p, x)| !(*p == dst && x.port == r.port));
+        self.route_list.push((dst, r));
         if dst.addr.is_ipv4() {
             self.routes4.insert(dst, r);
         } else {
@@ -324,7 +381,7 @@ impl Tables {
                     .unwrap_or("")
                     .parse()
                     .map_err(|_| bad(format!("port[{i}].addresses[{j}]"), format!("'{a}' is not an address")))?;
-                t.add_local(addr);
+                t.add_local_on(addr, i as u16);
                 // The connected subnet routes to this port.
                 t.add_route(pre, Route { port: i as u16, via: None });
             }

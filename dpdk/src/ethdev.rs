@@ -268,6 +268,11 @@ impl Port {
         stats(self.inner.id)
     }
 
+    /// Whether the link is up now.
+    pub fn link_up(&self) -> Result<bool> {
+        link_up(self.inner.id)
+    }
+
     pub fn mac(&self) -> Result<[u8; 6]> {
         let mut a = sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
@@ -291,6 +296,14 @@ pub fn port_name(id: PortId) -> String {
     }
     // SAFETY: DPDK wrote a NUL-terminated name into buf.
     unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// Whether a port's link is up now (without waiting for negotiation).
+pub fn link_up(id: PortId) -> Result<bool> {
+    let mut l = sys::rte_eth_link::default();
+    // SAFETY: valid out-pointer; DPDK validates the port id.
+    Error::from_rc("rte_eth_link_get_nowait", unsafe { sys::rte_eth_link_get_nowait(id.0, &mut l) })?;
+    Ok(l.link_status() != 0)
 }
 
 /// Counters of any port, by id.

@@ -69,6 +69,8 @@ struct Daemon {
     config_text: String,
     /// Connections an operator terminated: not restarted automatically.
     held: std::collections::HashSet<String>,
+    /// The dataplane's ports: link up, our addresses on it (Event::PortLink).
+    links: std::collections::BTreeMap<u16, (bool, Vec<std::net::IpAddr>)>,
 }
 
 fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
@@ -103,6 +105,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         drops: Default::default(),
         config_text: cfg.text.clone(),
         held: Default::default(),
+        links: Default::default(),
     };
     d.log(&format!(
         "started: {} connections, transport {:?}, admin socket {}",
@@ -247,6 +250,25 @@ impl Daemon {
                 }
                 Event::CommandRejected { reason } => self.log(&format!("dataplane rejected a command: {reason}")),
                 Event::Lifetime { .. } | Event::SeqExhausted { .. } => self.engine.dataplane_event(now, &ev),
+                Event::PortLink { port, up, addresses } => {
+                    let was = self.links.insert(port, (up, addresses.clone()));
+                    if was.as_ref().is_some_and(|w| w.0 != up) || (was.is_none() && !up) {
+                        let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                        self.log(&format!(
+                            "dataplane: port {port} link {} ({})",
+                            if up { "up" } else { "down" },
+                            if a.is_empty() { "no addresses".into() } else { a.join(", ") }
+                        ));
+                    }
+                    if self.dataplane_transport {
+                        let usable: Vec<std::net::IpAddr> =
+                            self.links.values().filter(|(up, _)| *up).flat_map(|(_, a)| a.iter().copied()).collect();
+                        let n = self.engine.local_addresses(now, &usable);
+                        if n > 0 {
+                            self.log(&format!("moving {n} IKE SA(s) off the addresses that went (MOBIKE)"));
+                        }
+                    }
+                }
                 _ => {}
             },
             Input::Admin(req, reply) => {

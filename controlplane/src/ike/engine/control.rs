@@ -17,7 +17,7 @@ use std::time::Instant;
 use rustc_hash::FxHashSet;
 
 use super::sa::{ChildState, IkeSa, IkeState, Task};
-use super::{Engine, Error};
+use super::{Engine, Error, MoveReason};
 use crate::ike::config::Role;
 use crate::wire::Payload;
 
@@ -142,7 +142,7 @@ impl Engine {
             return Err(Error::CannotMove(name.into()));
         }
         for s in &spis {
-            self.queue(now, *s, Task::MobikeUpdate(local));
+            self.queue(now, *s, Task::MobikeUpdate(local, MoveReason::OurUpdate));
         }
         self.reschedule();
         Ok(spis.len())

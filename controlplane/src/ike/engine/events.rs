@@ -81,6 +81,13 @@ pub enum Event {
         action: ActionKind,
         addr: IpAddr,
     },
+    /// Our path stopped answering: the request is tried on another pair
+    /// of addresses (MOBIKE, RFC 4555 3.10).
+    PathTried {
+        conn: String,
+        from: (SocketAddr, SocketAddr),
+        to: (SocketAddr, SocketAddr),
+    },
     /// MOBIKE is off from now on (MOBIKE_UNSUPPORTED_VERSION(NONE), MOBIKE-X 7.1.2).
     MobikeOff {
         conn: String,
@@ -92,8 +99,15 @@ pub enum Event {
 pub enum MoveReason {
     /// The peer's UPDATE_SA_ADDRESSES (RFC 4555 3.5).
     PeerUpdate,
-    /// Our UPDATE_SA_ADDRESSES, answered (RFC 4555 3.5).
+    /// Our UPDATE_SA_ADDRESSES, answered (RFC 4555 3.5), asked by the
+    /// operator (gwctl move).
     OurUpdate,
+    /// Ours, because our address on the path went away (its link went
+    /// down, or it was removed).
+    AddressLost,
+    /// Ours, because the path stopped answering (RFC 4555 3.10): another
+    /// pair of addresses did.
+    PathFailed,
     /// Without MOBIKE: the NAT in front of the peer changed its mapping
     /// (RFC 7296 2.23).
     NatMapping,
@@ -103,7 +117,9 @@ impl std::fmt::Display for MoveReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             MoveReason::PeerUpdate => "the peer's UPDATE_SA_ADDRESSES (MOBIKE)",
-            MoveReason::OurUpdate => "our UPDATE_SA_ADDRESSES (MOBIKE)",
+            MoveReason::OurUpdate => "our UPDATE_SA_ADDRESSES (MOBIKE), asked by the operator",
+            MoveReason::AddressLost => "our address on the path went away (MOBIKE)",
+            MoveReason::PathFailed => "the path stopped answering; another did (MOBIKE, RFC 4555 3.10)",
             MoveReason::NatMapping => "the peer's NAT mapping changed (RFC 7296 2.23)",
         })
     }
@@ -199,6 +215,9 @@ impl std::fmt::Display for Event {
                 write!(f, ": {why}")
             }
             Event::Checked { conn, action, addr } => write!(f, "{conn}: the peer would accept {action:?} of {addr}"),
+            Event::PathTried { conn, from, to } => {
+                write!(f, "{conn}: no answer on {} <-> {}, trying {} <-> {} (MOBIKE)", from.0, from.1, to.0, to.1)
+            }
             Event::MobikeOff { conn } => write!(f, "{conn}: MOBIKE is off (MOBIKE_UNSUPPORTED_VERSION NONE)"),
         }
     }

@@ -214,12 +214,37 @@ impl Engine {
 
     /// Initiator: move to our address `ip` (3.5): the IKE SA's path first,
     /// then INFORMATIONAL { N(UPDATE_SA_ADDRESSES), NAT-D, N(COOKIE2) }.
-    pub(super) fn start_mobike_update(&mut self, now: Instant, sa: &mut Core, est: &Established, ip: IpAddr) -> bool {
+    pub(super) fn start_mobike_update(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &Established,
+        ip: IpAddr,
+        why: MoveReason,
+    ) -> bool {
         if est.mobike.is_none() || !sa.initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
             return false;
         }
         let old = (sa.local, sa.remote);
         sa.local = SocketAddr::new(ip, sa.local.port());
+        self.send_mobike_update(now, sa, est, old, why)
+    }
+
+    /// Initiator, on its new path already: INFORMATIONAL { NAT-D,
+    /// N(COOKIE2), N(UPDATE_SA_ADDRESSES) } there; `old` is where a refusal
+    /// takes us back to.
+    pub(super) fn send_mobike_update(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &Established,
+        old: (SocketAddr, SocketAddr),
+        why: MoveReason,
+    ) -> bool {
+        if est.mobike.is_none() || !sa.initiator {
+            return false;
+        }
+        let ip = sa.local.ip();
         let cookie2 = self.rng.vec(COOKIE2_LEN);
         // NAT-D and COOKIE2 first: after a MOBIKE-X action only
         // END_OF_SELECTOR or another action may follow (section 8).
@@ -238,12 +263,13 @@ impl Engine {
             _ => Vec::new(),
         };
         p.push(Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, data)));
-        self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old });
+        self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old, why });
         true
     }
 
     /// Initiator: the answer to our UPDATE_SA_ADDRESSES. Refused, or
     /// without our COOKIE2 (3.6): back to the old path.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn mobike_update_response(
         &mut self,
         now: Instant,
@@ -252,6 +278,7 @@ impl Engine {
         p: &[Payload],
         cookie2: Vec<u8>,
         old: (SocketAddr, SocketAddr),
+        why: MoveReason,
     ) {
         let echoed = notify(p, NotifyType::Cookie2).is_some_and(|c| c.data == cookie2);
         let refusal = Error::refusal(p).or((!echoed).then_some(Error::BadAnswer("COOKIE2 not echoed")));
@@ -267,7 +294,7 @@ impl Engine {
                 sa.keepalive_at = Some(now + self.settings.keepalive);
             }
         }
-        self.moved(sa, est, old, MoveReason::OurUpdate);
+        self.moved(sa, est, old, why);
     }
 
     /// Without MOBIKE, RFC 7296 2.23: behind a NAT the peer's address is

@@ -38,6 +38,7 @@ mod informational;
 mod mobike;
 mod mobikex;
 mod mpsa;
+mod path_change;
 mod payloads;
 mod sa;
 #[cfg(test)]
@@ -118,6 +119,9 @@ pub struct Engine {
     /// the one an initiator's IKE_AUTH expects): INITIAL_CONTACT's checks
     /// (RFC 7296 2.4) without scanning every IKE SA.
     by_peer: FxHashMap<Identification, FxHashSet<u64>>,
+    /// Our usable addresses, as the daemon last said (`local_addresses`);
+    /// None: not known (every address counts as usable).
+    local_addrs: Option<Vec<IpAddr>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +154,7 @@ impl Engine {
             touched: Vec::new(),
             installed_in: FxHashSet::default(),
             by_peer: FxHashMap::default(),
+            local_addrs: None,
         }
     }
 
@@ -281,7 +286,8 @@ impl Engine {
                 self.request(now, core, ExchangeType::Informational, p, Pending::Informational);
                 true
             }
-            Task::MobikeUpdate(ip) => self.start_mobike_update(now, core, est, ip),
+            Task::MobikeUpdate(ip, why) => self.start_mobike_update(now, core, est, ip, why),
+            Task::MobikeAnnounce(old, why) => self.send_mobike_update(now, core, est, old, why),
             Task::Mobikex(op) => self.start_mobikex(now, core, op),
             Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est),
             Task::RekeyIke => false,
@@ -452,6 +458,8 @@ impl Engine {
         p: &[Payload],
         what: Pending,
     ) {
+        // An answer: the path works (RFC 4555 3.10).
+        self.path_answered(sa, est);
         match what {
             Pending::Auth { .. } => {}
             Pending::CreateChild { child, ni, dh } => self.child_create_response(now, sa, est, p, child, ni, dh),
@@ -471,7 +479,9 @@ impl Engine {
                     self.failed(sa.conn, e);
                 }
             }
-            Pending::MobikeUpdate { cookie2, old } => self.mobike_update_response(now, sa, est, p, cookie2, old),
+            Pending::MobikeUpdate { cookie2, old, why } => {
+                self.mobike_update_response(now, sa, est, p, cookie2, old, why)
+            }
             Pending::Mobikex(op) => self.mobikex_response(sa, est, p, op),
         }
     }

@@ -115,6 +115,9 @@ pub struct IkeSa {
 }
 
 #[derive(Debug)]
+// Nearly every IKE SA is Established: boxing it would cost an allocation
+// each for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Phase {
     Authenticating(Authenticating),
     Established(Established),
@@ -160,11 +163,18 @@ pub struct Mobike {
     pub alternates: Vec<Alternate>,
     /// Moves made on this IKE SA (ours and the peer's).
     pub moves: u64,
+    /// Initiator, the current path failing (RFC 4555 3.10): the paths
+    /// tried since it last worked, and the one we left, to announce with
+    /// UPDATE_SA_ADDRESSES once a request gets through.
+    #[serde(skip)]
+    pub(super) tried: Vec<(IpAddr, IpAddr)>,
+    #[serde(skip)]
+    pub(super) left: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Mobike {
     pub fn new(version: Version, peer_addresses: Vec<IpAddr>) -> Self {
-        Mobike { version, peer_addresses, alternates: Vec::new(), moves: 0 }
+        Mobike { version, peer_addresses, alternates: Vec::new(), moves: 0, tried: Vec::new(), left: None }
     }
 }
 
@@ -282,6 +292,7 @@ pub(super) enum Pending {
     MobikeUpdate {
         cookie2: Vec<u8>,
         old: (SocketAddr, SocketAddr),
+        why: super::MoveReason,
     },
     /// A MOBIKE-X request of ours (ADD / REMOVE / a checked UPDATE).
     Mobikex(MobikexOp),
@@ -324,7 +335,10 @@ pub(super) enum Task {
     Informational(Vec<Payload>),
     /// Move the IKE SA and its child SAs to this local address (MOBIKE
     /// UPDATE_SA_ADDRESSES, RFC 4555 3.5).
-    MobikeUpdate(IpAddr),
+    MobikeUpdate(IpAddr, super::MoveReason),
+    /// We are on a new path already (a failover, RFC 4555 3.10): tell the
+    /// peer, with the path we left.
+    MobikeAnnounce((SocketAddr, SocketAddr), super::MoveReason),
     /// A MOBIKE-X ADD_SA_ADDRESS, REMOVE_SA_ADDRESS or checked UPDATE.
     Mobikex(MobikexOp),
 }

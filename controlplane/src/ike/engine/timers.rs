@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use super::sa::{ChildState, IkeSa, Pending, Phase, Task};
-use super::{ChildGone, Engine, Error, IkeGone, Output};
+use super::{path_change, ChildGone, Engine, Error, Event, IkeGone, Output};
 use crate::codepoints::{ExchangeType, ProtocolId};
 use crate::wire::{Delete, Payload};
 
@@ -128,6 +128,21 @@ impl Engine {
             return;
         }
         // Retransmission (RFC 7296 2.4), doubling each time.
+        let exhausted =
+            core.w.in_flight.as_ref().is_some_and(|f| f.next <= now && f.tries >= self.settings.retransmit_tries);
+        // MOBIKE (RFC 4555 3.10): before giving up, the request again on
+        // another pair of addresses, a few tries each.
+        let next = match phase {
+            Phase::Established(est) if exhausted => self.next_path(core, est),
+            _ => None,
+        };
+        if let (Some((l, r)), Some(f)) = (next, core.w.in_flight.as_mut()) {
+            let conn = self.conns[core.conn].name.clone();
+            self.event(Event::PathTried { conn, from: (core.local, core.remote), to: (l, r) });
+            (core.local, core.remote) = (l, r);
+            f.tries = self.settings.retransmit_tries.saturating_sub(path_change::TRIES_PER_PATH);
+            f.next = now;
+        }
         if let Some(f) = core.w.in_flight.as_mut().filter(|f| f.next <= now) {
             if f.tries >= self.settings.retransmit_tries {
                 self.failed(core.conn, Error::Unanswered(core.remote));

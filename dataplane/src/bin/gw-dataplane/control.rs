@@ -30,6 +30,8 @@ pub struct Control {
     reservations: SeqReservations,
     pub generation: u64,
     pub synced: bool,
+    /// SyncDone commands seen: each asks for every port's link again.
+    pub syncs: u64,
     /// IKE datagrams the control plane asked to send, for the runner to
     /// route (it holds the tables and the neighbour agent).
     pub datagrams: Vec<Datagram>,
@@ -61,6 +63,7 @@ impl Control {
             reservations: SeqReservations::open(&dir.join("seq.state")),
             generation,
             synced: false,
+            syncs: 0,
             datagrams: Vec::new(),
         })
     }
@@ -88,7 +91,10 @@ impl Control {
                 }
             };
             match &cmd {
-                Command::SyncDone => self.synced = true,
+                Command::SyncDone => {
+                    self.synced = true;
+                    self.syncs += 1;
+                }
                 Command::SendDatagram { src, dst, payload } => self.datagrams.push((*src, *dst, payload.clone())),
                 Command::Inject { port, frame } if !inject(*port, frame) => {
                     replies.push(Event::CommandRejected {

@@ -4,6 +4,7 @@
 //! shutdown (SIGINT/SIGTERM, or `--exit-when-idle`).
 
 mod control;
+mod links;
 mod reservations;
 mod runner;
 

@@ -231,6 +231,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     let mut last_reserve = Instant::now();
     let mut held: HoldQueue<Datagram> = HoldQueue::default();
     let mut ike_tx = IkeTx::default();
+    let mut links = crate::links::LinkWatch::new(ports.iter().map(|p| p.id()).collect());
+    let port_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let mut last_solicit = Instant::now();
+    let mut seen_syncs = 0;
     let mut housekeeping = || {
         // Lifetimes and drop reports, ten times a second.
         if last_check.elapsed() >= Duration::from_millis(100) {
@@ -265,6 +269,22 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             q.tx_burst(&mut b) == 1
         };
         let mut new_tables = control.as_mut().and_then(|ctl| ctl.poll(state, &mut inject));
+        // Links: a lost uplink moves multihomed SAs to their next path in
+        // this rebuild; the control plane hears of it.
+        if let Some(ctl) = control.as_ref().filter(|c| c.syncs != seen_syncs) {
+            seen_syncs = ctl.syncs;
+            links.report_all();
+        }
+        for (port, up) in links.poll(Instant::now()) {
+            if state.set_link(port, up) {
+                new_tables = Some(state.build());
+            }
+            let name = port_names.get(port as usize).map_or("?", |s| s.as_str());
+            println!("gw-dataplane: port {name} link {}", if up { "up" } else { "down" });
+            if let Some(ctl) = control.as_mut() {
+                ctl.send(&Event::PortLink { port, up, addresses: state.addresses_on(port) });
+            }
+        }
         // Group rollovers coming due.
         if state.next_deadline().is_some_and(|d| d <= Instant::now()) && state.tick(Instant::now()) {
             new_tables = Some(state.build());
@@ -326,7 +346,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                 todo.splice(0..0, ready);
             }
             for (src, dst, payload) in todo {
-                match t.next_hop(dst.ip()) {
+                // From our address's own port (multihoming: each uplink).
+                match t.next_hop_from(src.ip(), dst.ip()) {
                     Ok(nh) => {
                         let sent = dataplane::wire::datagram::frame(src, dst, &payload, nh.dst_mac, nh.src_mac)
                             .is_some_and(|f| inject(nh.port, &f));
@@ -337,7 +358,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                         }
                     }
                     Err(_) => {
-                        let Some((via, port)) = t.route(dst.ip()).map(|r| (r.via.unwrap_or(dst.ip()), r.port)) else {
+                        let route = t.route_from(src.ip(), dst.ip());
+                        let Some((via, port)) = route.map(|r| (r.via.unwrap_or(dst.ip()), r.port)) else {
                             ike_tx.dropped += 1; // no route
                             continue;
                         };
@@ -347,6 +369,24 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                         }
                         if let Some(NeighOut::Send { port, frame }) = neighbors.solicit(via, port, now) {
                             inject(port, &frame);
+                        }
+                    }
+                }
+            }
+        }
+        // Multihomed SAs' other paths: their next hops are known before a
+        // link loss needs them.
+        if tables_changed || last_solicit.elapsed() >= Duration::from_secs(1) {
+            last_solicit = Instant::now();
+            if let Some(t) = &tables {
+                for (l, r) in state.multihomed_paths() {
+                    if t.next_hop_from(l, r).is_err() {
+                        if let Some(rt) = t.route_from(l, r) {
+                            if let Some(NeighOut::Send { port, frame }) =
+                                neighbors.solicit(rt.via.unwrap_or(r), rt.port, now)
+                            {
+                                inject(port, &frame);
+                            }
                         }
                     }
                 }
