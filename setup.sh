@@ -15,6 +15,7 @@ PKGS=(
     python3-scapy              # ../shared anchors' pcap generator and ESP oracle
     tcpdump iproute2 procps    # captures, network namespaces, ps/kill in tests
     iputils-ping ethtool       # interop traffic; veth checksum offload off
+    nftables                   # a NAT (masquerade) on the path in the MOBIKE interop
     # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
     # (../shared/interop: charon-systemd with kernel-libipsec)
     charon-systemd strongswan-swanctl libcharon-extra-plugins

@@ -5,11 +5,16 @@
 # traffic through the child SA both ways, child and IKE SA rekeys (ours,
 # theirs, and by short lifetimes) under continuous traffic, liveness
 # checks and deletes; the same over IPv6 outer addresses (inner IPv4 and
-# IPv6), both roles; and two IKE SAs between the same identities.
+# IPv6), both roles; two IKE SAs between the same identities; MOBIKE both
+# ways, by hand and after a lost link, without and with a NAT on the path.
 #
 #   gwi-lan (10.77.1.10)  --veth--  gwi-a: [lan | gw-dataplane | wan] --veth-- gwi-b: strongSwan
 #   fd77:1::10                       10.77.1.1        10.77.0.1    10.77.0.2, inner 10.77.2.1
 #                                    fd77:1::1        fd77::1      fd77::2,   inner fd77:2::1
+#                                                     [wan2] --veth-- gwi-b (10.78.0.2)
+#                                                     10.78.0.1
+#   gwi-c: strongSwan behind gwi-b's NAT (nftables masquerade, and a port
+#   forward of 500/4500 when it is the responder): 192.168.77.2, inner 10.77.3.1
 #
 # Needs root, strongSwan (../shared/interop/install-deps.sh) and release
 # builds of gw-dataplane, gw-controlplane and gwctl. Prints
@@ -67,6 +72,7 @@ cleanup() {
     stop_gw
     "$IOP/strongswan-peer.sh" stop-all --purge >/dev/null 2>&1
     ip netns del "$LAN" 2>/dev/null
+    ip netns del "$P-c" 2>/dev/null
     "$IOP/netns-lab.sh" --prefix "$P" down >/dev/null 2>&1
     rm -rf "/var/run/dpdk/$P-dp"
     if [ "$fail" -ne 0 ] && [ -n "${GW_INTEROP_KEEP_LOGS:-}" ]; then
@@ -103,6 +109,34 @@ ip netns exec "$A" sysctl -qw net.ipv6.conf.lang.disable_ipv6=1 net.ipv6.conf.wa
 ip -n "$B" addr add 10.77.2.129/32 dev lo
 ip netns exec "$LAN" ethtool -K lanh tx off >/dev/null
 ip -n "$A" link set lang up
+# A second uplink of the gateway (MOBIKE after a lost link: scenario 6).
+ip link add wan1 netns "$A" type veth peer name wan1 netns "$B"
+ip -n "$B" addr add 10.78.0.2/24 dev wan1
+ip netns exec "$B" ethtool -K wan1 tx off >/dev/null
+ip netns exec "$A" sysctl -qw net.ipv6.conf.wan1.disable_ipv6=1
+ip -n "$A" link set wan1 up
+ip -n "$B" link set wan1 up
+# A strongSwan behind a NAT (node b routes and masquerades for it).
+C=$P-c
+ip netns add "$C"
+ip link add natc netns "$C" type veth peer name natb netns "$B"
+ip -n "$C" addr add 192.168.77.2/24 dev natc
+ip -n "$C" addr add 10.77.3.1/32 dev lo
+ip -n "$C" link set lo up
+ip -n "$C" link set natc up
+ip -n "$C" route add default via 192.168.77.1
+ip -n "$B" addr add 192.168.77.1/24 dev natb
+ip -n "$B" link set natb up
+for ns in "$B" "$C"; do ip netns exec "$ns" ethtool -K "$([ "$ns" = "$B" ] && echo natb || echo natc)" tx off >/dev/null; done
+ip netns exec "$B" sysctl -qw net.ipv4.ip_forward=1
+ip netns exec "$B" nft -f - <<'NFT'
+table ip gwnat {
+    chain post {
+        type nat hook postrouting priority 100;
+        ip saddr 192.168.77.0/24 oifname { "wan0", "wan1" } masquerade
+    }
+}
+NFT
 
 gwctl() { "$BIN/gwctl" -s "$T/cp.sock" "$@"; }
 ss() { "$IOP/strongswan-peer.sh" "$@"; }
@@ -137,6 +171,15 @@ addresses = ["10.77.0.1/24", "fd77::1/64", "10.77.0.11/24"]
 name = "lan"
 device = "net_af_packet1,iface=lang,qpairs=2"
 addresses = ["10.77.1.1/24", "fd77:1::1/64"]
+[[port]]
+name = "wan2"
+device = "net_af_packet2,iface=wan1,qpairs=2"
+addresses = ["10.78.0.1/24"]
+# The second uplink's way to everything else (and to the first's peers).
+[[route]]
+dst = "0.0.0.0/0"
+port = "wan2"
+via = "10.78.0.2"
 [control]
 dir = "$T/run"
 wait_for_sync = true
@@ -220,6 +263,18 @@ under_traffic() { # under_traffic SECONDS description command...
     if no_loss <"$out"; then ok "$d: $(grep -o '[0-9]* received' "$out") of $((secs * 20)), none lost"; else
         bad "$d: $(grep 'packet loss' "$out")"
     fi
+}
+
+under_traffic_report() { # under_traffic_report SECONDS description command...: loss reported, not judged
+    local secs=$1 d=$2
+    shift 2
+    local out=$T/ping.out
+    ip netns exec "$LAN" ping -q -c $((secs * 20)) -i 0.05 -W 1 "${TRAFFIC_DST:-10.77.2.1}" >"$out" 2>&1 &
+    local pp=$!
+    sleep 1
+    "$@" || true
+    wait "$pp" || true
+    say "     $d: $(grep 'packet loss' "$out")"
 }
 
 # ---- 1: strongSwan initiates, aes128gcm16-prfsha256-x25519 ---------------------
@@ -416,17 +471,6 @@ move_ss() {
     sleep 0.5
     ip -n "$B" addr del 10.77.0.2/24 dev wan0
 }
-under_traffic_report() { # under_traffic_report SECONDS description command...: loss reported, not judged
-    local secs=$1 d=$2
-    shift 2
-    local out=$T/ping.out
-    ip netns exec "$LAN" ping -q -c $((secs * 20)) -i 0.05 -W 1 10.77.2.1 >"$out" 2>&1 &
-    local pp=$!
-    sleep 1
-    "$@" || true
-    wait "$pp" || true
-    say "     $d: $(grep 'packet loss' "$out")"
-}
 under_traffic_report 5 "6a: packets during strongSwan's move" move_ss
 gw_moved() { gwctl list | grep -q "10.77.0.1:4500 <-> 10.77.0.12:4500"; }
 check "6a: the gateway followed: IKE SA on 10.77.0.12" wait_for 5 gw_moved
@@ -458,6 +502,97 @@ check "6b: strongSwan -> LAN after the move" bash -c "$(declare -f ping_ss no_lo
 check "6b: a move with no MOBIKE IKE SA of ours is refused by name" bash -c "! '$BIN/gwctl' -s '$T/cp.sock' move nope --local 10.77.0.11"
 stop_gw
 ss stop ss >/dev/null
+
+# 6c: as 6a, strongSwan behind a NAT: its move behind the NAT reaches us
+# as a new NAT mapping (another source port); we follow it, ESP-in-UDP
+# included.
+say "scenario 6c: MOBIKE, strongSwan behind a NAT moves"
+GW_RTS='"10.77.3.0/24"'
+start_gw responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+ss start ssn --netns "$C" --role initiator --local 192.168.77.2,192.168.77.12 --remote 10.77.0.1 \
+    --local-id right.lab --remote-id left.lab --psk "$PSK" \
+    --local-ts 10.77.3.0/24 --remote-ts 10.77.1.0/24 >/dev/null
+check "6c: strongSwan behind the NAT -> gateway, MOBIKE negotiated" ss initiate ssn --timeout 10
+nat_path() { gwctl list | grep -o '10.77.0.1:4500 <-> 10.77.0.2:[0-9]*' | head -1; }
+before=$(nat_path)
+check "6c: the gateway sees it through the NAT ($before)" test -n "$before"
+warm_c() { ip netns exec "$LAN" ping -q -c 1 -W 1 10.77.3.1 >/dev/null 2>&1 || true; }
+warm_c
+move_ssn() {
+    ip netns exec "$C" sysctl -qw net.ipv4.conf.natc.promote_secondaries=1
+    ip -n "$C" addr add 192.168.77.12/24 dev natc
+    sleep 0.5
+    ip -n "$C" addr del 192.168.77.2/24 dev natc
+}
+TRAFFIC_DST=10.77.3.1 under_traffic_report 5 "6c: packets during strongSwan's move behind the NAT" move_ssn
+nat_moved() { n=$(nat_path); [ -n "$n" ] && [ "$n" != "$before" ]; }
+check "6c: the gateway followed the new mapping ($before -> \$(nat_path))" wait_for 8 nat_moved
+say "     6c: now $(nat_path)"
+warm_c
+check "6c: LAN -> strongSwan behind the NAT after the move" wait_for 5 bash -c "ip netns exec $LAN ping -q -c 5 -i 0.1 -W 1 10.77.3.1 | grep -q ' 0% packet loss'"
+check "6c: strongSwan -> LAN after the move" wait_for 5 bash -c "ip netns exec $C ping -q -c 5 -i 0.1 -W 1 -I 10.77.3.1 10.77.1.10 | grep -q ' 0% packet loss'"
+stop_gw
+ss stop ssn >/dev/null
+ip -n "$C" addr del 192.168.77.12/24 dev natc 2>/dev/null || true
+ip -n "$C" addr add 192.168.77.2/24 dev natc 2>/dev/null || true
+ip -n "$C" route replace default via 192.168.77.1
+
+# 6d, 6e: we initiate, with our second uplink announced; the first's link
+# goes down (ip link set down: the dataplane sees it within 10 ms), and we
+# move to the second by ourselves; strongSwan follows, behind a NAT (6d:
+# node b forwards 500/4500 to it) and without (6e).
+lose_wan() { ip -n "$A" link set wan0 down; }
+mine_moved() { gwctl list | grep -q "10.78.0.1:4500 <-> 10.77.0.2:4500"; }
+say "scenario 6d: MOBIKE, the gateway loses its link and moves; strongSwan behind a NAT follows"
+# The NAT's public address for the forward: one no earlier flow used (its
+# conntrack entries would bypass the forward).
+ip -n "$B" addr add 10.77.0.3/24 dev wan0
+ip netns exec "$B" nft -f - <<'NFT'
+table ip gwfwd {
+    chain pre {
+        type nat hook prerouting priority -100;
+        ip daddr 10.77.0.3 udp dport { 500, 4500 } dnat to 192.168.77.2
+    }
+}
+NFT
+GW_REMOTE=10.77.0.3
+ss start ssn --netns "$C" --role responder --local 192.168.77.2 \
+    --local-id right.lab --remote-id left.lab --psk "$PSK" \
+    --local-ts 10.77.3.0/24 --remote-ts 10.77.1.0/24 >/dev/null
+start_gw initiator aes128gcm16-prfsha256-x25519 aes128gcm16-x25519 'additional_addresses = ["10.78.0.1"]'
+check "6d: gateway -> strongSwan behind the NAT" wait_for 10 bash -c "'$IOP/strongswan-peer.sh' sas ssn | grep -q INSTALLED"
+check "6d: gateway shows it" wait_for 5 gw_child
+warm_c
+TRAFFIC_DST=10.77.3.1 under_traffic_report 5 "6d: packets while our link goes down" lose_wan
+check "6d: the IKE SA moved to our second uplink" wait_for 5 bash -c "'$BIN/gwctl' -s '$T/cp.sock' list | grep -q '10.78.0.1:4500 <-> 10.77.0.3:4500'"
+check "6d: the daemon logged the link and the move" bash -c "grep -q 'port 0 link down' '$T/cp.log' && grep -q 'moved from 10.77.0.1:4500 .* to 10.78.0.1:4500 .*our address on the path went away' '$T/cp.log'"
+check "6d: strongSwan follows" bash -c "'$IOP/strongswan-peer.sh' sas ssn | grep -q '10.78.0.1'"
+warm_c
+check "6d: LAN -> strongSwan after the move" wait_for 5 bash -c "ip netns exec $LAN ping -q -c 5 -i 0.1 -W 1 10.77.3.1 | grep -q ' 0% packet loss'"
+check "6d: strongSwan -> LAN after the move" wait_for 5 bash -c "ip netns exec $C ping -q -c 5 -i 0.1 -W 1 -I 10.77.3.1 10.77.1.10 | grep -q ' 0% packet loss'"
+stop_gw
+ss stop ssn >/dev/null
+ip netns exec "$B" nft delete table ip gwfwd
+ip -n "$B" addr del 10.77.0.3/24 dev wan0
+ip -n "$A" link set wan0 up
+GW_REMOTE=10.77.0.2
+
+say "scenario 6e: MOBIKE, the gateway loses its link and moves; strongSwan follows"
+GW_RTS='"10.77.2.0/24"'
+start_ss responder aes128gcm16-prfsha256-x25519 aes128gcm16-x25519
+start_gw initiator aes128gcm16-prfsha256-x25519 aes128gcm16-x25519 'additional_addresses = ["10.78.0.1"]'
+check "6e: gateway -> strongSwan IKE SA and child SA" wait_for 10 ss_up
+check "6e: gateway shows it" wait_for 5 gw_child
+warm_up
+under_traffic_report 5 "6e: packets while our link goes down" lose_wan
+check "6e: the IKE SA moved to our second uplink" wait_for 5 mine_moved
+check "6e: strongSwan follows" bash -c "'$IOP/strongswan-peer.sh' sas ss | grep -q '10.78.0.1'"
+warm_up
+check "6e: LAN -> strongSwan after the move" wait_for 5 bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan | no_loss"
+check "6e: strongSwan -> LAN after the move" wait_for 5 bash -c "$(declare -f ping_ss no_loss); B=$B ping_ss | no_loss"
+stop_gw
+ss stop ss >/dev/null
+ip -n "$A" link set wan0 up
 
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then

@@ -23,7 +23,15 @@ fn other(a: IpAddr) -> IpAddr {
 }
 
 fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
-    let ca = conn("lab", "initiator", fam.0, &fam.1.to_string(), ("a.lab", "b.lab"), ("10.1.0.0/16", "10.2.0.0/16"), extra_a);
+    let ca = conn(
+        "lab",
+        "initiator",
+        fam.0,
+        &fam.1.to_string(),
+        ("a.lab", "b.lab"),
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        extra_a,
+    );
     let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
     let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
     let now = Instant::now();

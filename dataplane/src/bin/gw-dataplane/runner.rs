@@ -231,7 +231,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     let mut last_reserve = Instant::now();
     let mut held: HoldQueue<Datagram> = HoldQueue::default();
     let mut ike_tx = IkeTx::default();
-    let mut links = crate::links::LinkWatch::new(ports.iter().map(|p| p.id()).collect());
+    let mut links = crate::links::LinkWatch::new(
+        ports.iter().zip(&cfg.ports).map(|(p, pc)| (p.id(), crate::links::kernel_iface(&pc.device))).collect(),
+    );
     let port_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let mut last_solicit = Instant::now();
     let mut seen_syncs = 0;
