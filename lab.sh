@@ -6,6 +6,10 @@
 #                         40), tears it down
 #   ./lab.sh mpsa --check the same, with checks instead of the live view
 #                         (./test.sh runs this); exits non-zero on a failure
+#   ./lab.sh mobikex      MOBIKE-X between two of our gateways: a CPE with
+#                         two uplinks adds and removes addresses on selected
+#                         child SAs, then loses a link (with checks; the
+#                         script is controlplane/tests/lab-mobikex.sh)
 #   ./lab.sh forward      the dataplane alone on DPDK virtual devices: IMIX
 #                         from a line-rate pcap source, plain forwarding then
 #                         AES-128-GCM encryption, LAB_SECONDS each (default 8)
@@ -58,7 +62,12 @@ if [[ "$mode" == "forward" ]]; then
     echo "lab: done"
     exit 0
 fi
-[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | forward]" >&2; exit 2; }
+if [[ "$mode" == "mobikex" ]]; then
+    echo "lab: building (release)"
+    cargo build --release --quiet -p dataplane -p controlplane
+    exec controlplane/tests/lab-mobikex.sh
+fi
+[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | mobikex | forward]" >&2; exit 2; }
 
 # ---- the MPSA lab --------------------------------------------------------
 secs=${LAB_SECONDS:-40}
