@@ -145,7 +145,19 @@ pub enum Direction {
     Out,
 }
 
-/// A manually keyed SA (like `ip xfrm state add`), tunnel mode.
+/// ESP mode of a manually keyed SA.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SaMode {
+    /// The packet inside a new outer header (`local` to `remote`).
+    #[default]
+    Tunnel,
+    /// ESP after the packet's own IP header; the packet's addresses are
+    /// `local` and `remote` (RFC 4303 3.1.1).
+    Transport,
+}
+
+/// A manually keyed SA (like `ip xfrm state add`), tunnel or transport mode.
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SaConfig {
@@ -199,6 +211,9 @@ pub struct SaConfig {
     pub inner_src: Vec<String>,
     #[serde(default)]
     pub inner_dst: Vec<String>,
+    /// `tunnel` (default) or `transport`.
+    #[serde(default)]
+    pub mode: SaMode,
 }
 
 impl std::fmt::Debug for SaConfig {
@@ -210,6 +225,7 @@ impl std::fmt::Debug for SaConfig {
             .field("keys", &"<redacted>")
             .field("local", &self.local)
             .field("remote", &self.remote)
+            .field("mode", &self.mode)
             .finish()
     }
 }

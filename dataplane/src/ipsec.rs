@@ -68,17 +68,27 @@ pub struct Inner {
     pub seq: u64,
 }
 
-/// Decapsulates the ESP packet starting `esp_off` octets into `buf` (after
-/// the outer IP and, with NAT-T, UDP headers). The replay window is checked
-/// before and updated after the ICV verifies. On success `buf` holds the
-/// inner IP packet, trimmed to its own length.
+/// An ESP packet whose ICV verified and whose trailer was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opened {
+    pub seq: u64,
+    pub next_header: u8,
+    /// Where the payload starts (after ESP header and IV).
+    pub body: usize,
+    /// Octets after the payload: padding, trailer, ICV.
+    pub tail: usize,
+}
+
+/// Checks the replay window, verifies and decrypts the ESP packet starting
+/// `esp_off` octets into `buf`, updates the window and reads the trailer.
+/// The buffer keeps its length; the payload is `body..len - tail`.
 #[inline]
-pub fn decap<B: PacketBuf>(
+pub(crate) fn open<B: PacketBuf>(
     sa: &InboundSa,
     window: &mut ReplayWindow,
     buf: &mut B,
     esp_off: usize,
-) -> Result<Inner, DropReason> {
+) -> Result<Opened, DropReason> {
     let alg = sa.cipher.algorithm();
     let (iv, icv) = (alg.iv_len(), alg.icv_len());
     let len = buf.len();
@@ -92,17 +102,34 @@ pub fn decap<B: PacketBuf>(
     sa.cipher.open(&mut buf.data_mut()[esp_off..], seq, sa.esn).map_err(|_| DropReason::IcvFailed)?;
     window.accept(seq);
     let body = esp_off + esp::HEADER_LEN + iv;
-    let (pad, nh) = esp::parse_trailer(&buf.data()[body..len - icv]).map_err(|e| match e {
+    let (pad, next_header) = esp::parse_trailer(&buf.data()[body..len - icv]).map_err(|e| match e {
         esp::TrailerError::Truncated => DropReason::Truncated,
         esp::TrailerError::BadPadding => DropReason::BadPadding,
     })?;
-    let v6 = match nh {
+    if next_header == ipproto::NONE {
+        return Err(DropReason::DummyPacket);
+    }
+    Ok(Opened { seq, next_header, body, tail: pad + esp::TRAILER_LEN + icv })
+}
+
+/// Decapsulates the tunnel-mode ESP packet starting `esp_off` octets into
+/// `buf` (after the outer IP and, with NAT-T, UDP headers). The replay
+/// window is checked before and updated after the ICV verifies. On success
+/// `buf` holds the inner IP packet, trimmed to its own length.
+#[inline]
+pub fn decap<B: PacketBuf>(
+    sa: &InboundSa,
+    window: &mut ReplayWindow,
+    buf: &mut B,
+    esp_off: usize,
+) -> Result<Inner, DropReason> {
+    let o = open(sa, window, buf, esp_off)?;
+    let v6 = match o.next_header {
         ipproto::IPV4 => false,
         ipproto::IPV6 => true,
-        ipproto::NONE => return Err(DropReason::DummyPacket),
         _ => return Err(DropReason::BadNextHeader),
     };
-    if !buf.trim(pad + esp::TRAILER_LEN + icv) || !buf.adj(body) {
+    if !buf.trim(o.tail) || !buf.adj(o.body) {
         return Err(DropReason::Truncated);
     }
     // The inner packet must be a whole IP packet of the announced version;
@@ -117,7 +144,7 @@ pub fn decap<B: PacketBuf>(
     if extra > 0 && !buf.trim(extra) {
         return Err(DropReason::InnerMalformed);
     }
-    Ok(Inner { v6, seq })
+    Ok(Inner { v6, seq: o.seq })
 }
 
 /// Maps a header parse error to its drop reason.
@@ -152,6 +179,7 @@ mod tests {
             inner_src: Vec::new(),
             inner_dst: Vec::new(),
             lifetime: Default::default(),
+            transport: false,
         }
     }
 

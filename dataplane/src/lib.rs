@@ -21,4 +21,5 @@ pub mod replay;
 pub mod sa;
 pub mod state;
 pub mod tables;
+pub mod transport;
 pub mod wire;

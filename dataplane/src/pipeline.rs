@@ -14,6 +14,7 @@ use crate::ipsec::{self, wire_drop};
 use crate::replay::ReplayWindow;
 use crate::sa::{STAT_BYTES, STAT_ICV, STAT_PACKETS, STAT_REPLAY};
 use crate::tables::{NextHop, Policy, Tables};
+use crate::transport;
 use crate::wire::{ethernet, icmp, ipproto, ipv4, ipv6, udp};
 
 /// What to do with a packet after [`Worker::process`].
@@ -232,6 +233,11 @@ impl Worker {
         if self.tables.is_local(l3.dst) {
             return self.local(buf, &l3);
         }
+        // Bump-in-the-wire transport mode (RFC 4301 3.3): ESP to a host
+        // behind us that one of our transport-mode SAs ends at.
+        if l3.proto == ipproto::ESP && self.tables.has_transport_in() && self.is_transport_end(buf, &l3) {
+            return self.inbound(buf, l3.l4_off);
+        }
         if is_multicast(l3.dst) {
             // Neighbour discovery is for the main lcore; other multicast is
             // not routed here.
@@ -278,6 +284,18 @@ impl Worker {
         }
     }
 
+    /// Whether the ESP packet in `buf` is for an inbound transport-mode SA
+    /// whose end is the packet's destination.
+    fn is_transport_end<B: PacketBuf>(&self, buf: &B, l3: &L3) -> bool {
+        let Ok(p) = crate::wire::esp::Packet::new_checked(&buf.data()[l3.l4_off..]) else {
+            return false;
+        };
+        self.tables.spi_index.get(&p.spi()).is_some_and(|&i| {
+            let sa = &self.tables.in_sas[i];
+            sa.transport && sa.local == l3.dst
+        })
+    }
+
     /// ESP for one of our inbound SAs.
     fn inbound<B: PacketBuf>(&mut self, buf: &mut B, esp_off: usize) -> Result<Verdict, DropReason> {
         let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..]).map_err(wire_drop)?.spi();
@@ -289,7 +307,12 @@ impl Worker {
         if sa.expired.load(Relaxed) {
             return Err(DropReason::SaExpired);
         }
-        let inner = match ipsec::decap(sa, &mut self.windows[i], buf, esp_off) {
+        let opened = if sa.transport {
+            transport::decap(sa, &mut self.windows[i], buf, esp_off)
+        } else {
+            ipsec::decap(sa, &mut self.windows[i], buf, esp_off)
+        };
+        let inner = match opened {
             Ok(x) => x,
             Err(r) => {
                 let slot = match r {
@@ -304,12 +327,26 @@ impl Worker {
             }
         };
         let l3 = parse_l3(buf, inner.v6)?;
-        if !sa.selectors_allow(l3.src, l3.dst) {
+        // Transport mode: the packet's own addresses are the SA's ends
+        // (which a move changes with the SA); tunnel mode: the inner ones
+        // must fit the traffic selectors (RFC 4301 5.2).
+        let fits =
+            if sa.transport { l3.src == sa.remote && l3.dst == sa.local } else { sa.selectors_allow(l3.src, l3.dst) };
+        if !fits {
             return Err(DropReason::PolicyMismatch);
         }
         bump(&self.stats.decrypted, 1);
         sa.stats.add(self.id, STAT_PACKETS, 1);
         sa.stats.add(self.id, STAT_BYTES, buf.len() as u64);
+        if sa.transport && self.tables.is_local(l3.dst) {
+            // For the gateway itself: to the control plane like any other
+            // packet to our addresses, in a fresh Ethernet header.
+            let et = if l3.v6 { ethernet::ETHERTYPE_IPV6 } else { ethernet::ETHERTYPE_IPV4 };
+            let h = buf.prepend(ethernet::HEADER_LEN).ok_or(DropReason::NoRoom)?;
+            ethernet::emit(h, [0; 6], [0; 6], et);
+            self.stripped_l2 = false;
+            return Ok(Verdict::Punt);
+        }
         self.forward(buf, l3, true)
     }
 
@@ -370,13 +407,17 @@ impl Worker {
             return Err(DropReason::SaExpired);
         }
         let len = buf.len();
-        let overhead = ipsec::overhead(sa, len);
+        let overhead = if sa.transport { transport::overhead(sa, len - l3.l4_off) } else { ipsec::overhead(sa, len) };
         if len + overhead > nh.mtu {
             // The inner packet's path MTU is the port's less what ESP adds.
             self.pmtu = nh.mtu.saturating_sub(overhead + sa.cipher.algorithm().align());
             return Err(DropReason::Oversize);
         }
-        ipsec::encap_to(sa, buf, l3.v6, member)?;
+        if sa.transport {
+            transport::encap(sa, buf)?;
+        } else {
+            ipsec::encap_to(sa, buf, l3.v6, member)?;
+        }
         bump(&self.stats.encrypted, 1);
         sa.stats.add(self.id, STAT_PACKETS, 1);
         sa.stats.add(self.id, STAT_BYTES, len as u64);

@@ -78,6 +78,9 @@ pub struct SaParams {
     pub inner_src: Vec<Prefix>,
     pub inner_dst: Vec<Prefix>,
     pub lifetime: Lifetime,
+    /// ESP transport mode (RFC 4303 3.1.1): the packet's own addresses are
+    /// the SA's endpoints, ESP goes after its IP header. Tunnel otherwise.
+    pub transport: bool,
 }
 
 impl std::fmt::Debug for SaParams {
@@ -91,6 +94,7 @@ impl std::fmt::Debug for SaParams {
             .field("natt", &self.natt)
             .field("esn", &self.esn)
             .field("replay_window", &self.replay_window)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -302,6 +306,8 @@ pub struct OutboundSa {
     pub stats: Arc<SaStats>,
     pub lifetime: Lifetime,
     pub installed: std::time::Instant,
+    /// Transport mode (see [`SaParams::transport`]).
+    pub transport: bool,
 }
 
 impl OutboundSa {
@@ -323,6 +329,7 @@ impl OutboundSa {
             stats: Arc::default(),
             lifetime: p.lifetime,
             installed: std::time::Instant::now(),
+            transport: p.transport,
         })
     }
 
@@ -352,6 +359,7 @@ impl OutboundSa {
             stats: self.stats.clone(),
             lifetime: self.lifetime,
             installed: self.installed,
+            transport: self.transport,
         };
         // Reserve past every number the old object may still hand out
         // while workers switch tables.
@@ -395,6 +403,8 @@ pub struct InboundSa {
     pub stats: Arc<SaStats>,
     pub lifetime: Lifetime,
     pub installed: std::time::Instant,
+    /// Transport mode (see [`SaParams::transport`]).
+    pub transport: bool,
 }
 
 impl InboundSa {
@@ -419,6 +429,7 @@ impl InboundSa {
             stats: Arc::default(),
             lifetime: p.lifetime,
             installed: std::time::Instant::now(),
+            transport: p.transport,
         })
     }
 
@@ -439,6 +450,7 @@ impl InboundSa {
             stats: self.stats.clone(),
             lifetime: self.lifetime,
             installed: self.installed,
+            transport: self.transport,
         }
     }
 

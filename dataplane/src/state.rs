@@ -79,6 +79,7 @@ pub fn sa_params(s: &SaSpec) -> Result<SaParams, String> {
             soft_secs: s.lifetime.soft_secs,
             hard_secs: s.lifetime.hard_secs,
         },
+        transport: s.transport,
     })
 }
 
@@ -93,6 +94,19 @@ fn paths_of(local: IpAddr, remote: IpAddr, more: &[(IpAddr, IpAddr)]) -> Result<
 }
 
 impl TableState {
+    /// A transport-mode SA moved from peer address `was` to `now`: its
+    /// policy (the host prefix of `was`, protecting with `handle`) moves
+    /// along in the same step, so no packet to the new address leaves in
+    /// the clear or is dropped for want of a policy.
+    fn move_transport_policy(&mut self, handle: u32, was: IpAddr, now: IpAddr) {
+        let host = |a: IpAddr| (a, if a.is_ipv4() { 32 } else { 128 });
+        if was == now || self.policies.get(&host(was)) != Some(&PolicyAction::Protect(handle)) {
+            return;
+        }
+        self.policies.remove(&host(was));
+        self.policies.insert(host(now), PolicyAction::Protect(handle));
+    }
+
     pub fn new(base: Tables) -> TableState {
         TableState {
             base,
@@ -242,6 +256,9 @@ impl TableState {
                     Direction::Out => {
                         let old = self.sas_out.get(spi).ok_or(format!("no outbound SA {spi:#x}"))?;
                         let sa = old.with_addresses(*local, *remote, natt).map_err(|e| e.to_string())?;
+                        if sa.transport {
+                            self.move_transport_policy(*spi, old.remote, *remote);
+                        }
                         self.sas_out.insert(*spi, Arc::new(sa));
                         self.multipath.remove(*spi);
                     }
@@ -259,11 +276,19 @@ impl TableState {
                     return Err(format!("no outbound SA {spi:#x}"));
                 }
                 let natt = natt.map(|(l, r)| NattPorts { local: l, remote: r });
+                if self.sas_out[spi].transport && paths.len() > 1 {
+                    // The packet's own addresses are the path.
+                    return Err(format!("SA {spi:#x}: a transport-mode SA has one path"));
+                }
                 self.multipath.set(*spi, paths.clone());
                 match paths.as_slice() {
                     [one] => {
                         let old = &self.sas_out[spi];
                         let sa = old.with_addresses(one.0, one.1, natt).map_err(|e| e.to_string())?;
+                        if sa.transport {
+                            let was = old.remote;
+                            self.move_transport_policy(*spi, was, one.1);
+                        }
                         self.sas_out.insert(*spi, Arc::new(sa));
                     }
                     _ => self.repath(*spi, natt)?,
@@ -517,6 +542,7 @@ mod tests {
             inner_dst: vec![],
             lifetime: cpdp::msg::Lifetimes { soft_packets: 10, hard_packets: 20, hard_secs: 60, ..Default::default() },
             paths: vec![],
+            transport: false,
         }
     }
 
@@ -627,6 +653,39 @@ mod tests {
         assert_eq!(after.remote, "198.51.100.2".parse::<IpAddr>().unwrap());
         assert!(after.next_seq().unwrap() > 5);
         assert!(Arc::ptr_eq(&after.stats, &before.stats), "counters carry on");
+    }
+
+    /// A transport-mode SA that moves (MOBIKE-X 7.3) takes its policy,
+    /// the host prefix of its peer, to the new peer address in the same
+    /// command; it has one path; the inbound SA's ends follow.
+    #[test]
+    fn a_transport_sa_moves_with_its_policy() {
+        let mut st = TableState::new(Tables::new(vec![]));
+        let mut out = spec(0x21, Direction::Out);
+        out.transport = true;
+        let mut inb = spec(0x22, Direction::In);
+        inb.transport = true;
+        st.apply(&Command::InstallSa(out)).unwrap();
+        st.apply(&Command::InstallSa(inb)).unwrap();
+        let host = |a: &str| WirePrefix { addr: a.parse().unwrap(), len: 32 };
+        st.apply(&Command::SetPolicy { dst: host("192.0.2.2"), action: PolicyAction::Protect(0x21) }).unwrap();
+        let (new_l, new_r): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        for direction in [Direction::Out, Direction::In] {
+            let spi = if direction == Direction::Out { 0x21 } else { 0x22 };
+            st.apply(&Command::UpdateSaAddresses { spi, direction, local: new_l, remote: new_r, natt: None }).unwrap();
+        }
+        let t = st.build();
+        assert!(matches!(t.policy(new_r), Some(Policy::Protect(0))), "the policy moved");
+        assert!(t.policy("192.0.2.2".parse().unwrap()).is_none(), "none left at the old address");
+        assert!(t.out_sas[0].transport && t.out_sas[0].remote == new_r);
+        assert_eq!((t.in_sas[0].local, t.in_sas[0].remote), (new_l, new_r));
+        assert!(t.has_transport_in());
+        let two = Command::SetSaPaths {
+            spi: 0x21,
+            paths: vec![(new_l, new_r), (new_l, "203.0.113.9".parse().unwrap())],
+            natt: None,
+        };
+        assert!(st.apply(&two).unwrap_err().contains("one path"));
     }
 
     fn group_cmd(spi: u32, r1: u32, r2: u32) -> Command {

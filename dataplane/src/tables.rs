@@ -64,6 +64,9 @@ pub struct Tables {
     local_ports: FxHashMap<IpAddr, u16>,
     /// Every route, for next hops chosen by port (`route_from`).
     route_list: Vec<(Prefix, Route)>,
+    /// Whether any inbound SA is in transport mode (ESP to addresses not
+    /// ours is looked at only then).
+    transport_in: bool,
 }
 
 /// A group member endpoint: the inner prefix behind it, its outer address.
@@ -124,7 +127,14 @@ impl Tables {
             groups: Vec::new(),
             local_ports: FxHashMap::default(),
             route_list: Vec::new(),
+            transport_in: false,
         }
+    }
+
+    /// Whether any inbound SA is in transport mode.
+    #[inline]
+    pub fn has_transport_in(&self) -> bool {
+        self.transport_in
     }
 
     /// One of our addresses, on port `port`.
@@ -263,6 +273,7 @@ impl Tables {
             return false;
         }
         self.spi_index.insert(sa.spi, self.in_sas.len());
+        self.transport_in |= sa.transport;
         self.in_sas.push(sa);
         true
     }
@@ -443,7 +454,11 @@ impl Tables {
                     soft_secs: s.soft_secs,
                     hard_secs: s.hard_secs,
                 },
+                transport: s.mode == crate::config::SaMode::Transport,
             };
+            if p.transport && !(s.inner_src.is_empty() && s.inner_dst.is_empty()) {
+                return Err(bad(f("inner_src"), "a transport-mode SA is selected by its local and remote".into()));
+            }
             match s.direction {
                 Direction::In => {
                     let sa = InboundSa::new(&p).map_err(|e| bad(format!("sa[{i}]"), e.to_string()))?;
@@ -513,6 +528,7 @@ impl Tables {
                 inner_dst: Vec::new(),
                 // The control plane's rollover ends a group SA's life.
                 lifetime: Default::default(),
+                transport: false,
             };
             let inb = InboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
             if !t.add_inbound(inb) {

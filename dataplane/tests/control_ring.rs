@@ -45,6 +45,7 @@ fn spec(spi: u32, direction: Direction, key: [u8; 20]) -> SaSpec {
         inner_dst: vec![],
         lifetime: Default::default(),
         paths: Vec::new(),
+        transport: false,
     }
 }
 

@@ -41,6 +41,7 @@ fn group_sa(spi: u32, local: &str) -> SaParams {
         inner_src: Vec::new(),
         inner_dst: Vec::new(),
         lifetime: Default::default(),
+        transport: false,
     }
 }
 

@@ -70,6 +70,7 @@ fn spec(l: &Lab, paths: Vec<(IpAddr, IpAddr)>) -> SaSpec {
         inner_dst: vec![],
         lifetime: Default::default(),
         paths,
+        transport: false,
     }
 }
 

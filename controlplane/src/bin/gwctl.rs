@@ -191,10 +191,11 @@ fn main() {
                 }
                 for c in s.children {
                     println!(
-                        "  child {}_i {}_o {:?} {}{}, age {}s, rekey in {}{}",
+                        "  child {}_i {}_o {:?} {}{}{}, age {}s, rekey in {}{}",
                         c.spi_in,
                         c.spi_out,
                         c.state,
+                        if c.transport { "transport " } else { "" },
                         c.alg,
                         c.pfs.map(|g| format!(" PFS group {g}")).unwrap_or_default(),
                         c.age_secs,

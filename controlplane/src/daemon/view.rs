@@ -56,6 +56,9 @@ pub struct ChildInfo {
     /// MOBIKE-X: alternate addresses the peer gave for it.
     #[serde(default)]
     pub alternates: Vec<IpAddr>,
+    /// ESP transport mode (else tunnel).
+    #[serde(default)]
+    pub transport: bool,
     /// Filled in from dataplane counters by the daemon.
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -121,6 +124,7 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
                     rekey_in_secs: c.rekey_at.map(secs),
                     paths: c.paths.iter().map(|(l, r)| format!("{l} <-> {r}")).collect(),
                     alternates: c.alternates.clone(),
+                    transport: c.transport,
                     packets_in: 0,
                     bytes_in: 0,
                     packets_out: 0,

@@ -77,6 +77,20 @@ pub struct ChildConfig {
     /// Initiator: opened with the IKE SA (else only by `gwctl initiate
     /// NAME --child CHILD`).
     pub auto: bool,
+    /// ESP transport mode (USE_TRANSPORT_MODE, RFC 7296 1.3.1): the child
+    /// SA protects traffic between the IKE SA's two addresses, which must
+    /// lie in `local_ts` and `remote_ts` (there: where the ends may be,
+    /// and may move to).
+    pub transport: bool,
+}
+
+/// `mode = "tunnel" | "transport"` of a child SA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildMode {
+    #[default]
+    Tunnel,
+    Transport,
 }
 
 /// `[[connection.child]]` as written in TOML.
@@ -88,6 +102,8 @@ pub struct ChildToml {
     pub remote_ts: Vec<Prefix>,
     #[serde(default = "d_true")]
     pub auto: bool,
+    #[serde(default)]
+    pub mode: ChildMode,
 }
 
 /// `mpsa_routes = [{ prefix = "10.3.0.0/16", endpoint = "192.0.2.13" }]`.
@@ -142,6 +158,9 @@ pub struct ConnectionToml {
     /// More child SAs (`[[connection.child]]`).
     #[serde(default)]
     pub child: Vec<ChildToml>,
+    /// The connection's own child SA: `tunnel` (default) or `transport`.
+    #[serde(default)]
+    pub mode: ChildMode,
 }
 
 fn responder() -> Role {
@@ -200,6 +219,7 @@ impl ConnectionToml {
             local_ts: self.local_ts.iter().map(|p| p.to_ts()).collect(),
             remote_ts: self.remote_ts.iter().map(|p| p.to_ts()).collect(),
             auto: true,
+            transport: self.mode == ChildMode::Transport,
         }];
         for (i, c) in self.child.iter().enumerate() {
             if children.iter().any(|k| k.name == c.name) {
@@ -216,6 +236,7 @@ impl ConnectionToml {
                 local_ts: c.local_ts.iter().map(|p| p.to_ts()).collect(),
                 remote_ts: c.remote_ts.iter().map(|p| p.to_ts()).collect(),
                 auto: c.auto,
+                transport: c.mode == ChildMode::Transport,
             });
         }
         if self.role == Role::Initiator && remote.is_none() {

@@ -235,9 +235,12 @@ pub fn select_esp(ours: &[EspSuite], theirs: &[Proposal], want_dh: Option<DhGrou
             let esn_ok = o.has(TransformType::ExtendedSequenceNumbers, s.esn as u16, None)
                 || (!s.esn && !o.types().any(|t| t == TransformType::ExtendedSequenceNumbers));
             // PFS: the group must be one the peer offered and match its KE.
+            // A suite of ours without a group takes the peer's (one we
+            // implement): PFS the peer asks for only adds to what we want.
             let dh = match want_dh {
                 Some(g) => {
-                    if s.dh != Some(g) || !o.has(TransformType::KeyExchange, g.value(), None) {
+                    let ours = s.dh == Some(g) || (s.dh.is_none() && crate::crypto::dh::supported(g));
+                    if !ours || !o.has(TransformType::KeyExchange, g.value(), None) {
                         continue;
                     }
                     Some(g)

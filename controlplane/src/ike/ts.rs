@@ -144,6 +144,17 @@ pub fn within(inner: &[TrafficSelector], outer: &[TrafficSelector]) -> bool {
     inner.iter().all(|i| outer.iter().any(|o| intersect(i, o).as_ref() == Some(i)))
 }
 
+/// Whether address `a` lies in one of the selectors' address ranges.
+pub fn covers(ts: &[TrafficSelector], a: IpAddr) -> bool {
+    ts.iter().any(|t| t.start.is_ipv4() == a.is_ipv4() && t.start <= a && a <= t.end)
+}
+
+/// The selector of one address, every protocol and port (a transport-mode
+/// child SA's, RFC 7296 1.3.1).
+pub fn host(a: IpAddr) -> TrafficSelector {
+    Prefix { addr: a, len: if a.is_ipv4() { 32 } else { 128 } }.to_ts()
+}
+
 /// The smallest list of prefixes covering a selector's address range.
 pub fn to_prefixes(ts: &TrafficSelector) -> Vec<WirePrefix> {
     let v6 = ts.start.is_ipv6();

@@ -252,6 +252,7 @@ impl MpsaPut {
             inner_dst: Vec::new(),
             lifetime: Default::default(),
             paths: Vec::new(),
+            transport: false,
         }
     }
 }

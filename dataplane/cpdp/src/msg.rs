@@ -65,6 +65,12 @@ pub struct SaSpec {
     /// preference. The dataplane sends on the first whose local address is
     /// on a port with its link up; the others take over at once.
     pub paths: Vec<(IpAddr, IpAddr)>,
+    /// ESP transport mode (RFC 4303 3.1.1; USE_TRANSPORT_MODE, RFC 7296
+    /// 1.3.1): packets keep their own header, whose addresses are
+    /// (`local`, `remote`); the inner prefixes are unused. A move
+    /// (`UpdateSaAddresses`) carries the SA's selectors and the policy of
+    /// its old peer address along. Tunnel mode otherwise.
+    pub transport: bool,
 }
 
 /// Soft and hard lifetimes by octets, packets and seconds (0 = none).
@@ -321,6 +327,7 @@ mod tests {
             inner_dst: vec![],
             lifetime: Lifetimes { hard_bytes: 1 << 30, soft_secs: 3000, ..Default::default() },
             paths: vec![],
+            transport: false,
         }
     }
 

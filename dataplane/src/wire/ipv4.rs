@@ -181,6 +181,18 @@ pub fn patch_len_ident(out: &mut [u8], payload_len: usize, ident: u16) {
     out[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Sets the protocol and total length of the header at the start of `out`
+/// (whatever its length, options included) and recomputes its checksum:
+/// what ESP transport mode changes in a packet's own header.
+pub fn set_protocol_len(out: &mut [u8], protocol: u8, total_len: usize) {
+    let hl = ((out[field::VER_IHL] & 0x0f) as usize * 4).clamp(MIN_HEADER_LEN, out.len());
+    out[field::PROTOCOL] = protocol;
+    out[field::TOTAL_LEN..field::TOTAL_LEN + 2].copy_from_slice(&(total_len as u16).to_be_bytes());
+    out[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&[0, 0]);
+    let c = checksum(&out[..hl], 0);
+    out[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 /// The pseudo-header sum for UDP/TCP checksums (RFC 768).
 pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: usize) -> u32 {
     let mut b = [0u8; 12];

@@ -122,6 +122,49 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Where the upper layer starts behind an IPv6 header and the extension
+/// headers before it, and which octet names it (what ESP transport mode
+/// inserts itself at, RFC 4303 3.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpperLayer {
+    /// The protocol (`ipproto::FRAGMENT` for any fragment).
+    pub protocol: u8,
+    /// Its offset from the start of the IPv6 header.
+    pub offset: usize,
+    /// The offset of the Next Header octet that holds `protocol`: in the
+    /// fixed header or in the last extension header.
+    pub next_header_at: usize,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Like [`Packet::upper_layer`], also saying which octet names the
+    /// upper layer; every fragment, first or not, stops the walk at its
+    /// fragment header (transport-mode ESP is applied to whole packets).
+    pub fn upper_layer_at(&self) -> Result<UpperLayer> {
+        let b = &self.b()[..self.total_len()];
+        let mut at = field::NEXT_HEADER;
+        let mut off = HEADER_LEN;
+        for _ in 0..MAX_EXT_HEADERS {
+            let nh = b[at];
+            match nh {
+                ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS => {
+                    if off + 8 > b.len() {
+                        return Err(WireError::Truncated);
+                    }
+                    let len = (b[off + 1] as usize + 1) * 8;
+                    if off + len > b.len() {
+                        return Err(WireError::Truncated);
+                    }
+                    at = off;
+                    off += len;
+                }
+                _ => return Ok(UpperLayer { protocol: nh, offset: off, next_header_at: at }),
+            }
+        }
+        Err(WireError::Malformed)
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn decrement_hop_limit(&mut self) {
         let b = self.buf.as_mut();

@@ -30,6 +30,12 @@ use crate::ike::proposal::{self, EspSuite};
 use crate::ike::ts;
 use crate::wire::{KeyExchange, Notify, Payload, TrafficSelector};
 
+/// The selectors of a transport-mode child SA of `sa`: its two addresses
+/// (ours, the peer's), each alone.
+pub(super) fn transport_ts(sa: &Core) -> (Vec<TrafficSelector>, Vec<TrafficSelector>) {
+    (vec![ts::host(sa.local.ip())], vec![ts::host(sa.remote.ip())])
+}
+
 /// A child SA the responder agreed to: its config, SPIs, suite, keys
 /// (what we receive with, what we send with) and selectors (ours, theirs).
 struct Agreed {
@@ -39,6 +45,7 @@ struct Agreed {
     keys: ((Secret, Secret), (Secret, Secret)),
     ts: (Vec<TrafficSelector>, Vec<TrafficSelector>),
     rekey_of: Option<u32>,
+    transport: bool,
 }
 
 impl Engine {
@@ -48,9 +55,11 @@ impl Engine {
         if est.children.iter().any(|c| c.cfg == k && c.state == ChildState::Installed) {
             return false;
         }
-        let (ts_local, ts_remote) = (cfg.local_ts.clone(), cfg.remote_ts.clone());
+        let transport = cfg.transport;
+        let (ts_local, ts_remote) =
+            if transport { transport_ts(sa) } else { (cfg.local_ts.clone(), cfg.remote_ts.clone()) };
         let suites = self.conns[sa.conn].esp.clone();
-        let Some((p, spi_in, ni, dh)) = self.child_offer(sa, &suites, None, &ts_local, &ts_remote) else {
+        let Some((p, spi_in, ni, dh)) = self.child_offer(sa, &suites, None, &ts_local, &ts_remote, transport) else {
             return false;
         };
         let child = NewChild { cfg: k, spi_in, ts_local, ts_remote };
@@ -70,13 +79,18 @@ impl Engine {
             (c.pfs_group.is_some_and(|g| s.dh != Some(g)), s.encr != c.suite.encr || s.integ != c.suite.integ)
         });
         let (tl, tr) = (c.ts_local.clone(), c.ts_remote.clone());
-        let Some((p, spi_in, ni, dh)) = self.child_offer(sa, &suites, Some(old), &tl, &tr) else { return false };
+        let transport = c.transport;
+        let Some((p, spi_in, ni, dh)) = self.child_offer(sa, &suites, Some(old), &tl, &tr, transport) else {
+            return false;
+        };
         self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyChild { old, spi_in, ni, dh });
         true
     }
 
     /// The payloads of a CREATE_CHILD_SA request for a child SA: [N(REKEY_SA)],
-    /// SA, Ni, [KEi], TSi, TSr; with our new SPI, nonce and DH private value.
+    /// [N(USE_TRANSPORT_MODE)], SA, Ni, [KEi], TSi, TSr; with our new SPI,
+    /// nonce and DH private value. A rekey asks for the mode it keeps
+    /// (RFC 7296 1.3.3 rekeys with the same notifies as the original).
     #[allow(clippy::type_complexity)]
     fn child_offer(
         &mut self,
@@ -85,6 +99,7 @@ impl Engine {
         rekey: Option<u32>,
         ts_local: &[TrafficSelector],
         ts_remote: &[TrafficSelector],
+        transport: bool,
     ) -> Option<(Vec<Payload>, u32, Vec<u8>, Option<(DhGroup, DhPrivate)>)> {
         let pfs_group = suites.first().and_then(|s| s.dh).filter(|_| self.conns[sa.conn].pfs);
         let spi_in = self.new_child_spi();
@@ -92,6 +107,9 @@ impl Engine {
         let mut p = Vec::new();
         if let Some(old) = rekey {
             p.push(Payload::Notify(Notify::esp(NotifyType::RekeySa, old)));
+        }
+        if transport {
+            p.push(Payload::Notify(Notify::new(NotifyType::UseTransportMode, vec![])));
         }
         p.push(Payload::Sa(proposal::esp_proposals(suites, spi_in, pfs_group.is_some())));
         p.push(Payload::Nonce(ni.clone()));
@@ -145,9 +163,30 @@ impl Engine {
             let g = DhGroup::from_value(ke.group);
             let c = &self.conns[sa.conn];
             let offered = offer.iter().any(|pr| proposal::proposal_dh(pr) == Some(g));
-            if !dh::supported(g) || !c.esp.iter().any(|s| s.dh == Some(g)) || !offered {
-                let want = c.esp.iter().find_map(|s| s.dh).unwrap_or(DhGroup::Curve25519);
-                return self.refuse(sa, ex, id, &Error::WrongKeGroup { want, got: ke.group });
+            // A suite without a group accepts the peer's PFS group (see
+            // proposal::select_esp); else the group must be one of ours.
+            let ours = c.esp.iter().any(|s| s.dh == Some(g) || (s.dh.is_none() && dh::supported(g)));
+            if !dh::supported(g) || !ours || !offered {
+                // INVALID_KE_PAYLOAD names a group we take and the peer
+                // offered (RFC 7296 1.3); with none, no proposal fits.
+                let peer_groups: Vec<DhGroup> = offer.iter().filter_map(proposal::proposal_dh).collect();
+                let want = c
+                    .esp
+                    .iter()
+                    .filter_map(|s| s.dh)
+                    .find(|w| peer_groups.contains(w))
+                    .or_else(|| {
+                        let any_open = c.esp.iter().any(|s| s.dh.is_none());
+                        peer_groups.iter().copied().find(|w| any_open && dh::supported(*w))
+                    })
+                    .filter(|w| *w != g);
+                return match want {
+                    Some(want) => self.refuse(sa, ex, id, &Error::WrongKeGroup { want, got: ke.group }),
+                    None => {
+                        self.stats.no_proposal += 1;
+                        self.refuse(sa, ex, id, &Error::NoProposal)
+                    }
+                };
             }
             let Ok((d, pk)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return };
             match dh::agree(d, &ke.data) {
@@ -207,20 +246,44 @@ impl Engine {
             Some((_, k)) => vec![k],
             None => (0..c.children.len()).collect(),
         };
-        let narrowed = configs.into_iter().find_map(|k| {
-            let cfg = &c.children[k];
-            let remote_policy = vip_ts.map_or_else(|| cfg.remote_ts.clone(), |v| vec![v]);
-            let ts_remote = ts::narrow(tsi, &remote_policy);
-            let ts_local = ts::narrow(tsr, &cfg.local_ts);
-            (!ts_remote.is_empty() && !ts_local.is_empty()).then_some((k, ts_local, ts_remote))
-        });
-        let Some((cfg, ts_local, ts_remote)) = narrowed else { return Err(Error::TsUnacceptable) };
+        // RFC 7296 1.3.1: USE_TRANSPORT_MODE asks for transport mode; a
+        // transport config of ours answers it (selectors: the two IKE
+        // addresses, which must fit the config), else a tunnel config does,
+        // answered without the notify (tunnel mode). Without the notify
+        // only tunnel configs fit.
+        let wants_transport = notify(p, NotifyType::UseTransportMode).is_some();
+        let (here, there) = (sa.local.ip(), sa.remote.ip());
+        let transport_fit =
+            configs.iter().copied().filter(|&k| wants_transport && c.children[k].transport).find(|&k| {
+                let cfg = &c.children[k];
+                // Behind a NAT the peer's selector names an address we cannot
+                // see (RFC 7296 2.23.1): the one it comes from stands for it.
+                let theirs = (sa.nat || ts::covers(tsi, there)) && ts::covers(&cfg.remote_ts, there);
+                theirs && ts::covers(tsr, here) && ts::covers(&cfg.local_ts, here)
+            });
+        let narrowed = match transport_fit {
+            Some(k) => {
+                let (l, r) = transport_ts(sa);
+                Some((k, l, r, true))
+            }
+            None => configs.into_iter().filter(|&k| !c.children[k].transport).find_map(|k| {
+                let cfg = &c.children[k];
+                let remote_policy = vip_ts.map_or_else(|| cfg.remote_ts.clone(), |v| vec![v]);
+                let ts_remote = ts::narrow(tsi, &remote_policy);
+                let ts_local = ts::narrow(tsr, &cfg.local_ts);
+                (!ts_remote.is_empty() && !ts_local.is_empty()).then_some((k, ts_local, ts_remote, false))
+            }),
+        };
+        let Some((cfg, ts_local, ts_remote, transport)) = narrowed else { return Err(Error::TsUnacceptable) };
         let spi_out =
             payloads::offer_spi(offer, chosen.num).ok_or(Error::Missing("an ESP SPI in the chosen proposal"))?;
         let spi_in = self.new_child_spi();
         let k = keys::child_keys(sa.suite.prf, &sa.keys.sk_d, g_ir, ni, nr, suite.encr, suite.integ);
         chosen.spi = spi_in.to_be_bytes().to_vec();
-        let out = vec![Payload::Sa(vec![chosen]), Payload::TsI(ts_remote.clone()), Payload::TsR(ts_local.clone())];
+        let mut out = vec![Payload::Sa(vec![chosen]), Payload::TsI(ts_remote.clone()), Payload::TsR(ts_local.clone())];
+        if transport {
+            out.push(Payload::Notify(Notify::new(NotifyType::UseTransportMode, vec![])));
+        }
         // The peer initiated: we receive with the initiator keys.
         let keys = ((k.encr_i, k.integ_i), (k.encr_r, k.integ_r));
         let rekey_of = rekey.map(|(old, _)| old);
@@ -228,7 +291,7 @@ impl Engine {
             now,
             sa,
             est,
-            Agreed { cfg, spis: (spi_in, spi_out), suite, keys, ts: (ts_local, ts_remote), rekey_of },
+            Agreed { cfg, spis: (spi_in, spi_out), suite, keys, ts: (ts_local, ts_remote), rekey_of, transport },
         );
         Ok(out)
     }
@@ -257,16 +320,39 @@ impl Engine {
             self.failed(sa.conn, Error::BadAnswer("the responder chose an ESP proposal we did not offer"));
             return false;
         };
-        if !ts::within(tsi, &asked.ts_local) || !ts::within(tsr, &asked.ts_remote) {
+        let asked_transport = self.conns[sa.conn].children.get(asked.cfg).is_some_and(|c| c.transport);
+        let transport = notify(p, NotifyType::UseTransportMode).is_some();
+        // Transport mode behind a NAT: the responder names our address as
+        // it sees it (RFC 7296 2.23.1); ours stay the IKE SA's addresses.
+        let nat_transport = transport && sa.nat;
+        if !nat_transport && (!ts::within(tsi, &asked.ts_local) || !ts::within(tsr, &asked.ts_remote)) {
             self.failed(sa.conn, Error::BadAnswer("the responder widened the traffic selectors"));
             return false;
         }
         let k = keys::child_keys(sa.suite.prf, &sa.keys.sk_d, g_ir, ni, nr, suite.encr, suite.integ);
         // We initiated: we send with the initiator keys.
         let keys = ((k.encr_r, k.integ_r), (k.encr_i, k.integ_i));
-        let (tl, tr) = (tsi.clone(), tsr.clone());
-        let a = Agreed { cfg: asked.cfg, spis: (asked.spi_in, spi_out), suite, keys, ts: (tl, tr), rekey_of };
+        let (tl, tr) = if transport { transport_ts(sa) } else { (tsi.clone(), tsr.clone()) };
+        let spi_in = asked.spi_in;
+        let a =
+            Agreed { cfg: asked.cfg, spis: (asked.spi_in, spi_out), suite, keys, ts: (tl, tr), rekey_of, transport };
         self.add_child(now, sa, est, a);
+        if transport != asked_transport {
+            // RFC 7296 1.3.1: a responder may answer tunnel mode to a
+            // request for transport mode; our policy wants the mode it
+            // asked for, so the SA goes again (as does one in transport
+            // mode we did not ask for).
+            self.failed(
+                sa.conn,
+                Error::BadAnswer(if asked_transport {
+                    "the responder declined transport mode (no USE_TRANSPORT_MODE): child SA deleted"
+                } else {
+                    "the responder answered USE_TRANSPORT_MODE we did not ask for: child SA deleted"
+                }),
+            );
+            sa.w.tasks.push_back(Task::DeleteChild(spi_in));
+            return false;
+        }
         true
     }
 
@@ -300,6 +386,7 @@ impl Engine {
                 .map(|o| o.paths.clone())
                 .unwrap_or_default(),
             alternates: Vec::new(),
+            transport: a.transport,
         };
         self.install_child(sa, &child);
         est.children.push(child);

@@ -147,6 +147,7 @@ impl Engine {
             inner_dst: dst.iter().flat_map(ts::to_prefixes).collect(),
             lifetime: Lifetimes::default(),
             paths: if dir == Direction::Out { paths[1..].to_vec() } else { Vec::new() },
+            transport: c.transport,
         }
     }
 
@@ -163,6 +164,28 @@ impl Engine {
             natt,
         });
         self.dp(Command::SetSaPaths { spi: c.spi_in, paths, natt });
+    }
+
+    /// After the IKE SA moved: transport-mode child SAs' selectors are its
+    /// addresses, so they move too. The dataplane moved each one's policy
+    /// with its `UpdateSaAddresses` (in the same step, no packet between);
+    /// here the record of it follows, with nothing more to send.
+    pub(super) fn move_transport_children(&mut self, sa: &Core, est: &mut Established) {
+        for c in est.children.iter_mut().filter(|c| c.transport) {
+            let (here, there) = child_paths(sa, c)[0];
+            let (l, r) = (vec![ts::host(here)], vec![ts::host(there)]);
+            if c.ts_remote == r && c.ts_local == l {
+                continue;
+            }
+            for d in c.ts_remote.iter().flat_map(ts::to_prefixes) {
+                let _ = self.policies.remove(d, c.spi_in);
+            }
+            c.ts_local = l;
+            c.ts_remote = r.clone();
+            for d in r.iter().flat_map(ts::to_prefixes) {
+                let _ = self.policies.add(d, c.spi_in);
+            }
+        }
     }
 
     pub(super) fn install_child(&mut self, sa: &Core, c: &Child) {

@@ -43,12 +43,15 @@ impl Engine {
         let first = &c.children[0];
         // With a virtual address to come, propose "any" for our side and
         // let the responder narrow it to the address (RFC 7296 2.9, 3.15).
-        let ts_local = if c.request_vip {
-            vec![ts::Prefix { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), len: 0 }.to_ts()]
+        let transport = first.transport;
+        let (ts_local, ts_remote) = if transport {
+            // Transport mode: the two IKE addresses (RFC 7296 1.3.1).
+            super::child_sa::transport_ts(sa)
+        } else if c.request_vip {
+            (vec![ts::Prefix { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), len: 0 }.to_ts()], first.remote_ts.clone())
         } else {
-            first.local_ts.clone()
+            (first.local_ts.clone(), first.remote_ts.clone())
         };
-        let ts_remote = first.remote_ts.clone();
         let mut p = vec![Payload::IdI(idi)];
         // RFC 7296 2.4: INITIAL_CONTACT asserts that this is the only IKE
         // SA between the two identities; the peer deletes any other.
@@ -66,6 +69,9 @@ impl Engine {
             }));
         }
         p.extend(self.mobike_auth_payloads(sa.conn));
+        if transport {
+            p.push(Payload::Notify(Notify::new(NotifyType::UseTransportMode, vec![])));
+        }
         p.push(Payload::Sa(proposal::esp_proposals(&c.esp, spi_in, false)));
         p.push(Payload::TsI(ts_local.clone()));
         p.push(Payload::TsR(ts_remote.clone()));

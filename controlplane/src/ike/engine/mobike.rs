@@ -358,6 +358,7 @@ impl Engine {
                 self.dp(cmd);
             }
         }
+        self.move_transport_children(sa, est);
         let conn = self.conns[sa.conn].name.clone();
         self.event(Event::Moved { conn, from, to: (sa.local, sa.remote), why });
     }

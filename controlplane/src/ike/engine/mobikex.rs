@@ -29,9 +29,10 @@ use super::dataplane::child_paths;
 use super::sa::{Alternate, Child, ChildState, Core, Established, MobikexOp, Pending, Task};
 use super::{Engine, Error, Event};
 use crate::codepoints::{ExchangeType, NotifyType};
+use crate::ike::ts::covers;
 use crate::mobikex::param::{self, AddressClass};
 use crate::mobikex::{selector, Action, ActionKind, Candidate, IpParam, Param, Step};
-use crate::wire::{Notify, Payload, TrafficSelector};
+use crate::wire::{Notify, Payload};
 
 /// An operator's MOBIKE-X request (`Engine::change_addresses`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,15 +89,13 @@ impl Candidate for ChildView<'_> {
         child_paths(self.0, self.1).iter().any(|&(l, r)| l == a || r == a)
     }
     fn has_inner(&self, a: IpAddr) -> bool {
-        covers(&self.1.ts_local, a) || covers(&self.1.ts_remote, a)
+        // A transport-mode SA has no inner addresses (its selectors are
+        // its outer ones).
+        !self.1.transport && (covers(&self.1.ts_local, a) || covers(&self.1.ts_remote, a))
     }
     fn mode(&self) -> (bool, bool) {
-        (false, self.0.nat)
+        (self.1.transport, self.0.nat)
     }
-}
-
-fn covers(ts: &[TrafficSelector], a: IpAddr) -> bool {
-    ts.iter().any(|t| t.start.is_ipv4() == a.is_ipv4() && t.start <= a && a <= t.end)
 }
 
 /// A refused action: the notify it is answered with, and why (for the log).
@@ -364,6 +363,19 @@ impl Engine {
         if !ike_moves && plan.is_empty() {
             return refuse(NotifyType::UnmatchedSelectorSet, "no selected SA has that address");
         }
+        // Transport mode: the new address becomes the SA's selector, which
+        // our policy for it must allow (MOBIKE-X 7.3: else DOES_NOT_FIT_SPD,
+        // nothing changed).
+        for (i, _) in &plan {
+            let c = &est.children[*i];
+            let cfg = self.conns[sa.conn].children.get(c.cfg);
+            if c.transport && cfg.is_some_and(|k| !covers(&k.remote_ts, new)) {
+                return refuse(
+                    NotifyType::DoesNotFitSpd,
+                    format!("transport-mode child SA {:08x}: {new} is outside its remote_ts", c.spi_in),
+                );
+            }
+        }
         if check {
             return Ok(Vec::new());
         }
@@ -409,6 +421,17 @@ impl Engine {
     ) -> Result<Vec<Payload>, Refusal> {
         if selected.is_empty() {
             return refuse(NotifyType::UnmatchedSelectorSet, "no child SA matches (ADD concerns child SAs, 7.6)");
+        }
+        // A transport-mode SA's addresses are its selectors: one pair, the
+        // packets' own; a second would not fit its SPD entry.
+        if let Some(&i) = selected.iter().find(|&&i| est.children[i].transport) {
+            return refuse(
+                NotifyType::DoesNotFitSpd,
+                format!(
+                    "child SA {:08x} is in transport mode: its addresses are its selectors",
+                    est.children[i].spi_in
+                ),
+            );
         }
         if check {
             return Ok(Vec::new());
@@ -466,13 +489,14 @@ impl Engine {
     }
 
     /// The dataplane and the log learn the new paths of these child SAs.
-    fn paths_changed(&mut self, sa: &Core, est: &Established, which: &[usize]) {
+    fn paths_changed(&mut self, sa: &Core, est: &mut Established, which: &[usize]) {
         for &i in which {
             let c = &est.children[i];
             self.send_paths(sa, c);
             let conn = self.conns[sa.conn].name.clone();
             self.event(Event::PathsChanged { conn, spi_in: c.spi_in, paths: child_paths(sa, c) });
         }
+        self.move_transport_children(sa, est);
     }
 
     /// Initiator: a MOBIKE-X request of ours (`Task::Mobikex`): SELECTORs

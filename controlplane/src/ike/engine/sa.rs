@@ -231,6 +231,9 @@ pub struct Child {
     /// MOBIKE-X ADDITIONAL_IP_ADDRESS for this child SA (6.5: kept for the
     /// operator, not acted on).
     pub alternates: Vec<IpAddr>,
+    /// ESP transport mode (USE_TRANSPORT_MODE agreed, RFC 7296 1.3.1): the
+    /// selectors are the IKE SA's two addresses and move with it.
+    pub transport: bool,
 }
 
 /// The request window of one IKE SA (RFC 7296 2.3: one request in flight

@@ -33,6 +33,7 @@ fn inbound(spi: u32) -> Command {
         inner_dst: Vec::new(),
         lifetime: Default::default(),
         paths: Vec::new(),
+        transport: false,
     })
 }
 
