@@ -9,14 +9,16 @@
 #    [cpe] up1 10.81.0.1 ---+              [hub] wan 10.80.0.1
 #          up2 10.82.0.1 ---+--- isp (router) ---+
 #
-# The CPE (initiator) has two uplinks and two child SAs, "data" and
-# "voice"; MOBIKE-X is negotiated (both sides offer version 2). It adds
+# The CPE (initiator) has two uplinks and three child SAs, "data" and
+# "voice" (tunnel mode) and "mgmt" (transport mode, between the two
+# gateways' own addresses); MOBIKE-X is negotiated (both offer version 2). It adds
 # its second address to the voice child SA (ADD_SA_ADDRESS with a SELECTOR
 # naming its SPI), removes the first (REMOVE_SA_ADDRESS): voice goes on
 # over up2, and with up1 blocked in the ISP, voice flows and data does
 # not. Then voice is multihomed on both uplinks and up1's link goes down:
 # the CPE's dataplane sends on up2 at once and its control plane moves the
-# IKE SA and data there (UPDATE with OLD/NEW); packets lost are counted.
+# IKE SA and data there (UPDATE with OLD/NEW), and mgmt's selectors move
+# with it; packets lost are counted.
 # Checks print "ok"/"FAIL"; exits non-zero on a failure. Needs root and
 # release builds. Creates and removes only its own namespaces and processes.
 set -euo pipefail
@@ -111,6 +113,9 @@ dataplane hub wan 10.80.0.1/24 lan 10.92.0.1/16
 child() { # NAME LOCAL REMOTE
     printf '[[connection.child]]\nname = "%s"\nlocal_ts = ["%s"]\nremote_ts = ["%s"]\n' "$1" "$2" "$3"
 }
+# A transport-mode child SA between the two gateways' own addresses: its
+# selectors are the IKE addresses, anywhere in 10.80.0.0/12.
+tchild() { printf '[[connection.child]]\nname = "mgmt"\nmode = "transport"\nlocal_ts = ["10.80.0.0/12"]\nremote_ts = ["10.80.0.0/12"]\n'; }
 cat >"$RUN/cpe.cp.toml" <<EOF
 [daemon]
 transport = "dataplane"
@@ -129,6 +134,7 @@ local_ts = ["10.91.1.0/24"]
 remote_ts = ["10.92.1.0/24"]
 additional_addresses = ["10.82.0.1"]
 $(child voice 10.91.2.0/24 10.92.2.0/24)
+$(tchild)
 EOF
 cat >"$RUN/hub.cp.toml" <<EOF
 [daemon]
@@ -147,6 +153,7 @@ psk = "$PSK"
 local_ts = ["10.92.1.0/24"]
 remote_ts = ["10.91.1.0/24"]
 $(child voice 10.92.2.0/24 10.91.2.0/24)
+$(tchild)
 EOF
 for n in hub cpe; do
     "$BIN/gw-dataplane" --config "$RUN/$n.dp.toml" --check >/dev/null
@@ -166,14 +173,18 @@ wait_for() { # wait_for SECONDS command...
     for _ in $(seq $((s * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
     return 1
 }
-two_children() { [ "$(hub list | grep -c 'child .* Installed')" -eq 2 ]; }
+three_children() { [ "$(hub list | grep -c 'child .* Installed')" -eq 3 ]; }
+mgmt_ts() { # mgmt_ts gwctl-function "SELECTORS": the transport child's selectors
+    "$1" list | grep -A1 'transport .*\[mgmt\]' | grep -q "$2"
+}
 ping_from() { # ping_from SRC DST [COUNT]
     ip netns exec "$P-cpe-lan" ping -q -c "${3:-5}" -i 0.05 -W 1 -I "$1" "$2" 2>&1 | grep -q ' 0% packet loss'
 }
 no_reply() { ! ip netns exec "$P-cpe-lan" ping -q -c 3 -i 0.1 -W 1 -I "$1" "$2" >/dev/null 2>&1; }
 voice_paths() { hub list | grep -A6 '\[voice\]' | grep 'paths'; }
 
-check "the CPE brings up its IKE SA and both child SAs with the hub" wait_for 15 two_children
+check "the CPE brings up its IKE SA and its three child SAs with the hub" wait_for 15 three_children
+check "mgmt is in transport mode on the IKE addresses (USE_TRANSPORT_MODE)" bash -c "$(declare -f hub cpe mgmt_ts); BIN=$BIN RUN=$RUN; mgmt_ts hub '10.80.0.1/32 === 10.81.0.1/32' && mgmt_ts cpe '10.81.0.1/32 === 10.80.0.1/32'"
 check "MOBIKE-X negotiated (gwctl list: MOBIKE-X, both sides)" bash -c "$(declare -f cpe hub); BIN=$BIN RUN=$RUN; cpe list | grep -q 'MOBIKE-X' && hub list | grep -q 'MOBIKE-X'"
 ip netns exec "$P-cpe-lan" ping -q -c 2 -W 1 -I 10.91.1.10 10.92.1.10 >/dev/null 2>&1 || true
 ip netns exec "$P-cpe-lan" ping -q -c 2 -W 1 -I 10.91.2.10 10.92.2.10 >/dev/null 2>&1 || true
@@ -227,6 +238,7 @@ say "     voice (multihomed) while up1's link went down: $(grep 'packet loss' "$
 check "the CPE saw up1 go and moved its IKE SA to up2" wait_for 5 grep -qE "moved from 10.81.0.1:[0-9]+ .* to 10.82.0.1:[0-9]+ .*our address on the path went away" "$RUN/cpe.cp.log"
 check "data flows after the move" wait_for 5 ping_from 10.91.1.10 10.92.1.10
 check "voice flows after the move" ping_from 10.91.2.10 10.92.2.10
+check "the transport-mode child SA moved with its selectors (hub and CPE)" wait_for 5 bash -c "$(declare -f hub cpe mgmt_ts); BIN=$BIN RUN=$RUN; mgmt_ts hub '10.80.0.1/32 === 10.82.0.1/32' && mgmt_ts cpe '10.82.0.1/32 === 10.80.0.1/32'"
 ip -n "$P-cpe" link set up1 up
 
 say "$pass passed, $fail failed"

@@ -292,3 +292,38 @@ fn rfc7296_2_23_without_mobike_a_new_nat_mapping_moves_the_child_sas() {
     assert_eq!(natt, Some((4500, 41000 + 4500)), "ESP follows the new mapping");
     assert_eq!(moved(&b), [MoveReason::NatMapping]);
 }
+
+/// RFC 4555 3.4 and 3.5: the responder's address the initiator sends to
+/// leaves the responder's address set (a new list, from another address
+/// of the responder's): the initiator, who decides the path, moves to the
+/// address the responder spoke from (UPDATE_SA_ADDRESSES), and the
+/// responder follows. (strongSwan does this as a responder whose address
+/// lost its route.)
+#[test]
+fn rfc4555_3_4_a_responder_address_gone_from_its_set_moves_the_initiator() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, now) = up(fam, "", "");
+        let (speaks, listed): (IpAddr, IpAddr) = if fam.0.is_ipv4() {
+            ("10.77.0.22".parse().unwrap(), "10.77.0.33".parse().unwrap())
+        } else {
+            ("fd77::22".parse().unwrap(), "fd77::33".parse().unwrap())
+        };
+        let list = match listed {
+            IpAddr::V4(x) => Notify::new(NotifyType::AdditionalIp4Address, x.octets().to_vec()),
+            IpAddr::V6(x) => Notify::new(NotifyType::AdditionalIp6Address, x.octets().to_vec()),
+        };
+        b.e.send_informational(now, "lab", vec![Payload::Notify(list)]).unwrap();
+        // B's request leaves from its other address.
+        for d in b.take() {
+            let from = SocketAddr::new(speaks, d.local.port());
+            a.e.handle_datagram(now, d.remote, from, &d.data);
+        }
+        run(&mut a, &mut b, now);
+        let sa = a.e.ike_sas().next().unwrap();
+        assert_eq!(sa.remote().ip(), speaks, "{fam:?}");
+        assert!(moved(&a).contains(&MoveReason::PeerAddressGone), "{:?}", a.events);
+        assert_eq!(b.e.ike_sas().next().unwrap().local().ip(), speaks, "B follows the UPDATE");
+        // A's child SA sends to the new address.
+        assert!(updates(&a).iter().any(|u| u.1 == Direction::Out && u.3 == speaks));
+    }
+}

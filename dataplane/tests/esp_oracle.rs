@@ -15,18 +15,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use dataplane::crypto::Algorithm;
 use dataplane::pcap;
 use dataplane::wire::{esp, ipproto, ipv4, ipv6, udp};
-
-fn oracle() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/interop/esp-oracle"));
-    assert!(p.exists(), "{} missing: ../shared must sit beside the repository", p.display());
-    p
-}
 
 struct Case {
     k: usize,
@@ -172,10 +165,7 @@ mac = "02:00:00:00:aa:aa"
 }
 
 fn run_oracle(args: &[String]) -> String {
-    let out = Command::new(oracle()).args(args).output().expect("run esp-oracle");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "esp-oracle {args:?} failed:\n{text}");
-    text
+    common::run_ok(&common::oracle(), args)
 }
 
 fn oracle_sa_args(cs: &Case, spi: u32, dir: usize, input: &Path, output: &Path) -> Vec<String> {
@@ -311,22 +301,7 @@ fn gateway_esp_matches_the_scapy_oracle_both_ways() {
     pcap::write_file(&d("wan_in.pcap"), &wan_in).unwrap();
     std::fs::write(d("gw.toml"), config(&cases)).unwrap();
 
-    let prefix = format!("gw-oracle-{}", std::process::id());
-    let port = |name: &str, i: u32| {
-        format!(
-            "{name}=net_pcap{i},rx_pcap={},tx_pcap={}",
-            d(&format!("{name}_in.pcap")).display(),
-            d(&format!("{name}_out.pcap")).display()
-        )
-    };
-    let bin = std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
-    let out = Command::new(bin)
-        .args(["--config", d("gw.toml").to_str().unwrap(), "--port", &port("lan", 0), "--port", &port("wan", 1)])
-        .args(["--file-prefix", &prefix, "--exit-when-idle", "500", "--stats-interval", "0"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "gw-dataplane: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = common::run_pcap_gateway(dir.path(), "gw-oracle");
     assert!(stdout.contains("counters drops bad_udp_checksum=1 zero_udp_checksum=1\n"), "{stdout}");
     let n = cases.len() * 6;
     assert!(stdout.contains(&format!("encrypted={n} decrypted={n}")), "{stdout}");

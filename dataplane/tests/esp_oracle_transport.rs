@@ -16,17 +16,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use dataplane::crypto::Algorithm;
 use dataplane::pcap;
 use dataplane::wire::{esp, ipproto, ipv4, ipv6, udp};
-
-fn oracle() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/interop/esp-oracle"));
-    assert!(p.exists(), "{} missing: ../shared must sit beside the repository", p.display());
-    p
-}
 
 fn transport_encap() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/oracle-transport-encap.py"))
@@ -144,13 +137,6 @@ mtu = 9000
     c
 }
 
-fn run(cmd: &Path, args: &[String]) -> String {
-    let out = Command::new(cmd).args(args).output().expect("run the oracle");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{} {args:?} failed:\n{text}", cmd.display());
-    text
-}
-
 fn sa_args(cs: &Case, spi: u32, dir: usize, input: &Path, output: &Path) -> Vec<String> {
     let (k, a) = cs.keys(dir);
     let mut v = vec![
@@ -233,9 +219,9 @@ fn transport_mode_esp_matches_the_scapy_oracle_both_ways() {
         let clear = d(&format!("in-clear-{}.pcap", cs.k));
         let enc = d(&format!("in-esp-{}.pcap", cs.k));
         pcap::write_file(&clear, &cs.inbound_clear()).unwrap();
-        let mut args = vec![oracle().display().to_string()];
+        let mut args = vec![common::oracle().display().to_string()];
         args.extend(sa_args(cs, cs.in_spi(), 1, &clear, &enc));
-        run(&transport_encap(), &args);
+        common::run_ok(&transport_encap(), &args);
         wan_in.extend(pcap::read_packets(&enc).unwrap());
     }
     // ESP of the first SA from a host it does not end at (192.0.2.250;
@@ -244,32 +230,17 @@ fn transport_mode_esp_matches_the_scapy_oracle_both_ways() {
     let cs = both_ways[0];
     let (clear, enc) = (d("stray-clear.pcap"), d("stray-esp.pcap"));
     pcap::write_file(&clear, &[common::udp_frame("192.0.2.250", &cs.host(), 70, 99)]).unwrap();
-    let mut args = vec![oracle().display().to_string()];
+    let mut args = vec![common::oracle().display().to_string()];
     args.extend(sa_args(cs, cs.in_spi(), 1, &clear, &enc));
     args.extend(["--seq".into(), "100".into()]);
-    run(&transport_encap(), &args);
+    common::run_ok(&transport_encap(), &args);
     wan_in.extend(pcap::read_packets(&enc).unwrap());
     let lan_in: Vec<Vec<u8>> = cases.iter().flat_map(|c| c.outbound_clear()).collect();
     pcap::write_file(&d("lan_in.pcap"), &lan_in).unwrap();
     pcap::write_file(&d("wan_in.pcap"), &wan_in).unwrap();
     std::fs::write(d("gw.toml"), config(&cases)).unwrap();
 
-    let prefix = format!("gw-oracle-tr-{}", std::process::id());
-    let port = |name: &str, i: u32| {
-        format!(
-            "{name}=net_pcap{i},rx_pcap={},tx_pcap={}",
-            d(&format!("{name}_in.pcap")).display(),
-            d(&format!("{name}_out.pcap")).display()
-        )
-    };
-    let bin = std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
-    let out = Command::new(bin)
-        .args(["--config", d("gw.toml").to_str().unwrap(), "--port", &port("lan", 0), "--port", &port("wan", 1)])
-        .args(["--file-prefix", &prefix, "--exit-when-idle", "500", "--stats-interval", "0"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "gw-dataplane: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = common::run_pcap_gateway(dir.path(), "gw-oracle-tr");
     let n_out = lan_in.len();
     let n_in: usize = both_ways.iter().map(|c| c.inbound_clear().len()).sum();
     assert!(stdout.contains(&format!("encrypted={n_out} decrypted={n_in}")), "{stdout}");
@@ -305,10 +276,13 @@ fn transport_mode_esp_matches_the_scapy_oracle_both_ways() {
         pcap::write_file(&clear, &cs.outbound_clear()).unwrap();
         let mut args = vec!["decap".to_string()];
         args.extend(sa_args(cs, cs.out_spi(), 0, &esp_pcap, &dec));
-        let text = run(&oracle(), &args);
+        let text = common::run_ok(&common::oracle(), &args);
         let count = cs.outbound_clear().len();
         assert!(text.contains(&format!("{count} ok, 0 failed")), "{}: {text}", cs.alg);
-        let cmp = run(&oracle(), &["compare".into(), dec.display().to_string(), clear.display().to_string()]);
+        let cmp = common::run_ok(
+            &common::oracle(),
+            &["compare".into(), dec.display().to_string(), clear.display().to_string()],
+        );
         assert!(cmp.contains(&format!("same: {count} packets")), "{} v6={}: {cmp}", cs.alg, cs.v6);
     }
 

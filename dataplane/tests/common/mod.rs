@@ -56,3 +56,44 @@ pub fn fix_ipv4_checksum(frame: &mut [u8]) {
     let c = dataplane::wire::checksum(&frame[14..34], 0);
     frame[24..26].copy_from_slice(&c.to_be_bytes());
 }
+
+/// `../shared/interop/esp-oracle` (Scapy's IPsec layer), which must sit
+/// beside the repository.
+pub fn oracle() -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/interop/esp-oracle"));
+    assert!(p.exists(), "{} missing: ../shared must sit beside the repository", p.display());
+    p
+}
+
+/// Runs `cmd` with `args`; its output, or a panic with it on failure.
+pub fn run_ok(cmd: &std::path::Path, args: &[String]) -> String {
+    let out = std::process::Command::new(cmd).args(args).output().expect("run a helper program");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} {args:?} failed:\n{text}", cmd.display());
+    text
+}
+
+/// Runs `gw-dataplane` (GW_DATAPLANE_BIN, else this package's) with
+/// `dir/gw.toml` on two net_pcap ports, `lan` and `wan`, reading
+/// `dir/{port}_in.pcap` and writing `dir/{port}_out.pcap`, until idle;
+/// returns its standard output (the counters) once it succeeded.
+pub fn run_pcap_gateway(dir: &std::path::Path, prefix: &str) -> String {
+    let d = |n: &str| dir.join(n);
+    let port = |name: &str, i: u32| {
+        format!(
+            "{name}=net_pcap{i},rx_pcap={},tx_pcap={}",
+            d(&format!("{name}_in.pcap")).display(),
+            d(&format!("{name}_out.pcap")).display()
+        )
+    };
+    let bin = std::env::var("GW_DATAPLANE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gw-dataplane").to_string());
+    let prefix = format!("{prefix}-{}", std::process::id());
+    let out = std::process::Command::new(bin)
+        .args(["--config", d("gw.toml").to_str().unwrap(), "--port", &port("lan", 0), "--port", &port("wan", 1)])
+        .args(["--file-prefix", &prefix, "--exit-when-idle", "500", "--stats-interval", "0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "gw-dataplane: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}

@@ -111,6 +111,9 @@ pub enum MoveReason {
     /// Without MOBIKE: the NAT in front of the peer changed its mapping
     /// (RFC 7296 2.23).
     NatMapping,
+    /// Ours, because the responder's address we sent to left its address
+    /// set (RFC 4555 3.4) and it spoke from another.
+    PeerAddressGone,
 }
 
 impl std::fmt::Display for MoveReason {
@@ -121,6 +124,7 @@ impl std::fmt::Display for MoveReason {
             MoveReason::AddressLost => "our address on the path went away (MOBIKE)",
             MoveReason::PathFailed => "the path stopped answering; another did (MOBIKE, RFC 4555 3.10)",
             MoveReason::NatMapping => "the peer's NAT mapping changed (RFC 7296 2.23)",
+            MoveReason::PeerAddressGone => "the peer's address left its address list (MOBIKE)",
         })
     }
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use cpdp::msg::{Command, Direction};
 
 use super::payloads::{has_notify, notify};
-use super::sa::{Core, Established, Mobike, Pending};
+use super::sa::{Core, Established, Mobike, Pending, Task};
 use super::{Engine, Error, Event, MoveReason};
 use crate::codepoints::{ExchangeType, NotifyType};
 use crate::crypto::keys;
@@ -187,7 +187,18 @@ impl Engine {
         // (3.4); a move is judged by the set it was made from, above.
         if let (Some(list), Some(m)) = (additional(p), est.mobike.as_mut()) {
             if version == Version::Mobike || m.alternates.is_empty() {
+                // The responder's address we send to is gone from its set
+                // (3.4: the set is the source of this request and the list)
+                // while it speaks from another: as the initiator we decide
+                // the path (3.5) and move to the one it speaks from.
+                let gone = remote.ip() != sa.remote.ip() && !list.contains(&sa.remote.ip());
                 m.peer_addresses = list;
+                if gone && sa.initiator && remote.is_ipv4() == sa.remote.is_ipv4() {
+                    let old = (sa.local, sa.remote);
+                    sa.remote = SocketAddr::new(remote.ip(), sa.remote.port());
+                    sa.w.tasks.push_back(Task::MobikeAnnounce(old, MoveReason::PeerAddressGone));
+                    self.touched.push(sa.our_spi());
+                }
             }
         }
         if nat.is_some() {

@@ -262,13 +262,29 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
         let Some(state) = table_state.as_mut() else { return };
         let mut inject = |port: u16, frame: &[u8]| -> bool {
             let Some(Some(q)) = main_txqs.get_mut(port as usize) else { return false };
-            let Some(mut m) = pool.alloc() else { return false };
-            if !m.copy_from(frame) {
-                return false;
+            let send = |q: &mut dpdk::ethdev::TxQueue| {
+                let Some(mut m) = pool.alloc() else { return false };
+                if !m.copy_from(frame) {
+                    return false;
+                }
+                let mut b = MbufBurst::new();
+                let _ = b.push(m);
+                q.tx_burst(&mut b) == 1
+            };
+            let oerrors = |q: &dpdk::ethdev::TxQueue| dpdk::ethdev::stats(q.port()).map_or(0, |s| s.oerrors);
+            let before = oerrors(q);
+            let sent = send(q);
+            // An AF_PACKET socket reports a link that went down (ENETDOWN)
+            // on its next send, even after the link is back; net_af_packet
+            // then counts the frame an error but leaves it in its ring, to
+            // leave with the next send on this queue: the IKE
+            // retransmission, half a second later (seen as a 500 ms outage
+            // on every move back to a link that had been down). A second
+            // send at once takes both out; the peer sees a retransmission.
+            if sent && oerrors(q) > before {
+                send(q);
             }
-            let mut b = MbufBurst::new();
-            let _ = b.push(m);
-            q.tx_burst(&mut b) == 1
+            sent
         };
         let mut new_tables = control.as_mut().and_then(|ctl| ctl.poll(state, &mut inject));
         // Links: a lost uplink moves multihomed SAs to their next path in
