@@ -129,6 +129,12 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         let mut g = d.lock().expect("not poisoned");
         if let Some(k) = &g.kernel {
             k.spawn_receivers(deliver.clone())?;
+            // MOBIKE over kernel UDP: the kernel says when an address goes.
+            let (d1, d2) = (deliver.clone(), deliver.clone());
+            controlplane::daemon::netlink::spawn(
+                move |a| d1(Input::LocalAddresses(a)),
+                move |e| d2(Input::NetlinkError(e)),
+            )?;
         }
         if let Some(l) = g.dp.as_mut() {
             l.spawn_events(deliver)?;
@@ -271,6 +277,21 @@ impl Daemon {
                 }
                 _ => {}
             },
+            Input::LocalAddresses(now_have) => {
+                // Only addresses we have sockets on can carry IKE.
+                let usable: Vec<std::net::IpAddr> = match &self.kernel {
+                    Some(k) if !k.binds_any() => now_have.into_iter().filter(|a| k.bound(*a)).collect(),
+                    _ => now_have,
+                };
+                let a: Vec<String> = usable.iter().map(|a| a.to_string()).collect();
+                let a = if a.is_empty() { "none".to_string() } else { a.join(", ") };
+                self.log(&format!("kernel: our usable addresses: {a}"));
+                let n = self.engine.local_addresses(now, &usable);
+                if n > 0 {
+                    self.log(&format!("moving {n} IKE SA(s) off the addresses that went (MOBIKE)"));
+                }
+            }
+            Input::NetlinkError(e) => self.log(&format!("kernel: a netlink message skipped: {e}")),
             Input::Admin(req, reply) => {
                 let r = self.admin(now, req);
                 let _ = reply.send(r);

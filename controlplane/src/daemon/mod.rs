@@ -5,16 +5,26 @@
 
 pub mod admin;
 pub mod config;
+pub mod netlink;
 pub mod transport;
 pub mod view;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::Sender;
 
 /// Everything the daemon's loop reacts to, from every thread.
 #[derive(Debug)]
 pub enum Input {
-    Datagram { local: SocketAddr, remote: SocketAddr, data: Vec<u8> },
+    Datagram {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
     Dataplane(cpdp::msg::Event),
     Admin(admin::Request, Sender<admin::Response>),
+    /// The kernel's usable addresses changed (kernel UDP transport:
+    /// rtnetlink, `netlink.rs`).
+    LocalAddresses(Vec<IpAddr>),
+    /// A message from the kernel that did not parse (logged, skipped).
+    NetlinkError(String),
 }

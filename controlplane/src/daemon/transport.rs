@@ -52,6 +52,16 @@ impl KernelUdp {
         Ok(())
     }
 
+    /// Whether a socket is bound to `a` (either port).
+    pub fn bound(&self, a: IpAddr) -> bool {
+        self.sockets.keys().any(|s| s.ip() == a)
+    }
+
+    /// Whether a socket is bound to the unspecified address (any of ours).
+    pub fn binds_any(&self) -> bool {
+        self.sockets.keys().any(|s| s.ip().is_unspecified())
+    }
+
     pub fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> Result<(), String> {
         let s = self.sockets.get(&local).ok_or_else(|| format!("no socket bound to {local}"))?;
         s.send_to(data, remote).map(|_| ()).map_err(|e| format!("send {local} -> {remote}: {e}"))
