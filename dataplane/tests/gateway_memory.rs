@@ -345,6 +345,11 @@ fn bad_gateway_configs_name_the_field() {
     assert!(e.contains("port[0].addresses[0]"), "{e}");
     let e = err("spi = 8194", "spi = 0");
     assert!(e.contains("sa[1]") && e.contains("SPI 0"), "{e}");
+    // A transport-mode SA is selected by its two ends, not by prefixes.
+    let e = err("spi = 8194", "spi = 8194\nmode = \"transport\"");
+    assert!(e.contains("sa[1].inner_src") && e.contains("transport-mode"), "{e}");
+    let e = err("spi = 8194", "spi = 8194\nmode = \"sideways\"");
+    assert!(e.contains("mode") && e.contains("sideways"), "{e}");
 }
 
 /// A static [[group]] from config: A's traffic to B's prefix leaves with

@@ -199,6 +199,14 @@ remote_ts = ["10.77.1.0/24"]
         let empty = more.replace("[\"10.6.0.0/16\"]", "[]");
         let e = DaemonConfig::parse(&format!("{GOOD}{empty}"), "t.toml").unwrap_err();
         assert!(e.contains("child[0] (voice)"), "{e}");
+        // mode: tunnel by default, transport when asked, nothing else.
+        assert!(!c.connections[0].children[1].transport);
+        let transport = more.replace("name = \"voice\"", "name = \"voice\"\nmode = \"transport\"");
+        let c = DaemonConfig::parse(&format!("{GOOD}{transport}"), "t.toml").unwrap();
+        assert!(c.connections[0].children[1].transport && !c.connections[0].children[0].transport);
+        let odd = more.replace("name = \"voice\"", "name = \"voice\"\nmode = \"beet\"");
+        let e = DaemonConfig::parse(&format!("{GOOD}{odd}"), "t.toml").unwrap_err();
+        assert!(e.contains("line 15") && e.contains("beet") && e.contains("transport"), "{e}");
     }
 
     #[test]
