@@ -20,23 +20,7 @@ use cpdp::msg::{Command, Direction};
 /// lines, up with one child SA; MOBIKE as RFC 4555 has it (MOBIKE-X, our
 /// default, is tests/mobikex.rs).
 fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
-    let (extra_a, extra_b) = (&format!("mobikex = false\n{extra_a}"), &format!("mobikex = false\n{extra_b}"));
-    let ca = conn(
-        "lab",
-        "initiator",
-        fam.0,
-        &fam.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        extra_a,
-    );
-    let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
-    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
-    let now = Instant::now();
-    a.e.initiate(now, "lab").unwrap();
-    run(&mut a, &mut b, now);
-    assert_eq!((a.children(), b.children()), (1, 1));
-    (a, b, now)
+    common::pair(fam, &format!("mobikex = false\n{extra_a}"), &format!("mobikex = false\n{extra_b}"))
 }
 
 /// Another address of A's family.

@@ -10,7 +10,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{conn, run, Node, V4, V6};
+use common::{run, Node, V4, V6};
 use controlplane::ike::engine::{AddressChange, MoveReason};
 use controlplane::ike::Event;
 use controlplane::mobikex::ActionKind;
@@ -23,22 +23,7 @@ fn other(a: IpAddr) -> IpAddr {
 }
 
 fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
-    let ca = conn(
-        "lab",
-        "initiator",
-        fam.0,
-        &fam.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        extra_a,
-    );
-    let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
-    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
-    let now = Instant::now();
-    a.e.initiate(now, "lab").unwrap();
-    run(&mut a, &mut b, now);
-    assert_eq!((a.children(), b.children()), (1, 1));
-    (a, b, now)
+    common::pair(fam, extra_a, extra_b)
 }
 
 fn moves(n: &Node) -> Vec<MoveReason> {

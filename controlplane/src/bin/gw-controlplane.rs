@@ -334,6 +334,13 @@ impl Daemon {
             Request::Rekey { conn, ike } => {
                 done(self.engine.rekey(now, &conn, ike), if ike { "rekeying IKE SAs" } else { "rekeying child SAs" })
             }
+            Request::Clone { conn, local } => {
+                let what = match local {
+                    Some(a) => format!("cloning IKE SAs, the clones to {a} (Clone IKE SA, then MOBIKE)"),
+                    None => "cloning IKE SAs (Clone IKE SA)".to_string(),
+                };
+                done(self.engine.clone_ike_sa(now, &conn, local), &what)
+            }
             Request::Move { conn, local, check: false } => {
                 done(self.engine.move_to(now, &conn, local), &format!("moving IKE SAs to {local} (MOBIKE)"))
             }

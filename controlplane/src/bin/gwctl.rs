@@ -73,6 +73,13 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Clone IKE SA (RFC 7791): another IKE SA with the same peer, without
+    /// authenticating again; with --local, moved there (MOBIKE).
+    Clone {
+        conn: String,
+        #[arg(long)]
+        local: Option<std::net::IpAddr>,
+    },
     /// MOBIKE-X multihoming: add another address of ours to a connection's
     /// child SAs (all, or those named with --child), or remove one.
     Address {
@@ -93,6 +100,7 @@ fn main() {
         Cmd::Terminate { conn } => Request::Terminate { conn },
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
         Cmd::Move { conn, local, check } => Request::Move { conn, local, check },
+        Cmd::Clone { conn, local } => Request::Clone { conn, local },
         Cmd::Address { op: AddressOp::Add { conn, addr, children, check } } => {
             Request::Address { conn, remove: false, addr, children, check }
         }
@@ -188,6 +196,11 @@ fn main() {
                         if others.is_empty() { "none".to_string() } else { others.join(", ") },
                         m.moves
                     );
+                }
+                match &s.clone_of {
+                    Some((i, r)) => println!("  clone of IKE SA {i}_i {r}_r (Clone IKE SA)"),
+                    None if s.clone => println!("  Clone IKE SA: supported by both"),
+                    None => {}
                 }
                 for c in s.children {
                     println!(

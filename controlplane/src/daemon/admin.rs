@@ -25,6 +25,13 @@ pub enum Request {
         #[serde(default)]
         check: bool,
     },
+    /// Clone IKE SA (RFC 7791): clone a connection's IKE SAs, moving each
+    /// clone to our address `local` (MOBIKE) if given.
+    Clone {
+        conn: String,
+        #[serde(default)]
+        local: Option<std::net::IpAddr>,
+    },
     /// MOBIKE-X multihoming: add our address `addr` to (or remove it from)
     /// the child SAs named (none: every one) of a connection's IKE SAs.
     Address {

@@ -32,6 +32,13 @@ pub struct IkeSaInfo {
     /// moves so far.
     #[serde(default)]
     pub mobike: Option<crate::ike::engine::Mobike>,
+    /// Clone IKE SA (RFC 7791) agreed on this IKE SA.
+    #[serde(default)]
+    pub clone: bool,
+    /// A clone: the SPIs (initiator's, responder's) of the IKE SA it was
+    /// cloned from.
+    #[serde(default)]
+    pub clone_of: Option<(String, String)>,
     pub children: Vec<ChildInfo>,
 }
 
@@ -108,6 +115,12 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             rekey_in_secs: sa.rekey_at().map(secs),
             mpsa: sa.peer_mpsa() && e.mpsa_role != MpsaRole::Off,
             mobike: sa.established().and_then(|x| x.mobike.clone()),
+            clone: sa.established().is_some_and(|x| x.clone),
+            clone_of: sa
+                .established()
+                .and_then(|x| x.clone_of)
+                .and_then(|o| e.ike_sas().find(|s| s.our_spi() == o))
+                .map(|o| (format!("{:016x}", o.spi_i()), format!("{:016x}", o.spi_r()))),
             children: sa
                 .children()
                 .iter()
@@ -148,6 +161,8 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             rekey_in_secs: None,
             mpsa: false,
             mobike: None,
+            clone: false,
+            clone_of: None,
             children: Vec::new(),
         }))
         .collect();

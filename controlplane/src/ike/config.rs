@@ -63,6 +63,8 @@ pub struct Connection {
     /// Our other addresses, announced to the peer in ADDITIONAL_IP4/6_ADDRESS
     /// (RFC 4555 3.4) for it to reach us on if the one in use fails.
     pub additional_addresses: Vec<IpAddr>,
+    /// Offer / accept Clone IKE SA (RFC 7791): CLONE_IKE_SA_SUPPORTED.
+    pub clone: bool,
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
@@ -153,6 +155,9 @@ pub struct ConnectionToml {
     pub mobikex: bool,
     #[serde(default)]
     pub additional_addresses: Vec<IpAddr>,
+    /// Clone IKE SA (RFC 7791).
+    #[serde(default = "d_true")]
+    pub clone: bool,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
     /// More child SAs (`[[connection.child]]`).
@@ -285,6 +290,7 @@ impl ConnectionToml {
                 (true, true) => crate::mobikex::Offer::MobikeX,
             },
             additional_addresses: self.additional_addresses.clone(),
+            clone: self.clone,
             mpsa_routes: self
                 .mpsa_routes
                 .iter()

@@ -125,3 +125,25 @@ pub fn tick(a: &mut Node, b: &mut Node, now: Instant) {
     b.e.handle_timeout(now);
     run(a, b, now);
 }
+
+/// A ("a.lab", initiator on `fam.0`, 10.1.0.0/16) and B ("b.lab",
+/// responder on `fam.1`, 10.2.0.0/16), connection "lab" with `extra_a` /
+/// `extra_b` config lines, up with one child SA (seeded: 1 and 2).
+pub fn pair(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
+    let ca = conn(
+        "lab",
+        "initiator",
+        fam.0,
+        &fam.1.to_string(),
+        ("a.lab", "b.lab"),
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        extra_a,
+    );
+    let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
+    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
+    let now = Instant::now();
+    a.e.initiate(now, "lab").unwrap();
+    run(&mut a, &mut b, now);
+    assert_eq!((a.children(), b.children()), (1, 1));
+    (a, b, now)
+}

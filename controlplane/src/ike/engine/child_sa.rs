@@ -20,7 +20,7 @@
 
 use std::time::Instant;
 
-use super::payloads::{self, lowest, notify};
+use super::payloads::{self, has_notify, lowest, notify};
 use super::sa::{Child, ChildState, Core, Established, NewChild, Pending, Task};
 use super::{Engine, Error, Event};
 use crate::codepoints::{DhGroup, ExchangeType, NotifyType, ProtocolId};
@@ -142,6 +142,12 @@ impl Engine {
         if offer.iter().any(|pr| pr.protocol == ProtocolId::Ike) {
             self.ike_rekey_request(now, sa, est, p, id, ni);
             return;
+        }
+        // RFC 7791: CLONE_IKE_SA only in an IKE SA rekey, and its support
+        // notify only in IKE_AUTH and INFORMATIONAL (NOTES.md).
+        if has_notify(p, NotifyType::CloneIkeSa) || has_notify(p, NotifyType::CloneIkeSaSupported) {
+            let e = Error::CloneMisplaced("CLONE_IKE_SA(_SUPPORTED) in a CREATE_CHILD_SA for a child SA");
+            return self.refuse(sa, ex, id, &e);
         }
         let rekey = notify(p, NotifyType::RekeySa).and_then(|n| n.esp_spi());
         let mut old_in = None;

@@ -79,6 +79,14 @@ pub enum Error {
     /// (only the original initiator moves, RFC 4555 3.5).
     #[error("connection {0:?}: no IKE SA of ours that MOBIKE can move")]
     CannotMove(String),
+    /// A clone asked of an IKE SA without Clone IKE SA agreed (RFC 7791),
+    /// or a move of the clone by its IKE SA's responder.
+    #[error("connection {0:?}: no IKE SA of ours that Clone IKE SA can clone (both sides must support it)")]
+    CannotClone(String),
+    /// CLONE_IKE_SA or CLONE_IKE_SA_SUPPORTED where RFC 7791 does not
+    /// allow it (NOTES.md: INVALID_SYNTAX).
+    #[error("{0} (RFC 7791)")]
+    CloneMisplaced(&'static str),
 }
 
 /// Why an authentication failed (RFC 7296 2.15).
@@ -126,7 +134,9 @@ impl Error {
             | Error::NoChild { .. }
             | Error::NoAddress(..)
             | Error::ChildUp(..)
-            | Error::CannotMove(_) => (NotifyType::InvalidSyntax, vec![]),
+            | Error::CannotMove(_)
+            | Error::CannotClone(_)
+            | Error::CloneMisplaced(_) => (NotifyType::InvalidSyntax, vec![]),
         }
     }
 

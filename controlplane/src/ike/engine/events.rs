@@ -28,6 +28,13 @@ pub enum Event {
         old: (u64, u64),
         new: (u64, u64),
     },
+    /// RFC 7791: a clone of IKE SA `of`; both live, the child SAs stay on
+    /// the original.
+    IkeCloned {
+        conn: String,
+        of: (u64, u64),
+        new: (u64, u64),
+    },
     ChildUp {
         conn: String,
         /// The child's name in the connection's config.
@@ -188,6 +195,11 @@ impl std::fmt::Display for Event {
                 f,
                 "{conn}: IKE SA {:016x}_i {:016x}_r rekeyed to {:016x}_i {:016x}_r",
                 old.0, old.1, new.0, new.1
+            ),
+            Event::IkeCloned { conn, of, new } => write!(
+                f,
+                "{conn}: IKE SA {:016x}_i {:016x}_r cloned as {:016x}_i {:016x}_r (Clone IKE SA)",
+                of.0, of.1, new.0, new.1
             ),
             Event::ChildUp { conn, child, spi_in, spi_out, rekey_of } => {
                 write!(f, "{conn}: child SA {spi_in:08x}_i {spi_out:08x}_o installed")?;

@@ -69,6 +69,7 @@ impl Engine {
             }));
         }
         p.extend(self.mobike_auth_payloads(sa.conn));
+        p.extend(self.clone_payloads(sa.conn));
         if transport {
             p.push(Payload::Notify(Notify::new(NotifyType::UseTransportMode, vec![])));
         }
@@ -151,6 +152,11 @@ impl Engine {
         let (answer, mobike) = self.mobike_auth_answer(ci, p);
         est.mobike = mobike;
         out.extend(answer);
+        // RFC 7791: answered only to a peer that offers it.
+        if self.clone_agreed(ci, p) {
+            est.clone = true;
+            out.extend(self.clone_payloads(ci));
+        }
         // A client asking for an address gets one from the pool.
         let mut vip_ts = None;
         if p.iter().any(|x| matches!(x, Payload::Cp(cp) if cp.ty == CfgType::Request)) {
@@ -228,6 +234,7 @@ impl Engine {
         }
         let mut est = self.established(now, sa, idr.clone());
         est.mobike = self.mobike_negotiated(sa.conn, p);
+        est.clone = self.clone_agreed(sa.conn, p);
         // The first child SA; failing it leaves the IKE SA up (RFC 7296 2.21.3).
         if let Some(e) = Error::refusal(p) {
             self.failed(sa.conn, e);

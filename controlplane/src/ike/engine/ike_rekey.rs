@@ -11,22 +11,34 @@
 //! the new IKE SA. When both sides rekey at once, the new SA made with the
 //! lowest nonce is redundant: its creator deletes it, and the other
 //! creator deletes the old one (2.8.2).
+//!
+//! Clone IKE SA (RFC 7791) is this exchange with N(CLONE_IKE_SA) in the
+//! request and the response, where both sides agreed to it in IKE_AUTH:
+//! the old IKE SA is not deleted and keeps its child SAs; the clone starts
+//! with none. A response without N(CLONE_IKE_SA) makes it a plain rekey.
 
 use std::time::Instant;
 
-use super::payloads::{self, lowest};
+use super::payloads::{self, lowest, notify};
 use super::sa::{Core, Established, IkeSa, Pending, Phase, Task};
 use super::{Engine, Error, Event};
-use crate::codepoints::ExchangeType;
+use crate::codepoints::{ExchangeType, NotifyType};
 use crate::crypto::dh::{self, DhPrivate};
 use crate::crypto::keys::{self, IkeKeys, IkeSuite};
 use crate::crypto::Secret;
 use crate::ike::proposal;
-use crate::wire::{KeyExchange, Payload};
+use crate::wire::{KeyExchange, Notify, Payload};
 
 impl Engine {
-    /// Initiator: CREATE_CHILD_SA { SA(IKE), Ni, KEi }.
-    pub(super) fn start_ike_rekey(&mut self, now: Instant, sa: &mut Core, _est: &mut Established) -> bool {
+    /// Initiator: CREATE_CHILD_SA { [N(CLONE_IKE_SA)], SA(IKE), Ni, KEi };
+    /// `clone`: a clone (RFC 7791), moved to that address of ours after.
+    pub(super) fn start_ike_rekey(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        _est: &mut Established,
+        clone: Option<Option<std::net::IpAddr>>,
+    ) -> bool {
         let mut suites = self.conns[sa.conn].ike.clone();
         let cur = sa.suite;
         suites.sort_by_key(|s| *s != cur);
@@ -34,12 +46,14 @@ impl Engine {
         let ni = self.nonce();
         let g = suites[0].dh;
         let Ok((d, ke)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return false };
-        let p = vec![
-            Payload::Sa(proposal::ike_proposals(&suites, Some(spi))),
-            Payload::Nonce(ni.clone()),
-            Payload::Ke(KeyExchange { group: g.value(), data: ke }),
-        ];
-        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh: d });
+        let mut p = Vec::new();
+        if clone.is_some() {
+            p.push(Payload::Notify(Notify::new(NotifyType::CloneIkeSa, vec![])));
+        }
+        p.push(Payload::Sa(proposal::ike_proposals(&suites, Some(spi))));
+        p.push(Payload::Nonce(ni.clone()));
+        p.push(Payload::Ke(KeyExchange { group: g.value(), data: ke }));
+        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh: d, clone });
         true
     }
 
@@ -54,6 +68,11 @@ impl Engine {
         ni: Vec<u8>,
     ) {
         let ex = ExchangeType::CreateChildSa;
+        let clone = notify(p, NotifyType::CloneIkeSa).is_some();
+        if clone && !est.clone {
+            let e = Error::CloneMisplaced("CLONE_IKE_SA without CLONE_IKE_SA_SUPPORTED from both sides");
+            return self.refuse(sa, ex, id, &e);
+        }
         let Some(offer) = payloads::sa(p) else { return self.refuse(sa, ex, id, &Error::Missing("SA payload")) };
         let Some((suite, mut chosen)) = proposal::select_ike(&self.conns[sa.conn].ike, offer) else {
             return self.refuse(sa, ex, id, &Error::NoProposal);
@@ -73,17 +92,35 @@ impl Engine {
         let nr = self.nonce();
         let our_spi = self.new_spi();
         chosen.spi = our_spi.to_be_bytes().to_vec();
-        let out = vec![
-            Payload::Sa(vec![chosen]),
-            Payload::Nonce(nr.clone()),
-            Payload::Ke(KeyExchange { group: suite.dh.value(), data: pk }),
-        ];
+        let mut out = Vec::new();
+        if clone {
+            out.push(Payload::Notify(Notify::new(NotifyType::CloneIkeSa, vec![])));
+        }
+        out.push(Payload::Sa(vec![chosen]));
+        out.push(Payload::Nonce(nr.clone()));
+        out.push(Payload::Ke(KeyExchange { group: suite.dh.value(), data: pk }));
         self.respond(sa, ex, id, out);
         // The new SA: the peer (the rekey's initiator) is its initiator.
-        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi_peer, our_spi), false);
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi_peer, our_spi), false, clone);
+        if clone {
+            self.insert_sa(our_spi, new);
+            self.cloned(sa, our_spi);
+            return;
+        }
         est.rekey_theirs = Some((lowest(&ni, &nr), our_spi));
         self.insert_sa(our_spi, new);
         self.settle_ike_rekey(now, sa, est);
+    }
+
+    /// RFC 7791: IKE SA `new` is a clone of `sa`; both live.
+    fn cloned(&mut self, sa: &Core, new: u64) {
+        self.touched.push(new);
+        let conn = self.conns[sa.conn].name.clone();
+        if let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sas.get_mut(&new) {
+            est.clone_of = Some(sa.our_spi());
+            let spis = (core.spi_i, core.spi_r);
+            self.event(Event::IkeCloned { conn, of: (sa.spi_i, sa.spi_r), new: spis });
+        }
     }
 
     /// Initiator: the answer to our IKE SA rekey.
@@ -97,8 +134,13 @@ impl Engine {
         spi: u64,
         ni: Vec<u8>,
         dh: DhPrivate,
+        clone: Option<Option<std::net::IpAddr>>,
     ) {
-        if Error::refusal(p).is_some() {
+        if let Some(e) = Error::refusal(p) {
+            if clone.is_some() {
+                self.failed(sa.conn, e);
+                return;
+            }
             if !est.rekeyed {
                 est.rekey_at = Some(now + self.settings.retry_after_busy);
             }
@@ -114,7 +156,19 @@ impl Engine {
             return;
         };
         let Ok(g_ir) = dh::agree(dh, &ke.data) else { return };
-        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true);
+        // Cloned only if the responder says so; else a plain rekey (RFC 7791).
+        let answered_clone = notify(p, NotifyType::CloneIkeSa).is_some();
+        if let (Some(move_to), true) = (clone, answered_clone) {
+            let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true, true);
+            self.insert_sa(spi, new);
+            self.cloned(sa, spi);
+            if let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&spi)) {
+                x.core.w.tasks.push_back(Task::MobikeUpdate(ip, super::MoveReason::OurUpdate));
+                self.kick(now, spi);
+            }
+            return;
+        }
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true, false);
         est.rekey_ours = Some((lowest(&ni, &nr), spi));
         self.insert_sa(spi, new);
         self.settle_ike_rekey(now, sa, est);
@@ -125,7 +179,8 @@ impl Engine {
     /// and the other creator deletes the old one. Children move to the
     /// surviving new SA.
     fn settle_ike_rekey(&mut self, now: Instant, sa: &mut Core, est: &mut Established) {
-        let ours_pending = matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { .. }));
+        let ours_pending =
+            matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { clone: None, .. }));
         let winner = match (est.rekey_ours.clone(), est.rekey_theirs.clone()) {
             (Some((_, s)), None) if !ours_pending => {
                 sa.w.tasks.push_front(Task::DeleteIke);
@@ -165,7 +220,9 @@ impl Engine {
     }
 
     /// The IKE SA a rekey makes from `old` (RFC 7296 2.18): same
-    /// connection, path, peer and address lease, new keys and SPIs.
+    /// connection, path, peer, MOBIKE and Clone IKE SA state and address
+    /// lease, new keys and SPIs. A clone (RFC 7791) leaves the lease and
+    /// group membership with the original.
     #[allow(clippy::too_many_arguments)]
     fn rekeyed_sa(
         &mut self,
@@ -177,6 +234,7 @@ impl Engine {
         (ni, nr): (&[u8], &[u8]),
         (spi_i, spi_r): (u64, u64),
         we_initiate: bool,
+        clone: bool,
     ) -> IkeSa {
         let seed = keys::rekey_skeyseed(old.suite.prf, &old.keys.sk_d, g_ir, ni, nr);
         let k = IkeKeys::derive(&suite, &seed, ni, nr, spi_i, spi_r);
@@ -188,16 +246,24 @@ impl Engine {
         core.peer_frag = old.peer_frag;
         let our = core.our_spi();
         self.file_peer(&mut core, Some(old_est.peer_id.clone()));
-        self.mpsa_ike_rekeyed(old.our_spi(), our);
+        if !clone {
+            self.mpsa_ike_rekeyed(old.our_spi(), our);
+        }
         let c = &self.conns[old.conn];
         let (rekey, jp) = (c.ike_rekey, c.jitter_percent);
         let mut est = Established::new(old_est.peer_id.clone(), now, now + self.jitter(rekey, jp));
         if core.we_behind_nat {
             core.keepalive_at = Some(now + self.settings.keepalive);
         }
-        est.vip = old_est.vip;
-        if let Some(v) = est.vip {
-            self.leases.insert(v, our);
+        est.mobike = old_est.mobike.clone();
+        est.clone = old_est.clone;
+        if !clone {
+            // A rekeyed clone stays a clone.
+            est.clone_of = old_est.clone_of;
+            est.vip = old_est.vip;
+            if let Some(v) = est.vip {
+                self.leases.insert(v, our);
+            }
         }
         IkeSa { core, phase: Phase::Established(est) }
     }

@@ -68,10 +68,15 @@ impl Engine {
             self.mpsa_put_request(now, sa, est, &n, id);
             return;
         }
+        let clone = match self.clone_informational(sa.conn, est, p) {
+            Ok(v) => v,
+            Err(e) => return self.refuse(sa, ex, id, &e),
+        };
         let mut out = match self.mobike_request(now, sa, est, p) {
             Ok(v) => v,
             Err(e) => return self.refuse(sa, ex, id, &e),
         };
+        out.extend(clone);
         let mut delete_ike = false;
         let mut ours = Vec::new();
         for d in p.iter().filter_map(|x| if let Payload::Delete(d) = x { Some(d) } else { None }) {

@@ -26,6 +26,7 @@
 //! counted ([`Stats`]) or answered with the notify RFC 7296 asks for.
 
 mod child_sa;
+mod clone;
 mod control;
 mod dataplane;
 mod error;
@@ -289,7 +290,9 @@ impl Engine {
             Task::MobikeUpdate(ip, why) => self.start_mobike_update(now, core, est, ip, why),
             Task::MobikeAnnounce(old, why) => self.send_mobike_update(now, core, est, old, why),
             Task::Mobikex(op) => self.start_mobikex(now, core, op),
-            Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est),
+            Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est, None),
+            Task::CloneIke(ip) if !est.rekeyed && est.clone => self.start_ike_rekey(now, core, est, Some(ip)),
+            Task::CloneIke(_) => false,
             Task::RekeyIke => false,
         };
         self.insert_sa(spi, sa);
@@ -466,7 +469,7 @@ impl Engine {
             Pending::RekeyChild { old, spi_in, ni, dh } => {
                 self.child_rekey_response(now, sa, est, p, old, spi_in, ni, dh)
             }
-            Pending::RekeyIke { spi, ni, dh } => self.ike_rekey_response(now, sa, est, p, spi, ni, dh),
+            Pending::RekeyIke { spi, ni, dh, clone } => self.ike_rekey_response(now, sa, est, p, spi, ni, dh, clone),
             Pending::DeleteChildren(spis) => self.delete_children_response(sa, est, spis),
             Pending::DeleteIke => {
                 sa.deleting = true;
@@ -478,6 +481,8 @@ impl Engine {
                 if let Some(e) = Error::refusal(p) {
                     self.failed(sa.conn, e);
                 }
+                // RFC 7791: support announced in an INFORMATIONAL, answered.
+                est.clone |= self.clone_agreed(sa.conn, p);
             }
             Pending::MobikeUpdate { cookie2, old, why } => {
                 self.mobike_update_response(now, sa, est, p, cookie2, old, why)

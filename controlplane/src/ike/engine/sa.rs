@@ -147,6 +147,10 @@ pub struct Established {
     pub(super) rekeyed: bool,
     /// MOBIKE, when both sides sent MOBIKE_SUPPORTED (RFC 4555 3.3).
     pub mobike: Option<Mobike>,
+    /// Clone IKE SA, when both sides sent CLONE_IKE_SA_SUPPORTED (RFC 7791).
+    pub clone: bool,
+    /// A clone: our SPI of the IKE SA it was cloned from.
+    pub clone_of: Option<u64>,
 }
 
 /// MOBIKE state of an IKE SA (RFC 4555; MOBIKE-X when both sides chose
@@ -281,6 +285,9 @@ pub(super) enum Pending {
         spi: u64,
         ni: Vec<u8>,
         dh: DhPrivate,
+        /// RFC 7791: a clone (both IKE SAs stay), to move to this address
+        /// of ours once made (MOBIKE) if given.
+        clone: Option<Option<IpAddr>>,
     },
     DeleteChildren(Vec<u32>),
     DeleteIke,
@@ -344,6 +351,9 @@ pub(super) enum Task {
     MobikeAnnounce((SocketAddr, SocketAddr), super::MoveReason),
     /// A MOBIKE-X ADD_SA_ADDRESS, REMOVE_SA_ADDRESS or checked UPDATE.
     Mobikex(MobikexOp),
+    /// Clone this IKE SA (RFC 7791), then move the clone to this address
+    /// of ours if given.
+    CloneIke(Option<IpAddr>),
 }
 
 impl Core {
@@ -397,6 +407,10 @@ impl Core {
 impl IkeSa {
     pub fn conn(&self) -> usize {
         self.core.conn
+    }
+    /// Our SPI (the engine's key for it).
+    pub fn our_spi(&self) -> u64 {
+        self.core.our_spi()
     }
     pub fn initiator(&self) -> bool {
         self.core.initiator
@@ -474,6 +488,8 @@ impl Established {
             rekey_theirs: None,
             rekeyed: false,
             mobike: None,
+            clone: false,
+            clone_of: None,
         }
     }
 

@@ -1,0 +1,87 @@
+//! Clone IKE SA (RFC 7791; draft-mglt-ipsecme-clone-ike-sa, NOTES.md): a
+//! second IKE SA with the same peer, made without authenticating again, to
+//! give each interface its own (Appendix B: one IKE SA per interface pair,
+//! each moved with MOBIKE).
+//!
+//! ```text
+//! IKE_AUTH, both ways:  N(CLONE_IKE_SA_SUPPORTED)    on when both sent it
+//!   (or later, in an INFORMATIONAL request and its answer)
+//! Initiator                                   Responder
+//! HDR, SK { N(CLONE_IKE_SA), SA(IKE), Ni, KEi }  -->
+//!              <--  HDR, SK { N(CLONE_IKE_SA), SA(IKE), Nr, KEr }
+//! (no Delete: both IKE SAs live; the child SAs stay on the original)
+//! ```
+//!
+//! The exchange is the IKE SA rekey's (`ike_rekey`); this module has the
+//! negotiation, the placement rules (anywhere else INVALID_SYNTAX) and the
+//! operator's call.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::payloads::has_notify;
+use super::sa::{Established, Task};
+use super::{Engine, Error};
+use crate::codepoints::NotifyType;
+use crate::wire::{Notify, Payload};
+
+impl Engine {
+    /// N(CLONE_IKE_SA_SUPPORTED) when connection `conn` offers it.
+    pub(super) fn clone_payloads(&self, conn: usize) -> Vec<Payload> {
+        if self.conns[conn].clone {
+            vec![Payload::Notify(Notify::new(NotifyType::CloneIkeSaSupported, vec![]))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Both sides support Clone IKE SA: ours is on and `p` (the peer's
+    /// IKE_AUTH or INFORMATIONAL message) says so.
+    pub(super) fn clone_agreed(&self, conn: usize, p: &[Payload]) -> bool {
+        self.conns[conn].clone && has_notify(p, NotifyType::CloneIkeSaSupported)
+    }
+
+    /// Responder, INFORMATIONAL: CLONE_IKE_SA_SUPPORTED turns the extension
+    /// on (answered with ours); CLONE_IKE_SA there is misplaced.
+    pub(super) fn clone_informational(
+        &self,
+        conn: usize,
+        est: &mut Established,
+        p: &[Payload],
+    ) -> Result<Vec<Payload>, Error> {
+        if has_notify(p, NotifyType::CloneIkeSa) {
+            return Err(Error::CloneMisplaced("CLONE_IKE_SA outside an IKE SA rekey"));
+        }
+        if !has_notify(p, NotifyType::CloneIkeSaSupported) {
+            return Ok(Vec::new());
+        }
+        est.clone |= self.clone_agreed(conn, p);
+        Ok(self.clone_payloads(conn))
+    }
+
+    /// Clones the IKE SAs of connection `name` that are not clones
+    /// themselves (RFC 7791), and with `local` moves each clone to that
+    /// address of ours (MOBIKE; we must be the IKE SA's original
+    /// initiator). The daemon logs each clone when the peer answers.
+    pub fn clone_ike_sa(&mut self, now: Instant, name: &str, local: Option<IpAddr>) -> Result<usize, Error> {
+        let spis: Vec<u64> = self
+            .established_of(self.conn_index(name)?)
+            .into_iter()
+            .filter(|s| {
+                self.sas.get(s).is_some_and(|sa| {
+                    sa.established().is_some_and(|e| {
+                        e.clone && e.clone_of.is_none() && local.is_none_or(|_| sa.core.initiator && e.mobike.is_some())
+                    })
+                })
+            })
+            .collect();
+        if spis.is_empty() {
+            return Err(Error::CannotClone(name.into()));
+        }
+        for s in &spis {
+            self.queue(now, *s, Task::CloneIke(local));
+        }
+        self.reschedule();
+        Ok(spis.len())
+    }
+}

@@ -1,0 +1,128 @@
+//! Clone IKE SA (RFC 7791, NOTES.md) between two engines in memory, IPv4
+//! and IPv6: support agreed in IKE_AUTH only when both sides send it, a
+//! clone made with CREATE_CHILD_SA { N(CLONE_IKE_SA), SA, Ni, KEi } that
+//! leaves both IKE SAs up with the child SAs on the original, the clone
+//! moved to the other interface with MOBIKE (Appendix B), and the notifies
+//! where they do not belong answered with INVALID_SYNTAX.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use common::{run, Node, V4, V6};
+use controlplane::codepoints::NotifyType;
+use controlplane::ike::engine::Error;
+use controlplane::ike::Event;
+use controlplane::wire::{Notify, Payload};
+
+fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
+    common::pair(fam, extra_a, extra_b)
+}
+
+fn agreed(n: &Node) -> bool {
+    n.e.ike_sas().next().unwrap().established().unwrap().clone
+}
+
+fn second(fam: (IpAddr, IpAddr)) -> IpAddr {
+    if fam.0.is_ipv4() {
+        "10.78.0.1".parse().unwrap()
+    } else {
+        "fd78::1".parse().unwrap()
+    }
+}
+
+fn refused_with(n: &Node, t: NotifyType) -> bool {
+    n.events.iter().any(|e| matches!(e, Event::Failed { why: Error::Refused(x), .. } if *x == t))
+}
+
+/// RFC 7791 3: CLONE_IKE_SA_SUPPORTED in IKE_AUTH; the extension is on
+/// only when both sides sent it, and a clone is refused by the API when
+/// it is off (nothing is sent).
+#[test]
+fn rfc7791_3_clone_is_on_only_when_both_sides_support_it() {
+    let (a, b, _) = up(V4, "", "");
+    assert!(agreed(&a) && agreed(&b));
+    for (ea, eb) in [("clone = false", ""), ("", "clone = false")] {
+        let (mut a, b, now) = up(V4, ea, eb);
+        assert!(!agreed(&a) && !agreed(&b), "{ea}{eb}");
+        assert_eq!(a.e.clone_ike_sa(now, "lab", None), Err(Error::CannotClone("lab".into())));
+        assert!(a.take().is_empty());
+    }
+}
+
+/// RFC 7791 3 and Appendix B: after the clone both IKE SAs are up on both
+/// sides, with new SPIs; the child SA stays on the original and the clone
+/// starts with none; no Delete goes out; each IKE SA carries its own
+/// exchanges afterwards.
+#[test]
+fn rfc7791_3_a_clone_leaves_both_ike_sas_up_with_the_children_on_the_original() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, now) = up(fam, "", "");
+        let original = a.e.ike_sas().next().unwrap().spi_i();
+        assert_eq!(a.e.clone_ike_sa(now, "lab", None), Ok(1));
+        run(&mut a, &mut b, now);
+        for n in [&a, &b] {
+            assert_eq!(n.established(), 2, "{fam:?}: both IKE SAs up");
+            let mut kids: Vec<(u64, usize, bool)> =
+                n.e.ike_sas()
+                    .map(|s| (s.spi_i(), s.children().len(), s.established().unwrap().clone_of.is_some()))
+                    .collect();
+            kids.sort();
+            let orig = kids.iter().find(|k| k.0 == original).unwrap();
+            let clone = kids.iter().find(|k| k.0 != original).unwrap();
+            assert_eq!((orig.1, orig.2), (1, false), "the original keeps its child SA");
+            assert_eq!((clone.1, clone.2), (0, true), "the clone starts with none");
+        }
+        assert!(a.events.iter().any(|e| matches!(e, Event::IkeCloned { .. })), "{:?}", a.events);
+        assert!(!a.events.iter().any(|e| matches!(e, Event::IkeDown { .. })));
+        assert!(!b.events.iter().any(|e| matches!(e, Event::IkeDown { .. })));
+        // Both carry traffic of their own: an INFORMATIONAL on each.
+        assert_eq!(a.e.send_informational(now, "lab", vec![]).unwrap(), 2);
+        run(&mut a, &mut b, now);
+        assert_eq!((a.established(), b.established()), (2, 2));
+        // Cloning again clones the original only (not the clone).
+        assert_eq!(a.e.clone_ike_sa(now, "lab", None), Ok(1));
+    }
+}
+
+/// RFC 7791 Appendix B: the clone moves to our other interface with
+/// MOBIKE; the original stays where it was.
+#[test]
+fn rfc7791_appendix_b_the_clone_moves_to_the_other_interface() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, now) = up(fam, "", "");
+        let two = second(fam);
+        a.e.clone_ike_sa(now, "lab", Some(two)).unwrap();
+        run(&mut a, &mut b, now);
+        let mut locals: Vec<IpAddr> = a.e.ike_sas().map(|s| s.local().ip()).collect();
+        locals.sort();
+        let mut want = vec![fam.0, two];
+        want.sort();
+        assert_eq!(locals, want, "{fam:?}");
+        let mut remotes: Vec<IpAddr> = b.e.ike_sas().map(|s| s.remote().ip()).collect();
+        remotes.sort();
+        assert_eq!(remotes, want, "B follows the clone's move only");
+        let moved = b.e.ike_sas().find(|s| s.remote().ip() == two).unwrap();
+        assert!(moved.established().unwrap().clone_of.is_some() && moved.children().is_empty());
+    }
+}
+
+/// NOTES.md (RFC 7791): CLONE_IKE_SA_SUPPORTED in an INFORMATIONAL turns
+/// the extension on, answered with ours; CLONE_IKE_SA outside an IKE SA
+/// rekey is INVALID_SYNTAX and changes nothing.
+#[test]
+fn rfc7791_4_support_in_informational_and_misplaced_notifies() {
+    let (mut a, mut b, now) = up(V6, "", "clone = false");
+    assert!(!agreed(&b));
+    let supported = Payload::Notify(Notify::new(NotifyType::CloneIkeSaSupported, vec![]));
+    a.e.send_informational(now, "lab", vec![supported]).unwrap();
+    run(&mut a, &mut b, now);
+    assert!(!agreed(&b), "B does not support it: still off");
+    let (mut a, mut b, now) = up(V4, "", "");
+    let misplaced = Payload::Notify(Notify::new(NotifyType::CloneIkeSa, vec![]));
+    a.e.send_informational(now, "lab", vec![misplaced]).unwrap();
+    run(&mut a, &mut b, now);
+    assert!(refused_with(&a, NotifyType::InvalidSyntax), "{:?}", a.events);
+    assert_eq!((a.established(), b.established()), (1, 1), "nothing changed");
+}
