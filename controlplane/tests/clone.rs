@@ -126,3 +126,48 @@ fn rfc7791_4_support_in_informational_and_misplaced_notifies() {
     assert!(refused_with(&a, NotifyType::InvalidSyntax), "{:?}", a.events);
     assert_eq!((a.established(), b.established()), (1, 1), "nothing changed");
 }
+
+/// RFC 7791 Appendix B.1-B.4 from config: a connection with a second
+/// interface clones its IKE SA after IKE_AUTH, moves the clone there, and
+/// opens that interface's child SA on the clone; the first interface's
+/// child SA stays on the original. When the second interface goes, its
+/// clone moves to the first with its child SA (MOBIKE), and back when it
+/// returns. Without Clone IKE SA at the peer, everything goes on the one
+/// IKE SA.
+#[test]
+fn rfc7791_appendix_b_one_ike_sa_per_interface_from_config() {
+    for fam in [V4, V6] {
+        let two = second(fam);
+        let vpn1 = |local: &str, remote: &str| {
+            format!("[[child]]\nname = \"vpn1\"\nlocal_ts = [\"{local}\"]\nremote_ts = [\"{remote}\"]\n")
+        };
+        let extra_a =
+            format!("interfaces = [\"{two}\"]\n{}interface = \"{two}\"\n", vpn1("10.1.1.0/24", "10.2.1.0/24"));
+        for clone_b in [true, false] {
+            let extra_b = format!("clone = {clone_b}\n{}", vpn1("10.2.1.0/24", "10.1.1.0/24"));
+            let (mut a, mut b, now) = common::pair_up(fam, &extra_a, &extra_b);
+            let layout = |n: &Node| {
+                let mut v: Vec<(IpAddr, usize)> = n.e.ike_sas().map(|s| (s.local().ip(), s.children().len())).collect();
+                v.sort();
+                v
+            };
+            if !clone_b {
+                assert_eq!(layout(&a), vec![(fam.0, 2)], "{fam:?}: without the peer's support, one IKE SA");
+                continue;
+            }
+            let mut want = vec![(fam.0, 1), (two, 1)];
+            want.sort();
+            assert_eq!(layout(&a), want, "{fam:?}: one IKE SA per interface, each with its child SA");
+            assert_eq!((a.children(), b.children()), (2, 2));
+            // The second interface goes: its clone moves to the first.
+            a.e.local_addresses(now, &[fam.0]);
+            run(&mut a, &mut b, now);
+            assert_eq!(layout(&a), vec![(fam.0, 1), (fam.0, 1)], "{fam:?}: both on the first interface");
+            // It comes back: the clone returns to it with its child SA.
+            a.e.local_addresses(now, &[fam.0, two]);
+            run(&mut a, &mut b, now);
+            assert_eq!(layout(&a), want, "{fam:?}: the layout restored");
+            assert_eq!(b.children(), 2);
+        }
+    }
+}

@@ -65,6 +65,10 @@ pub struct Connection {
     pub additional_addresses: Vec<IpAddr>,
     /// Offer / accept Clone IKE SA (RFC 7791): CLONE_IKE_SA_SUPPORTED.
     pub clone: bool,
+    /// Our other interfaces (addresses): an initiator clones its IKE SA
+    /// once for each after IKE_AUTH and moves the clone there (RFC 7791
+    /// Appendix B), where the child SAs of that interface are opened.
+    pub interfaces: Vec<IpAddr>,
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
@@ -84,6 +88,10 @@ pub struct ChildConfig {
     /// lie in `local_ts` and `remote_ts` (there: where the ends may be,
     /// and may move to).
     pub transport: bool,
+    /// Clone IKE SA layout (RFC 7791 Appendix B): opened on the IKE SA of
+    /// this interface of ours (the connection's `local` or one of its
+    /// `interfaces`); none: the original IKE SA.
+    pub interface: Option<IpAddr>,
 }
 
 /// `mode = "tunnel" | "transport"` of a child SA.
@@ -106,6 +114,9 @@ pub struct ChildToml {
     pub auto: bool,
     #[serde(default)]
     pub mode: ChildMode,
+    /// One of the connection's addresses (`local`, `interfaces`): the IKE
+    /// SA (clone) this child SA is opened on.
+    pub interface: Option<IpAddr>,
 }
 
 /// `mpsa_routes = [{ prefix = "10.3.0.0/16", endpoint = "192.0.2.13" }]`.
@@ -158,6 +169,8 @@ pub struct ConnectionToml {
     /// Clone IKE SA (RFC 7791).
     #[serde(default = "d_true")]
     pub clone: bool,
+    #[serde(default)]
+    pub interfaces: Vec<IpAddr>,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
     /// More child SAs (`[[connection.child]]`).
@@ -225,6 +238,7 @@ impl ConnectionToml {
             remote_ts: self.remote_ts.iter().map(|p| p.to_ts()).collect(),
             auto: true,
             transport: self.mode == ChildMode::Transport,
+            interface: None,
         }];
         for (i, c) in self.child.iter().enumerate() {
             if children.iter().any(|k| k.name == c.name) {
@@ -242,7 +256,19 @@ impl ConnectionToml {
                 remote_ts: c.remote_ts.iter().map(|p| p.to_ts()).collect(),
                 auto: c.auto,
                 transport: c.mode == ChildMode::Transport,
+                interface: c.interface,
             });
+            if let Some(a) = c.interface {
+                if self.local != Some(a) && !self.interfaces.contains(&a) {
+                    return Err(format!(
+                        "child[{i}] ({}).interface: {a} is neither local nor one of interfaces",
+                        c.name
+                    ));
+                }
+            }
+        }
+        if self.interfaces.iter().any(|a| Some(*a) == self.local) {
+            return Err("interfaces: list the other interfaces, not local".into());
         }
         if self.role == Role::Initiator && remote.is_none() {
             return Err("remote: an initiator needs the peer's address".into());
@@ -291,6 +317,7 @@ impl ConnectionToml {
             },
             additional_addresses: self.additional_addresses.clone(),
             clone: self.clone,
+            interfaces: self.interfaces.clone(),
             mpsa_routes: self
                 .mpsa_routes
                 .iter()

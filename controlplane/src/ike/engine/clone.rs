@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::payloads::has_notify;
-use super::sa::{Established, Task};
+use super::sa::{Core, Established, Task};
 use super::{Engine, Error};
 use crate::codepoints::NotifyType;
 use crate::wire::{Notify, Payload};
@@ -83,5 +83,18 @@ impl Engine {
         }
         self.reschedule();
         Ok(spis.len())
+    }
+
+    /// A clone of ours is on its interface (its move answered): the child
+    /// SAs configured for that interface are opened on it (RFC 7791
+    /// Appendix B.3-B.4); they stay with it when it moves later.
+    pub(super) fn clone_arrived(&self, sa: &mut Core, est: &Established) {
+        let Some(home) = est.home.filter(|h| *h == sa.local.ip() && sa.initiator) else { return };
+        for (k, cfg) in self.conns[sa.conn].children.iter().enumerate() {
+            let open = cfg.auto && cfg.interface == Some(home) && !est.children.iter().any(|x| x.cfg == k);
+            if open && !sa.w.tasks.contains(&Task::CreateChild(k)) {
+                sa.w.tasks.push_back(Task::CreateChild(k));
+            }
+        }
     }
 }

@@ -121,6 +121,9 @@ pub enum MoveReason {
     /// Ours, because the responder's address we sent to left its address
     /// set (RFC 4555 3.4) and it spoke from another.
     PeerAddressGone,
+    /// Ours, back to the interface the IKE SA belongs to (a Clone IKE SA
+    /// layout, RFC 7791 Appendix B) now that it is usable again.
+    HomeAgain,
 }
 
 impl std::fmt::Display for MoveReason {
@@ -132,6 +135,7 @@ impl std::fmt::Display for MoveReason {
             MoveReason::PathFailed => "the path stopped answering; another did (MOBIKE, RFC 4555 3.10)",
             MoveReason::NatMapping => "the peer's NAT mapping changed (RFC 7296 2.23)",
             MoveReason::PeerAddressGone => "the peer's address left its address list (MOBIKE)",
+            MoveReason::HomeAgain => "back on its interface (Clone IKE SA layout, MOBIKE)",
         })
     }
 }

@@ -163,6 +163,9 @@ impl Engine {
             self.insert_sa(spi, new);
             self.cloned(sa, spi);
             if let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&spi)) {
+                if let Phase::Established(e) = &mut x.phase {
+                    e.home = Some(ip);
+                }
                 x.core.w.tasks.push_back(Task::MobikeUpdate(ip, super::MoveReason::OurUpdate));
                 self.kick(now, spi);
             }

@@ -306,6 +306,7 @@ impl Engine {
             }
         }
         self.moved(sa, est, old, why);
+        self.clone_arrived(sa, est);
     }
 
     /// Without MOBIKE, RFC 7296 2.23: behind a NAT the peer's address is

@@ -638,9 +638,20 @@ impl Engine {
         let Phase::Established(est) = phase else { return };
         if sa.initiator {
             let c = &self.conns[sa.conn];
+            // Clone IKE SA layout (RFC 7791 Appendix B): one clone per other
+            // interface, that interface's child SAs opened on it once it is
+            // there (`clone::clone_arrived`). Without the extension every
+            // child SA goes on this IKE SA.
+            let layout = est.clone && !c.interfaces.is_empty();
             for (k, cfg) in c.children.iter().enumerate().skip(1) {
-                if cfg.auto && !est.children.iter().any(|x| x.cfg == k) {
+                let here = !layout || cfg.interface.is_none_or(|i| c.local == Some(i));
+                if cfg.auto && here && !est.children.iter().any(|x| x.cfg == k) {
                     sa.w.tasks.push_back(Task::CreateChild(k));
+                }
+            }
+            if layout {
+                for ip in &c.interfaces {
+                    sa.w.tasks.push_back(Task::CloneIke(Some(*ip)));
                 }
             }
         }

@@ -54,6 +54,15 @@ impl Engine {
                 }
                 continue;
             }
+            // A Clone IKE SA layout (RFC 7791 Appendix B): an IKE SA away
+            // from its interface goes back once that is usable again.
+            let c = &self.conns[conn];
+            let home = sa.established().and_then(|e| e.home).or(c.local).filter(|_| !c.interfaces.is_empty());
+            if let Some(h) = home.filter(|h| *h != local && addrs.contains(h)) {
+                self.queue(now, s, Task::MobikeUpdate(h, MoveReason::HomeAgain));
+                n += 1;
+                continue;
+            }
             if !mobikex {
                 continue;
             }

@@ -151,6 +151,9 @@ pub struct Established {
     pub clone: bool,
     /// A clone: our SPI of the IKE SA it was cloned from.
     pub clone_of: Option<u64>,
+    /// A clone made for one of the connection's `interfaces`: that address
+    /// (Appendix B layout: it returns there when it can).
+    pub home: Option<IpAddr>,
 }
 
 /// MOBIKE state of an IKE SA (RFC 4555; MOBIKE-X when both sides chose
@@ -490,6 +493,7 @@ impl Established {
             mobike: None,
             clone: false,
             clone_of: None,
+            home: None,
         }
     }
 
