@@ -125,6 +125,7 @@ fn rfc7791_4_support_in_informational_and_misplaced_notifies() {
     run(&mut a, &mut b, now);
     assert!(refused_with(&a, NotifyType::InvalidSyntax), "{:?}", a.events);
     assert_eq!((a.established(), b.established()), (1, 1), "nothing changed");
+    assert_eq!(b.e.stats.clone_refused, 1, "counted");
 }
 
 /// RFC 7791 Appendix B.1-B.4 from config: a connection with a second

@@ -147,6 +147,7 @@ impl Engine {
         // notify only in IKE_AUTH and INFORMATIONAL (NOTES.md).
         if has_notify(p, NotifyType::CloneIkeSa) || has_notify(p, NotifyType::CloneIkeSaSupported) {
             let e = Error::CloneMisplaced("CLONE_IKE_SA(_SUPPORTED) in a CREATE_CHILD_SA for a child SA");
+            self.stats.clone_refused += 1;
             return self.refuse(sa, ex, id, &e);
         }
         let rekey = notify(p, NotifyType::RekeySa).and_then(|n| n.esp_spi());

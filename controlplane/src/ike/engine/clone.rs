@@ -25,6 +25,26 @@ use super::{Engine, Error};
 use crate::codepoints::NotifyType;
 use crate::wire::{Notify, Payload};
 
+/// The CLONE_IKE_SA notifies of an IKE SA rekey request `p`: at most one,
+/// empty, and only where both sides agreed to Clone IKE SA (RFC 7791 4;
+/// NOTES.md: otherwise INVALID_SYNTAX, nothing created).
+pub(super) fn check_clone_notifies(p: &[Payload], agreed: bool) -> Result<(), Error> {
+    let clones: Vec<&Notify> = p
+        .iter()
+        .filter_map(|x| match x {
+            Payload::Notify(n) if n.ty == NotifyType::CloneIkeSa => Some(n),
+            _ => None,
+        })
+        .collect();
+    match clones.as_slice() {
+        [] => Ok(()),
+        [_] if !agreed => Err(Error::CloneMisplaced("CLONE_IKE_SA without CLONE_IKE_SA_SUPPORTED from both sides")),
+        [n] if !n.data.is_empty() || !n.spi.is_empty() => Err(Error::CloneMisplaced("CLONE_IKE_SA with data")),
+        [_] => Ok(()),
+        _ => Err(Error::CloneMisplaced("CLONE_IKE_SA more than once in one message")),
+    }
+}
+
 impl Engine {
     /// N(CLONE_IKE_SA_SUPPORTED) when connection `conn` offers it.
     pub(super) fn clone_payloads(&self, conn: usize) -> Vec<Payload> {
@@ -52,6 +72,7 @@ impl Engine {
         if has_notify(p, NotifyType::CloneIkeSa) {
             return Err(Error::CloneMisplaced("CLONE_IKE_SA outside an IKE SA rekey"));
         }
+        // (counted by the caller)
         if !has_notify(p, NotifyType::CloneIkeSaSupported) {
             return Ok(Vec::new());
         }
@@ -96,5 +117,35 @@ impl Engine {
                 sa.w.tasks.push_back(Task::CreateChild(k));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clone_notify(data: Vec<u8>) -> Payload {
+        Payload::Notify(Notify::new(NotifyType::CloneIkeSa, data))
+    }
+
+    /// RFC 7791 4 (NOTES.md): one empty CLONE_IKE_SA, only where both sides
+    /// agreed; unagreed, with data or twice: INVALID_SYNTAX.
+    #[test]
+    fn rfc7791_4_clone_notifies_in_a_rekey_request() {
+        let nonce = Payload::Nonce(vec![1; 32]);
+        assert_eq!(check_clone_notifies(std::slice::from_ref(&nonce), false), Ok(()), "a plain rekey");
+        assert_eq!(check_clone_notifies(&[clone_notify(vec![]), nonce.clone()], true), Ok(()));
+        for (p, agreed, why) in [
+            (vec![clone_notify(vec![])], false, "without CLONE_IKE_SA_SUPPORTED"),
+            (vec![clone_notify(vec![0])], true, "with data"),
+            (vec![clone_notify(vec![]), clone_notify(vec![])], true, "more than once"),
+        ] {
+            let e = check_clone_notifies(&p, agreed).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+            assert_eq!(e.notify().0, NotifyType::InvalidSyntax);
+        }
+        let mut with_spi = Notify::new(NotifyType::CloneIkeSa, vec![]);
+        with_spi.spi = vec![0; 4];
+        assert!(check_clone_notifies(&[Payload::Notify(with_spi)], true).is_err());
     }
 }

@@ -270,4 +270,8 @@ pub struct Stats {
     /// answered with its error notify.
     #[serde(default)]
     pub mobike_refused: u64,
+    /// Clone IKE SA notifies refused (RFC 7791: unagreed, misplaced,
+    /// repeated or with data), each answered INVALID_SYNTAX.
+    #[serde(default)]
+    pub clone_refused: u64,
 }

@@ -68,11 +68,11 @@ impl Engine {
         ni: Vec<u8>,
     ) {
         let ex = ExchangeType::CreateChildSa;
-        let clone = notify(p, NotifyType::CloneIkeSa).is_some();
-        if clone && !est.clone {
-            let e = Error::CloneMisplaced("CLONE_IKE_SA without CLONE_IKE_SA_SUPPORTED from both sides");
+        if let Err(e) = super::clone::check_clone_notifies(p, est.clone) {
+            self.stats.clone_refused += 1;
             return self.refuse(sa, ex, id, &e);
         }
+        let clone = notify(p, NotifyType::CloneIkeSa).is_some();
         let Some(offer) = payloads::sa(p) else { return self.refuse(sa, ex, id, &Error::Missing("SA payload")) };
         let Some((suite, mut chosen)) = proposal::select_ike(&self.conns[sa.conn].ike, offer) else {
             return self.refuse(sa, ex, id, &Error::NoProposal);

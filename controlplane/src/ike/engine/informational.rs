@@ -70,7 +70,10 @@ impl Engine {
         }
         let clone = match self.clone_informational(sa.conn, est, p) {
             Ok(v) => v,
-            Err(e) => return self.refuse(sa, ex, id, &e),
+            Err(e) => {
+                self.stats.clone_refused += 1;
+                return self.refuse(sa, ex, id, &e);
+            }
         };
         let mut out = match self.mobike_request(now, sa, est, p) {
             Ok(v) => v,
