@@ -72,7 +72,6 @@ impl Engine {
         if has_notify(p, NotifyType::CloneIkeSa) {
             return Err(Error::CloneMisplaced("CLONE_IKE_SA outside an IKE SA rekey"));
         }
-        // (counted by the caller)
         if !has_notify(p, NotifyType::CloneIkeSaSupported) {
             return Ok(Vec::new());
         }

@@ -7,6 +7,7 @@ mod control;
 mod links;
 mod reservations;
 mod runner;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
