@@ -14,7 +14,7 @@ use common::{run, Node, V4, V6};
 use controlplane::codepoints::NotifyType;
 use controlplane::ike::engine::Error;
 use controlplane::ike::Event;
-use controlplane::wire::{Notify, Payload};
+use controlplane::wire::{Message, Notify, Payload};
 
 fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
     common::pair(fam, extra_a, extra_b)
@@ -51,16 +51,18 @@ fn rfc7791_3_clone_is_on_only_when_both_sides_support_it() {
     }
 }
 
-/// RFC 7791 3 and Appendix B: after the clone both IKE SAs are up on both
+/// RFC 7791 3 and Appendix B, either side cloning (initiator or
+/// responder of the original): after the clone both IKE SAs are up on both
 /// sides, with new SPIs; the child SA stays on the original and the clone
 /// starts with none; no Delete goes out; each IKE SA carries its own
 /// exchanges afterwards.
 #[test]
 fn rfc7791_3_a_clone_leaves_both_ike_sas_up_with_the_children_on_the_original() {
-    for fam in [V4, V6] {
+    for (fam, a_clones) in [(V4, true), (V6, true), (V4, false), (V6, false)] {
         let (mut a, mut b, now) = up(fam, "", "");
         let original = a.e.ike_sas().next().unwrap().spi_i();
-        assert_eq!(a.e.clone_ike_sa(now, "lab", None), Ok(1));
+        let cloner = if a_clones { &mut a } else { &mut b };
+        assert_eq!(cloner.e.clone_ike_sa(now, "lab", None), Ok(1), "either side clones");
         run(&mut a, &mut b, now);
         for n in [&a, &b] {
             assert_eq!(n.established(), 2, "{fam:?}: both IKE SAs up");
@@ -105,6 +107,112 @@ fn rfc7791_appendix_b_the_clone_moves_to_the_other_interface() {
         assert_eq!(remotes, want, "B follows the clone's move only");
         let moved = b.e.ike_sas().find(|s| s.remote().ip() == two).unwrap();
         assert!(moved.established().unwrap().clone_of.is_some() && moved.children().is_empty());
+    }
+}
+
+/// A and B each start an exchange at once (`on_a`, `on_b`): both requests
+/// cross before either is answered; then the wire runs until quiet.
+fn cross(a: &mut Node, b: &mut Node, now: Instant, on_a: impl FnOnce(&mut Node), on_b: impl FnOnce(&mut Node)) {
+    on_a(a);
+    on_b(b);
+    let (ra, rb) = (a.take(), b.take());
+    assert!(!ra.is_empty() && !rb.is_empty(), "both sent a request");
+    deliver(rb, a, now);
+    deliver(ra, b, now);
+    run(a, b, now);
+}
+
+fn deliver(ds: Vec<common::Datagram>, to: &mut Node, now: Instant) {
+    for d in ds {
+        to.e.handle_datagram(now, d.remote, d.local, &d.data);
+    }
+}
+
+/// Each side's IKE SAs after a clone met a rekey: the new IKE SA (the old
+/// one deleted) with the child SA, and a clone of it with none.
+fn rekeyed_and_cloned(n: &Node, old: u64, what: &str) {
+    assert_eq!(n.established(), 2, "{what}: {:?}", n.events);
+    assert!(n.e.ike_sas().all(|s| s.spi_i() != old), "{what}: the old IKE SA is gone");
+    let new = n.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_none()).unwrap();
+    let clone = n.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_some()).unwrap();
+    assert_eq!((new.children().len(), clone.children().len()), (1, 0), "{what}");
+    assert_eq!(clone.established().unwrap().clone_of, Some(new.our_spi()), "{what}: a clone of the new SA");
+}
+
+/// RFC 7791 3 with RFC 7296 2.8.2: a clone and a plain rekey of the same
+/// IKE SA at once, either side cloning. The rekey replaces the IKE SA as
+/// if alone (the child SA moves, the old SA is deleted); the clone is not
+/// redundant and lives, as a clone of the new SA. A clone request that
+/// comes after the peer's rekey settled is answered TEMPORARY_FAILURE
+/// (RFC 7296 2.25) and made again on the new IKE SA.
+#[test]
+fn rfc7791_3_rfc7296_2_8_2_a_clone_colliding_with_a_rekey_lives_beside_the_new_ike_sa() {
+    for fam in [V4, V6] {
+        for a_clones in [true, false] {
+            let (mut a, mut b, now) = up(fam, "", "");
+            let old = a.e.ike_sas().next().unwrap().spi_i();
+            let clone = |n: &mut Node| assert_eq!(n.e.clone_ike_sa(now, "lab", None), Ok(1));
+            let rekey = |n: &mut Node| assert_eq!(n.e.rekey(now, "lab", true), Ok(1));
+            if a_clones {
+                cross(&mut a, &mut b, now, clone, rekey);
+            } else {
+                cross(&mut a, &mut b, now, rekey, clone);
+            }
+            let what = format!("{fam:?}, A clones: {a_clones}");
+            rekeyed_and_cloned(&a, old, &what);
+            rekeyed_and_cloned(&b, old, &what);
+        }
+        // Late: B's rekey settles on both sides before A's clone reaches B.
+        let (mut a, mut b, now) = up(fam, "", "");
+        let old = a.e.ike_sas().next().unwrap().spi_i();
+        a.e.clone_ike_sa(now, "lab", None).unwrap();
+        let late = a.take();
+        b.e.rekey(now, "lab", true).unwrap();
+        deliver(b.take(), &mut a, now);
+        deliver(a.take(), &mut b, now);
+        let delete = b.take();
+        deliver(late, &mut b, now);
+        let answer = b.take();
+        assert!(Message::parse(&answer[0].data).is_ok());
+        deliver(answer, &mut a, now);
+        deliver(delete, &mut a, now);
+        run(&mut a, &mut b, now);
+        rekeyed_and_cloned(&a, old, &format!("{fam:?}, late"));
+        rekeyed_and_cloned(&b, old, &format!("{fam:?}, late"));
+        assert!(!a.events.iter().any(|e| matches!(e, Event::Failed { .. })), "{:?}", a.events);
+    }
+}
+
+/// RFC 7791 3 with RFC 7296 2.8.2: both sides clone the IKE SA at once.
+/// The clone made with the lowest nonce is redundant and its creator
+/// deletes it; the move A wanted for its clone goes to the survivor. A's
+/// nonces rise from 0x10 (its exchange holds the lowest: A's clone goes)
+/// or fall from 0x40 (B's exchange holds it: B's clone goes).
+#[test]
+fn rfc7791_3_rfc7296_2_8_2_two_clones_at_once_the_lowest_nonce_is_deleted_by_its_creator() {
+    for fam in [V4, V6] {
+        let two = second(fam);
+        for (start, step, a_redundant) in [(0x10, 1, true), (0x40, -1, false)] {
+            let (mut a, mut b, now) = common::pinned_pair(fam, (start, step), 0x80, "", "");
+            cross(
+                &mut a,
+                &mut b,
+                now,
+                |n| assert_eq!(n.e.clone_ike_sa(now, "lab", Some(two)), Ok(1)),
+                |n| assert_eq!(n.e.clone_ike_sa(now, "lab", None), Ok(1)),
+            );
+            let what = format!("{fam:?}, A's clone redundant: {a_redundant}");
+            for n in [&a, &b] {
+                assert_eq!(n.established(), 2, "{what}: the original and one clone");
+                assert_eq!(n.children(), 1, "{what}");
+            }
+            let kept = a.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_some()).unwrap();
+            assert_eq!(kept.initiator(), !a_redundant, "{what}: whose clone survived");
+            assert_eq!(kept.local().ip(), two, "{what}: the survivor went where A wanted its clone");
+            assert!(b.e.ike_sas().any(|s| s.remote().ip() == two), "{what}: B followed");
+            let counted = (a.e.stats.clone_collisions, b.e.stats.clone_collisions);
+            assert_eq!(counted, if a_redundant { (1, 0) } else { (0, 1) }, "{what}");
+        }
     }
 }
 

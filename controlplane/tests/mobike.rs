@@ -142,6 +142,26 @@ fn rfc4555_3_5_the_responder_cannot_move_the_sas() {
     assert_eq!(b.e.move_to(now, "lab", other(V4.1)), Err(Error::CannotMove("lab".into())), "the API says so too");
 }
 
+/// RFC 4555 3.5 after an IKE SA rekey by the responder: the rekey's
+/// initiator has the I flag of the new IKE SA (RFC 7296 3.1), but the one
+/// that moves it is still the party that set the IKE SA up (as strongSwan
+/// keeps it); the responder still cannot.
+#[test]
+fn rfc4555_3_5_the_initiator_still_moves_the_sas_after_the_responder_rekeyed_the_ike_sa() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, now) = up(fam, "", "");
+        b.e.rekey(now, "lab", true).unwrap();
+        run(&mut a, &mut b, now);
+        assert!(!a.e.ike_sas().next().unwrap().initiator(), "{fam:?}: B initiated the new IKE SA");
+        assert_eq!(b.e.move_to(now, "lab", other(fam.1)), Err(Error::CannotMove("lab".into())));
+        let new = other(fam.0);
+        assert_eq!(a.e.move_to(now, "lab", new), Ok(1));
+        run(&mut a, &mut b, now);
+        assert_eq!(b.e.ike_sas().next().unwrap().remote().ip(), new, "{fam:?}: B followed");
+        assert_eq!((moved(&a), moved(&b)), (vec![MoveReason::OurUpdate], vec![MoveReason::PeerUpdate]));
+    }
+}
+
 /// RFC 4555 3.5: a peer with a fixed address in the responder's config
 /// may move only to an address it announced; elsewhere the responder
 /// answers UNACCEPTABLE_ADDRESSES, and the initiator stays where it was.

@@ -9,8 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{conn, run, Node, V4};
-use controlplane::crypto::{Random, SeededRandom};
-use controlplane::ike::{Event, Output, Settings};
+use controlplane::ike::{Event, Output};
 use cpdp::msg::Command;
 
 /// Everything the two engines emit while they set up an IKE SA with
@@ -82,46 +81,9 @@ fn a_seeded_exchange_emits_the_same_octets_every_run_with_every_group() {
     }
 }
 
-/// A generator whose nonces are pinned: `start`, then each one `step`
-/// further (octet by octet); everything else from a seeded generator.
-struct Pinned {
-    rest: SeededRandom,
-    next: u8,
-    step: i8,
-}
-
-impl Random for Pinned {
-    fn fill(&mut self, buf: &mut [u8]) {
-        self.rest.fill(buf);
-    }
-    fn nonce(&mut self, n: usize) -> Vec<u8> {
-        let v = vec![self.next; n];
-        self.next = self.next.wrapping_add_signed(self.step);
-        v
-    }
-}
-
 /// A and B with pinned nonces, an IKE SA and one child SA up.
 fn pinned_pair(a_start: u8, a_step: i8, b_start: u8) -> (Node, Node, Instant) {
-    let ca = conn(
-        "lab",
-        "initiator",
-        V4.0,
-        &V4.1.to_string(),
-        ("left.lab", "right.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        "",
-    );
-    let cb = conn("lab", "responder", V4.1, "%any", ("right.lab", "left.lab"), ("10.2.0.0/16", "10.1.0.0/16"), "");
-    let pa = Pinned { rest: SeededRandom::new(1), next: a_start, step: a_step };
-    let pb = Pinned { rest: SeededRandom::new(2), next: b_start, step: 1 };
-    let mut a = Node::new(vec![ca], Settings::default(), Box::new(pa));
-    let mut b = Node::new(vec![cb], Settings::default(), Box::new(pb));
-    let now = Instant::now();
-    a.e.initiate(now, "lab").unwrap();
-    run(&mut a, &mut b, now);
-    assert_eq!((a.children(), b.children()), (1, 1));
-    (a, b, now)
+    common::pinned_pair(V4, (a_start, a_step), b_start, "", "")
 }
 
 /// Both rekey at once; both requests cross before either answer. Returns

@@ -137,6 +137,52 @@ pub fn pair(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node,
 
 /// [`pair`] after A initiated and the wire went quiet, whatever came up.
 pub fn pair_up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, Node, Instant) {
+    pair_with(fam, extra_a, extra_b, Box::new(SeededRandom::new(1)), Box::new(SeededRandom::new(2)))
+}
+
+/// A generator whose nonces are pinned: `next`, then each one `step`
+/// further (octet by octet); everything else from a seeded generator. A
+/// test picks a branch of the collision rules (RFC 7296 2.8) with it.
+pub struct Pinned {
+    pub rest: SeededRandom,
+    pub next: u8,
+    pub step: i8,
+}
+
+impl Random for Pinned {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self.rest.fill(buf);
+    }
+    fn nonce(&mut self, n: usize) -> Vec<u8> {
+        let v = vec![self.next; n];
+        self.next = self.next.wrapping_add_signed(self.step);
+        v
+    }
+}
+
+/// [`pair`] with A's nonces pinned from `a_start` by `a_step` and B's
+/// rising from `b_start`.
+pub fn pinned_pair(
+    fam: (IpAddr, IpAddr),
+    (a_start, a_step): (u8, i8),
+    b_start: u8,
+    extra_a: &str,
+    extra_b: &str,
+) -> (Node, Node, Instant) {
+    let pa = Pinned { rest: SeededRandom::new(1), next: a_start, step: a_step };
+    let pb = Pinned { rest: SeededRandom::new(2), next: b_start, step: 1 };
+    let (a, b, now) = pair_with(fam, extra_a, extra_b, Box::new(pa), Box::new(pb));
+    assert_eq!((a.children(), b.children()), (1, 1));
+    (a, b, now)
+}
+
+fn pair_with(
+    fam: (IpAddr, IpAddr),
+    extra_a: &str,
+    extra_b: &str,
+    ra: Box<dyn Random>,
+    rb: Box<dyn Random>,
+) -> (Node, Node, Instant) {
     let ca = conn(
         "lab",
         "initiator",
@@ -147,7 +193,8 @@ pub fn pair_up(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (Node, No
         extra_a,
     );
     let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
-    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
+    let mut a = Node::new(vec![ca], Settings::default(), ra);
+    let mut b = Node::new(vec![cb], Settings::default(), rb);
     let now = Instant::now();
     a.e.initiate(now, "lab").unwrap();
     run(&mut a, &mut b, now);

@@ -13,14 +13,25 @@
 //! ```
 //!
 //! The exchange is the IKE SA rekey's (`ike_rekey`); this module has the
-//! negotiation, the placement rules (anywhere else INVALID_SYNTAX) and the
-//! operator's call.
+//! negotiation, the placement rules (anywhere else INVALID_SYNTAX), the
+//! collisions and the operator's call.
+//!
+//! Collisions, settled as RFC 7296 2.8.2 settles simultaneous rekeys:
+//! - a clone and a plain rekey of the same IKE SA: the rekey replaces it
+//!   as if alone (its initiator deletes the old SA, the child SAs move);
+//!   the clone is not redundant and lives, a clone of the new SA. A clone
+//!   answered TEMPORARY_FAILURE because the old SA was already replaced
+//!   is made again on the new one, and so is one still queued;
+//! - two clones at once, one from each side: the one made with the lowest
+//!   nonce is redundant and its creator deletes it; a move meant for it
+//!   (its interface) goes to the other. A side that saw no collision (its
+//!   clone was answered before the peer's request came) keeps both.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use super::payloads::has_notify;
-use super::sa::{Core, Established, Task};
+use super::sa::{Core, Established, Phase, Task};
 use super::{Engine, Error};
 use crate::codepoints::NotifyType;
 use crate::wire::{Notify, Payload};
@@ -90,7 +101,9 @@ impl Engine {
             .filter(|s| {
                 self.sas.get(s).is_some_and(|sa| {
                     sa.established().is_some_and(|e| {
-                        e.clone && e.clone_of.is_none() && local.is_none_or(|_| sa.core.initiator && e.mobike.is_some())
+                        e.clone
+                            && e.clone_of.is_none()
+                            && local.is_none_or(|_| sa.core.mobike_initiator && e.mobike.is_some())
                     })
                 })
             })
@@ -105,11 +118,61 @@ impl Engine {
         Ok(spis.len())
     }
 
+    /// Our clone request was refused: made again on the IKE SA that
+    /// replaced this one (a collision with a rekey, RFC 7296 2.25's
+    /// TEMPORARY_FAILURE), else reported.
+    pub(super) fn clone_refused(
+        &mut self,
+        now: Instant,
+        sa: &Core,
+        est: &Established,
+        e: Error,
+        move_to: Option<IpAddr>,
+    ) {
+        match (e, est.replaced_by) {
+            (Error::Refused(NotifyType::TemporaryFailure), Some(next)) if self.sas.contains_key(&next) => {
+                self.queue(now, next, Task::CloneIke(move_to));
+            }
+            (e, _) => self.failed(sa.conn, e),
+        }
+    }
+
+    /// Our clone `ours` (its exchange's lowest nonce `low`) is made; if the
+    /// peer cloned the same IKE SA meanwhile, the clone with the lowest
+    /// nonce is redundant and its creator deletes it (RFC 7296 2.8.2).
+    /// Returns the clone that takes what ours was for.
+    pub(super) fn settle_clone_collision(
+        &mut self,
+        now: Instant,
+        est: &mut Established,
+        ours: u64,
+        low: Vec<u8>,
+    ) -> u64 {
+        let Some((theirs_low, theirs)) = est.clone_theirs.take() else { return ours };
+        if low >= theirs_low || !self.sas.contains_key(&theirs) {
+            return ours;
+        }
+        self.stats.clone_collisions += 1;
+        self.queue(now, ours, Task::DeleteIke);
+        theirs
+    }
+
+    /// IKE SA `old` was replaced by `new`: its clones are clones of `new`.
+    pub(super) fn clones_follow(&mut self, old: u64, new: u64) {
+        for x in self.sas.values_mut() {
+            if let Phase::Established(e) = &mut x.phase {
+                if e.clone_of == Some(old) {
+                    e.clone_of = Some(new);
+                }
+            }
+        }
+    }
+
     /// A clone of ours is on its interface (its move answered): the child
     /// SAs configured for that interface are opened on it (RFC 7791
     /// Appendix B.3-B.4); they stay with it when it moves later.
     pub(super) fn clone_arrived(&self, sa: &mut Core, est: &Established) {
-        let Some(home) = est.home.filter(|h| *h == sa.local.ip() && sa.initiator) else { return };
+        let Some(home) = est.home.filter(|h| *h == sa.local.ip() && sa.mobike_initiator) else { return };
         for (k, cfg) in self.conns[sa.conn].children.iter().enumerate() {
             let open = cfg.auto && cfg.interface == Some(home) && !est.children.iter().any(|x| x.cfg == k);
             if open && !sa.w.tasks.contains(&Task::CreateChild(k)) {

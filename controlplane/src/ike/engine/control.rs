@@ -135,7 +135,7 @@ impl Engine {
             .filter(|s| {
                 self.sas
                     .get(s)
-                    .is_some_and(|sa| sa.core.initiator && sa.established().is_some_and(|e| e.mobike.is_some()))
+                    .is_some_and(|sa| sa.core.mobike_initiator && sa.established().is_some_and(|e| e.mobike.is_some()))
             })
             .collect();
         if spis.is_empty() {

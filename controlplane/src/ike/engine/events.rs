@@ -274,4 +274,8 @@ pub struct Stats {
     /// repeated or with data), each answered INVALID_SYNTAX.
     #[serde(default)]
     pub clone_refused: u64,
+    /// Clones of ours deleted as redundant: the peer cloned the same IKE
+    /// SA at once and its clone had the higher nonce (RFC 7296 2.8.2).
+    #[serde(default)]
+    pub clone_collisions: u64,
 }

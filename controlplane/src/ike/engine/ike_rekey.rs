@@ -104,7 +104,10 @@ impl Engine {
         let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi_peer, our_spi), false, clone);
         if clone {
             self.insert_sa(our_spi, new);
-            self.cloned(sa, our_spi);
+            self.cloned(sa, est, our_spi);
+            if matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { clone: Some(_), .. })) {
+                est.clone_theirs = Some((lowest(&ni, &nr), our_spi));
+            }
             return;
         }
         est.rekey_theirs = Some((lowest(&ni, &nr), our_spi));
@@ -112,12 +115,13 @@ impl Engine {
         self.settle_ike_rekey(now, sa, est);
     }
 
-    /// RFC 7791: IKE SA `new` is a clone of `sa`; both live.
-    fn cloned(&mut self, sa: &Core, new: u64) {
+    /// RFC 7791: IKE SA `new` is a clone of `sa` (or of what replaced it,
+    /// when a rekey settled meanwhile); both live.
+    fn cloned(&mut self, sa: &Core, of: &Established, new: u64) {
         self.touched.push(new);
         let conn = self.conns[sa.conn].name.clone();
         if let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sas.get_mut(&new) {
-            est.clone_of = Some(sa.our_spi());
+            est.clone_of = Some(of.replaced_by.unwrap_or(sa.our_spi()));
             let spis = (core.spi_i, core.spi_r);
             self.event(Event::IkeCloned { conn, of: (sa.spi_i, sa.spi_r), new: spis });
         }
@@ -137,9 +141,8 @@ impl Engine {
         clone: Option<Option<std::net::IpAddr>>,
     ) {
         if let Some(e) = Error::refusal(p) {
-            if clone.is_some() {
-                self.failed(sa.conn, e);
-                return;
+            if let Some(move_to) = clone {
+                return self.clone_refused(now, sa, est, e, move_to);
             }
             if !est.rekeyed {
                 est.rekey_at = Some(now + self.settings.retry_after_busy);
@@ -161,13 +164,14 @@ impl Engine {
         if let (Some(move_to), true) = (clone, answered_clone) {
             let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true, true);
             self.insert_sa(spi, new);
-            self.cloned(sa, spi);
-            if let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&spi)) {
+            self.cloned(sa, est, spi);
+            let keep = self.settle_clone_collision(now, est, spi, lowest(&ni, &nr));
+            if let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&keep)) {
                 if let Phase::Established(e) = &mut x.phase {
                     e.home = Some(ip);
                 }
                 x.core.w.tasks.push_back(Task::MobikeUpdate(ip, super::MoveReason::OurUpdate));
-                self.kick(now, spi);
+                self.kick(now, keep);
             }
             return;
         }
@@ -208,9 +212,15 @@ impl Engine {
         };
         est.rekeyed = true;
         est.rekey_at = None;
+        est.replaced_by = Some(winner);
+        if est.clone {
+            self.clones_follow(sa.our_spi(), winner);
+        }
         let conn = self.conns[sa.conn].name.clone();
-        // Child and group work queued on the old SA moves with the children.
-        let moves = |t: &Task| matches!(t, Task::RekeyChild(_) | Task::MpsaPut(_) | Task::CreateChild(_));
+        // Child, group and clone work queued on the old SA moves with the
+        // children (a clone colliding with a rekey is made of the new SA).
+        let moves =
+            |t: &Task| matches!(t, Task::RekeyChild(_) | Task::MpsaPut(_) | Task::CreateChild(_) | Task::CloneIke(_));
         let moved: Vec<Task> = sa.w.tasks.iter().filter(|t| moves(t)).cloned().collect();
         sa.w.tasks.retain(|t| !moves(t));
         self.touched.push(winner);
@@ -247,6 +257,7 @@ impl Engine {
         core.we_behind_nat = old.we_behind_nat;
         core.peer_mpsa = old.peer_mpsa;
         core.peer_frag = old.peer_frag;
+        core.mobike_initiator = old.mobike_initiator;
         let our = core.our_spi();
         self.file_peer(&mut core, Some(old_est.peer_id.clone()));
         if !clone {
@@ -261,8 +272,9 @@ impl Engine {
         est.mobike = old_est.mobike.clone();
         est.clone = old_est.clone;
         if !clone {
-            // A rekeyed clone stays a clone.
+            // A rekeyed clone stays a clone, on its interface.
             est.clone_of = old_est.clone_of;
+            est.home = old_est.home;
             est.vip = old_est.vip;
             if let Some(v) = est.vip {
                 self.leases.insert(v, our);

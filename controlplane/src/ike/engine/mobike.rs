@@ -155,7 +155,7 @@ impl Engine {
         let mut out = Vec::new();
         if version == Version::MobikeX {
             out = self.mobikex_request(now, sa, est, p, (local, remote), nat);
-        } else if has_notify(p, NotifyType::UpdateSaAddresses) && sa.initiator {
+        } else if has_notify(p, NotifyType::UpdateSaAddresses) && sa.mobike_initiator {
             // Only the original initiator moves the SAs (3.5).
             self.stats.mobike_refused += 1;
             return Err(Error::UnacceptableAddresses("only the IKE SA's initiator moves it (RFC 4555 3.5)".into()));
@@ -193,7 +193,7 @@ impl Engine {
                 // the path (3.5) and move to the one it speaks from.
                 let gone = remote.ip() != sa.remote.ip() && !list.contains(&sa.remote.ip());
                 m.peer_addresses = list;
-                if gone && sa.initiator && remote.is_ipv4() == sa.remote.is_ipv4() {
+                if gone && sa.mobike_initiator && remote.is_ipv4() == sa.remote.is_ipv4() {
                     let old = (sa.local, sa.remote);
                     sa.remote = SocketAddr::new(remote.ip(), sa.remote.port());
                     sa.w.tasks.push_back(Task::MobikeAnnounce(old, MoveReason::PeerAddressGone));
@@ -233,7 +233,7 @@ impl Engine {
         ip: IpAddr,
         why: MoveReason,
     ) -> bool {
-        if est.mobike.is_none() || !sa.initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
+        if est.mobike.is_none() || !sa.mobike_initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
             return false;
         }
         let old = (sa.local, sa.remote);
@@ -252,7 +252,7 @@ impl Engine {
         old: (SocketAddr, SocketAddr),
         why: MoveReason,
     ) -> bool {
-        if est.mobike.is_none() || !sa.initiator {
+        if est.mobike.is_none() || !sa.mobike_initiator {
             return false;
         }
         let ip = sa.local.ip();

@@ -193,7 +193,7 @@ impl Engine {
         }
         let ips: Vec<IpParam> =
             params.iter().filter_map(|x| if let Param::Ip(i) = x { Some(*i) } else { None }).collect();
-        if a.kind != ActionKind::Additional && sa.initiator {
+        if a.kind != ActionKind::Additional && sa.mobike_initiator {
             return refuse(
                 NotifyType::UnacceptableAddresses,
                 "only the IKE SA's initiator changes its addresses (MOBIKE-X 5.7, RFC 4555 3.5)",
@@ -574,7 +574,7 @@ impl Engine {
             .into_iter()
             .filter(|s| {
                 self.sas.get(s).is_some_and(|sa| {
-                    sa.core.initiator
+                    sa.core.mobike_initiator
                         && sa
                             .established()
                             .and_then(|e| e.mobike.as_ref())

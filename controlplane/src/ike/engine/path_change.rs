@@ -37,7 +37,7 @@ impl Engine {
         let mut spis: Vec<u64> = self
             .sas
             .iter()
-            .filter(|(_, s)| s.core.initiator && s.state() == IkeState::Established)
+            .filter(|(_, s)| s.core.mobike_initiator && s.state() == IkeState::Established)
             .filter(|(_, s)| s.established().is_some_and(|e| e.mobike.is_some()))
             .map(|(k, _)| *k)
             .collect();
@@ -111,7 +111,7 @@ impl Engine {
     /// None when there is none (the IKE SA is then given up) or MOBIKE
     /// cannot move it.
     pub(super) fn next_path(&self, sa: &Core, est: &mut Established) -> Option<(SocketAddr, SocketAddr)> {
-        if !sa.initiator {
+        if !sa.mobike_initiator {
             return None;
         }
         let m = est.mobike.as_mut()?;

@@ -75,8 +75,14 @@ pub struct Connecting {
 #[derive(Debug)]
 pub struct Core {
     pub conn: usize,
-    /// We are the original initiator.
+    /// We are the original initiator (RFC 7296 3.1: the I flag, the SPI
+    /// roles and key directions; a rekey's initiator becomes it).
     pub initiator: bool,
+    /// We sent the IKE_SA_INIT this SA descends from (by rekeys or
+    /// clones): the initiator that decides and moves the addresses
+    /// (RFC 4555 3.5, MOBIKE-X 5.7), whoever rekeyed since, as strongSwan
+    /// keeps it.
+    pub mobike_initiator: bool,
     pub spi_i: u64,
     pub spi_r: u64,
     pub local: SocketAddr,
@@ -145,6 +151,12 @@ pub struct Established {
     pub(super) rekey_theirs: Option<(Vec<u8>, u64)>,
     /// Replaced by a rekey; waiting for its deletion.
     pub(super) rekeyed: bool,
+    /// The IKE SA that replaced it (our SPI), once its rekey settled.
+    pub(super) replaced_by: Option<u64>,
+    /// A clone the peer made of this SA while ours was in flight (a clone
+    /// collision, settled as RFC 7296 2.8.2 settles rekeys): the lowest
+    /// nonce of that exchange and our SPI of the peer's clone.
+    pub(super) clone_theirs: Option<(Vec<u8>, u64)>,
     /// MOBIKE, when both sides sent MOBIKE_SUPPORTED (RFC 4555 3.3).
     pub mobike: Option<Mobike>,
     /// Clone IKE SA, when both sides sent CLONE_IKE_SA_SUPPORTED (RFC 7791).
@@ -375,6 +387,7 @@ impl Core {
         Core {
             conn,
             initiator,
+            mobike_initiator: initiator,
             spi_i,
             spi_r,
             local,
@@ -490,6 +503,8 @@ impl Established {
             rekey_ours: None,
             rekey_theirs: None,
             rekeyed: false,
+            replaced_by: None,
+            clone_theirs: None,
             mobike: None,
             clone: false,
             clone_of: None,
