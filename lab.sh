@@ -10,6 +10,11 @@
 #                         two uplinks adds and removes addresses on selected
 #                         child SAs, then loses a link (with checks; the
 #                         script is controlplane/tests/lab-mobikex.sh)
+#   ./lab.sh clone        Clone IKE SA (RFC 7791): a CPE with two uplinks
+#                         authenticates once, clones its IKE SA onto the
+#                         second uplink, runs one VPN per uplink, loses and
+#                         regains uplink 1; then the same CPE config against
+#                         strongSwan (with checks; controlplane/tests/lab-clone.sh)
 #   ./lab.sh forward      the dataplane alone on DPDK virtual devices: IMIX
 #                         from a line-rate pcap source, plain forwarding then
 #                         AES-128-GCM encryption, LAB_SECONDS each (default 8)
@@ -62,12 +67,12 @@ if [[ "$mode" == "forward" ]]; then
     echo "lab: done"
     exit 0
 fi
-if [[ "$mode" == "mobikex" ]]; then
+if [[ "$mode" == "mobikex" || "$mode" == "clone" ]]; then
     echo "lab: building (release)"
     cargo build --release --quiet -p dataplane -p controlplane
-    exec controlplane/tests/lab-mobikex.sh
+    exec "controlplane/tests/lab-$mode.sh"
 fi
-[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | mobikex | forward]" >&2; exit 2; }
+[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | mobikex | clone | forward]" >&2; exit 2; }
 
 # ---- the MPSA lab --------------------------------------------------------
 secs=${LAB_SECONDS:-40}

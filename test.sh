@@ -81,6 +81,8 @@ step 600 "the MPSA lab: hub + three endpoints + a strongSwan road warrior in net
     "LAB_NO_SETUP=1 ./lab.sh mpsa --check 2>&1 | quiet_dpdk"
 step 300 "the MOBIKE-X lab: a CPE with two uplinks and a hub, both ours, in network namespaces" \
     "LAB_NO_SETUP=1 ./lab.sh mobikex 2>&1 | quiet_dpdk"
+step 300 "the Clone IKE SA lab: a CPE with two uplinks, one IKE SA per uplink by cloning, then against strongSwan" \
+    "LAB_NO_SETUP=1 ./lab.sh clone 2>&1 | quiet_dpdk"
 step 900 "IKE under load: 500 SAs from strongSwan's load-tester, into the kernel-UDP responder and the appliance path (gw-dataplane + rings); every SA must come up" \
     ike_load
 step 600 "benchmark harness smoke run (figures are reported, not asserted)" smoke

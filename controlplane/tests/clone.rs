@@ -107,6 +107,17 @@ fn rfc7791_appendix_b_the_clone_moves_to_the_other_interface() {
         assert_eq!(remotes, want, "B follows the clone's move only");
         let moved = b.e.ike_sas().find(|s| s.remote().ip() == two).unwrap();
         assert!(moved.established().unwrap().clone_of.is_some() && moved.children().is_empty());
+        // gwctl list: each IKE SA followed by its clones, whatever the SPIs.
+        a.e.clone_ike_sa(now, "lab", None).unwrap();
+        run(&mut a, &mut b, now);
+        for n in [&a, &b] {
+            let listed = controlplane::daemon::view::ike_sas(&n.e, now);
+            assert_eq!(listed.len(), 3);
+            assert!(listed[0].clone_of.is_none(), "{fam:?}: the original first");
+            for c in &listed[1..] {
+                assert_eq!(c.clone_of, Some((listed[0].spi_i.clone(), listed[0].spi_r.clone())), "{fam:?}");
+            }
+        }
     }
 }
 

@@ -166,7 +166,12 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             children: Vec::new(),
         }))
         .collect();
-    v.sort_by(|a, b| (&a.conn, &a.spi_i).cmp(&(&b.conn, &b.spi_i)));
+    // By connection, each IKE SA followed by its clones (RFC 7791).
+    let key = |x: &IkeSaInfo| {
+        let root = x.clone_of.as_ref().map_or(x.spi_i.clone(), |(i, _)| i.clone());
+        (x.conn.clone(), root, x.clone_of.is_some(), x.spi_i.clone())
+    };
+    v.sort_by_cached_key(key);
     v
 }
 
