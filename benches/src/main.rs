@@ -13,6 +13,7 @@
 //! Reports Mpps (median window of the median run, min and max over runs)
 //! and cycles per packet = TSC Hz / pps.
 
+mod clone;
 mod esp;
 mod forward;
 mod ike;
@@ -47,6 +48,8 @@ enum Cmd {
     Ike(ike::IkeArgs),
     /// Multi-point SA: hub CPU to hand a new group SA to 1,000 and 10,000 endpoints.
     Mpsa(mpsa::MpsaArgs),
+    /// Clone IKE SA: N VPNs over N interfaces by clone vs by N full IKE SAs.
+    Clone(clone::CloneArgs),
     /// Draw an SVG bar chart from an `esp --markdown` report.
     Plot {
         /// The report (Markdown).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Esp(a) => esp::run(&a, shared_dir(cli.shared).ok().as_deref()),
         Cmd::Ike(a) => ike::run(&a, shared_dir(cli.shared).ok().as_deref()),
         Cmd::Mpsa(a) => mpsa::run(&a),
+        Cmd::Clone(a) => clone::run(&a),
         Cmd::Plot { input, out } => plot::run(&input, &out),
         Cmd::Pcap { size, count, out } => {
             traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
