@@ -118,7 +118,12 @@ fn engines(n: usize, way: Way, ike: &str) -> Result<(Engine, Engine), String> {
 }
 
 /// Handles `ds` in `e` and returns what it sends, timing it into `cpu`.
-fn feed(e: &mut Engine, ds: Vec<(SocketAddr, SocketAddr, Vec<u8>)>, now: Instant, cpu: &mut Duration) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+fn feed(
+    e: &mut Engine,
+    ds: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    now: Instant,
+    cpu: &mut Duration,
+) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
     let t = Instant::now();
     for (to, from, data) in ds {
         e.handle_datagram(now, to, from, &data);
@@ -197,7 +202,11 @@ pub fn run(a: &CloneArgs) -> Result<(), String> {
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mut md = format!(
         "Clone IKE SA: N VPNs over N interfaces, clone vs N full IKE SAs ({}, PSK, {} runs each, median; {cpu})\n\n\

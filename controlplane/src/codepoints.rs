@@ -320,6 +320,13 @@ pub const MPSA_TRANSFORM_ID: u16 = 1;
 /// without a terminator (draft-yamaya-ipsecme-mpsa 3.2.1).
 pub const MPSA_VENDOR_ID: &[u8; 14] = b"multi-point SA";
 
+/// Clone IKE SA's reduced exchange (draft-mglt-ipsecme-clone-ike-sa-00
+/// Appendix B.5: the first clone made inside IKE_AUTH): Vendor ID data in
+/// IKE_SA_INIT, both ways, so the initiator knows before IKE_AUTH that the
+/// responder takes it. Ours (neither the draft nor RFC 7791 gives one):
+/// the 20 ASCII octets "clone-ike-sa reduced".
+pub const CLONE_REDUCED_VENDOR_ID: &[u8; 20] = b"clone-ike-sa reduced";
+
 registry! {
     /// MOBIKE-X parameter TYPE octets (draft-mglt-ipsec-mm-mobikex 11.4.9;
     /// 8 bits per NOTES.md).

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use common::{run, Node, V4, V6};
-use controlplane::codepoints::NotifyType;
+use controlplane::codepoints::{ExchangeType, NotifyType};
 use controlplane::ike::engine::Error;
 use controlplane::ike::Event;
 use controlplane::wire::{Message, Notify, Payload};
@@ -225,6 +225,124 @@ fn rfc7791_3_rfc7296_2_8_2_two_clones_at_once_the_lowest_nonce_is_deleted_by_its
             assert_eq!(counted, if a_redundant { (1, 0) } else { (0, 1) }, "{what}");
         }
     }
+}
+
+/// Delivers between A and B until quiet, like `run`, and returns the
+/// exchange type of every request A sent.
+fn run_counting(a: &mut Node, b: &mut Node, now: Instant) -> Vec<ExchangeType> {
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        let (to_b, to_a) = (a.take(), b.take());
+        if to_b.is_empty() && to_a.is_empty() {
+            return sent;
+        }
+        for d in &to_b {
+            let h = Message::parse(&d.data).unwrap().header;
+            if !h.flags.response {
+                sent.push(h.exchange);
+            }
+        }
+        deliver(to_b, b, now);
+        deliver(to_a, a, now);
+    }
+    panic!("message storm");
+}
+
+/// A (two interfaces, VPN_1 on the second) and B, both cloning, or B with
+/// `b_extra`; A initiated and the wire run, counting A's requests.
+fn layout_pair(fam: (IpAddr, IpAddr), b_extra: &str) -> (Node, Node, Vec<ExchangeType>) {
+    let two = second(fam);
+    let vpn1 = |l: &str, r: &str| format!("[[child]]\nname = \"vpn1\"\nlocal_ts = [\"{l}\"]\nremote_ts = [\"{r}\"]\n");
+    let extra_a = format!("interfaces = [\"{two}\"]\n{}interface = \"{two}\"\n", vpn1("10.1.1.0/24", "10.2.1.0/24"));
+    let ca = common::conn(
+        "lab",
+        "initiator",
+        fam.0,
+        &fam.1.to_string(),
+        ("a.lab", "b.lab"),
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        &extra_a,
+    );
+    let cb = common::conn(
+        "lab",
+        "responder",
+        fam.1,
+        "%any",
+        ("b.lab", "a.lab"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        &format!("{b_extra}\n{}", vpn1("10.2.1.0/24", "10.1.1.0/24")),
+    );
+    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
+    let now = Instant::now();
+    a.e.initiate(now, "lab").unwrap();
+    let sent = run_counting(&mut a, &mut b, now);
+    (a, b, sent)
+}
+
+/// Appendix B.5 (the reduced exchange), where both sides sent its Vendor
+/// ID in IKE_SA_INIT: the first clone rides in IKE_AUTH (N(CLONE_IKE_SA),
+/// SA, Ni, KEi after the child SA's payloads, answered the same way), so
+/// the layout costs one CREATE_CHILD_SA fewer: IKE_SA_INIT, IKE_AUTH, the
+/// clone's move (INFORMATIONAL) and VPN_1 (CREATE_CHILD_SA). Same layout
+/// as without it, both families.
+#[test]
+fn rfc7791_appendix_b5_the_first_clone_rides_in_ike_auth() {
+    for fam in [V4, V6] {
+        let (a, b, sent) = layout_pair(fam, "");
+        use ExchangeType::*;
+        assert_eq!(sent, [IkeSaInit, IkeAuth, Informational, CreateChildSa], "{fam:?}");
+        let mut layout: Vec<(IpAddr, usize, bool)> =
+            a.e.ike_sas()
+                .map(|s| (s.local().ip(), s.children().len(), s.established().unwrap().clone_of.is_some()))
+                .collect();
+        layout.sort();
+        let mut want = vec![(fam.0, 1, false), (second(fam), 1, true)];
+        want.sort();
+        assert_eq!(layout, want, "{fam:?}: one IKE SA per interface, each with its VPN");
+        assert_eq!((b.established(), b.children()), (2, 2));
+        assert!(b.events.iter().any(|e| matches!(e, Event::IkeCloned { .. })));
+    }
+}
+
+/// Appendix B.5 is only for a responder that sent the Vendor ID: one that
+/// does not clone gets no CLONE_IKE_SA at all (everything on one IKE SA);
+/// one whose chosen connection does not clone, though another does (so
+/// it sent the Vendor ID), leaves the offer unanswered and the IKE SA
+/// comes up without a clone.
+#[test]
+fn rfc7791_appendix_b5_only_where_the_responder_takes_it() {
+    let (a, _, sent) = layout_pair(V4, "clone = false");
+    use ExchangeType::*;
+    assert_eq!(sent, [IkeSaInit, IkeAuth, CreateChildSa], "VPN_1 on the original, no clone, no move");
+    assert_eq!((a.e.ike_sas().count(), a.children()), (1, 2), "no clone: both VPNs on one IKE SA");
+    // B's other connection clones; the one A reaches does not.
+    let two = second(V4);
+    let ca = common::conn(
+        "lab",
+        "initiator",
+        V4.0,
+        &V4.1.to_string(),
+        ("a.lab", "b.lab"),
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        &format!("interfaces = [\"{two}\"]"),
+    );
+    let other = common::conn("x", "responder", V4.1, "%any", ("b.lab", "x.lab"), ("10.9.0.0/16", "10.8.0.0/16"), "");
+    let cb = common::conn(
+        "lab",
+        "responder",
+        V4.1,
+        "%any",
+        ("b.lab", "a.lab"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        "clone = false",
+    );
+    let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![other, cb], 2));
+    let now = Instant::now();
+    a.e.initiate(now, "lab").unwrap();
+    run(&mut a, &mut b, now);
+    assert_eq!((a.established(), b.established()), (1, 1), "up, without a clone");
+    assert_eq!((a.children(), b.children()), (1, 1));
+    assert_eq!(b.e.stats.clone_refused, 0, "not refused: unanswered");
 }
 
 /// NOTES.md (RFC 7791): CLONE_IKE_SA_SUPPORTED in an INFORMATIONAL turns

@@ -79,8 +79,13 @@ impl Engine {
         if let Some(r) = c.remote_id.clone() {
             self.file_peer(sa, Some(r));
         }
+        // Appendix B.5: the first clone asked for in this message.
+        let clone = self.clone_in_auth_offer(sa).map(|(mut q, offer)| {
+            p.append(&mut q);
+            offer
+        });
         let child = NewChild { cfg: 0, spi_in, ts_local, ts_remote };
-        self.request(now, sa, ExchangeType::IkeAuth, p, Pending::Auth { child });
+        self.request(now, sa, ExchangeType::IkeAuth, p, Pending::Auth { child, clone });
     }
 
     /// Responder: the IKE_AUTH request. Returns the established phase, or
@@ -132,6 +137,22 @@ impl Engine {
             return None;
         };
         sa.conn = ci;
+        // Appendix B.5: a clone asked for in IKE_AUTH, with the support
+        // notify beside it; anything else is INVALID_SYNTAX (RFC 7791 4).
+        let clone_at = p.iter().position(|x| matches!(x, Payload::Notify(n) if n.ty == NotifyType::CloneIkeSa));
+        if clone_at.is_some() {
+            // The peer's support is what makes it well placed; a connection
+            // of ours that does not clone leaves it unanswered.
+            if let Err(e) = super::clone::check_clone_notifies(p, has_notify(p, NotifyType::CloneIkeSaSupported)) {
+                self.stats.clone_refused += 1;
+                self.failed(ci, e.clone());
+                self.refuse(sa, ex, id, &e);
+                sa.deleting = true;
+                return None;
+            }
+        }
+        // The child SA's payloads come before the clone's.
+        let (p, clone_offer) = p.split_at(clone_at.unwrap_or(p.len()));
         let c = &self.conns[ci];
         let ours = c.local_id.clone();
         let my_auth = keys::psk_auth(
@@ -185,6 +206,7 @@ impl Engine {
                 out.push(Payload::Notify(Notify::new(ty, data)));
             }
         }
+        out.extend(self.clone_in_auth_answer(now, sa, &est, clone_offer));
         self.respond(sa, ex, id, out);
         Some(est)
     }
@@ -198,6 +220,7 @@ impl Engine {
         a: &Authenticating,
         p: &[Payload],
         child: NewChild,
+        clone: Option<(u64, Vec<u8>, crate::crypto::dh::DhPrivate)>,
     ) -> Option<Established> {
         if Error::refusal(p) == Some(Error::Refused(NotifyType::AuthenticationFailed)) {
             self.stats.auth_failed += 1;
@@ -235,6 +258,12 @@ impl Engine {
         let mut est = self.established(now, sa, idr.clone());
         est.mobike = self.mobike_negotiated(sa.conn, p);
         est.clone = self.clone_agreed(sa.conn, p);
+        // Appendix B.5: the clone answered after the child SA's payloads.
+        let at = p.iter().position(|x| matches!(x, Payload::Notify(n) if n.ty == NotifyType::CloneIkeSa));
+        let (p, clone_answer) = p.split_at(at.unwrap_or(p.len()));
+        if let Some(offer) = clone {
+            self.clone_in_auth_made(now, sa, &mut est, clone_answer, offer);
+        }
         // The first child SA; failing it leaves the IKE SA up (RFC 7296 2.21.3).
         if let Some(e) = Error::refusal(p) {
             self.failed(sa.conn, e);

@@ -39,22 +39,34 @@ impl Engine {
         _est: &mut Established,
         clone: Option<Option<std::net::IpAddr>>,
     ) -> bool {
+        let Some((p, spi, ni, dh)) = self.ike_rekey_offer(sa, clone.is_some()) else { return false };
+        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh, clone });
+        true
+    }
+
+    /// The offer of an IKE SA rekey or clone: [N(CLONE_IKE_SA)], SA(IKE,
+    /// new SPI, the current suite first), Ni, KEi; with the SPI, nonce and
+    /// Diffie-Hellman value its answer needs.
+    pub(super) fn ike_rekey_offer(
+        &mut self,
+        sa: &Core,
+        clone: bool,
+    ) -> Option<(Vec<Payload>, u64, Vec<u8>, DhPrivate)> {
         let mut suites = self.conns[sa.conn].ike.clone();
         let cur = sa.suite;
         suites.sort_by_key(|s| *s != cur);
         let spi = self.new_spi();
         let ni = self.nonce();
         let g = suites[0].dh;
-        let Ok((d, ke)) = self.dh_pool.generate(g, self.rng.as_mut()) else { return false };
+        let (d, ke) = self.dh_pool.generate(g, self.rng.as_mut()).ok()?;
         let mut p = Vec::new();
-        if clone.is_some() {
+        if clone {
             p.push(Payload::Notify(Notify::new(NotifyType::CloneIkeSa, vec![])));
         }
         p.push(Payload::Sa(proposal::ike_proposals(&suites, Some(spi))));
         p.push(Payload::Nonce(ni.clone()));
         p.push(Payload::Ke(KeyExchange { group: g.value(), data: ke }));
-        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh: d, clone });
-        true
+        Some((p, spi, ni, d))
     }
 
     /// Responder: an IKE SA rekey request (its SA payload offers IKE).
@@ -73,22 +85,45 @@ impl Engine {
             return self.refuse(sa, ex, id, &e);
         }
         let clone = notify(p, NotifyType::CloneIkeSa).is_some();
-        let Some(offer) = payloads::sa(p) else { return self.refuse(sa, ex, id, &Error::Missing("SA payload")) };
-        let Some((suite, mut chosen)) = proposal::select_ike(&self.conns[sa.conn].ike, offer) else {
-            return self.refuse(sa, ex, id, &Error::NoProposal);
+        let (out, our_spi, low) = match self.ike_rekey_answer(now, sa, est, p, &ni, clone) {
+            Ok(x) => x,
+            Err(e) => return self.refuse(sa, ex, id, &e),
         };
-        let Some(ke) = payloads::ke(p) else { return self.refuse(sa, ex, id, &Error::Missing("KE payload")) };
-        if ke.group != suite.dh.value() {
-            return self.refuse(sa, ex, id, &Error::WrongKeGroup { want: suite.dh, got: ke.group });
+        self.respond(sa, ex, id, out);
+        if clone {
+            if matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { clone: Some(_), .. })) {
+                est.clone_theirs = Some((low, our_spi));
+            }
+            return;
         }
-        let Ok(spi_peer) = <[u8; 8]>::try_from(chosen.spi.as_slice()).map(u64::from_be_bytes) else {
-            return self.refuse(sa, ex, id, &Error::Missing("an 8-octet IKE SPI in the proposal"));
-        };
-        let Ok((d, pk)) = self.dh_pool.generate(suite.dh, self.rng.as_mut()) else { return };
-        let g_ir = match dh::agree(d, &ke.data) {
-            Ok(s) => s,
-            Err(e) => return self.refuse(sa, ex, id, &Error::Dh(e)),
-        };
+        est.rekey_theirs = Some((low, our_spi));
+        self.settle_ike_rekey(now, sa, est);
+    }
+
+    /// Responder: the new IKE SA for offer `p` (SA, KE; Ni `ni`), made and
+    /// filed (a clone of `sa` with `clone`); returns the answer's payloads
+    /// ([N(CLONE_IKE_SA)], SA(IKE, our SPI), Nr, KEr), our SPI of it and
+    /// the exchange's lowest nonce.
+    pub(super) fn ike_rekey_answer(
+        &mut self,
+        now: Instant,
+        sa: &Core,
+        est: &Established,
+        p: &[Payload],
+        ni: &[u8],
+        clone: bool,
+    ) -> Result<(Vec<Payload>, u64, Vec<u8>), Error> {
+        let offer = payloads::sa(p).ok_or(Error::Missing("SA payload"))?;
+        let (suite, mut chosen) = proposal::select_ike(&self.conns[sa.conn].ike, offer).ok_or(Error::NoProposal)?;
+        let ke = payloads::ke(p).ok_or(Error::Missing("KE payload"))?;
+        if ke.group != suite.dh.value() {
+            return Err(Error::WrongKeGroup { want: suite.dh, got: ke.group });
+        }
+        let spi_peer = <[u8; 8]>::try_from(chosen.spi.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Missing("an 8-octet IKE SPI in the proposal"))?;
+        let (d, pk) = self.dh_pool.generate(suite.dh, self.rng.as_mut()).map_err(Error::Dh)?;
+        let g_ir = dh::agree(d, &ke.data).map_err(Error::Dh)?;
         let nr = self.nonce();
         let our_spi = self.new_spi();
         chosen.spi = our_spi.to_be_bytes().to_vec();
@@ -99,20 +134,13 @@ impl Engine {
         out.push(Payload::Sa(vec![chosen]));
         out.push(Payload::Nonce(nr.clone()));
         out.push(Payload::Ke(KeyExchange { group: suite.dh.value(), data: pk }));
-        self.respond(sa, ex, id, out);
         // The new SA: the peer (the rekey's initiator) is its initiator.
-        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi_peer, our_spi), false, clone);
-        if clone {
-            self.insert_sa(our_spi, new);
-            self.cloned(sa, est, our_spi);
-            if matches!(&sa.w.in_flight, Some(f) if matches!(f.what, Pending::RekeyIke { clone: Some(_), .. })) {
-                est.clone_theirs = Some((lowest(&ni, &nr), our_spi));
-            }
-            return;
-        }
-        est.rekey_theirs = Some((lowest(&ni, &nr), our_spi));
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (ni, &nr), (spi_peer, our_spi), false, clone);
         self.insert_sa(our_spi, new);
-        self.settle_ike_rekey(now, sa, est);
+        if clone {
+            self.cloned(sa, est, our_spi);
+        }
+        Ok((out, our_spi, lowest(ni, &nr)))
     }
 
     /// RFC 7791: IKE SA `new` is a clone of `sa` (or of what replaced it,
@@ -149,36 +177,40 @@ impl Engine {
             }
             return;
         }
-        let (Some(offer), Some(nr), Some(ke)) = (payloads::sa(p), payloads::nonce(p).cloned(), payloads::ke(p)) else {
-            return;
-        };
-        let Some(suite) = proposal::chosen_ike(&self.conns[sa.conn].ike, offer) else { return };
-        let Some(spi_r) =
-            offer.first().and_then(|o| <[u8; 8]>::try_from(o.spi.as_slice()).ok()).map(u64::from_be_bytes)
-        else {
-            return;
-        };
-        let Ok(g_ir) = dh::agree(dh, &ke.data) else { return };
         // Cloned only if the responder says so; else a plain rekey (RFC 7791).
         let answered_clone = notify(p, NotifyType::CloneIkeSa).is_some();
-        if let (Some(move_to), true) = (clone, answered_clone) {
-            let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true, true);
-            self.insert_sa(spi, new);
-            self.cloned(sa, est, spi);
-            let keep = self.settle_clone_collision(now, est, spi, lowest(&ni, &nr));
-            if let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&keep)) {
-                if let Phase::Established(e) = &mut x.phase {
-                    e.home = Some(ip);
-                }
-                x.core.w.tasks.push_back(Task::MobikeUpdate(ip, super::MoveReason::OurUpdate));
-                self.kick(now, keep);
-            }
-            return;
+        let as_clone = clone.is_some() && answered_clone;
+        let Some(low) = self.ike_rekey_made(now, sa, est, p, (spi, &ni, dh), as_clone) else { return };
+        if let (Some(move_to), true) = (clone, as_clone) {
+            return self.clone_made(now, est, spi, low, move_to);
         }
-        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (&ni, &nr), (spi, spi_r), true, false);
-        est.rekey_ours = Some((lowest(&ni, &nr), spi));
-        self.insert_sa(spi, new);
+        est.rekey_ours = Some((low, spi));
         self.settle_ike_rekey(now, sa, est);
+    }
+
+    /// Initiator: the new IKE SA from answer `p` (SA, Nr, KEr) to our
+    /// offer (SPI, Ni, Diffie-Hellman value), made and filed (a clone of
+    /// `sa` with `clone`). Returns the exchange's lowest nonce; None when
+    /// the answer does not fit the offer.
+    pub(super) fn ike_rekey_made(
+        &mut self,
+        now: Instant,
+        sa: &Core,
+        est: &Established,
+        p: &[Payload],
+        (spi, ni, dh): (u64, &[u8], DhPrivate),
+        clone: bool,
+    ) -> Option<Vec<u8>> {
+        let (offer, nr, ke) = (payloads::sa(p)?, payloads::nonce(p)?.clone(), payloads::ke(p)?);
+        let suite = proposal::chosen_ike(&self.conns[sa.conn].ike, offer)?;
+        let spi_r = offer.first().and_then(|o| <[u8; 8]>::try_from(o.spi.as_slice()).ok()).map(u64::from_be_bytes)?;
+        let g_ir = dh::agree(dh, &ke.data).ok()?;
+        let new = self.rekeyed_sa(now, sa, est, suite, &g_ir, (ni, &nr), (spi, spi_r), true, clone);
+        self.insert_sa(spi, new);
+        if clone {
+            self.cloned(sa, est, spi);
+        }
+        Some(lowest(ni, &nr))
     }
 
     /// RFC 7296 2.8.2: with one rekey, its initiator deletes the old SA;

@@ -22,10 +22,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::payloads::{self, has_notify, notify};
+use super::payloads::{self, has_notify, has_vendor_id, notify};
 use super::sa::{Authenticating, Connecting, Core, IkeSa, Phase};
 use super::{Engine, Error};
-use crate::codepoints::{DhGroup, ExchangeType, NotifyType, PayloadType, IKE_PORT, MPSA_VENDOR_ID, NATT_PORT};
+use crate::codepoints::{
+    DhGroup, ExchangeType, NotifyType, PayloadType, CLONE_REDUCED_VENDOR_ID, IKE_PORT, MPSA_VENDOR_ID, NATT_PORT,
+};
 use crate::crypto::keys::{self, IkeKeys};
 use crate::crypto::{dh, Random};
 use crate::ike::proposal;
@@ -154,6 +156,9 @@ impl Engine {
         if self.mpsa_role != MpsaRole::Off {
             p.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
+        if self.conns[c.conn].clone {
+            p.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
+        }
         let h = Header {
             spi_i: c.spi_i,
             spi_r: 0,
@@ -280,6 +285,12 @@ impl Engine {
         if self.mpsa_role != MpsaRole::Off {
             out.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
+        // Answered only to a peer that offers it, when some connection
+        // clones (the one to use is known in IKE_AUTH).
+        let clone_reduced = has_vendor_id(p, CLONE_REDUCED_VENDOR_ID) && self.conns.iter().any(|c| c.clone);
+        if clone_reduced {
+            out.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
+        }
         let hdr = Header {
             spi_i: h.spi_i,
             spi_r,
@@ -293,7 +304,8 @@ impl Engine {
         let mut core = Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
         core.nat = peer_nat || we_nat;
         core.we_behind_nat = we_nat;
-        core.peer_mpsa = p.iter().any(|x| matches!(x, Payload::VendorId(v) if v.as_slice() == MPSA_VENDOR_ID));
+        core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
+        core.clone_reduced = clone_reduced;
         core.peer_frag = peer_frag;
         core.half_open_until = Some(now + self.settings.half_open_timeout);
         let phase = Phase::Authenticating(Authenticating {
@@ -418,7 +430,8 @@ impl Engine {
         let k = IkeKeys::derive(&suite, &seed, &c.ni, nr, c.spi_i, h.spi_r);
         let mut core = Core::new(c.conn, true, (c.spi_i, h.spi_r), (c.local, c.remote), suite, k, (1, 0), c.created);
         core.last_heard = now;
-        core.peer_mpsa = p.iter().any(|x| matches!(x, Payload::VendorId(v) if v.as_slice() == MPSA_VENDOR_ID));
+        core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
+        core.clone_reduced = self.conns[c.conn].clone && has_vendor_id(p, CLONE_REDUCED_VENDOR_ID);
         core.peer_frag = has_notify(p, NotifyType::IkeFragmentationSupported);
         if let (Some(s), Some(d)) =
             (notify(p, NotifyType::NatDetectionSourceIp), notify(p, NotifyType::NatDetectionDestinationIp))

@@ -439,7 +439,9 @@ impl Engine {
         let Some(f) = sa.core.w.in_flight.take() else { return };
         let IkeSa { core, phase } = sa;
         let up = match (f.what, phase) {
-            (Pending::Auth { child }, Phase::Authenticating(a)) => self.auth_response(now, core, a, &payloads, child),
+            (Pending::Auth { child, clone }, Phase::Authenticating(a)) => {
+                self.auth_response(now, core, a, &payloads, child, clone)
+            }
             (what, Phase::Established(est)) => {
                 self.established_response(now, core, est, &payloads, what);
                 None
@@ -650,8 +652,16 @@ impl Engine {
                 }
             }
             if layout {
+                // Less the one made in IKE_AUTH (Appendix B.5).
+                let ours = sa.our_spi();
                 for ip in &c.interfaces {
-                    sa.w.tasks.push_back(Task::CloneIke(Some(*ip)));
+                    let made = self
+                        .sas
+                        .values()
+                        .any(|x| x.established().is_some_and(|e| e.clone_of == Some(ours) && e.home == Some(*ip)));
+                    if !made {
+                        sa.w.tasks.push_back(Task::CloneIke(Some(*ip)));
+                    }
                 }
             }
         }

@@ -13,6 +13,11 @@ pub(super) fn notify(payloads: &[Payload], ty: NotifyType) -> Option<&Notify> {
     })
 }
 
+/// `payloads` carry a Vendor ID payload with exactly `id`.
+pub(super) fn has_vendor_id(payloads: &[Payload], id: &[u8]) -> bool {
+    payloads.iter().any(|x| matches!(x, Payload::VendorId(v) if v.as_slice() == id))
+}
+
 pub(super) fn has_notify(payloads: &[Payload], ty: NotifyType) -> bool {
     notify(payloads, ty).is_some()
 }

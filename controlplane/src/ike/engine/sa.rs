@@ -102,6 +102,9 @@ pub struct Core {
     pub(super) scheduled: Option<Instant>,
     pub(super) fragments: Option<Reassembly>,
     pub(super) peer_mpsa: bool,
+    /// Both sides sent the Clone IKE SA reduced-exchange Vendor ID in
+    /// IKE_SA_INIT (Appendix B.5).
+    pub(super) clone_reduced: bool,
     /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3).
     pub(super) peer_frag: bool,
     /// The identity this SA is filed under in the engine's `by_peer`.
@@ -284,6 +287,9 @@ pub(super) struct InFlight {
 pub(super) enum Pending {
     Auth {
         child: NewChild,
+        /// The clone asked for in the same message (Appendix B.5): its
+        /// SPI, our nonce and Diffie-Hellman value.
+        clone: Option<(u64, Vec<u8>, DhPrivate)>,
     },
     CreateChild {
         child: NewChild,
@@ -407,6 +413,7 @@ impl Core {
             peer_frag: false,
             peer_key: None,
             deleting: false,
+            clone_reduced: false,
         }
     }
 
