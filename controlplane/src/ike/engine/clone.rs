@@ -31,10 +31,9 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::payloads::{self, has_notify};
-use super::sa::{Core, Established, Phase, Task};
+use super::sa::{Core, Established, Phase, RekeyOffer, Task};
 use super::{Engine, Error};
 use crate::codepoints::NotifyType;
-use crate::crypto::dh::DhPrivate;
 use crate::wire::{Notify, Payload};
 
 /// The CLONE_IKE_SA notifies of an IKE SA rekey request `p`: at most one,
@@ -123,7 +122,7 @@ impl Engine {
     /// exchange's Vendor ID and the connection has other interfaces): the
     /// first clone's offer, N(CLONE_IKE_SA), SA(IKE), Ni, KEi, to follow
     /// the child SA's payloads; and what its answer needs.
-    pub(super) fn clone_in_auth_offer(&mut self, sa: &Core) -> Option<(Vec<Payload>, (u64, Vec<u8>, DhPrivate))> {
+    pub(super) fn clone_in_auth_offer(&mut self, sa: &Core) -> Option<(Vec<Payload>, RekeyOffer)> {
         let c = &self.conns[sa.conn];
         if !(sa.clone_reduced && c.clone && !c.interfaces.is_empty()) {
             return None;
@@ -165,7 +164,7 @@ impl Engine {
         sa: &Core,
         est: &mut Established,
         answer: &[Payload],
-        (spi, ni, dh): (u64, Vec<u8>, DhPrivate),
+        (spi, ni, dh): RekeyOffer,
     ) {
         if answer.is_empty() || !est.clone {
             return;

@@ -220,7 +220,7 @@ impl Engine {
         a: &Authenticating,
         p: &[Payload],
         child: NewChild,
-        clone: Option<(u64, Vec<u8>, crate::crypto::dh::DhPrivate)>,
+        clone: Option<super::sa::RekeyOffer>,
     ) -> Option<Established> {
         if Error::refusal(p) == Some(Error::Refused(NotifyType::AuthenticationFailed)) {
             self.stats.auth_failed += 1;

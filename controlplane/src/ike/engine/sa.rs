@@ -282,6 +282,10 @@ pub(super) struct InFlight {
     pub what: Pending,
 }
 
+/// What the answer to an IKE SA rekey or clone offer needs: the new SA's
+/// SPI (ours), our nonce and Diffie-Hellman value.
+pub(super) type RekeyOffer = (u64, Vec<u8>, DhPrivate);
+
 /// An exchange we started and wait on, with what its answer needs.
 #[derive(Debug)]
 pub(super) enum Pending {
@@ -289,7 +293,7 @@ pub(super) enum Pending {
         child: NewChild,
         /// The clone asked for in the same message (Appendix B.5): its
         /// SPI, our nonce and Diffie-Hellman value.
-        clone: Option<(u64, Vec<u8>, DhPrivate)>,
+        clone: Option<RekeyOffer>,
     },
     CreateChild {
         child: NewChild,
