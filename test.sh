@@ -59,6 +59,7 @@ smoke() {
     cargo build --release --quiet -p dataplane -p benches
     ./target/release/gw-bench forward --runs 1 --sizes 64 --warmup 0.5 --interval 0.5 --windows 1
     ./target/release/gw-bench mpsa --members 100
+    ./target/release/gw-bench clone --runs 1 --vpns 2
 }
 export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 export -f quiet_dpdk fuzz static_build ike_load smoke

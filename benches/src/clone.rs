@@ -5,10 +5,13 @@
 //!
 //! - full: N connections, one per interface, each its own IKE_SA_INIT and
 //!   IKE_AUTH (N Diffie-Hellman exchanges and N authentications);
-//! - clone (RFC 7791 Appendix B): one IKE_SA_INIT and IKE_AUTH on the
-//!   first interface, then per other interface a clone (CREATE_CHILD_SA
-//!   with N(CLONE_IKE_SA): one Diffie-Hellman, no authentication), its
-//!   move there (MOBIKE) and its VPN (CREATE_CHILD_SA).
+//! - clone (RFC 7791 Appendix B.1-B.4): one IKE_SA_INIT and IKE_AUTH on
+//!   the first interface, then per other interface a clone
+//!   (CREATE_CHILD_SA with N(CLONE_IKE_SA): one Diffie-Hellman, no
+//!   authentication), its move there (MOBIKE) and its VPN
+//!   (CREATE_CHILD_SA);
+//! - clone, reduced (Appendix B.5): the same with the first clone inside
+//!   IKE_AUTH and each clone's move inside its VPN's CREATE_CHILD_SA.
 //!
 //! Timed: each side's CPU in the engine (every datagram handled and
 //! answered) from the first initiate to the N-th child SA up. Counted: the
@@ -59,6 +62,17 @@ fn iface(k: usize) -> Ipv4Addr {
 enum Way {
     Full,
     Clone,
+    Reduced,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Full => "full IKE SAs",
+            Way::Clone => "clone (B.1-B.4)",
+            Way::Reduced => "clone, reduced (B.5)",
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -92,7 +106,7 @@ fn engines(n: usize, way: Way, ike: &str) -> Result<(Engine, Engine), String> {
                 ))?);
             }
         }
-        Way::Clone => {
+        Way::Clone | Way::Reduced => {
             let others: Vec<String> = (1..n).map(|k| format!("\"{}\"", iface(k))).collect();
             let mut text = format!(
                 "name = \"hq\"\nrole = \"initiator\"\nlocal = \"{}\"\nremote = \"{HUB}\"\n{common}{}interfaces = [{}]\n",
@@ -100,6 +114,9 @@ fn engines(n: usize, way: Way, ike: &str) -> Result<(Engine, Engine), String> {
                 vpn(0),
                 others.join(", ")
             );
+            if way == Way::Clone {
+                text += "clone_reduced = false\n";
+            }
             for k in 1..n {
                 text += &format!("[[child]]\nname = \"vpn{k}\"\n{}interface = \"{}\"\n", vpn(k), iface(k));
             }
@@ -153,7 +170,7 @@ fn one(n: usize, way: Way, ike: &str) -> Result<Run, String> {
                 cpe.initiate(now, &format!("hq{k}")).map_err(|e| e.to_string())?;
             }
         }
-        Way::Clone => cpe.initiate(now, "hq").map_err(|e| e.to_string())?,
+        Way::Clone | Way::Reduced => cpe.initiate(now, "hq").map_err(|e| e.to_string())?,
     }
     r.cpe += t.elapsed();
     let mut to_hub = feed(&mut cpe, Vec::new(), now, &mut r.cpe);
@@ -215,14 +232,16 @@ pub fn run(a: &CloneArgs) -> Result<(), String> {
         a.ike, a.runs, a.rtt_ms
     );
     for &n in &a.vpns {
-        // Interleaved (full, clone, full, ...) so drift hits both alike.
-        let (mut full, mut cloned) = (Vec::new(), Vec::new());
+        // Interleaved (full, clone, reduced, full, ...) so drift hits all alike.
+        let ways = [Way::Full, Way::Clone, Way::Reduced];
+        let mut all: Vec<Vec<Run>> = vec![Vec::new(); ways.len()];
         for _ in 0..a.runs {
-            full.push(one(n, Way::Full, &a.ike)?);
-            cloned.push(one(n, Way::Clone, &a.ike)?);
+            for (w, runs) in ways.iter().zip(all.iter_mut()) {
+                runs.push(one(n, *w, &a.ike)?);
+            }
         }
         let mut rows = Vec::new();
-        for (way, runs) in [(Way::Full, full), (Way::Clone, cloned)] {
+        for (way, runs) in ways.into_iter().zip(all) {
             let ms = |f: fn(&Run) -> Duration| median(runs.iter().map(|r| f(r).as_secs_f64() * 1e3).collect());
             let (c, h) = (ms(|r| r.cpe), ms(|r| r.hub));
             let r0 = &runs[0];
@@ -230,8 +249,7 @@ pub fn run(a: &CloneArgs) -> Result<(), String> {
             rows.push((way, c, h, r0.messages, r0.octets, r0.trips, last));
         }
         for (way, c, h, m, o, t, last) in rows {
-            let name = if way == Way::Full { "full IKE SAs" } else { "clone" };
-            md += &format!("| {n} | {name} | {c:.2} | {h:.2} | {m} | {o} | {t} | {last:.0} ms |\n");
+            md += &format!("| {n} | {} | {c:.2} | {h:.2} | {m} | {o} | {t} | {last:.0} ms |\n", way.name());
         }
     }
     print!("{md}");

@@ -281,16 +281,24 @@ fn layout_pair(fam: (IpAddr, IpAddr), b_extra: &str) -> (Node, Node, Vec<Exchang
 
 /// Appendix B.5 (the reduced exchange), where both sides sent its Vendor
 /// ID in IKE_SA_INIT: the first clone rides in IKE_AUTH (N(CLONE_IKE_SA),
-/// SA, Ni, KEi after the child SA's payloads, answered the same way), so
-/// the layout costs one CREATE_CHILD_SA fewer: IKE_SA_INIT, IKE_AUTH, the
-/// clone's move (INFORMATIONAL) and VPN_1 (CREATE_CHILD_SA). Same layout
-/// as without it, both families.
+/// SA, Ni, KEi after the child SA's payloads, answered the same way) and
+/// its move to the second interface in VPN_1's CREATE_CHILD_SA, sent from
+/// there (UPDATE_SA_ADDRESSES, NAT-D, COOKIE2 after the child's payloads):
+/// three exchanges instead of five. Same layout as without it, both
+/// families; B follows the move and VPN_1 is on the new path at B.
 #[test]
 fn rfc7791_appendix_b5_the_first_clone_rides_in_ike_auth() {
     for fam in [V4, V6] {
         let (a, b, sent) = layout_pair(fam, "");
         use ExchangeType::*;
-        assert_eq!(sent, [IkeSaInit, IkeAuth, Informational, CreateChildSa], "{fam:?}");
+        assert_eq!(sent, [IkeSaInit, IkeAuth, CreateChildSa], "{fam:?}");
+        let at_b = b.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_some()).unwrap();
+        assert_eq!(at_b.remote().ip(), second(fam), "{fam:?}: B follows the clone's move");
+        let vpn1_out = b.dp.iter().rev().find_map(|c| match c {
+            cpdp::msg::Command::InstallSa(s) if s.direction == cpdp::msg::Direction::Out => Some(s.remote),
+            _ => None,
+        });
+        assert_eq!(vpn1_out, Some(second(fam)), "{fam:?}: VPN_1 installed on the clone's new path");
         let mut layout: Vec<(IpAddr, usize, bool)> =
             a.e.ike_sas()
                 .map(|s| (s.local().ip(), s.children().len(), s.established().unwrap().clone_of.is_some()))
@@ -306,6 +314,8 @@ fn rfc7791_appendix_b5_the_first_clone_rides_in_ike_auth() {
 
 /// Appendix B.5 is only for a responder that sent the Vendor ID: one that
 /// does not clone gets no CLONE_IKE_SA at all (everything on one IKE SA);
+/// one that clones without it (`clone_reduced = false`) gets the clone,
+/// the move and the child SA as three exchanges (Appendix B.1-B.4);
 /// one whose chosen connection does not clone, though another does (so
 /// it sent the Vendor ID), leaves the offer unanswered and the IKE SA
 /// comes up without a clone.
@@ -315,6 +325,10 @@ fn rfc7791_appendix_b5_only_where_the_responder_takes_it() {
     use ExchangeType::*;
     assert_eq!(sent, [IkeSaInit, IkeAuth, CreateChildSa], "VPN_1 on the original, no clone, no move");
     assert_eq!((a.e.ike_sas().count(), a.children()), (1, 2), "no clone: both VPNs on one IKE SA");
+    // A responder that clones without the reduced exchange: B.1-B.4.
+    let (a, b, sent) = layout_pair(V6, "clone_reduced = false");
+    assert_eq!(sent, [IkeSaInit, IkeAuth, CreateChildSa, Informational, CreateChildSa], "clone, move, VPN_1");
+    assert_eq!((a.e.ike_sas().count(), a.children(), b.children()), (2, 2, 2));
     // B's other connection clones; the one A reaches does not.
     let two = second(V4);
     let ca = common::conn(
@@ -343,6 +357,32 @@ fn rfc7791_appendix_b5_only_where_the_responder_takes_it() {
     assert_eq!((a.established(), b.established()), (1, 1), "up, without a clone");
     assert_eq!((a.children(), b.children()), (1, 1));
     assert_eq!(b.e.stats.clone_refused, 0, "not refused: unanswered");
+}
+
+/// NOTES.md (RFC 7791 4): CLONE_IKE_SA or CLONE_IKE_SA_SUPPORTED in a
+/// CREATE_CHILD_SA for a child SA, and (Appendix B.5) UPDATE_SA_ADDRESSES
+/// in one that is not a clone's: INVALID_SYNTAX, no child SA, no move,
+/// counted. Both families.
+#[test]
+fn rfc7791_4_misplaced_notifies_in_a_create_child_sa_are_invalid_syntax() {
+    for fam in [V4, V6] {
+        let vpn1 =
+            "[[child]]\nname = \"vpn1\"\nauto = false\nlocal_ts = [\"10.1.1.0/24\"]\nremote_ts = [\"10.2.1.0/24\"]\n";
+        let (mut a, mut b, now) = up(fam, vpn1, "");
+        let n = |t: NotifyType| Payload::Notify(Notify::new(t, vec![]));
+        for (k, extra) in [NotifyType::CloneIkeSa, NotifyType::CloneIkeSaSupported, NotifyType::UpdateSaAddresses]
+            .into_iter()
+            .enumerate()
+        {
+            a.events.clear();
+            assert_eq!(a.e.create_child_with(now, "lab", "vpn1", vec![n(extra)]), Ok(1));
+            run(&mut a, &mut b, now);
+            assert!(refused_with(&a, NotifyType::InvalidSyntax), "{fam:?} {extra:?}: {:?}", a.events);
+            assert_eq!((a.children(), b.children()), (1, 1), "{fam:?} {extra:?}: nothing created");
+            assert_eq!(b.e.stats.clone_refused, k as u64 + 1, "{fam:?} {extra:?}: counted");
+            assert_eq!(b.e.ike_sas().next().unwrap().remote().ip(), fam.0, "no move");
+        }
+    }
 }
 
 /// NOTES.md (RFC 7791): CLONE_IKE_SA_SUPPORTED in an INFORMATIONAL turns

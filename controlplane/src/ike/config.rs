@@ -65,6 +65,9 @@ pub struct Connection {
     pub additional_addresses: Vec<IpAddr>,
     /// Offer / accept Clone IKE SA (RFC 7791): CLONE_IKE_SA_SUPPORTED.
     pub clone: bool,
+    /// With `clone`: offer / accept the reduced exchange (Appendix B.5,
+    /// its Vendor ID in IKE_SA_INIT).
+    pub clone_reduced: bool,
     /// Our other interfaces (addresses): an initiator clones its IKE SA
     /// once for each after IKE_AUTH and moves the clone there (RFC 7791
     /// Appendix B), where the child SAs of that interface are opened.
@@ -169,6 +172,9 @@ pub struct ConnectionToml {
     /// Clone IKE SA (RFC 7791).
     #[serde(default = "d_true")]
     pub clone: bool,
+    /// Clone IKE SA's reduced exchange (Appendix B.5).
+    #[serde(default = "d_true")]
+    pub clone_reduced: bool,
     #[serde(default)]
     pub interfaces: Vec<IpAddr>,
     #[serde(default)]
@@ -317,6 +323,7 @@ impl ConnectionToml {
             },
             additional_addresses: self.additional_addresses.clone(),
             clone: self.clone,
+            clone_reduced: self.clone && self.clone_reduced,
             interfaces: self.interfaces.clone(),
             mpsa_routes: self
                 .mpsa_routes

@@ -18,6 +18,7 @@
 //! When both sides rekey the same child at once, the SA made with the
 //! lowest nonce is redundant and its creator deletes it (2.8.1).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::payloads::{self, has_notify, lowest, notify};
@@ -50,21 +51,39 @@ struct Agreed {
 
 impl Engine {
     /// Initiator: a new child SA for child config `k` (RFC 7296 1.3.1).
-    pub(super) fn start_child_create(&mut self, now: Instant, sa: &mut Core, est: &mut Established, k: usize) -> bool {
-        let Some(cfg) = self.conns[sa.conn].children.get(k) else { return false };
+    pub(super) fn start_child_create(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        k: usize,
+        extra: Vec<Payload>,
+    ) -> bool {
+        let Some((mut p, child, ni, dh)) = self.child_create_offer(sa, est, k) else { return false };
+        p.extend(extra);
+        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::CreateChild { child, ni, dh, moving: None });
+        true
+    }
+
+    /// The request that opens child config `k` on `sa` (unless one is up
+    /// already), with what its answer needs.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn child_create_offer(
+        &mut self,
+        sa: &Core,
+        est: &Established,
+        k: usize,
+    ) -> Option<(Vec<Payload>, NewChild, Vec<u8>, Option<(DhGroup, DhPrivate)>)> {
+        let cfg = self.conns[sa.conn].children.get(k)?;
         if est.children.iter().any(|c| c.cfg == k && c.state == ChildState::Installed) {
-            return false;
+            return None;
         }
         let transport = cfg.transport;
         let (ts_local, ts_remote) =
             if transport { transport_ts(sa) } else { (cfg.local_ts.clone(), cfg.remote_ts.clone()) };
         let suites = self.conns[sa.conn].esp.clone();
-        let Some((p, spi_in, ni, dh)) = self.child_offer(sa, &suites, None, &ts_local, &ts_remote, transport) else {
-            return false;
-        };
-        let child = NewChild { cfg: k, spi_in, ts_local, ts_remote };
-        self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::CreateChild { child, ni, dh });
-        true
+        let (p, spi_in, ni, dh) = self.child_offer(sa, &suites, None, &ts_local, &ts_remote, transport)?;
+        Some((p, NewChild { cfg: k, spi_in, ts_local, ts_remote }, ni, dh))
     }
 
     /// Initiator: rekey child SA `old` (RFC 7296 1.3.3).
@@ -150,6 +169,11 @@ impl Engine {
             self.stats.clone_refused += 1;
             return self.refuse(sa, ex, id, &e);
         }
+        // Appendix B.5: with a clone's move to its interface.
+        let moved = match self.clone_move_with_child(now, sa, est, p) {
+            Ok(m) => m,
+            Err(e) => return self.refuse(sa, ex, id, &e),
+        };
         let rekey = notify(p, NotifyType::RekeySa).and_then(|n| n.esp_spi());
         let mut old_in = None;
         if let Some(old_out) = rekey {
@@ -211,6 +235,7 @@ impl Engine {
                 out.push(Payload::Nonce(nr.clone()));
                 out.extend(ke_out);
                 out.extend(it);
+                out.extend(moved);
                 let new_in = est.children.last().map(|c| c.spi_in);
                 self.respond(sa, ex, id, out);
                 if let (Some((old, _)), Some(new_in)) = (old_in, new_in) {
@@ -410,7 +435,15 @@ impl Engine {
         asked: NewChild,
         ni: Vec<u8>,
         dh: Option<(DhGroup, DhPrivate)>,
+        moving: Option<(Vec<u8>, (SocketAddr, SocketAddr))>,
     ) {
+        // Appendix B.5: the move first (refused: back on the old path).
+        let moved = moving.is_some();
+        if let Some((cookie2, old)) = moving {
+            if !self.mobike_update_answered(now, sa, est, p, cookie2, old, super::MoveReason::OurUpdate) {
+                return;
+            }
+        }
         if let Some(e) = Error::refusal(p) {
             self.failed(sa.conn, e);
             return;
@@ -421,6 +454,9 @@ impl Engine {
         };
         let Some(g_ir) = self.answer_dh(sa, p, dh) else { return };
         self.child_from_response(now, sa, est, p, asked, g_ir.as_ref(), (&ni, &nr), None);
+        if moved {
+            self.clone_arrived(sa, est);
+        }
     }
 
     /// The shared secret of a CREATE_CHILD_SA answer: Some(None) without

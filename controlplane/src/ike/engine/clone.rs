@@ -30,8 +30,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::payloads::{self, has_notify};
-use super::sa::{Core, Established, Phase, RekeyOffer, Task};
+use super::payloads::has_notify;
+use super::sa::{Core, Established, Phase, Task};
 use super::{Engine, Error};
 use crate::codepoints::NotifyType;
 use crate::wire::{Notify, Payload};
@@ -118,63 +118,6 @@ impl Engine {
         Ok(spis.len())
     }
 
-    /// Initiator, IKE_AUTH (Appendix B.5, where both sides sent the reduced
-    /// exchange's Vendor ID and the connection has other interfaces): the
-    /// first clone's offer, N(CLONE_IKE_SA), SA(IKE), Ni, KEi, to follow
-    /// the child SA's payloads; and what its answer needs.
-    pub(super) fn clone_in_auth_offer(&mut self, sa: &Core) -> Option<(Vec<Payload>, RekeyOffer)> {
-        let c = &self.conns[sa.conn];
-        if !(sa.clone_reduced && c.clone && !c.interfaces.is_empty()) {
-            return None;
-        }
-        let (p, spi, ni, dh) = self.ike_rekey_offer(sa, true)?;
-        Some((p, (spi, ni, dh)))
-    }
-
-    /// Responder, IKE_AUTH: the clone asked for in `offer` (the payloads
-    /// from N(CLONE_IKE_SA) on, already checked), made of the IKE SA just
-    /// authenticated; its answer, or nothing when it cannot be made (the
-    /// initiator then clones with CREATE_CHILD_SA).
-    pub(super) fn clone_in_auth_answer(
-        &mut self,
-        now: Instant,
-        sa: &Core,
-        est: &Established,
-        offer: &[Payload],
-    ) -> Vec<Payload> {
-        let Some(ni) = payloads::nonce(offer).cloned() else { return Vec::new() };
-        if offer.is_empty() || !est.clone {
-            return Vec::new();
-        }
-        match self.ike_rekey_answer(now, sa, est, offer, &ni, true) {
-            Ok((out, _, _)) => out,
-            Err(e) => {
-                self.failed(sa.conn, e);
-                Vec::new()
-            }
-        }
-    }
-
-    /// Initiator, IKE_AUTH answered: the clone we asked for, if the
-    /// responder made it (`answer`: its payloads from N(CLONE_IKE_SA) on),
-    /// goes to the connection's first other interface.
-    pub(super) fn clone_in_auth_made(
-        &mut self,
-        now: Instant,
-        sa: &Core,
-        est: &mut Established,
-        answer: &[Payload],
-        (spi, ni, dh): RekeyOffer,
-    ) {
-        if answer.is_empty() || !est.clone {
-            return;
-        }
-        let move_to = self.conns[sa.conn].interfaces.first().copied();
-        if let Some(low) = self.ike_rekey_made(now, sa, est, answer, (spi, &ni, dh), true) {
-            self.clone_made(now, est, spi, low, move_to);
-        }
-    }
-
     /// Our clone request was refused: made again on the IKE SA that
     /// replaced this one (a collision with a rekey, RFC 7296 2.25's
     /// TEMPORARY_FAILURE), else reported.
@@ -206,11 +149,21 @@ impl Engine {
         move_to: Option<IpAddr>,
     ) {
         let keep = self.settle_clone_collision(now, est, spi, low);
-        let (Some(ip), Some(x)) = (move_to, self.sas.get_mut(&keep)) else { return };
+        let Some(ip) = move_to else { return };
+        // Appendix B.5: the move rides with the interface's first child SA.
+        let first = self.sas.get(&keep).and_then(|x| {
+            let open = |(_, c): &(usize, &crate::ike::config::ChildConfig)| c.auto && c.interface == Some(ip);
+            let reduced = x.core.clone_reduced;
+            self.conns[x.core.conn].children.iter().enumerate().find(open).filter(|_| reduced).map(|(k, _)| k)
+        });
+        let Some(x) = self.sas.get_mut(&keep) else { return };
         if let Phase::Established(e) = &mut x.phase {
             e.home = Some(ip);
         }
-        x.core.w.tasks.push_back(Task::MobikeUpdate(ip, super::MoveReason::OurUpdate));
+        x.core.w.tasks.push_back(match first {
+            Some(k) => Task::MoveWithChild(ip, k),
+            None => Task::MobikeUpdate(ip, super::MoveReason::OurUpdate),
+        });
         self.kick(now, keep);
     }
 

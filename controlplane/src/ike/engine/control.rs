@@ -61,6 +61,30 @@ impl Engine {
         Ok(spis.len())
     }
 
+    /// Opens child `child` of connection `name` on its established IKE
+    /// SAs with `extra` payloads after the request's own (for tools and
+    /// tests: a notify where it does not belong). Returns the IKE SAs asked.
+    pub fn create_child_with(
+        &mut self,
+        now: Instant,
+        name: &str,
+        child: &str,
+        extra: Vec<Payload>,
+    ) -> Result<usize, Error> {
+        let ci = self.conn_index(name)?;
+        let k = self.conns[ci]
+            .children
+            .iter()
+            .position(|c| c.name == child)
+            .ok_or_else(|| Error::NoChild { conn: name.into(), child: child.into() })?;
+        let spis = self.established_of(ci);
+        for s in &spis {
+            self.queue(now, *s, Task::CreateChildWith(k, extra.clone()));
+        }
+        self.reschedule();
+        Ok(spis.len())
+    }
+
     /// Sends `payloads` in an INFORMATIONAL request on every established IKE
     /// SA of connection `name` (for tools and tests: a notify by hand).
     pub fn send_informational(&mut self, now: Instant, name: &str, payloads: Vec<Payload>) -> Result<usize, Error> {

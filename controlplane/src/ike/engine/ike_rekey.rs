@@ -290,6 +290,7 @@ impl Engine {
         core.peer_mpsa = old.peer_mpsa;
         core.peer_frag = old.peer_frag;
         core.mobike_initiator = old.mobike_initiator;
+        core.clone_reduced = old.clone_reduced;
         let our = core.our_spi();
         self.file_peer(&mut core, Some(old_est.peer_id.clone()));
         if !clone {

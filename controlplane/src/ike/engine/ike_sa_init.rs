@@ -156,7 +156,7 @@ impl Engine {
         if self.mpsa_role != MpsaRole::Off {
             p.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
-        if self.conns[c.conn].clone {
+        if self.conns[c.conn].clone_reduced {
             p.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
         }
         let h = Header {
@@ -287,7 +287,7 @@ impl Engine {
         }
         // Answered only to a peer that offers it, when some connection
         // clones (the one to use is known in IKE_AUTH).
-        let clone_reduced = has_vendor_id(p, CLONE_REDUCED_VENDOR_ID) && self.conns.iter().any(|c| c.clone);
+        let clone_reduced = has_vendor_id(p, CLONE_REDUCED_VENDOR_ID) && self.conns.iter().any(|c| c.clone_reduced);
         if clone_reduced {
             out.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
         }
@@ -431,7 +431,7 @@ impl Engine {
         let mut core = Core::new(c.conn, true, (c.spi_i, h.spi_r), (c.local, c.remote), suite, k, (1, 0), c.created);
         core.last_heard = now;
         core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
-        core.clone_reduced = self.conns[c.conn].clone && has_vendor_id(p, CLONE_REDUCED_VENDOR_ID);
+        core.clone_reduced = self.conns[c.conn].clone_reduced && has_vendor_id(p, CLONE_REDUCED_VENDOR_ID);
         core.peer_frag = has_notify(p, NotifyType::IkeFragmentationSupported);
         if let (Some(s), Some(d)) =
             (notify(p, NotifyType::NatDetectionSourceIp), notify(p, NotifyType::NatDetectionDestinationIp))

@@ -255,6 +255,20 @@ impl Engine {
         if est.mobike.is_none() || !sa.mobike_initiator {
             return false;
         }
+        let (p, cookie2) = self.mobike_update_payloads(sa, est, old);
+        self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old, why });
+        true
+    }
+
+    /// What announces our move from `old` to the current path: NAT-D,
+    /// N(COOKIE2), N(UPDATE_SA_ADDRESSES) (MOBIKE-X: with OLD and NEW);
+    /// and the COOKIE2 to see echoed.
+    pub(super) fn mobike_update_payloads(
+        &mut self,
+        sa: &Core,
+        est: &Established,
+        old: (SocketAddr, SocketAddr),
+    ) -> (Vec<Payload>, Vec<u8>) {
         let ip = sa.local.ip();
         let cookie2 = self.rng.vec(COOKIE2_LEN);
         // NAT-D and COOKIE2 first: after a MOBIKE-X action only
@@ -274,8 +288,7 @@ impl Engine {
             _ => Vec::new(),
         };
         p.push(Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, data)));
-        self.request(now, sa, ExchangeType::Informational, p, Pending::MobikeUpdate { cookie2, old, why });
-        true
+        (p, cookie2)
     }
 
     /// Initiator: the answer to our UPDATE_SA_ADDRESSES. Refused, or
@@ -291,12 +304,31 @@ impl Engine {
         old: (SocketAddr, SocketAddr),
         why: MoveReason,
     ) {
+        if self.mobike_update_answered(now, sa, est, p, cookie2, old, why) {
+            self.clone_arrived(sa, est);
+        }
+    }
+
+    /// Initiator: the answer `p` to our move from `old`. Refused, or
+    /// without our COOKIE2 (3.6): back to the old path, false. Else the
+    /// child SAs follow, true.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mobike_update_answered(
+        &mut self,
+        now: Instant,
+        sa: &mut Core,
+        est: &mut Established,
+        p: &[Payload],
+        cookie2: Vec<u8>,
+        old: (SocketAddr, SocketAddr),
+        why: MoveReason,
+    ) -> bool {
         let echoed = notify(p, NotifyType::Cookie2).is_some_and(|c| c.data == cookie2);
         let refusal = Error::refusal(p).or((!echoed).then_some(Error::BadAnswer("COOKIE2 not echoed")));
         if let Some(e) = refusal {
             (sa.local, sa.remote) = old;
             self.failed(sa.conn, e);
-            return;
+            return false;
         }
         if let Some((peer_nat, we_nat)) = nat_of(sa, p, sa.remote, sa.local) {
             sa.nat = sa.nat || peer_nat || we_nat;
@@ -306,7 +338,7 @@ impl Engine {
             }
         }
         self.moved(sa, est, old, why);
-        self.clone_arrived(sa, est);
+        true
     }
 
     /// Without MOBIKE, RFC 7296 2.23: behind a NAT the peer's address is

@@ -27,6 +27,7 @@
 
 mod child_sa;
 mod clone;
+mod clone_reduced;
 mod control;
 mod dataplane;
 mod error;
@@ -280,7 +281,8 @@ impl Engine {
             Task::Liveness => self.start_liveness(now, core),
             Task::DeleteIke => self.start_delete_ike(now, core),
             Task::DeleteChild(s) => self.start_delete_child(now, core, est, s),
-            Task::CreateChild(k) => self.start_child_create(now, core, est, k),
+            Task::CreateChild(k) => self.start_child_create(now, core, est, k, Vec::new()),
+            Task::CreateChildWith(k, extra) => self.start_child_create(now, core, est, k, extra),
             Task::RekeyChild(old) => self.start_child_rekey(now, core, est, old),
             Task::MpsaPut(g) => self.start_mpsa_put(now, core, est, g),
             Task::Informational(p) => {
@@ -293,6 +295,7 @@ impl Engine {
             Task::RekeyIke if !est.rekeyed => self.start_ike_rekey(now, core, est, None),
             Task::CloneIke(ip) if !est.rekeyed && est.clone => self.start_ike_rekey(now, core, est, Some(ip)),
             Task::CloneIke(_) => false,
+            Task::MoveWithChild(ip, k) => self.start_move_with_child(now, core, est, ip, k),
             Task::RekeyIke => false,
         };
         self.insert_sa(spi, sa);
@@ -467,7 +470,9 @@ impl Engine {
         self.path_answered(sa, est);
         match what {
             Pending::Auth { .. } => {}
-            Pending::CreateChild { child, ni, dh } => self.child_create_response(now, sa, est, p, child, ni, dh),
+            Pending::CreateChild { child, ni, dh, moving } => {
+                self.child_create_response(now, sa, est, p, child, ni, dh, moving)
+            }
             Pending::RekeyChild { old, spi_in, ni, dh } => {
                 self.child_rekey_response(now, sa, est, p, old, spi_in, ni, dh)
             }

@@ -299,6 +299,9 @@ pub(super) enum Pending {
         child: NewChild,
         ni: Vec<u8>,
         dh: Option<(DhGroup, DhPrivate)>,
+        /// Sent with our move to a new path (Appendix B.5): the COOKIE2 to
+        /// see echoed and the path a refusal takes us back to.
+        moving: Option<(Vec<u8>, (SocketAddr, SocketAddr))>,
     },
     RekeyChild {
         old: u32,
@@ -359,6 +362,9 @@ pub(super) struct NewChild {
 pub(super) enum Task {
     /// Open child config `.0` on this IKE SA (CREATE_CHILD_SA, 1.3.1).
     CreateChild(usize),
+    /// The same with these payloads after the request's own (tools and
+    /// tests).
+    CreateChildWith(usize, Vec<Payload>),
     RekeyChild(u32),
     RekeyIke,
     DeleteChild(u32),
@@ -379,6 +385,10 @@ pub(super) enum Task {
     /// Clone this IKE SA (RFC 7791), then move the clone to this address
     /// of ours if given.
     CloneIke(Option<IpAddr>),
+    /// A clone's move to its interface `.0` together with the first child
+    /// SA (config `.1`) opened there, in one CREATE_CHILD_SA (Appendix
+    /// B.5).
+    MoveWithChild(IpAddr, usize),
 }
 
 impl Core {
