@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use common::{run, Node, V4, V6};
 use controlplane::codepoints::{ExchangeType, NotifyType};
-use controlplane::ike::engine::Error;
+use controlplane::ike::engine::{Error, MoveReason};
 use controlplane::ike::Event;
 use controlplane::wire::{Message, Notify, Payload};
 
@@ -277,6 +277,49 @@ fn layout_pair(fam: (IpAddr, IpAddr), b_extra: &str) -> (Node, Node, Vec<Exchang
     a.e.initiate(now, "lab").unwrap();
     let sent = run_counting(&mut a, &mut b, now);
     (a, b, sent)
+}
+
+/// RFC 7791 Appendix B with RFC 4555 3.10: the first interface goes
+/// silent (its link stays up, nothing gets through): the original IKE
+/// SA's liveness check fails there, is retried from the other interface
+/// (the clone's), and the original moves there with its child SA; VPN_1
+/// stays on its clone. The hub's own liveness check fails there too: as
+/// MOBIKE's responder it waits a path's worth of tries for the move
+/// instead of deleting the IKE SA. Both families.
+#[test]
+fn rfc7791_appendix_b_a_silent_interface_moves_its_ike_sa_to_a_surviving_one() {
+    for fam in [V4, V6] {
+        let two = second(fam);
+        let (mut a, mut b, _) = layout_pair(fam, "");
+        let mut now = Instant::now();
+        a.e.local_addresses(now, &[fam.0, two]);
+        let mut moved = false;
+        for _ in 0..300 {
+            now += std::time::Duration::from_secs(1);
+            a.e.handle_timeout(now);
+            b.e.handle_timeout(now);
+            for _ in 0..10 {
+                // Nothing to or from A's first interface gets through.
+                let to_b: Vec<_> = a.take().into_iter().filter(|d| d.local.ip() != fam.0).collect();
+                let to_a: Vec<_> = b.take().into_iter().filter(|d| d.remote.ip() != fam.0).collect();
+                if to_b.is_empty() && to_a.is_empty() {
+                    break;
+                }
+                deliver(to_b, &mut b, now);
+                deliver(to_a, &mut a, now);
+            }
+            moved = a.events.iter().any(|e| matches!(e, Event::Moved { why: MoveReason::PathFailed, .. }));
+            if moved {
+                break;
+            }
+        }
+        assert!(moved, "{fam:?}: {:?}", a.events);
+        run(&mut a, &mut b, now);
+        let layout: Vec<(IpAddr, usize)> = a.e.ike_sas().map(|s| (s.local().ip(), s.children().len())).collect();
+        assert_eq!(layout, [(two, 1), (two, 1)], "{fam:?}: both IKE SAs on the second interface, one VPN each");
+        assert!(b.e.ike_sas().all(|s| s.remote().ip() == two), "{fam:?}: B follows");
+        assert_eq!((a.children(), b.children()), (2, 2));
+    }
 }
 
 /// Appendix B.5 (the reduced exchange), where both sides sent its Vendor

@@ -124,7 +124,7 @@ impl Engine {
         let mut ours: Vec<IpAddr> = vec![here.0];
         let known = self.local_addrs.clone();
         let usable = |a: &IpAddr| known.as_ref().is_none_or(|k| k.contains(a));
-        for a in c.local.iter().chain(&c.additional_addresses).chain(known.iter().flatten()) {
+        for a in c.local.iter().chain(&c.interfaces).chain(&c.additional_addresses).chain(known.iter().flatten()) {
             if fam(a) && usable(a) && !ours.contains(a) {
                 ours.push(*a);
             }
@@ -145,6 +145,21 @@ impl Engine {
             m.left = Some((sa.local, sa.remote));
         }
         Some((SocketAddr::new(next.0, sa.local.port()), SocketAddr::new(next.1, sa.remote.port())))
+    }
+
+    /// The path of `sa` stopped answering and we are MOBIKE's responder:
+    /// the initiator, not us, looks for another path (3.10), and it starts
+    /// when its own retransmissions run out, as ours do. True (once per
+    /// failure) to retransmit a path's worth of tries more before giving
+    /// up, so its move can reach us.
+    pub(super) fn wait_for_initiator(&self, sa: &Core, est: &mut Established) -> bool {
+        let Some(m) = est.mobike.as_mut().filter(|_| !sa.mobike_initiator) else { return false };
+        let here = (sa.local.ip(), sa.remote.ip());
+        if m.tried.contains(&here) {
+            return false;
+        }
+        m.tried.push(here);
+        true
     }
 
     /// A response came: the path works. After a failover to it, announce

@@ -142,6 +142,12 @@ impl Engine {
             (core.local, core.remote) = (l, r);
             f.tries = self.settings.retransmit_tries.saturating_sub(path_change::TRIES_PER_PATH);
             f.next = now;
+        } else if let (Phase::Established(est), true) = (&mut *phase, exhausted) {
+            if self.wait_for_initiator(core, est) {
+                if let Some(f) = core.w.in_flight.as_mut() {
+                    f.tries = self.settings.retransmit_tries.saturating_sub(path_change::TRIES_PER_PATH);
+                }
+            }
         }
         if let Some(f) = core.w.in_flight.as_mut().filter(|f| f.next <= now) {
             if f.tries >= self.settings.retransmit_tries {
