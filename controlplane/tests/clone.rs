@@ -88,6 +88,33 @@ fn rfc7791_3_a_clone_leaves_both_ike_sas_up_with_the_children_on_the_original() 
     }
 }
 
+/// RFC 7791 3: the original and its clone are IKE SAs of their own: both
+/// rekeyed (RFC 7296 2.18), the original's successor keeps the child SA,
+/// the clone's stays a clone (of the original's successor) on its
+/// interface, and an interface's return still finds it (its home kept).
+#[test]
+fn rfc7791_3_an_original_and_its_clone_rekey_on_their_own() {
+    for fam in [V4, V6] {
+        let two = second(fam);
+        let (mut a, mut b, now) = up(fam, "", "");
+        a.e.clone_ike_sa(now, "lab", Some(two)).unwrap();
+        run(&mut a, &mut b, now);
+        let before: Vec<u64> = a.e.ike_sas().map(|s| s.spi_i()).collect();
+        assert_eq!(a.e.rekey(now, "lab", true), Ok(2), "{fam:?}: both IKE SAs rekeyed");
+        run(&mut a, &mut b, now);
+        for n in [&a, &b] {
+            assert_eq!(n.established(), 2, "{fam:?}");
+            assert!(n.e.ike_sas().all(|s| !before.contains(&s.spi_i())), "{fam:?}: new SPIs");
+            let orig = n.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_none()).unwrap();
+            let clone = n.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_some()).unwrap();
+            assert_eq!(clone.established().unwrap().clone_of, Some(orig.our_spi()), "{fam:?}");
+            assert_eq!((orig.children().len(), clone.children().len()), (1, 0), "{fam:?}");
+        }
+        let clone = a.e.ike_sas().find(|s| s.established().unwrap().clone_of.is_some()).unwrap();
+        assert_eq!((clone.local().ip(), clone.established().unwrap().home), (two, Some(two)), "{fam:?}");
+    }
+}
+
 /// RFC 7791 Appendix B: the clone moves to our other interface with
 /// MOBIKE; the original stays where it was.
 #[test]
