@@ -83,21 +83,10 @@ RUN=$(mktemp -d /tmp/gw-lab.XXXXXX)
 export SSLAB_RUN_DIR=$RUN/sslab
 PSK=mpsa-lab-psk-0123
 NODES=(hub a b c)
-PIDS=()
-pass=0
-fail=0
-
-say() { printf '%s lab: %s\n' "$(date +%T)" "$*"; }
-ok() { pass=$((pass + 1)); say "ok   $*"; }
-bad() { fail=$((fail + 1)); say "FAIL $*"; }
-check() { # check "description" command...
-    local d=$1 out
-    shift
-    if out=$("$@" 2>&1); then ok "$d"; else
-        bad "$d"
-        printf '%s\n' "$out" | tail -4 | sed 's/^/      /'
-    fi
-}
+LAB=lab
+# say/ok/bad/check and the counters (also wait_for, stop, veth, ...).
+# shellcheck source=controlplane/tests/lab-common.sh
+. controlplane/tests/lab-common.sh
 
 cleanup() {
     set +e
@@ -184,13 +173,7 @@ done
 gwctl() { "$BIN/gwctl" -s "$RUN/$1.sock" "${@:2}"; }
 ss() { "$IOP/strongswan-peer.sh" "$@"; }
 
-# Wait for every endpoint's IKE SA and group SA.
-wait_for() { # seconds, command...
-    local t=$1
-    shift
-    for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
-}
+# Wait for every endpoint's IKE SA and group SA (wait_for: lab-common.sh).
 has_group() { gwctl "$1" list | grep -q "^group hub: endpoint, SA [0-9a-f]"; }
 all_groups() { has_group a && has_group b && has_group c; }
 dump_logs() {

@@ -281,24 +281,8 @@ fn layout_pair(fam: (IpAddr, IpAddr), b_extra: &str) -> (Node, Node, Vec<Exchang
     let two = second(fam);
     let vpn1 = |l: &str, r: &str| format!("[[child]]\nname = \"vpn1\"\nlocal_ts = [\"{l}\"]\nremote_ts = [\"{r}\"]\n");
     let extra_a = format!("interfaces = [\"{two}\"]\n{}interface = \"{two}\"\n", vpn1("10.1.1.0/24", "10.2.1.0/24"));
-    let ca = common::conn(
-        "lab",
-        "initiator",
-        fam.0,
-        &fam.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        &extra_a,
-    );
-    let cb = common::conn(
-        "lab",
-        "responder",
-        fam.1,
-        "%any",
-        ("b.lab", "a.lab"),
-        ("10.2.0.0/16", "10.1.0.0/16"),
-        &format!("{b_extra}\n{}", vpn1("10.2.1.0/24", "10.1.1.0/24")),
-    );
+    let ca = common::conn_a(fam, &extra_a);
+    let cb = common::conn_b(fam, &format!("{b_extra}\n{}", vpn1("10.2.1.0/24", "10.1.1.0/24")));
     let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
     let now = Instant::now();
     a.e.initiate(now, "lab").unwrap();
@@ -401,25 +385,9 @@ fn rfc7791_appendix_b5_only_where_the_responder_takes_it() {
     assert_eq!((a.e.ike_sas().count(), a.children(), b.children()), (2, 2, 2));
     // B's other connection clones; the one A reaches does not.
     let two = second(V4);
-    let ca = common::conn(
-        "lab",
-        "initiator",
-        V4.0,
-        &V4.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        &format!("interfaces = [\"{two}\"]"),
-    );
+    let ca = common::conn_a(V4, &format!("interfaces = [\"{two}\"]"));
     let other = common::conn("x", "responder", V4.1, "%any", ("b.lab", "x.lab"), ("10.9.0.0/16", "10.8.0.0/16"), "");
-    let cb = common::conn(
-        "lab",
-        "responder",
-        V4.1,
-        "%any",
-        ("b.lab", "a.lab"),
-        ("10.2.0.0/16", "10.1.0.0/16"),
-        "clone = false",
-    );
+    let cb = common::conn_b(V4, "clone = false");
     let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![other, cb], 2));
     let now = Instant::now();
     a.e.initiate(now, "lab").unwrap();

@@ -29,112 +29,26 @@ P=gwk$$
 RUN=$(mktemp -d /tmp/gw-clone.XXXXXX)
 export SSLAB_RUN_DIR=$RUN/sslab
 PSK=clone-lab-psk-0123
-PIDS=()
+LAB=clone
 CAPS=()
-pass=0
-fail=0
-say() { printf '%s clone: %s\n' "$(date +%T)" "$*"; }
-ok() { pass=$((pass + 1)); say "ok   $*"; }
-bad() { fail=$((fail + 1)); say "FAIL $*"; }
-check() { # check "description" command...
-    local d=$1 out
-    shift
-    if out=$("$@" 2>&1); then ok "$d"; else
-        bad "$d"
-        printf '%s\n' "$out" | tail -4 | sed 's/^/      /'
-    fi
-}
-stop() { # stop PID...: TERM, then KILL after 5 s
-    local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for p in "$@"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null || true
-    done
-}
+# shellcheck source=controlplane/tests/lab-common.sh
+. "$ROOT/controlplane/tests/lab-common.sh"
 cleanup() {
     set +e
-    stop "${PIDS[@]}" "${CAPS[@]}"
+    stop "${CAPS[@]}"
     [ -x "$IOP/strongswan-peer.sh" ] && "$IOP/strongswan-peer.sh" stop-all --purge >/dev/null 2>&1
-    for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do ip netns del "$ns"; done
-    rm -rf "/var/run/dpdk/$P-cpe" "/var/run/dpdk/$P-hub"
-    if [ "$fail" -ne 0 ] && [ -n "${GW_LAB_KEEP_LOGS:-}" ]; then cp -r "$RUN" "$GW_LAB_KEEP_LOGS"; fi
-    rm -rf "$RUN"
+    lab_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-for b in gw-dataplane gw-controlplane gwctl; do
-    [ -x "$BIN/$b" ] || { echo "clone: $BIN/$b missing (cargo build --release)" >&2; exit 2; }
-done
+need_binaries
 
-# ---- topology ----
-for n in cpe hub isp cpe-lan hub-lan; do
-    ip netns add "$P-$n"
-    ip netns exec "$P-$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$P-$n" link set lo up
-done
-veth() { # veth NS1 IF1 NS2 IF2
-    ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-    ip netns exec "$P-$1" ethtool -K "$2" tx off >/dev/null
-    ip netns exec "$P-$3" ethtool -K "$4" tx off >/dev/null
-    ip -n "$P-$1" link set "$2" up
-    ip -n "$P-$3" link set "$4" up
-}
-veth cpe up1 isp i-up1
-veth cpe up2 isp i-up2
-veth hub wan isp i-hub
-veth cpe lan cpe-lan eth0
-veth hub lan hub-lan eth0
-ip -n "$P-isp" addr add 10.81.0.254/24 dev i-up1
-ip -n "$P-isp" addr add 10.82.0.254/24 dev i-up2
-ip -n "$P-isp" addr add 10.80.0.254/24 dev i-hub
-ip netns exec "$P-isp" sysctl -qw net.ipv4.ip_forward=1
-ip -n "$P-cpe-lan" addr add 10.91.1.10/16 dev eth0
-ip -n "$P-cpe-lan" addr add 10.91.2.10/16 dev eth0
-ip -n "$P-cpe-lan" route add default via 10.91.0.1
-ip -n "$P-hub-lan" addr add 10.92.1.10/16 dev eth0
-ip -n "$P-hub-lan" addr add 10.92.2.10/16 dev eth0
-ip -n "$P-hub-lan" route add default via 10.92.0.1
-
-# ---- the gateways ----
-dataplane() { # NAME PORT ADDR ...
-    local n=$1 i=0
-    shift
-    mkdir -p "$RUN/$n"
-    {
-        printf 'mode = "gateway"\n[eal]\nlcores = "0,1"\nfile_prefix = "%s"\nmemory_mb = 256\n' "$P-$n"
-        printf '[mempool]\nmbufs = 4095\n[worker]\nidle_sleep_max_us = 2000\n'
-        while [ $# -gt 0 ]; do
-            printf '[[port]]\nname = "%s"\ndevice = "net_af_packet%d,iface=%s,qpairs=2"\naddresses = ["%s"]\n' "$1" "$i" "$1" "$2"
-            i=$((i + 1))
-            shift 2
-        done
-        cat "$RUN/$n.routes"
-        printf '[control]\ndir = "%s"\nwait_for_sync = true\n' "$RUN/$n"
-    } >"$RUN/$n.dp.toml"
-}
-printf '[[route]]\ndst = "10.80.0.0/24"\nport = "up1"\nvia = "10.81.0.254"\n[[route]]\ndst = "0.0.0.0/0"\nport = "up2"\nvia = "10.82.0.254"\n' >"$RUN/cpe.routes"
-printf '[[route]]\ndst = "0.0.0.0/0"\nport = "wan"\nvia = "10.80.0.254"\n' >"$RUN/hub.routes"
-dataplane cpe up1 10.81.0.1/24 up2 10.82.0.1/24 lan 10.91.0.1/16
-dataplane hub wan 10.80.0.1/24 lan 10.92.0.1/16
+# ---- topology and dataplanes (lab-common.sh) ----
+cpe_hub_lab
 # The CPE: VPN_0 (the connection's own selectors) on the original IKE SA,
 # VPN_1 on the clone of up2.
-cat >"$RUN/cpe.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/cpe"
-admin_socket = "$RUN/cpe.sock"
-retransmit_base_ms = 500
-[[connection]]
-name = "hq"
-role = "initiator"
-local = "10.81.0.1"
-remote = "10.80.0.1"
-local_id = "cpe.lab"
-remote_id = "hub.lab"
-psk = "$PSK"
-local_ts = ["10.91.1.0/24"]
-remote_ts = ["10.92.1.0/24"]
+cp_config cpe hq initiator 10.81.0.1 10.80.0.1 cpe.lab hub.lab 10.91.1.0/24 10.92.1.0/24
+cat >>"$RUN/cpe.cp.toml" <<EOF
 clone = true
 interfaces = ["10.82.0.1"]
 [[connection.child]]
@@ -143,22 +57,8 @@ local_ts = ["10.91.2.0/24"]
 remote_ts = ["10.92.2.0/24"]
 interface = "10.82.0.1"
 EOF
-cat >"$RUN/hub.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/hub"
-admin_socket = "$RUN/hub.sock"
-retransmit_base_ms = 500
-[[connection]]
-name = "cpe"
-role = "responder"
-local = "10.80.0.1"
-remote = "%any"
-local_id = "hub.lab"
-remote_id = "cpe.lab"
-psk = "$PSK"
-local_ts = ["10.92.1.0/24"]
-remote_ts = ["10.91.1.0/24"]
+cp_config hub cpe responder 10.80.0.1 %any hub.lab cpe.lab 10.92.1.0/24 10.91.1.0/24
+cat >>"$RUN/hub.cp.toml" <<EOF
 clone = true
 [[connection.child]]
 name = "vpn1"
@@ -180,12 +80,6 @@ start() { # start NAME: its dataplane and control plane
 }
 cpe() { "$BIN/gwctl" -s "$RUN/cpe.sock" "$@"; }
 hub() { "$BIN/gwctl" -s "$RUN/hub.sock" "$@"; }
-wait_for() { # wait_for SECONDS command...
-    local s=$1
-    shift
-    for _ in $(seq $((s * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
-}
 ping_from() { # ping_from SRC DST [COUNT]
     ip netns exec "$P-cpe-lan" ping -q -c "${3:-5}" -i 0.05 -W 1 -I "$1" "$2" 2>&1 | grep -q ' 0% packet loss'
 }
@@ -239,12 +133,7 @@ check "tcpdump: no VPN_1 on uplink 1, no VPN_0 on uplink 2" bash -c "lacks_spi u
 # Uplink 1's link goes down while VPN_0 sends every 5 ms.
 capture up2cut i-up2
 out=$RUN/ping.vpn0
-ip netns exec "$P-cpe-lan" ping -D -n -i 0.005 -W 1 -c 1000 -I 10.91.1.10 10.92.1.10 >"$out" 2>&1 &
-pp=$!
-sleep 1
-ip -n "$P-cpe" link set up1 down
-wait "$pp" || true
-lost=$(awk '/packets transmitted/ {print $1 - $4}' "$out")
+lost=$(pings_across cpe up1 "$out" 10.91.1.10 10.92.1.10 1000)
 say "     VPN_0 while up1's link went down: $(grep 'packet loss' "$out") ($lost lost, ping every 5 ms: about $((lost * 5)) ms without service)"
 check "VPN_0's IKE SA moved to uplink 2 (the hub sees it there)" wait_for 10 bash -c "sa_from 10.82.0.1 | grep -v vpn1 | grep -q 'child .*Installed' && ! sa_from 10.81.0.1 | grep -q child"
 check "VPN_0's traffic continues on uplink 2" wait_for 5 ping_from 10.91.1.10 10.92.1.10 20
@@ -301,9 +190,5 @@ ip -n "$P-cpe" link set up1 up
 check "strongSwan parsed our IKE_AUTH (its CLONE_IKE_SA_SUPPORTED ignored)" grep -q 'parsed IKE_AUTH request' "$RUN/ss.log"
 check "strongSwan never received CLONE_IKE_SA (16433)" bash -c "! grep -qE 'N\\(16433\\)|CLONE_IKE_SA([^_]|\$)' '$RUN/ss.log'"
 
-say "$pass passed, $fail failed"
-if [ "$fail" -ne 0 ]; then
-    for f in cpe.cp hub.cp; do say "$f log:"; tail -n 25 "$RUN/$f.log"; done
-    "$IOP/strongswan-peer.sh" log hubss 30 2>/dev/null || true
-    exit 1
-fi
+if [ "$fail" -ne 0 ]; then "$IOP/strongswan-peer.sh" log hubss 30 2>/dev/null || true; fi
+lab_result cpe.cp hub.cp

@@ -27,131 +27,29 @@ BIN=${GW_BIN_DIR:-$ROOT/target/release}
 P=gwx$$
 RUN=$(mktemp -d /tmp/gw-mobikex.XXXXXX)
 PSK=mobikex-lab-psk-0123
-PIDS=()
-pass=0
-fail=0
-say() { printf '%s mobikex: %s\n' "$(date +%T)" "$*"; }
-ok() { pass=$((pass + 1)); say "ok   $*"; }
-bad() { fail=$((fail + 1)); say "FAIL $*"; }
-check() { # check "description" command...
-    local d=$1 out
-    shift
-    if out=$("$@" 2>&1); then ok "$d"; else
-        bad "$d"
-        printf '%s\n' "$out" | tail -4 | sed 's/^/      /'
-    fi
-}
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
-    for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do ip netns del "$ns"; done
-    rm -rf "/var/run/dpdk/$P-cpe" "/var/run/dpdk/$P-hub"
-    if [ "$fail" -ne 0 ] && [ -n "${GW_LAB_KEEP_LOGS:-}" ]; then cp -r "$RUN" "$GW_LAB_KEEP_LOGS"; fi
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
+LAB=mobikex
+# shellcheck source=controlplane/tests/lab-common.sh
+. "$ROOT/controlplane/tests/lab-common.sh"
+trap lab_cleanup EXIT
 trap 'exit 130' INT TERM
-for b in gw-dataplane gw-controlplane gwctl; do
-    [ -x "$BIN/$b" ] || { echo "mobikex: $BIN/$b missing (cargo build --release)" >&2; exit 2; }
-done
+need_binaries
 
 # ---- topology ----
-for n in cpe hub isp cpe-lan hub-lan; do
-    ip netns add "$P-$n"
-    ip netns exec "$P-$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$P-$n" link set lo up
-done
-veth() { # veth NS1 IF1 NS2 IF2
-    ip link add "$2" netns "$P-$1" type veth peer name "$4" netns "$P-$3"
-    ip netns exec "$P-$1" ethtool -K "$2" tx off >/dev/null
-    ip netns exec "$P-$3" ethtool -K "$4" tx off >/dev/null
-    ip -n "$P-$1" link set "$2" up
-    ip -n "$P-$3" link set "$4" up
-}
-veth cpe up1 isp i-up1
-veth cpe up2 isp i-up2
-veth hub wan isp i-hub
-veth cpe lan cpe-lan eth0
-veth hub lan hub-lan eth0
-ip -n "$P-isp" addr add 10.81.0.254/24 dev i-up1
-ip -n "$P-isp" addr add 10.82.0.254/24 dev i-up2
-ip -n "$P-isp" addr add 10.80.0.254/24 dev i-hub
-ip netns exec "$P-isp" sysctl -qw net.ipv4.ip_forward=1
-ip -n "$P-cpe-lan" addr add 10.91.1.10/16 dev eth0
-ip -n "$P-cpe-lan" addr add 10.91.2.10/16 dev eth0
-ip -n "$P-cpe-lan" route add default via 10.91.0.1
-ip -n "$P-hub-lan" addr add 10.92.1.10/16 dev eth0
-ip -n "$P-hub-lan" addr add 10.92.2.10/16 dev eth0
-ip -n "$P-hub-lan" route add default via 10.92.0.1
-
-# ---- the gateways ----
-dataplane() { # NAME PORTS...
-    local n=$1
-    shift
-    mkdir -p "$RUN/$n"
-    {
-        printf 'mode = "gateway"\n[eal]\nlcores = "0,1"\nfile_prefix = "%s"\nmemory_mb = 256\n' "$P-$n"
-        printf '[mempool]\nmbufs = 4095\n[worker]\nidle_sleep_max_us = 2000\n'
-        local i=0
-        while [ $# -gt 0 ]; do
-            printf '[[port]]\nname = "%s"\ndevice = "net_af_packet%d,iface=%s,qpairs=2"\naddresses = ["%s"]\n' "$1" "$i" "$1" "$2"
-            i=$((i + 1))
-            shift 2
-        done
-        cat "$RUN/$n.routes" 2>/dev/null || true
-        printf '[control]\ndir = "%s"\nwait_for_sync = true\n' "$RUN/$n"
-    } >"$RUN/$n.dp.toml"
-}
-printf '[[route]]\ndst = "10.80.0.0/24"\nport = "up1"\nvia = "10.81.0.254"\n[[route]]\ndst = "0.0.0.0/0"\nport = "up2"\nvia = "10.82.0.254"\n' >"$RUN/cpe.routes"
-printf '[[route]]\ndst = "0.0.0.0/0"\nport = "wan"\nvia = "10.80.0.254"\n' >"$RUN/hub.routes"
-dataplane cpe up1 10.81.0.1/24 up2 10.82.0.1/24 lan 10.91.0.1/16
-dataplane hub wan 10.80.0.1/24 lan 10.92.0.1/16
+cpe_hub_lab
 child() { # NAME LOCAL REMOTE
     printf '[[connection.child]]\nname = "%s"\nlocal_ts = ["%s"]\nremote_ts = ["%s"]\n' "$1" "$2" "$3"
 }
 # A transport-mode child SA between the two gateways' own addresses: its
 # selectors are the IKE addresses, anywhere in 10.80.0.0/12.
 tchild() { printf '[[connection.child]]\nname = "mgmt"\nmode = "transport"\nlocal_ts = ["10.80.0.0/12"]\nremote_ts = ["10.80.0.0/12"]\n'; }
-cat >"$RUN/cpe.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/cpe"
-admin_socket = "$RUN/cpe.sock"
-retransmit_base_ms = 500
-[[connection]]
-name = "hq"
-role = "initiator"
-local = "10.81.0.1"
-remote = "10.80.0.1"
-local_id = "cpe.lab"
-remote_id = "hub.lab"
-psk = "$PSK"
-local_ts = ["10.91.1.0/24"]
-remote_ts = ["10.92.1.0/24"]
+cp_config cpe hq initiator 10.81.0.1 10.80.0.1 cpe.lab hub.lab 10.91.1.0/24 10.92.1.0/24
+cat >>"$RUN/cpe.cp.toml" <<EOF
 additional_addresses = ["10.82.0.1"]
 $(child voice 10.91.2.0/24 10.92.2.0/24)
 $(tchild)
 EOF
-cat >"$RUN/hub.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/hub"
-admin_socket = "$RUN/hub.sock"
-retransmit_base_ms = 500
-[[connection]]
-name = "cpe"
-role = "responder"
-local = "10.80.0.1"
-remote = "%any"
-local_id = "hub.lab"
-remote_id = "cpe.lab"
-psk = "$PSK"
-local_ts = ["10.92.1.0/24"]
-remote_ts = ["10.91.1.0/24"]
+cp_config hub cpe responder 10.80.0.1 %any hub.lab cpe.lab 10.92.1.0/24 10.91.1.0/24
+cat >>"$RUN/hub.cp.toml" <<EOF
 $(child voice 10.92.2.0/24 10.91.2.0/24)
 $(tchild)
 EOF
@@ -167,12 +65,6 @@ for n in hub cpe; do
 done
 cpe() { "$BIN/gwctl" -s "$RUN/cpe.sock" "$@"; }
 hub() { "$BIN/gwctl" -s "$RUN/hub.sock" "$@"; }
-wait_for() { # wait_for SECONDS command...
-    local s=$1
-    shift
-    for _ in $(seq $((s * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    return 1
-}
 three_children() { [ "$(hub list | grep -c 'child .* Installed')" -eq 3 ]; }
 mgmt_ts() { # mgmt_ts gwctl-function "SELECTORS": the transport child's selectors
     "$1" list | grep -A1 'transport .*\[mgmt\]' | grep -q "$2"
@@ -228,12 +120,7 @@ check "voice on up1 first (remove 10.82.0.1, add it again)" bash -c "$(declare -
 check "the hub's voice: up1, then up2" wait_for 5 bash -c "$(declare -f hub voice_paths); BIN=$BIN RUN=$RUN; voice_paths | grep -q '10.80.0.1 <-> 10.81.0.1, 10.80.0.1 <-> 10.82.0.1'"
 check "voice flows" wait_for 5 ping_from 10.91.2.10 10.92.2.10
 out=$RUN/ping.voice
-ip netns exec "$P-cpe-lan" ping -D -n -i 0.005 -W 1 -c 800 -I 10.91.2.10 10.92.2.10 >"$out" 2>&1 &
-pp=$!
-sleep 1
-ip -n "$P-cpe" link set up1 down
-wait "$pp" || true
-lost=$(awk '/packets transmitted/ {print $1 - $4}' "$out")
+lost=$(pings_across cpe up1 "$out" 10.91.2.10 10.92.2.10 800)
 say "     voice (multihomed) while up1's link went down: $(grep 'packet loss' "$out") ($lost lost, ping every 5 ms)"
 check "the CPE saw up1 go and moved its IKE SA to up2" wait_for 5 grep -qE "moved from 10.81.0.1:[0-9]+ .* to 10.82.0.1:[0-9]+ .*our address on the path went away" "$RUN/cpe.cp.log"
 check "data flows after the move" wait_for 5 ping_from 10.91.1.10 10.92.1.10
@@ -241,8 +128,4 @@ check "voice flows after the move" ping_from 10.91.2.10 10.92.2.10
 check "the transport-mode child SA moved with its selectors (hub and CPE)" wait_for 5 bash -c "$(declare -f hub cpe mgmt_ts); BIN=$BIN RUN=$RUN; mgmt_ts hub '10.80.0.1/32 === 10.82.0.1/32' && mgmt_ts cpe '10.82.0.1/32 === 10.80.0.1/32'"
 ip -n "$P-cpe" link set up1 up
 
-say "$pass passed, $fail failed"
-if [ "$fail" -ne 0 ]; then
-    for f in cpe.cp hub.cp; do say "$f log:"; tail -n 25 "$RUN/$f.log"; done
-    exit 1
-fi
+lab_result cpe.cp hub.cp

@@ -37,6 +37,18 @@ pub fn conn(
     toml::from_str(&text).unwrap()
 }
 
+/// A's side of the usual pair: "lab", initiator on `fam.0` to `fam.1`,
+/// a.lab -> b.lab, 10.1.0.0/16 === 10.2.0.0/16, with `extra` lines.
+pub fn conn_a(fam: (IpAddr, IpAddr), extra: &str) -> ConnectionToml {
+    conn("lab", "initiator", fam.0, &fam.1.to_string(), ("a.lab", "b.lab"), ("10.1.0.0/16", "10.2.0.0/16"), extra)
+}
+
+/// B's side: "lab", responder on `fam.1` for anyone, b.lab <- a.lab,
+/// 10.2.0.0/16 === 10.1.0.0/16, with `extra` lines.
+pub fn conn_b(fam: (IpAddr, IpAddr), extra: &str) -> ConnectionToml {
+    conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra)
+}
+
 #[derive(Debug, Clone)]
 pub struct Datagram {
     pub local: SocketAddr,
@@ -183,18 +195,8 @@ fn pair_with(
     ra: Box<dyn Random>,
     rb: Box<dyn Random>,
 ) -> (Node, Node, Instant) {
-    let ca = conn(
-        "lab",
-        "initiator",
-        fam.0,
-        &fam.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        extra_a,
-    );
-    let cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
-    let mut a = Node::new(vec![ca], Settings::default(), ra);
-    let mut b = Node::new(vec![cb], Settings::default(), rb);
+    let mut a = Node::new(vec![conn_a(fam, extra_a)], Settings::default(), ra);
+    let mut b = Node::new(vec![conn_b(fam, extra_b)], Settings::default(), rb);
     let now = Instant::now();
     a.e.initiate(now, "lab").unwrap();
     run(&mut a, &mut b, now);

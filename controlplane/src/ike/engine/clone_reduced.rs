@@ -24,7 +24,7 @@
 //! both ways, the clone goes by CREATE_CHILD_SA and the move by
 //! INFORMATIONAL (RFC 7791 Appendix B.1-B.4).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::payloads::{self, has_notify};
@@ -101,11 +101,7 @@ impl Engine {
         ip: IpAddr,
         k: usize,
     ) -> bool {
-        if est.mobike.is_none() || !sa.mobike_initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
-            return false;
-        }
-        let old = (sa.local, sa.remote);
-        sa.local = SocketAddr::new(ip, sa.local.port());
+        let Some(old) = super::mobike::step_to(sa, est, ip) else { return false };
         let Some((mut p, child, ni, dh)) = self.child_create_offer(sa, est, k) else {
             // That child SA is up already: the move alone.
             return self.send_mobike_update(now, sa, est, old, super::MoveReason::OurUpdate);

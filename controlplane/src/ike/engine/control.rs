@@ -39,13 +39,19 @@ impl Engine {
         r
     }
 
-    fn initiate_child_inner(&mut self, now: Instant, name: &str, child: &str) -> Result<usize, Error> {
+    /// Connection `name` and its child config `child`, by index.
+    fn child_index(&self, name: &str, child: &str) -> Result<(usize, usize), Error> {
         let ci = self.conn_index(name)?;
         let k = self.conns[ci]
             .children
             .iter()
             .position(|c| c.name == child)
             .ok_or_else(|| Error::NoChild { conn: name.into(), child: child.into() })?;
+        Ok((ci, k))
+    }
+
+    fn initiate_child_inner(&mut self, now: Instant, name: &str, child: &str) -> Result<usize, Error> {
+        let (ci, k) = self.child_index(name, child)?;
         let spis = self.established_of(ci);
         if spis.is_empty() {
             self.send_first_init(now, ci)?;
@@ -71,12 +77,7 @@ impl Engine {
         child: &str,
         extra: Vec<Payload>,
     ) -> Result<usize, Error> {
-        let ci = self.conn_index(name)?;
-        let k = self.conns[ci]
-            .children
-            .iter()
-            .position(|c| c.name == child)
-            .ok_or_else(|| Error::NoChild { conn: name.into(), child: child.into() })?;
+        let (ci, k) = self.child_index(name, child)?;
         let spis = self.established_of(ci);
         for s in &spis {
             self.queue(now, *s, Task::CreateChildWith(k, extra.clone()));

@@ -73,6 +73,18 @@ fn natd(sa: &Core, from: SocketAddr, to: SocketAddr) -> [Payload; 2] {
 
 /// (the peer is behind a NAT, we are), from NAT-D hashes in `p` of a
 /// message that came from `from` to `to`; None without them.
+/// Initiator, moving `sa` to our address `ip` (3.5): where MOBIKE lets us
+/// (on, ours to decide, same family), the IKE SA's path changes and the
+/// one it left is returned.
+pub(super) fn step_to(sa: &mut Core, est: &Established, ip: IpAddr) -> Option<(SocketAddr, SocketAddr)> {
+    if est.mobike.is_none() || !sa.mobike_initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
+        return None;
+    }
+    let old = (sa.local, sa.remote);
+    sa.local = SocketAddr::new(ip, sa.local.port());
+    Some(old)
+}
+
 fn nat_of(sa: &Core, p: &[Payload], from: SocketAddr, to: SocketAddr) -> Option<(bool, bool)> {
     let s = notify(p, NotifyType::NatDetectionSourceIp)?;
     let d = notify(p, NotifyType::NatDetectionDestinationIp)?;
@@ -233,11 +245,7 @@ impl Engine {
         ip: IpAddr,
         why: MoveReason,
     ) -> bool {
-        if est.mobike.is_none() || !sa.mobike_initiator || ip.is_ipv4() != sa.remote.is_ipv4() {
-            return false;
-        }
-        let old = (sa.local, sa.remote);
-        sa.local = SocketAddr::new(ip, sa.local.port());
+        let Some(old) = step_to(sa, est, ip) else { return false };
         self.send_mobike_update(now, sa, est, old, why)
     }
 
@@ -291,27 +299,9 @@ impl Engine {
         (p, cookie2)
     }
 
-    /// Initiator: the answer to our UPDATE_SA_ADDRESSES. Refused, or
-    /// without our COOKIE2 (3.6): back to the old path.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn mobike_update_response(
-        &mut self,
-        now: Instant,
-        sa: &mut Core,
-        est: &mut Established,
-        p: &[Payload],
-        cookie2: Vec<u8>,
-        old: (SocketAddr, SocketAddr),
-        why: MoveReason,
-    ) {
-        if self.mobike_update_answered(now, sa, est, p, cookie2, old, why) {
-            self.clone_arrived(sa, est);
-        }
-    }
-
-    /// Initiator: the answer `p` to our move from `old`. Refused, or
-    /// without our COOKIE2 (3.6): back to the old path, false. Else the
-    /// child SAs follow, true.
+    /// Initiator: the answer `p` to our move from `old` (our
+    /// UPDATE_SA_ADDRESSES). Refused, or without our COOKIE2 (3.6): back
+    /// to the old path, false. Else the child SAs follow, true.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn mobike_update_answered(
         &mut self,

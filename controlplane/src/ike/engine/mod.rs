@@ -492,7 +492,9 @@ impl Engine {
                 est.clone |= self.clone_agreed(sa.conn, p);
             }
             Pending::MobikeUpdate { cookie2, old, why } => {
-                self.mobike_update_response(now, sa, est, p, cookie2, old, why)
+                if self.mobike_update_answered(now, sa, est, p, cookie2, old, why) {
+                    self.clone_arrived(sa, est);
+                }
             }
             Pending::Mobikex(op) => self.mobikex_response(sa, est, p, op),
         }
