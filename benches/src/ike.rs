@@ -409,6 +409,8 @@ fn appliance(lab: &Lab, cp_bin: &Path, dp_bin: &Path, count: u32) -> Result<Appl
         Ok(ApplianceRun { cp: c[1], dp: c[0], idle: idle.iter().sum(), line })
     })();
     let _ = std::fs::remove_dir_all(&run);
+    // The dataplane's DPDK runtime directory (its file prefix) goes too.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}-dp", lab.prefix));
     lab.sh(&["ip", "-n", &nb, "addr", "add", "10.77.0.2/24", "dev", "wan0"])?;
     result
 }
