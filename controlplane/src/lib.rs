@@ -13,4 +13,5 @@ pub mod daemon;
 pub mod ike;
 pub mod mobikex;
 pub mod mpsa;
+pub mod stub;
 pub mod wire;

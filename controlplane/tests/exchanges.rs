@@ -108,6 +108,7 @@ impl Pair {
                     Output::Send { local, remote, data } => self.wire.push_back(Packet { to_b, local, remote, data }),
                     Output::Dataplane(c) => n.dp.push(c),
                     Output::Event(e) => n.events.push(e),
+                    Output::Stub(_) => {}
                 }
             }
         }

@@ -122,6 +122,7 @@ impl Lab {
                     Output::Send { local, remote, data } => sent.push((remote, local, data)),
                     Output::Dataplane(c) => n.dp.push(c),
                     Output::Event(e) => n.events.push(e),
+                    Output::Stub(_) => {}
                 }
             }
         }

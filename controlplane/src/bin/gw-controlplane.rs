@@ -19,6 +19,7 @@ use controlplane::daemon::Input;
 use controlplane::ike::engine::AddressChange;
 use controlplane::ike::{Engine, Output};
 use controlplane::mobikex::ActionKind;
+use controlplane::stub::StubOp;
 use cpdp::msg::{Command, Direction, Event};
 
 #[derive(Parser, Debug)]
@@ -403,6 +404,13 @@ impl Daemon {
                     }
                 }
                 Output::Event(e) => self.log(&e.to_string()),
+                // The stub bank and peer gateways are planned (issue 20):
+                // until then a stub goes nowhere, which the log says.
+                Output::Stub(op) => self.log(&match op {
+                    StubOp::Update(s) => format!("stub of {} made (no stub store yet)", s.index),
+                    StubOp::Withdraw(i) => format!("stub of {i} withdrawn"),
+                    StubOp::Used(i) => format!("stub of {i} used"),
+                }),
             }
         }
     }

@@ -72,6 +72,12 @@ pub struct Connection {
     /// once for each after IKE_AUTH and moves the clone there (RFC 7791
     /// Appendix B), where the child SAs of that interface are opened.
     pub interfaces: Vec<IpAddr>,
+    /// Gateway: export a stub of each IKE SA (draft-xu-ike-sa-sync) and
+    /// rebuild IKE SAs of this connection from stubs (IKE_SA_SYN).
+    pub stubs: bool,
+    /// Client: the standby gateways to rebuild the IKE SA on, in order,
+    /// when its gateway is declared dead or on `failover`.
+    pub standby: Vec<IpAddr>,
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
@@ -177,6 +183,12 @@ pub struct ConnectionToml {
     pub clone_reduced: bool,
     #[serde(default)]
     pub interfaces: Vec<IpAddr>,
+    /// IKE SA stubs (draft-xu-ike-sa-sync), gateway side.
+    #[serde(default)]
+    pub stubs: bool,
+    /// Standby gateways for a rebuild by IKE_SA_SYN, client side.
+    #[serde(default)]
+    pub standby: Vec<IpAddr>,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
     /// More child SAs (`[[connection.child]]`).
@@ -325,6 +337,8 @@ impl ConnectionToml {
             clone: self.clone,
             clone_reduced: self.clone && self.clone_reduced,
             interfaces: self.interfaces.clone(),
+            stubs: self.stubs,
+            standby: self.standby.clone(),
             mpsa_routes: self
                 .mpsa_routes
                 .iter()
@@ -375,6 +389,9 @@ pub struct Settings {
     pub nonce_len: usize,
     /// Anti-replay window of the child SAs we install, in packets.
     pub replay_window: u32,
+    /// An IKE SA rebuilt from a stub that sees no valid protected message
+    /// this long is deleted (draft-xu-ike-sa-sync 5 item 3).
+    pub rebuilt_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -395,6 +412,7 @@ impl Default for Settings {
             outbound_switch_grace: Duration::from_secs(2),
             nonce_len: 32,
             replay_window: 1024,
+            rebuilt_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Payload {
     Cp(Configuration),
     /// EAP (RFC 7296 3.16) is parsed to its octets only: we never run EAP.
     Eap(Vec<u8>),
+    /// IKE_SA_SYN (draft-xu-ike-sa-sync 3.6, type 200, NOTES.md): the
+    /// index of the stub to rebuild an IKE SA from.
+    Syn(IkeSaSyn),
     /// A non-critical payload of a type we do not know: kept, then ignored.
     Unknown {
         ty: u8,
@@ -53,6 +56,7 @@ impl Payload {
             Payload::TsR(_) => PayloadType::TrafficSelectorResponder,
             Payload::Cp(_) => PayloadType::Configuration,
             Payload::Eap(_) => PayloadType::ExtensibleAuthentication,
+            Payload::Syn(_) => PayloadType::IkeSaSyn,
             Payload::Unknown { ty, .. } => PayloadType::from_value(*ty),
         }
     }
@@ -81,6 +85,7 @@ impl Payload {
             PayloadType::TrafficSelectorResponder => Payload::TsR(parse_ts(body)?),
             PayloadType::Configuration => Payload::Cp(Configuration::parse(body)?),
             PayloadType::ExtensibleAuthentication => Payload::Eap(body.to_vec()),
+            PayloadType::IkeSaSyn => Payload::Syn(IkeSaSyn::parse(body)?),
             other => Payload::Unknown { ty: other.value(), body: body.to_vec() },
         })
     }
@@ -97,6 +102,7 @@ impl Payload {
             Payload::Delete(d) => d.emit(w),
             Payload::TsI(ts) | Payload::TsR(ts) => emit_ts(ts, w),
             Payload::Cp(c) => c.emit(w),
+            Payload::Syn(s) => s.emit(w),
             Payload::Unknown { body, .. } => w.bytes(body),
         }
     }
@@ -637,6 +643,46 @@ impl Configuration {
             w.u16(t.value() & 0x7fff);
             w.u16(v.len() as u16);
             w.bytes(v);
+        }
+    }
+}
+
+//                      1                   2                   3
+//  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+// | Next Payload  |C|  RESERVED   |         Payload Length        |
+// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+// |                         GateWay's SPI                         |
+// |                                                               |
+// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+// |              GateWay's IP Address (4 or 16 octets)            |
+// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// The IKE_SA_SYN payload's body (draft-xu-ike-sa-sync 3.6; NOTES.md: the
+/// address family from the length, C = 0): the old gateway's SPI and
+/// address, the index of a stub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IkeSaSyn {
+    pub spi: u64,
+    pub gateway: IpAddr,
+}
+
+impl IkeSaSyn {
+    fn parse(body: &[u8]) -> Result<IkeSaSyn, ParseError> {
+        let mut r = Reader::new(body, "IKE_SA_SYN payload");
+        let spi = r.u64()?;
+        let gateway = match r.left() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(r.take(4)?).expect("4 octets")),
+            16 => IpAddr::from(<[u8; 16]>::try_from(r.take(16)?).expect("16 octets")),
+            n => return Err(ParseError::BadLength { what: "IKE_SA_SYN gateway address", len: n }),
+        };
+        Ok(IkeSaSyn { spi, gateway })
+    }
+
+    fn emit(&self, w: &mut Writer) {
+        w.u64(self.spi);
+        match self.gateway {
+            IpAddr::V4(a) => w.bytes(&a.octets()),
+            IpAddr::V6(a) => w.bytes(&a.octets()),
         }
     }
 }

@@ -105,6 +105,32 @@ fn rejects(m: &[u8]) -> ParseError {
     Message::parse(m).expect_err("must be rejected")
 }
 
+/// draft-xu-ike-sa-sync 3.6 (NOTES.md): IKE_SA_SYN is the gateway's SPI
+/// then its address, 4 or 16 octets as the length says; any other length
+/// is malformed (INVALID_SYNTAX).
+#[test]
+fn xu_3_6_ike_sa_syn_payload() {
+    for (addr, len) in [("10.80.0.1", 4), ("fd80::1", 16)] {
+        let gateway: IpAddr = addr.parse().unwrap();
+        let mut body = 0x1122_3344_5566_7788u64.to_be_bytes().to_vec();
+        body.extend(match gateway {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        });
+        assert_eq!(body.len(), 8 + len);
+        let m = one_payload(PayloadType::IkeSaSyn, false, &body);
+        let want = Payload::Syn(IkeSaSyn { spi: 0x1122_3344_5566_7788, gateway });
+        assert_eq!(Message::parse(&m).unwrap().payloads, vec![want.clone()]);
+        let mut w = Writer::new();
+        want.emit(&mut w);
+        assert_eq!(w.buf, body, "emitted octet for octet");
+    }
+    for n in [0, 7, 8, 11, 13, 23, 25] {
+        let m = one_payload(PayloadType::IkeSaSyn, false, &vec![1; n]);
+        assert_eq!(rejects(&m).notify().0, NotifyType::InvalidSyntax, "{n} octets");
+    }
+}
+
 #[test]
 fn unknown_payloads_are_skipped_unless_critical() {
     let m = one_payload(PayloadType::Unknown(99), false, &[1, 2, 3]);
@@ -304,6 +330,9 @@ fn payload() -> impl Strategy<Value = Payload> {
             })
         }),
         bytes(30).prop_map(Payload::Eap),
+        (any::<u64>(), any::<[u8; 4]>(), any::<[u8; 16]>(), any::<bool>()).prop_map(|(spi, a4, a6, v6)| {
+            Payload::Syn(IkeSaSyn { spi, gateway: if v6 { IpAddr::from(a6) } else { IpAddr::from(a4) } })
+        }),
         (100u8..=199, bytes(12)).prop_map(|(ty, body)| Payload::Unknown { ty, body }),
     ]
 }

@@ -10,6 +10,7 @@ use controlplane::crypto::{Random, SeededRandom};
 use controlplane::ike::config::ConnectionToml;
 use controlplane::ike::engine::IkeState;
 use controlplane::ike::{Engine, Event, Output, Settings};
+use controlplane::stub::StubOp;
 use cpdp::msg::{Command, PolicyAction, WirePrefix};
 
 pub const V4: (IpAddr, IpAddr) =
@@ -61,12 +62,14 @@ pub struct Node {
     pub e: Engine,
     pub events: Vec<Event>,
     pub dp: Vec<Command>,
+    /// What the engine asked of the stub store.
+    pub stubs: Vec<StubOp>,
 }
 
 impl Node {
     pub fn new(conns: Vec<ConnectionToml>, settings: Settings, rng: Box<dyn Random>) -> Node {
         let conns = conns.into_iter().map(|c| c.build().unwrap()).collect();
-        Node { e: Engine::new(conns, settings, rng), events: Vec::new(), dp: Vec::new() }
+        Node { e: Engine::new(conns, settings, rng), events: Vec::new(), dp: Vec::new(), stubs: Vec::new() }
     }
 
     pub fn seeded(conns: Vec<ConnectionToml>, seed: u64) -> Node {
@@ -82,6 +85,7 @@ impl Node {
                 Output::Send { local, remote, data } => v.push(Datagram { local, remote, data }),
                 Output::Event(ev) => self.events.push(ev),
                 Output::Dataplane(c) => self.dp.push(c),
+                Output::Stub(op) => self.stubs.push(op),
             }
         }
         v

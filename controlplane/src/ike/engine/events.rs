@@ -28,6 +28,16 @@ pub enum Event {
         old: (u64, u64),
         new: (u64, u64),
     },
+    /// draft-xu-ike-sa-sync: an IKE SA rebuilt from the stub filed under
+    /// `from` (IKE_SA_SYN answered with Nr alone), no DH, no IKE_AUTH.
+    IkeRebuilt {
+        conn: String,
+        spi_i: u64,
+        spi_r: u64,
+        peer: SocketAddr,
+        peer_id: String,
+        from: crate::stub::StubIndex,
+    },
     /// RFC 7791: a clone of IKE SA `of`; both live, the child SAs stay on
     /// the original.
     IkeCloned {
@@ -152,6 +162,9 @@ pub enum IkeGone {
     PeerNotResponding,
     /// The peer restarted: INITIAL_CONTACT on a new IKE SA (RFC 7296 2.4).
     InitialContact,
+    /// Rebuilt from a stub, and no valid protected message came in time
+    /// (draft-xu-ike-sa-sync 5 item 3).
+    Unproven,
 }
 
 /// Why a child SA went.
@@ -171,6 +184,7 @@ impl std::fmt::Display for IkeGone {
             IkeGone::HalfOpenTimeout => "half-open timeout",
             IkeGone::PeerNotResponding => "peer not responding",
             IkeGone::InitialContact => "the peer sent INITIAL_CONTACT on a new IKE SA (RFC 7296 2.4)",
+            IkeGone::Unproven => "rebuilt from a stub, and no valid message came in time (draft-xu-ike-sa-sync 5)",
         })
     }
 }
@@ -199,6 +213,10 @@ impl std::fmt::Display for Event {
                 f,
                 "{conn}: IKE SA {:016x}_i {:016x}_r rekeyed to {:016x}_i {:016x}_r",
                 old.0, old.1, new.0, new.1
+            ),
+            Event::IkeRebuilt { conn, spi_i, spi_r, peer, peer_id, from } => write!(
+                f,
+                "{conn}: IKE SA {spi_i:016x}_i {spi_r:016x}_r rebuilt with {peer_id} at {peer} from the stub of {from} (IKE_SA_SYN)"
             ),
             Event::IkeCloned { conn, of, new } => write!(
                 f,
@@ -278,4 +296,18 @@ pub struct Stats {
     /// SA at once and its clone had the higher nonce (RFC 7296 2.8.2).
     #[serde(default)]
     pub clone_collisions: u64,
+    /// IKE SA synchronization (draft-xu-ike-sa-sync): stubs exported
+    /// (gateway), SYNs sent (client), IKE SAs rebuilt from a stub, SYNs
+    /// whose stub we do not hold and SYNs whose stub did not fit (both
+    /// answered with the full exchange).
+    #[serde(default)]
+    pub stubs_exported: u64,
+    #[serde(default)]
+    pub syn_sent: u64,
+    #[serde(default)]
+    pub syn_rebuilt: u64,
+    #[serde(default)]
+    pub syn_unknown: u64,
+    #[serde(default)]
+    pub syn_refused: u64,
 }

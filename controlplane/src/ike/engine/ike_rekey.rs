@@ -262,6 +262,8 @@ impl Engine {
             let spis = (core.spi_i, core.spi_r);
             self.event(Event::IkeRekeyed { conn, old: (sa.spi_i, sa.spi_r), new: spis });
         }
+        // The new SA's stub; the old one's is withdrawn when it is deleted.
+        self.export_stub_of(winner);
     }
 
     /// The IKE SA a rekey makes from `old` (RFC 7296 2.18): same
@@ -291,6 +293,7 @@ impl Engine {
         core.peer_frag = old.peer_frag;
         core.mobike_initiator = old.mobike_initiator;
         core.clone_reduced = old.clone_reduced;
+        core.g_ir = g_ir.clone();
         let our = core.our_spi();
         self.file_peer(&mut core, Some(old_est.peer_id.clone()));
         if !clone {

@@ -26,7 +26,7 @@ use super::payloads::{self, has_notify, has_vendor_id, notify};
 use super::sa::{Authenticating, Connecting, Core, IkeSa, Phase};
 use super::{Engine, Error};
 use crate::codepoints::{
-    DhGroup, ExchangeType, NotifyType, PayloadType, CLONE_REDUCED_VENDOR_ID, IKE_PORT, MPSA_VENDOR_ID, NATT_PORT,
+    DhGroup, ExchangeType, NotifyType, PayloadType, CLONE_REDUCED_VENDOR_ID, MPSA_VENDOR_ID, NATT_PORT,
 };
 use crate::crypto::keys::{self, IkeKeys};
 use crate::crypto::{dh, Random};
@@ -103,14 +103,28 @@ impl Engine {
         let c = &self.conns[ci];
         let remote = c.remote.ok_or_else(|| Error::NoAddress(c.name.clone(), "remote"))?;
         let local = c.local.ok_or_else(|| Error::NoAddress(c.name.clone(), "local"))?;
+        self.send_first_init_to(now, ci, (local, remote), None)
+    }
+
+    /// Starts an IKE SA for connection `ci` from `local` to `remote`; with
+    /// `syn`, a rebuild from that stub (draft-xu-ike-sa-sync).
+    pub(super) fn send_first_init_to(
+        &mut self,
+        now: Instant,
+        ci: usize,
+        (local, remote): (IpAddr, IpAddr),
+        syn: Option<Box<crate::stub::IkeSaStub>>,
+    ) -> Result<(), Error> {
+        let c = &self.conns[ci];
         let group = c.ike[0].dh;
         let spi_i = self.new_spi();
         let ni = self.nonce();
+        let (local, remote) = super::ike_sa_syn::syn_path(local, remote);
         let mut c = Connecting {
             conn: ci,
             spi_i,
-            local: SocketAddr::new(local, IKE_PORT),
-            remote: SocketAddr::new(remote, IKE_PORT),
+            local,
+            remote,
             created: now,
             group,
             dh: None,
@@ -123,6 +137,7 @@ impl Engine {
             tries: 0,
             scheduled: None,
             failed: false,
+            syn,
         };
         self.send_init(now, &mut c, true)?;
         self.connecting.insert(spi_i, c);
@@ -147,6 +162,10 @@ impl Engine {
         p.push(Payload::Sa(proposal::ike_proposals(&suites, None)));
         p.push(Payload::Ke(KeyExchange { group: c.group.value(), data: c.ke.clone() }));
         p.push(Payload::Nonce(c.ni.clone()));
+        // draft-xu-ike-sa-sync 3.1: the stub to rebuild from, after Ni.
+        if let Some(stub) = &c.syn {
+            p.push(super::ike_sa_syn::syn_payload(stub));
+        }
         p.push(Payload::Notify(Notify::new(NotifyType::NatDetectionSourceIp, keys::natd_hash(c.spi_i, 0, c.local))));
         p.push(Payload::Notify(Notify::new(
             NotifyType::NatDetectionDestinationIp,
@@ -179,13 +198,16 @@ impl Engine {
     /// Responder: an IKE_SA_INIT request.
     pub(super) fn init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, ike: &[u8], h: Header) {
         // A retransmission: answer with the same response.
-        if let Some(spi) = self.init_index.get(&(h.spi_i, remote)) {
-            if let Some(IkeSa { core, phase: Phase::Authenticating(a) }) = self.sas.get(spi) {
+        if let Some(spi) = self.init_index.get(&(h.spi_i, remote)).copied() {
+            if let Some(IkeSa { core, phase: Phase::Authenticating(a) }) = self.sas.get(&spi) {
                 if a.init_request == ike {
                     self.stats.retransmits_answered += 1;
                     let (l, r, m) = (core.local, core.remote, a.init_response.clone());
                     self.send(l, r, m);
                 }
+            } else {
+                // An IKE SA rebuilt from a stub answers its SYN again.
+                self.syn_retransmitted(spi);
             }
             return;
         }
@@ -217,6 +239,12 @@ impl Engine {
                 self.stats.cookies_sent += 1;
                 let want = CookieSecrets::make(&self.cookies.current, ni, remote.ip(), h.spi_i);
                 self.answer_init(local, remote, h.spi_i, Notify::new(NotifyType::Cookie, want));
+                return;
+            }
+        }
+        // draft-xu-ike-sa-sync: a rebuild from a stub we hold.
+        if let Some(syn) = p.iter().find_map(|x| if let Payload::Syn(s) = x { Some(*s) } else { None }) {
+            if self.syn_request(now, (local, remote), &h, sa_offer, ni, syn) {
                 return;
             }
         }
@@ -302,6 +330,7 @@ impl Engine {
         };
         let resp = Message::emit_clear(hdr, &out);
         let mut core = Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
+        core.g_ir = g_ir;
         core.nat = peer_nat || we_nat;
         core.we_behind_nat = we_nat;
         core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
@@ -347,8 +376,14 @@ impl Engine {
             }
             return;
         };
+        let rebuilt = |e: &mut Engine, c: &mut Connecting| {
+            let m = Message::parse(ike);
+            c.syn.is_some() && m.is_ok_and(|m| e.syn_answered(now, c, &h, &m.payloads))
+        };
         if h.message_id != 0 {
             self.stats.bad_message_id += 1;
+        } else if rebuilt(self, &mut c) {
+            return;
         } else if let Some(sa) = self.init_answer(now, &mut c, local, remote, ike, h) {
             let spi = sa.core.spi_i;
             self.insert_sa(spi, sa);
@@ -429,6 +464,7 @@ impl Engine {
         let seed = keys::skeyseed(suite.prf, &c.ni, nr, &g_ir);
         let k = IkeKeys::derive(&suite, &seed, &c.ni, nr, c.spi_i, h.spi_r);
         let mut core = Core::new(c.conn, true, (c.spi_i, h.spi_r), (c.local, c.remote), suite, k, (1, 0), c.created);
+        core.g_ir = g_ir;
         core.last_heard = now;
         core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
         core.clone_reduced = self.conns[c.conn].clone_reduced && has_vendor_id(p, CLONE_REDUCED_VENDOR_ID);

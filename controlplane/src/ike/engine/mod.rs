@@ -36,6 +36,7 @@ mod fragments;
 mod ike_auth;
 mod ike_rekey;
 mod ike_sa_init;
+mod ike_sa_syn;
 mod informational;
 mod mobike;
 mod mobikex;
@@ -79,6 +80,9 @@ pub enum Output {
     Dataplane(Command),
     /// Something an operator wants to see.
     Event(Event),
+    /// For the stub store (draft-xu-ike-sa-sync): a stub to file,
+    /// withdraw or forget.
+    Stub(crate::stub::StubOp),
 }
 
 /// The IKEv2 engine: every IKE SA of every connection.
@@ -124,6 +128,10 @@ pub struct Engine {
     /// Our usable addresses, as the daemon last said (`local_addresses`);
     /// None: not known (every address counts as usable).
     local_addrs: Option<Vec<IpAddr>>,
+    /// Stubs of other gateways' IKE SAs we may rebuild (draft-xu-ike-sa-sync).
+    stubs: FxHashMap<crate::stub::StubIndex, crate::stub::IkeSaStub>,
+    /// A moment and its second of the Unix epoch (`set_unix_time`).
+    unix_anchor: Option<(Instant, u64)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -157,6 +165,8 @@ impl Engine {
             installed_in: FxHashSet::default(),
             by_peer: FxHashMap::default(),
             local_addrs: None,
+            stubs: FxHashMap::default(),
+            unix_anchor: None,
         }
     }
 
@@ -504,6 +514,10 @@ impl Engine {
     fn heard_from(&mut self, sa: &mut IkeSa, now: Instant, local: SocketAddr, remote: SocketAddr) {
         let IkeSa { core, phase } = sa;
         core.last_heard = now;
+        // A rebuilt IKE SA is proven by its first valid protected message.
+        if let Phase::Established(est) = phase {
+            est.unproven = None;
+        }
         // RFC 7296 2.23: behind a NAT the peer's address is the one of its
         // last authenticated message; established child SAs follow it
         // (without MOBIKE, whose UPDATE_SA_ADDRESSES moves them instead).
@@ -619,6 +633,10 @@ impl Engine {
 
     fn remove_sa(&mut self, now: Instant, mut sa: IkeSa, why: IkeGone) {
         self.mpsa_sa_gone(now, &sa);
+        if sa.established().is_some() {
+            self.withdraw_stub(&sa.core);
+            self.failover_after(now, &sa, why);
+        }
         self.file_peer(&mut sa.core, None);
         if sa.core.half_open_until.take().is_some() {
             self.half_open = self.half_open.saturating_sub(1);
@@ -673,5 +691,6 @@ impl Engine {
             }
         }
         self.mpsa_established(sa, est);
+        self.export_stub(sa, est);
     }
 }

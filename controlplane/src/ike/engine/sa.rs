@@ -69,6 +69,9 @@ pub struct Connecting {
     pub(super) scheduled: Option<Instant>,
     /// Refused or given up: removed at the end of the call.
     pub(super) failed: bool,
+    /// A rebuild by IKE_SA_SYN (draft-xu-ike-sa-sync 3.1): our view of the
+    /// IKE SA to rebuild, with the index of the old gateway's stub.
+    pub(super) syn: Option<Box<crate::stub::IkeSaStub>>,
 }
 
 /// What every keyed IKE SA has, whatever its phase.
@@ -105,6 +108,10 @@ pub struct Core {
     /// Both sides sent the Clone IKE SA reduced-exchange Vendor ID in
     /// IKE_SA_INIT (Appendix B.5).
     pub(super) clone_reduced: bool,
+    /// The Diffie-Hellman shared secret this IKE SA was keyed with (of its
+    /// IKE_SA_INIT or its last rekey): a stub carries it (draft-xu-ike-sa-sync
+    /// 3.2). Zeroized.
+    pub(super) g_ir: crate::crypto::Secret,
     /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3).
     pub(super) peer_frag: bool,
     /// The identity this SA is filed under in the engine's `by_peer`.
@@ -169,6 +176,10 @@ pub struct Established {
     /// A clone made for one of the connection's `interfaces`: that address
     /// (Appendix B layout: it returns there when it can).
     pub home: Option<IpAddr>,
+    /// Rebuilt from a stub (draft-xu-ike-sa-sync): deleted at this time
+    /// unless a valid protected message comes first (section 5 item 3),
+    /// with the IKE_SA_INIT answer kept for the SYN's retransmissions.
+    pub(super) unproven: Option<(Instant, Vec<u8>)>,
 }
 
 /// MOBIKE state of an IKE SA (RFC 4555; MOBIKE-X when both sides chose
@@ -428,6 +439,7 @@ impl Core {
             peer_key: None,
             deleting: false,
             clone_reduced: false,
+            g_ir: crate::crypto::Secret::default(),
         }
     }
 
@@ -530,6 +542,7 @@ impl Established {
             clone: false,
             clone_of: None,
             home: None,
+            unproven: None,
         }
     }
 

@@ -45,6 +45,7 @@ impl Engine {
         at(core.keepalive_at);
         at(core.half_open_until);
         if let Phase::Established(est) = &sa.phase {
+            at(est.unproven.as_ref().map(|u| u.0));
             if !est.rekeyed && !core.deleting {
                 at(est.rekey_at);
                 // Liveness is due only while nothing else is on the wire.
@@ -174,6 +175,11 @@ impl Engine {
             self.put_back(now, spi, sa);
             return;
         };
+        // Rebuilt from a stub and never proven (draft-xu-ike-sa-sync 5).
+        if est.unproven.as_ref().is_some_and(|u| u.0 <= now) {
+            self.remove_sa(now, sa, IkeGone::Unproven);
+            return;
+        }
         if !est.rekeyed && !core.deleting {
             if est.rekey_at.is_some_and(|d| d <= now) {
                 est.rekey_at = None;

@@ -1,0 +1,280 @@
+//! IKE SA synchronization (draft-xu-ike-sa-sync, NOTES.md) between engines
+//! in memory, IPv4 and IPv6: client A, its gateway B and the standby
+//! gateway C of B's cluster (the same identity, b.lab). B exports a stub of
+//! A's IKE SA; C, holding it, rebuilds the SA when A comes with IKE_SA_SYN
+//! (Nr alone, no DH, no IKE_AUTH), and everything that does not fit gets
+//! the full exchange.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::{conn, run, Node, V4, V6};
+use controlplane::crypto::SeededRandom;
+use controlplane::ike::engine::IkeGone;
+use controlplane::ike::{Event, Settings};
+use controlplane::stub::{seal, IkeSaStub, StubOp};
+use cpdp::msg::{Command, Direction};
+
+/// The standby gateway's address beside `fam`'s two.
+fn standby(fam: (IpAddr, IpAddr)) -> IpAddr {
+    if fam.0.is_ipv4() {
+        "10.77.0.3".parse().unwrap()
+    } else {
+        "fd77::3".parse().unwrap()
+    }
+}
+
+/// A gateway of the cluster on `addr` (stubs on), with `extra` lines.
+fn gateway(addr: IpAddr, seed: u64, extra: &str) -> Node {
+    let c = conn(
+        "lab",
+        "responder",
+        addr,
+        "%any",
+        ("b.lab", "a.lab"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        &format!("stubs = true\n{extra}"),
+    );
+    Node::seeded(vec![c], seed)
+}
+
+/// A (with C as standby) up with B; B's stub of the IKE SA; C ready.
+fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_c: &str) -> (Node, Node, Node, IkeSaStub, Instant) {
+    let c_addr = standby(fam);
+    let ca = common::conn_a(fam, &format!("standby = [\"{c_addr}\"]\n{extra_a}"));
+    let mut a = Node::seeded(vec![ca], 1);
+    let mut b = gateway(fam.1, 2, "");
+    let c = gateway(c_addr, 3, extra_c);
+    let now = Instant::now();
+    a.e.initiate(now, "lab").unwrap();
+    run(&mut a, &mut b, now);
+    assert_eq!((a.children(), b.children()), (1, 1), "{fam:?}");
+    let stub = b
+        .stubs
+        .iter()
+        .find_map(|op| if let StubOp::Update(s) = op { Some((**s).clone()) } else { None })
+        .expect("B exported a stub after IKE_AUTH");
+    (a, b, c, stub, now)
+}
+
+fn rebuilt(n: &Node) -> usize {
+    n.events.iter().filter(|e| matches!(e, Event::IkeRebuilt { .. })).count()
+}
+
+fn authenticated(n: &Node) -> usize {
+    n.events.iter().filter(|e| matches!(e, Event::IkeUp { .. })).count()
+}
+
+/// Inbound keys of every child SA installed so far.
+fn child_keys(n: &Node) -> Vec<Vec<u8>> {
+    n.dp.iter()
+        .filter_map(|c| match c {
+            Command::InstallSa(s) if s.direction == Direction::In => Some(s.enc_key.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// draft-xu-ike-sa-sync 3.2-3.3 (NOTES.md): B's stub is filed under B's
+/// address and its SPI (the responder SPI), with the SA's identities,
+/// SPIs and proposal; sealed under the cluster key it opens to itself.
+#[test]
+fn xu_3_3_the_gateway_exports_a_stub_after_ike_auth() {
+    for fam in [V4, V6] {
+        let (a, b, _, stub, _) = up(fam, "", "");
+        let sa = b.e.ike_sas().next().unwrap();
+        assert_eq!((stub.index.gateway, stub.index.spi), (fam.1, sa.spi_r()), "{fam:?}");
+        assert_eq!((stub.spi_i, stub.spi_r), (sa.spi_i(), sa.spi_r()));
+        assert_eq!((stub.id_i.to_text(), stub.id_r.to_text()), ("a.lab".into(), "b.lab".into()));
+        assert_eq!(stub.peer.ip(), fam.0);
+        assert!(a.stubs.is_empty(), "a client exports nothing");
+        let key = seal::ClusterKey::new([7; 32]);
+        let sealed = seal::seal(&key, &stub, &mut SeededRandom::new(1));
+        assert_eq!(seal::open(&key, &sealed), Ok(stub));
+    }
+}
+
+/// draft-xu-ike-sa-sync 3.1 and 4 (NOTES.md): A fails over to C, which
+/// holds B's stub: IKE_SA_SYN answered with Nr alone, both derive the new
+/// keys as an IKE SA rekey does (they agree: the child SA comes up and an
+/// INFORMATIONAL is answered), no IKE_AUTH; the child SA is made again by
+/// CREATE_CHILD_SA, with keys unlike the old one's; the stub is used up.
+#[test]
+fn xu_3_1_a_client_rebuilds_on_the_standby_by_syn() {
+    for fam in [V4, V6] {
+        let (mut a, b, mut c, stub, now) = up(fam, "", "");
+        let old_keys = child_keys(&a);
+        let index = stub.index;
+        c.e.add_stub(stub);
+        assert_eq!(a.e.failover(now, "lab"), Ok(1));
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), rebuilt(&c)), (1, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!(authenticated(&c), 0, "{fam:?}: no IKE_AUTH at C");
+        assert_eq!((a.established(), c.established()), (1, 1));
+        assert_eq!((a.children(), c.children()), (1, 1), "{fam:?}: the child SA again");
+        assert_eq!(a.e.ike_sas().next().unwrap().remote().ip(), standby(fam));
+        let new_keys = child_keys(&a);
+        assert!(new_keys.len() > old_keys.len() && !old_keys.contains(new_keys.last().unwrap()), "fresh child keys");
+        assert_eq!(a.e.send_informational(now, "lab", vec![]), Ok(1));
+        run(&mut a, &mut c, now);
+        assert!(!a.events.iter().any(|e| matches!(e, Event::Failed { .. })), "{fam:?}: {:?}", a.events);
+        assert!(c.stubs.contains(&StubOp::Used(index)), "the stub is used once");
+        assert_eq!((c.e.stubs_held(), c.e.stats.syn_rebuilt), (0, 1));
+        // C's own stub of the rebuilt SA, for the next failover, under its
+        // index, with keys unlike the old SA's.
+        let next = c.stubs.iter().find_map(|op| if let StubOp::Update(s) = op { Some(s.clone()) } else { None });
+        let next = next.expect("C exports the rebuilt SA's stub");
+        assert_eq!(next.index.gateway, standby(fam));
+        assert_ne!(next.sk_d, stub_of(&b).sk_d, "{fam:?}: new SK_d");
+    }
+}
+
+fn stub_of(b: &Node) -> IkeSaStub {
+    b.stubs.iter().find_map(|op| if let StubOp::Update(s) = op { Some((**s).clone()) } else { None }).unwrap()
+}
+
+/// NOTES.md: a SYN whose stub the gateway does not hold, or a second SYN
+/// for a stub already used (single use), or one whose proposals do not
+/// hold the stub's suite, gets the full exchange (IKE_SA_INIT answered with
+/// SAr1, KEr, Nr; then IKE_AUTH), counted.
+#[test]
+fn xu_3_1_a_syn_that_does_not_fit_gets_the_full_exchange() {
+    for fam in [V4, V6] {
+        // Unknown index.
+        let (mut a, _, mut c, _, now) = up(fam, "", "");
+        a.e.failover(now, "lab").unwrap();
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), authenticated(&a), a.children()), (0, 2, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!(c.e.stats.syn_unknown, 1);
+        // Used once already: a second client with the same index.
+        let (mut a, _, mut c, stub, now) = up(fam, "", "");
+        c.e.add_stub(stub.clone());
+        a.e.rebuild_from(now, "lab", stub.clone()).unwrap();
+        run(&mut a, &mut c, now);
+        assert_eq!(rebuilt(&c), 1);
+        let ca = common::conn_a(fam, &format!("standby = [\"{}\"]", standby(fam)));
+        let mut a2 = Node::seeded(vec![ca], 9);
+        a2.e.rebuild_from(now, "lab", stub).unwrap();
+        run(&mut a2, &mut c, now);
+        assert_eq!((rebuilt(&a2), authenticated(&a2), a2.children()), (0, 1, 1), "{fam:?}: {:?}", a2.events);
+        assert_eq!((c.e.stats.syn_unknown, c.e.stats.syn_rebuilt), (1, 1));
+        // The client's proposals no longer hold the stub's suite.
+        let both = "ike_proposals = [\"aes128gcm16-prfsha256-x25519\", \"aes256gcm16-prfsha384-ecp256\"]";
+        let (_, _, mut c, stub, now) = up(fam, "", both);
+        let mut a3 = Node::seeded(
+            vec![common::conn_a(
+                fam,
+                &format!("standby = [\"{}\"]\nike_proposals = [\"aes256gcm16-prfsha384-ecp256\"]", standby(fam)),
+            )],
+            10,
+        );
+        c.e.add_stub(stub.clone());
+        a3.e.rebuild_from(now, "lab", stub).unwrap();
+        run(&mut a3, &mut c, now);
+        assert_eq!((rebuilt(&a3), authenticated(&a3)), (0, 1), "{fam:?}: {:?}", a3.events);
+        assert_eq!((c.e.stats.syn_refused, c.e.stubs_held()), (1, 1), "refused, the stub kept");
+    }
+}
+
+/// draft-xu-ike-sa-sync 5 item 3: a rebuilt SA that sees no valid
+/// protected message in time is deleted (its answer lost, the client gone).
+#[test]
+fn xu_5_a_rebuilt_sa_without_traffic_is_deleted() {
+    for fam in [V4, V6] {
+        let (mut a, _, mut c, stub, now) = up(fam, "", "");
+        c.e.add_stub(stub);
+        a.e.failover(now, "lab").unwrap();
+        for d in a.take() {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        let _lost = c.take();
+        assert_eq!(c.established(), 1, "{fam:?}: rebuilt at C");
+        let later = now + Settings::default().rebuilt_timeout + Duration::from_secs(1);
+        c.e.handle_timeout(later);
+        let _ = c.take();
+        assert_eq!(c.established(), 0, "{fam:?}: deleted");
+        assert!(c.events.iter().any(|e| matches!(e, Event::IkeDown { why: IkeGone::Unproven, .. })));
+        assert!(c.stubs.iter().any(|op| matches!(op, StubOp::Withdraw(_))), "its own stub withdrawn");
+    }
+}
+
+/// RFC 7296 2.4 for the SYN: its answer lost, the client's retransmission
+/// gets the same answer (the stub is gone by then), and the SA comes up.
+#[test]
+fn xu_3_1_a_retransmitted_syn_gets_the_same_answer() {
+    for fam in [V4, V6] {
+        let (mut a, _, mut c, stub, now) = up(fam, "", "");
+        c.e.add_stub(stub);
+        a.e.failover(now, "lab").unwrap();
+        for d in a.take() {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        let first = c.take();
+        let later = now + Duration::from_secs(2);
+        a.e.handle_timeout(later);
+        for d in a.take() {
+            c.e.handle_datagram(later, d.remote, d.local, &d.data);
+        }
+        let again = c.take();
+        assert_eq!(again.len(), 1, "{fam:?}");
+        assert_eq!(again[0].data, first[0].data, "{fam:?}: the same answer");
+        for d in again {
+            a.e.handle_datagram(later, d.remote, d.local, &d.data);
+        }
+        run(&mut a, &mut c, later);
+        assert_eq!((rebuilt(&a), c.e.stats.syn_rebuilt, a.children()), (1, 1, 1), "{fam:?}");
+        assert_eq!(c.e.stats.retransmits_answered, 1);
+    }
+}
+
+/// draft-xu-ike-sa-sync 2.1: the client's gateway stops answering; its
+/// liveness check gives up, and it rebuilds on the standby by itself.
+#[test]
+fn xu_2_1_a_dead_gateway_is_replaced_by_the_standby() {
+    for fam in [V4, V6] {
+        let (mut a, _, mut c, stub, mut now) = up(fam, "dpd_secs = 5", "");
+        c.e.add_stub(stub);
+        for _ in 0..200 {
+            now += Duration::from_secs(1);
+            a.e.handle_timeout(now);
+            c.e.handle_timeout(now);
+            // B is gone: what A sends there is lost; C answers.
+            let to_c: Vec<_> = a.take().into_iter().filter(|d| d.remote.ip() == standby(fam)).collect();
+            for d in to_c {
+                c.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+            run(&mut a, &mut c, now);
+            if a.children() == 1 && rebuilt(&a) == 1 {
+                break;
+            }
+        }
+        assert_eq!((rebuilt(&a), rebuilt(&c)), (1, 1), "{fam:?}: {:?}", a.events);
+        assert!(a.events.iter().any(|e| matches!(e, Event::IkeDown { why: IkeGone::PeerNotResponding, .. })));
+        assert_eq!((a.children(), c.children()), (1, 1));
+    }
+}
+
+/// The gateway withdraws a deleted SA's stub, and after an IKE SA rekey
+/// exports the new SA's (RFC 7296 2.18: new SK_d).
+#[test]
+fn xu_3_3_stubs_follow_rekeys_and_deletes() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, _, first, now) = up(fam, "", "");
+        a.e.rekey(now, "lab", true).unwrap();
+        run(&mut a, &mut b, now);
+        let updates: Vec<IkeSaStub> = b
+            .stubs
+            .iter()
+            .filter_map(|op| if let StubOp::Update(s) = op { Some((**s).clone()) } else { None })
+            .collect();
+        assert_eq!(updates.len(), 2, "{fam:?}: {:?}", b.stubs);
+        assert_ne!(updates[1].index, first.index);
+        assert_ne!(updates[1].sk_d, first.sk_d);
+        assert!(b.stubs.contains(&StubOp::Withdraw(first.index)), "the old SA's withdrawn");
+        a.e.terminate(now, "lab").unwrap();
+        run(&mut a, &mut b, now);
+        assert!(b.stubs.contains(&StubOp::Withdraw(updates[1].index)));
+    }
+}
