@@ -229,6 +229,37 @@ fn xu_3_1_a_retransmitted_syn_gets_the_same_answer() {
     }
 }
 
+/// A standby that does not answer the SYN: after the retransmissions
+/// (RFC 7296 2.4) the next one in `standby` is asked, and rebuilds.
+#[test]
+fn xu_2_1_an_unanswered_syn_goes_to_the_next_standby() {
+    for fam in [V4, V6] {
+        let second: IpAddr = if fam.0.is_ipv4() { "10.77.0.4".parse().unwrap() } else { "fd77::4".parse().unwrap() };
+        let (_, _, _, stub, mut now) = up(fam, "", "");
+        let ca = common::conn_a(fam, &format!("standby = [\"{}\", \"{second}\"]", standby(fam)));
+        let mut a = Node::seeded(vec![ca], 11);
+        let mut c2 = gateway(second, 12, "");
+        c2.e.add_stub(stub.clone());
+        a.e.rebuild_from(now, "lab", stub).unwrap();
+        for _ in 0..120 {
+            now += Duration::from_secs(1);
+            a.e.handle_timeout(now);
+            // The first standby is down; the second answers.
+            let to_c2: Vec<_> = a.take().into_iter().filter(|d| d.remote.ip() == second).collect();
+            for d in to_c2 {
+                c2.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+            run(&mut a, &mut c2, now);
+            if rebuilt(&a) == 1 {
+                break;
+            }
+        }
+        assert_eq!((rebuilt(&a), rebuilt(&c2), a.children()), (1, 1, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!(a.e.ike_sas().next().unwrap().remote().ip(), second);
+        assert_eq!(a.e.stats.syn_sent, 2);
+    }
+}
+
 /// draft-xu-ike-sa-sync 2.1: the client's gateway stops answering; its
 /// liveness check gives up, and it rebuilds on the standby by itself.
 #[test]

@@ -342,6 +342,9 @@ impl Daemon {
                 };
                 done(self.engine.clone_ike_sa(now, &conn, local), &what)
             }
+            Request::Failover { conn } => {
+                done(self.engine.failover(now, &conn), "rebuilding IKE SAs on the standby gateway (IKE_SA_SYN)")
+            }
             Request::Move { conn, local, check: false } => {
                 done(self.engine.move_to(now, &conn, local), &format!("moving IKE SAs to {local} (MOBIKE)"))
             }

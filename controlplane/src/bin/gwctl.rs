@@ -80,6 +80,10 @@ enum Cmd {
         #[arg(long)]
         local: Option<std::net::IpAddr>,
     },
+    /// IKE SA synchronization: rebuild a connection's IKE SAs on its first
+    /// standby gateway (`standby = [...]`) from the gateway's stub, by
+    /// IKE_SA_SYN (the full exchange if the standby holds no stub).
+    Failover { conn: String },
     /// MOBIKE-X multihoming: add another address of ours to a connection's
     /// child SAs (all, or those named with --child), or remove one.
     Address {
@@ -101,6 +105,7 @@ fn main() {
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
         Cmd::Move { conn, local, check } => Request::Move { conn, local, check },
         Cmd::Clone { conn, local } => Request::Clone { conn, local },
+        Cmd::Failover { conn } => Request::Failover { conn },
         Cmd::Address { op: AddressOp::Add { conn, addr, children, check } } => {
             Request::Address { conn, remove: false, addr, children, check }
         }

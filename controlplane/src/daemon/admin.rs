@@ -32,6 +32,11 @@ pub enum Request {
         #[serde(default)]
         local: Option<std::net::IpAddr>,
     },
+    /// IKE SA synchronization (draft-xu-ike-sa-sync): rebuild a
+    /// connection's IKE SAs on its first standby gateway by IKE_SA_SYN.
+    Failover {
+        conn: String,
+    },
     /// MOBIKE-X multihoming: add our address `addr` to (or remove it from)
     /// the child SAs named (none: every one) of a connection's IKE SAs.
     Address {

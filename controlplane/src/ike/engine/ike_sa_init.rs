@@ -504,6 +504,8 @@ impl Engine {
         if c.next <= now {
             if c.tries >= self.settings.retransmit_tries {
                 self.failed(c.conn, Error::Unanswered(c.remote));
+                // A SYN goes on to the next standby gateway.
+                self.syn_unanswered(now, c);
                 return;
             }
             c.tries += 1;

@@ -189,9 +189,26 @@ impl Engine {
         let c = &self.conns[ci];
         let old = stub.index.gateway;
         let to = c.standby.iter().copied().find(|a| *a != old).unwrap_or(c.standby[0]);
+        self.syn_to(now, ci, stub, to)
+    }
+
+    fn syn_to(&mut self, now: Instant, ci: usize, stub: IkeSaStub, to: IpAddr) -> Result<(), Error> {
         let local = stub.peer.ip();
         self.stats.syn_sent += 1;
         self.send_first_init_to(now, ci, (local, to), Some(Box::new(stub)))
+    }
+
+    /// Client: our SYN `c` went unanswered: the next standby after that
+    /// one (not the stub's own gateway), if any, is asked instead.
+    pub(super) fn syn_unanswered(&mut self, now: Instant, c: Connecting) {
+        let Some(stub) = c.syn else { return };
+        let standby = &self.conns[c.conn].standby;
+        let tried = c.remote.ip();
+        let after = standby.iter().position(|a| *a == tried).map_or(0, |i| i + 1);
+        let next = standby[after.min(standby.len())..].iter().copied().find(|a| *a != stub.index.gateway);
+        if let Some(to) = next {
+            let _ = self.syn_to(now, c.conn, *stub, to);
+        }
     }
 
     /// Responder: IKE_SA_INIT `h`/`p` carries IKE_SA_SYN `syn`. True when
