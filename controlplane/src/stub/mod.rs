@@ -25,6 +25,7 @@
 //! wire and at rest a stub is sealed (`seal`).
 
 pub mod seal;
+pub mod signal;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
