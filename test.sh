@@ -60,6 +60,7 @@ smoke() {
     ./target/release/gw-bench forward --runs 1 --sizes 64 --warmup 0.5 --interval 0.5 --windows 1
     ./target/release/gw-bench mpsa --members 100
     ./target/release/gw-bench clone --runs 1 --vpns 2
+    ./target/release/gw-bench failover --clients 50 --ike aes128gcm16-prfsha256-x25519
 }
 export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 export -f quiet_dpdk fuzz static_build ike_load smoke

@@ -15,6 +15,7 @@
 
 mod clone;
 mod esp;
+mod failover;
 mod forward;
 mod ike;
 mod measure;
@@ -50,6 +51,8 @@ enum Cmd {
     Mpsa(mpsa::MpsaArgs),
     /// Clone IKE SA: N VPNs over N interfaces by clone vs by N full IKE SAs.
     Clone(clone::CloneArgs),
+    /// Stub failover: N clients rebuilt on a standby by IKE_SA_SYN vs the full exchange.
+    Failover(failover::FailoverArgs),
     /// Draw an SVG bar chart from an `esp --markdown` report.
     Plot {
         /// The report (Markdown).
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Cmd::Ike(a) => ike::run(&a, shared_dir(cli.shared).ok().as_deref()),
         Cmd::Mpsa(a) => mpsa::run(&a),
         Cmd::Clone(a) => clone::run(&a),
+        Cmd::Failover(a) => failover::run(&a),
         Cmd::Plot { input, out } => plot::run(&input, &out),
         Cmd::Pcap { size, count, out } => {
             traffic::write_pcap(&out, &size, count).map(|n| println!("wrote {n} frames to {}", out.display()))
