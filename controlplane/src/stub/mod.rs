@@ -180,7 +180,8 @@ impl StubIndex {
 impl IkeSaStub {
     /// The versioned binary encoding (module docs).
     pub fn encode(&self) -> Secret {
-        let mut w = Writer::new();
+        // Sized up front: no reallocation leaves copies of the secrets behind.
+        let mut w = Writer { buf: Vec::with_capacity(2048) };
         w.u8(STUB_VERSION);
         let flags = (if self.nat { NAT } else { 0 })
             | (if self.peer_behind_nat { PEER_BEHIND_NAT } else { 0 })
