@@ -13,6 +13,7 @@ use clap::Parser;
 use controlplane::crypto::SystemRandom;
 use controlplane::daemon::admin::{self, Request, Response};
 use controlplane::daemon::config::{DaemonConfig, TransportKind};
+use controlplane::daemon::stubsync::{StubInput, StubSync};
 use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
 use controlplane::daemon::view;
 use controlplane::daemon::Input;
@@ -72,6 +73,8 @@ struct Daemon {
     held: std::collections::HashSet<String>,
     /// The dataplane's ports: link up, our addresses on it (Event::PortLink).
     links: std::collections::BTreeMap<u16, (bool, Vec<std::net::IpAddr>)>,
+    /// Stub synchronization with peer gateways (`[stubs]`).
+    stubsync: Option<StubSync>,
 }
 
 fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
@@ -107,6 +110,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         config_text: cfg.text.clone(),
         held: Default::default(),
         links: Default::default(),
+        stubsync: None,
     };
     d.log(&format!(
         "started: {} connections, transport {:?}, admin socket {}",
@@ -136,6 +140,9 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
                 move |a| d1(Input::LocalAddresses(a)),
                 move |e| d2(Input::NetlinkError(e)),
             )?;
+        }
+        if let Some(s) = &cfg.stubs {
+            g.stubsync = Some(StubSync::start(s, deliver.clone())?);
         }
         if let Some(l) = g.dp.as_mut() {
             l.spawn_events(deliver)?;
@@ -293,6 +300,25 @@ impl Daemon {
                 }
             }
             Input::NetlinkError(e) => self.log(&format!("kernel: a netlink message skipped: {e}")),
+            Input::Stub(StubInput::Stub(s)) => {
+                self.log(&format!("stubs: filed the stub of {} from a peer", s.index));
+                self.engine.add_stub(*s);
+            }
+            Input::Stub(StubInput::Forget(i)) => {
+                if self.engine.remove_stub(&i) {
+                    self.log(&format!("stubs: forgot the stub of {i} (withdrawn or used)"));
+                }
+            }
+            Input::Stub(StubInput::WantAll(reply)) => {
+                // What we hold of others', and our own SAs' stubs.
+                let own = self.engine.own_stubs();
+                let items = match self.stubsync.as_mut() {
+                    Some(s) => s.seal_all(self.engine.stubs().chain(own.iter())),
+                    None => Vec::new(),
+                };
+                let _ = reply.send(items);
+            }
+            Input::Stub(StubInput::Log(m)) => self.log(&m),
             Input::Admin(req, reply) => {
                 let r = self.admin(now, req);
                 let _ = reply.send(r);
@@ -382,6 +408,7 @@ impl Daemon {
                 dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
                 dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
+                stubs_held: self.engine.stubs_held(),
             },
         }
     }
@@ -407,13 +434,17 @@ impl Daemon {
                     }
                 }
                 Output::Event(e) => self.log(&e.to_string()),
-                // The stub bank and peer gateways are planned (issue 20):
-                // until then a stub goes nowhere, which the log says.
-                Output::Stub(op) => self.log(&match op {
-                    StubOp::Update(s) => format!("stub of {} made (no stub store yet)", s.index),
-                    StubOp::Withdraw(i) => format!("stub of {i} withdrawn"),
-                    StubOp::Used(i) => format!("stub of {i} used"),
-                }),
+                // To the peer gateways ([stubs]); without any, nowhere.
+                Output::Stub(op) => {
+                    self.log(&match &op {
+                        StubOp::Update(s) => format!("stubs: made the stub of {}", s.index),
+                        StubOp::Withdraw(i) => format!("stubs: withdrew the stub of {i}"),
+                        StubOp::Used(i) => format!("stubs: used the stub of {i}"),
+                    });
+                    if let Some(s) = self.stubsync.as_mut() {
+                        s.send(&op);
+                    }
+                }
             }
         }
     }

@@ -136,7 +136,14 @@ fn main() {
         }
         Response::Done { message } => println!("{message}"),
         Response::Config { text } => println!("{text}"),
-        Response::Stats { ike, half_open, dataplane_generation, dataplane_drops, dataplane_commands_dropped } => {
+        Response::Stats {
+            ike,
+            half_open,
+            dataplane_generation,
+            dataplane_drops,
+            dataplane_commands_dropped,
+            stubs_held,
+        } => {
             let v = serde_json::to_value(&ike).expect("serializes");
             if let Some(m) = v.as_object() {
                 for (k, v) in m {
@@ -144,6 +151,7 @@ fn main() {
                 }
             }
             println!("{:<22} {half_open}", "half_open");
+            println!("{:<22} {stubs_held}", "stubs_held");
             println!("{:<22} {}", "dataplane_generation", dataplane_generation.map_or("-".into(), |g| g.to_string()));
             println!("{:<22} {dataplane_commands_dropped}", "dataplane_commands_dropped");
             for (r, n) in dataplane_drops {

@@ -87,6 +87,9 @@ pub enum Response {
         /// or gone; its restart resyncs everything).
         #[serde(default)]
         dataplane_commands_dropped: u64,
+        /// Stubs of other gateways' IKE SAs held (draft-xu-ike-sa-sync).
+        #[serde(default)]
+        stubs_held: usize,
     },
     Error {
         message: String,

@@ -64,10 +64,36 @@ fn default_tries() -> u32 {
     5
 }
 
+/// `[stubs]`: IKE SA stub synchronization between gateways, distributed
+/// mode (draft-xu-ike-sa-sync 3.4 item 2): stubs sealed under the
+/// cluster key go to every peer over TCP, and come in from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StubsToml {
+    /// The cluster key, 64 hex digits (32 octets), the same on every
+    /// gateway of the cluster.
+    pub cluster_key: String,
+    /// Where peers reach us (TCP); none: we only send.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The peer gateways (TCP) our stubs go to and that we pull from at
+    /// start-up.
+    #[serde(default)]
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Updates wait this long to go out together (section 3.5).
+    #[serde(default = "default_batch_ms")]
+    pub batch_ms: u64,
+}
+
+fn default_batch_ms() -> u64 {
+    20
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileToml {
     daemon: DaemonToml,
+    #[serde(default)]
+    stubs: Option<StubsToml>,
     #[serde(default, rename = "connection")]
     connections: Vec<ConnectionToml>,
     #[serde(default, rename = "group")]
@@ -78,6 +104,7 @@ struct FileToml {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub daemon: DaemonToml,
+    pub stubs: Option<StubsToml>,
     pub connections: Vec<Connection>,
     /// MPSA gateway: the groups.
     pub groups: Vec<GroupConfig>,
@@ -132,12 +159,20 @@ impl DaemonConfig {
         if !groups.is_empty() && f.daemon.mpsa != MpsaRole::Gateway {
             return Err(format!("{origin}: daemon.mpsa: [[group]] tables need mpsa = \"gateway\""));
         }
+        if let Some(s) = &f.stubs {
+            crate::stub::seal::ClusterKey::from_hex(&s.cluster_key)
+                .map_err(|e| format!("{origin}: stubs.cluster_key: {e}"))?;
+        }
         let masked: String = text
             .lines()
-            .map(|l| if l.trim_start().starts_with("psk") { "psk = \"<redacted>\"" } else { l })
+            .map(|l| match l.trim_start() {
+                t if t.starts_with("psk") => "psk = \"<redacted>\"",
+                t if t.starts_with("cluster_key") => "cluster_key = \"<redacted>\"",
+                _ => l,
+            })
             .collect::<Vec<_>>()
             .join("\n");
-        Ok(DaemonConfig { daemon: f.daemon, connections, groups, text: masked })
+        Ok(DaemonConfig { daemon: f.daemon, stubs: f.stubs, connections, groups, text: masked })
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod netlink;
+pub mod stubsync;
 pub mod transport;
 pub mod view;
 
@@ -27,4 +28,6 @@ pub enum Input {
     LocalAddresses(Vec<IpAddr>),
     /// A message from the kernel that did not parse (logged, skipped).
     NetlinkError(String),
+    /// From the peer gateways' stub synchronization (`stubsync.rs`).
+    Stub(stubsync::StubInput),
 }

@@ -122,6 +122,21 @@ impl Engine {
         self.stubs.len()
     }
 
+    /// Every stub in the local table (a peer's Get).
+    pub fn stubs(&self) -> impl Iterator<Item = &IkeSaStub> {
+        self.stubs.values()
+    }
+
+    /// The stubs of our own IKE SAs on `stubs = true` connections (a peer
+    /// that joins later asks for them with its Get).
+    pub fn own_stubs(&self) -> Vec<IkeSaStub> {
+        self.sas
+            .values()
+            .filter(|x| self.conns[x.core.conn].stubs && !x.core.mobike_initiator)
+            .filter_map(|x| x.established().filter(|e| !e.rekeyed).map(|e| self.gateway_stub(&x.core, e)))
+            .collect()
+    }
+
     /// Says which wall-clock second `now` is, for the expiry stubs carry
     /// across machines (without it they carry 0: unknown).
     pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
