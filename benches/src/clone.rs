@@ -217,14 +217,7 @@ pub fn run(a: &CloneArgs) -> Result<(), String> {
     if a.runs == 0 || a.vpns.iter().any(|n| *n < 2 || *n > 200) {
         return Err("--runs must be at least 1 and every --vpns value 2..=200".into());
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = crate::measure::cpu_model();
     let mut md = format!(
         "Clone IKE SA: N VPNs over N interfaces, clone vs N full IKE SAs ({}, PSK, {} runs each, median; {cpu})\n\n\
          | VPNs | way | CPE CPU ms | hub CPU ms | messages | octets | one-way trips | to last VPN at {} ms RTT |\n\

@@ -220,14 +220,7 @@ fn ms(d: Duration) -> String {
 }
 
 pub fn run(a: &FailoverArgs) -> Result<(), String> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = crate::measure::cpu_model();
     let mut md = format!(
         "Failover of N clients to a standby gateway: IKE_SA_SYN from stubs vs the full exchange (PSK, one child SA each; {cpu})\n\n\
          | clients | IKE | way | standby CPU ms | per client µs | rounds (ms each) | whole run ms | SYN cheaper |\n\

@@ -77,12 +77,7 @@ pub fn run(a: &ForwardArgs, shared: &Path) -> Result<(), String> {
     let work = tempfile::Builder::new().prefix("gw-bench-fwd.").tempdir().map_err(|e| e.to_string())?;
     anchors.gen_pcaps(work.path())?;
     let w = Windows { warmup_s: a.warmup, interval_s: a.interval, count: a.windows };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
+    let cpu = crate::measure::cpu_model();
     println!(
         "# gw-bench forward: cpu '{cpu}', TSC {:.2} MHz, worker CPU {}, {} run(s) x {} window(s) of {} s, DPDK vdevs net_pcap(infinite_rx) -> net_null",
         hz / 1e6,

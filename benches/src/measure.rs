@@ -134,6 +134,16 @@ impl Anchors {
 
 /// The median of a non-empty `v`; the lower one for even counts, as the
 /// anchors' scripts take it (`a[int((NR+1)/2)]`).
+/// The CPU model as /proc/cpuinfo names it (figures are recorded with it).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));

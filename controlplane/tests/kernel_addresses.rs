@@ -5,9 +5,11 @@
 //! `gw-controlplane` processes in network namespaces joined by two veth
 //! pairs. Needs root.
 
+mod common;
+
+use common::wait_log;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 struct Lab {
     ns: [String; 2],
@@ -40,17 +42,6 @@ fn config(dir: &Path, name: &str, listen: &[&str], conn: &str) -> String {
         listen.join(", "),
         dir.join(format!("{name}.sock")).display(),
     )
-}
-
-fn wait_log(path: &Path, what: &str, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(what)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]

@@ -59,6 +59,16 @@ fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_c: &str) -> (Node, Node, Node,
     (a, b, c, stub, now)
 }
 
+/// C gets B's stub; A fails over and its SYN reaches C (C's answer is
+/// left for the caller to take).
+fn syn_reaches(a: &mut Node, c: &mut Node, stub: IkeSaStub, now: Instant) {
+    c.e.add_stub(stub);
+    a.e.failover(now, "lab").unwrap();
+    for d in a.take() {
+        c.e.handle_datagram(now, d.remote, d.local, &d.data);
+    }
+}
+
 fn rebuilt(n: &Node) -> usize {
     n.events.iter().filter(|e| matches!(e, Event::IkeRebuilt { .. })).count()
 }
@@ -184,11 +194,7 @@ fn xu_3_1_a_syn_that_does_not_fit_gets_the_full_exchange() {
 fn xu_5_a_rebuilt_sa_without_traffic_is_deleted() {
     for fam in [V4, V6] {
         let (mut a, _, mut c, stub, now) = up(fam, "", "");
-        c.e.add_stub(stub);
-        a.e.failover(now, "lab").unwrap();
-        for d in a.take() {
-            c.e.handle_datagram(now, d.remote, d.local, &d.data);
-        }
+        syn_reaches(&mut a, &mut c, stub, now);
         let _lost = c.take();
         assert_eq!(c.established(), 1, "{fam:?}: rebuilt at C");
         let later = now + Settings::default().rebuilt_timeout + Duration::from_secs(1);
@@ -206,11 +212,7 @@ fn xu_5_a_rebuilt_sa_without_traffic_is_deleted() {
 fn xu_3_1_a_retransmitted_syn_gets_the_same_answer() {
     for fam in [V4, V6] {
         let (mut a, _, mut c, stub, now) = up(fam, "", "");
-        c.e.add_stub(stub);
-        a.e.failover(now, "lab").unwrap();
-        for d in a.take() {
-            c.e.handle_datagram(now, d.remote, d.local, &d.data);
-        }
+        syn_reaches(&mut a, &mut c, stub, now);
         let first = c.take();
         let later = now + Duration::from_secs(2);
         a.e.handle_timeout(later);

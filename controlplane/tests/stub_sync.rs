@@ -7,6 +7,9 @@
 //! IKE_SA_SYN (no IKE_AUTH at B). A standby with another cluster key
 //! files nothing, and the client then gets the full exchange. Needs root.
 
+mod common;
+
+use common::wait_log;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -57,17 +60,6 @@ impl Lab {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
-}
-
-fn wait_log(path: &Path, what: &str, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(what)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";

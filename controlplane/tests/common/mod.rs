@@ -206,3 +206,16 @@ fn pair_with(
     run(&mut a, &mut b, now);
     (a, b, now)
 }
+
+/// Whether `what` shows up in the file at `path` within `secs` (a daemon's
+/// log, in the real-component tests).
+pub fn wait_log(path: &std::path::Path, what: &str, secs: u64) -> bool {
+    let end = Instant::now() + std::time::Duration::from_secs(secs);
+    while Instant::now() < end {
+        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(what)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}

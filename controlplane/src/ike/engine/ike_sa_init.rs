@@ -319,16 +319,7 @@ impl Engine {
         if clone_reduced {
             out.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
         }
-        let hdr = Header {
-            spi_i: h.spi_i,
-            spi_r,
-            next_payload: PayloadType::NoNextPayload,
-            exchange: ExchangeType::IkeSaInit,
-            flags: Flags { response: true, ..Default::default() },
-            message_id: 0,
-            length: 0,
-        };
-        let resp = Message::emit_clear(hdr, &out);
+        let resp = Message::emit_clear(init_response_header(h.spi_i, spi_r), &out);
         let mut core = Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
         core.g_ir = g_ir;
         core.nat = peer_nat || we_nat;
@@ -515,5 +506,19 @@ impl Engine {
             self.send(l, r, m);
         }
         self.connecting.insert(spi, c);
+    }
+}
+
+/// The header of our IKE_SA_INIT answer (RFC 7296 3.1: a response, message
+/// ID 0, the I flag clear).
+pub(super) fn init_response_header(spi_i: u64, spi_r: u64) -> Header {
+    Header {
+        spi_i,
+        spi_r,
+        next_payload: PayloadType::NoNextPayload,
+        exchange: ExchangeType::IkeSaInit,
+        flags: Flags { response: true, ..Default::default() },
+        message_id: 0,
+        length: 0,
     }
 }

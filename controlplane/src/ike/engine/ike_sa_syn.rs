@@ -28,12 +28,12 @@ use std::time::Instant;
 use super::payloads;
 use super::sa::{Connecting, Core, Established, IkeSa, Mobike, Phase, Task};
 use super::{Engine, Error, Event, IkeGone, Output};
-use crate::codepoints::{ExchangeType, PayloadType, IKE_PORT, NATT_PORT};
+use crate::codepoints::{IKE_PORT, NATT_PORT};
 use crate::crypto::keys::{self, IkeKeys};
 use crate::ike::proposal;
 use crate::mobikex::Version;
 use crate::stub::{IkeSaStub, MobikeStub, StubIndex, StubOp};
-use crate::wire::{Flags, Header, IkeSaSyn, Message, Payload, Proposal};
+use crate::wire::{Header, IkeSaSyn, Message, Payload, Proposal};
 
 impl Engine {
     /// The stub of IKE SA `sa` under `index`.
@@ -265,15 +265,7 @@ impl Engine {
         let nr = self.nonce();
         let seed = keys::rekey_skeyseed(suite.prf, &stub.sk_d, &stub.g_ir, ni, &nr);
         let k = IkeKeys::derive(&suite, &seed, ni, &nr, h.spi_i, spi_r);
-        let hdr = Header {
-            spi_i: h.spi_i,
-            spi_r,
-            next_payload: PayloadType::NoNextPayload,
-            exchange: ExchangeType::IkeSaInit,
-            flags: Flags { response: true, ..Default::default() },
-            message_id: 0,
-            length: 0,
-        };
+        let hdr = super::ike_sa_init::init_response_header(h.spi_i, spi_r);
         let resp = Message::emit_clear(hdr, &[Payload::Nonce(nr)]);
         let mut core = super::sa::Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
         core.nat = stub.nat;
