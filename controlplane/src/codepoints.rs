@@ -143,6 +143,10 @@ registry! {
         UpdateSaAddresses = 16400,
         Cookie2 = 16401,
         NoNatsAllowed = 16402,
+        /// RFC 5685 (redirect).
+        RedirectSupported = 16406,
+        Redirect = 16407,
+        RedirectedFrom = 16408,
         /// RFC 7383 2.3.
         IkeFragmentationSupported = 16430,
         /// RFC 7791 (the standard the clone draft became).

@@ -3,7 +3,8 @@
 //! gateway C of B's cluster (the same identity, b.lab). B exports a stub of
 //! A's IKE SA; C, holding it, rebuilds the SA when A comes with IKE_SA_SYN
 //! (Nr alone, no DH, no IKE_AUTH), and everything that does not fit gets
-//! the full exchange.
+//! the full exchange. And RFC 5685: B redirects A to C, A arrives there
+//! by IKE_SA_SYN.
 
 mod common;
 
@@ -11,10 +12,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::{conn, run, Node, V4, V6};
+use controlplane::codepoints::NotifyType;
 use controlplane::crypto::SeededRandom;
 use controlplane::ike::engine::IkeGone;
 use controlplane::ike::{Event, Settings};
 use controlplane::stub::{seal, IkeSaStub, StubOp};
+use controlplane::wire::{Notify, Payload};
 use cpdp::msg::{Command, Direction};
 
 /// The standby gateway's address beside `fam`'s two.
@@ -309,5 +312,103 @@ fn xu_3_3_stubs_follow_rekeys_and_deletes() {
         a.e.terminate(now, "lab").unwrap();
         run(&mut a, &mut b, now);
         assert!(b.stubs.contains(&StubOp::Withdraw(updates[1].index)));
+    }
+}
+
+/// RFC 5685 3 and 6 with draft-xu-ike-sa-sync 2.2: A announced
+/// REDIRECT_SUPPORTED in IKE_SA_INIT; B redirects it to C (INFORMATIONAL
+/// { N(REDIRECT, C) }); A goes to C by IKE_SA_SYN with N(REDIRECTED_FROM,
+/// B) beside it, is rebuilt there, and then deletes its IKE SA with B.
+#[test]
+fn rfc5685_6_a_redirected_client_arrives_by_syn_and_leaves_the_old_gateway() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, mut c, stub, now) = up(fam, "", "");
+        c.e.add_stub(stub);
+        assert_eq!(b.e.redirect(now, "lab", standby(fam), Some("a.lab")), Ok(1));
+        for d in b.take() {
+            a.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        // A answers B and sends its SYN to C.
+        let (syn, answer): (Vec<_>, Vec<_>) = a.take().into_iter().partition(|d| d.remote.ip() == standby(fam));
+        for d in answer {
+            b.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        assert_eq!(syn.len(), 1, "{fam:?}: the SYN to C");
+        assert_eq!(syn[0].remote.ip(), standby(fam));
+        let m = controlplane::wire::Message::parse(&syn[0].data).unwrap();
+        let from = m.payloads.iter().find_map(|x| match x {
+            controlplane::wire::Payload::Notify(n) if n.ty == controlplane::codepoints::NotifyType::RedirectedFrom => {
+                Some(n.data.clone())
+            }
+            _ => None,
+        });
+        let want = match fam.1 {
+            IpAddr::V4(x) => [&[1u8, 4][..], &x.octets()].concat(),
+            IpAddr::V6(x) => [&[2u8, 16][..], &x.octets()].concat(),
+        };
+        assert_eq!(from, Some(want), "{fam:?}: REDIRECTED_FROM names B");
+        assert!(m.payloads.iter().any(|x| matches!(x, controlplane::wire::Payload::Syn(_))));
+        for d in syn {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        // A with C, and A's Delete to B: each datagram where it is sent.
+        for _ in 0..20 {
+            let from_a = a.take();
+            let back: Vec<_> = b.take().into_iter().chain(c.take()).collect();
+            if from_a.is_empty() && back.is_empty() {
+                break;
+            }
+            for d in from_a {
+                let to = if d.remote.ip() == fam.1 { &mut b } else { &mut c };
+                to.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+            for d in back {
+                a.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+        }
+        assert_eq!((rebuilt(&a), rebuilt(&c)), (1, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!((a.established(), b.established(), c.established()), (1, 0, 1), "{fam:?}: B's SA deleted");
+        assert_eq!(a.e.ike_sas().next().unwrap().remote().ip(), standby(fam));
+        assert_eq!((a.e.stats.redirects_followed, b.e.stats.redirects_sent), (1, 1));
+    }
+}
+
+/// RFC 5685 3: a client that did not announce REDIRECT_SUPPORTED is not
+/// redirected (nothing is sent); a REDIRECT that names no usable gateway
+/// is answered and ignored, the IKE SA staying up.
+#[test]
+fn rfc5685_3_only_clients_that_announced_support_are_redirected() {
+    let (_, mut b, _, _, now) = up(V4, "redirect = false", "");
+    assert!(b.e.redirect(now, "lab", standby(V4), None).is_err());
+    assert!(b.take().is_empty(), "nothing sent");
+    let (mut a2, mut b2, _, _, now) = up(V6, "", "");
+    let fqdn = Payload::Notify(Notify::new(NotifyType::Redirect, [&[3u8, 7][..], b"gw.test"].concat()));
+    b2.e.send_informational(now, "lab", vec![fqdn]).unwrap();
+    run(&mut a2, &mut b2, now);
+    assert_eq!((a2.established(), a2.e.stats.redirects_ignored), (1, 1));
+    assert!(a2.take().is_empty(), "no SYN");
+}
+
+/// RFC 5685 6 (as strongSwan does it): a redirected client that has not
+/// deleted its IKE SA with the old gateway in time (its new gateway does
+/// not answer) has it deleted by the gateway.
+#[test]
+fn rfc5685_6_the_gateway_deletes_a_redirected_sa_the_client_kept() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, _, _, now) = up(fam, "", "");
+        b.e.redirect(now, "lab", standby(fam), None).unwrap();
+        for d in b.take() {
+            a.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        let (syn, answer): (Vec<_>, Vec<_>) = a.take().into_iter().partition(|d| d.remote.ip() == standby(fam));
+        assert_eq!(syn.len(), 1, "{fam:?}: the SYN, lost");
+        for d in answer {
+            b.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        let later = now + Settings::default().half_open_timeout + Duration::from_secs(1);
+        b.e.handle_timeout(later);
+        run(&mut a, &mut b, later);
+        assert_eq!(b.established(), 0, "{fam:?}: B deleted it");
+        assert!(b.events.iter().any(|e| matches!(e, Event::IkeDown { .. })));
     }
 }

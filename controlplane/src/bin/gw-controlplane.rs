@@ -368,6 +368,10 @@ impl Daemon {
                 };
                 done(self.engine.clone_ike_sa(now, &conn, local), &what)
             }
+            Request::Redirect { conn, to, peer } => {
+                let r = self.engine.redirect(now, &conn, to, peer.as_deref());
+                done(r, &format!("redirecting clients to {to} (RFC 5685)"))
+            }
             Request::Failover { conn } => {
                 done(self.engine.failover(now, &conn), "rebuilding IKE SAs on the standby gateway (IKE_SA_SYN)")
             }
@@ -403,7 +407,7 @@ impl Daemon {
             }
             Request::Config => Response::Config { text: self.config_text.clone() },
             Request::Stats => Response::Stats {
-                ike: self.engine.stats.clone(),
+                ike: Box::new(self.engine.stats.clone()),
                 half_open: self.engine.half_open(),
                 dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
                 dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),

@@ -84,6 +84,16 @@ enum Cmd {
     /// standby gateway (`standby = [...]`) from the gateway's stub, by
     /// IKE_SA_SYN (the full exchange if the standby holds no stub).
     Failover { conn: String },
+    /// Gateway: redirect a connection's clients (RFC 5685) to another
+    /// gateway of the cluster (those with identity --peer, or all); they
+    /// arrive there by IKE_SA_SYN.
+    Redirect {
+        conn: String,
+        #[arg(long)]
+        to: std::net::IpAddr,
+        #[arg(long)]
+        peer: Option<String>,
+    },
     /// MOBIKE-X multihoming: add another address of ours to a connection's
     /// child SAs (all, or those named with --child), or remove one.
     Address {
@@ -106,6 +116,7 @@ fn main() {
         Cmd::Move { conn, local, check } => Request::Move { conn, local, check },
         Cmd::Clone { conn, local } => Request::Clone { conn, local },
         Cmd::Failover { conn } => Request::Failover { conn },
+        Cmd::Redirect { conn, to, peer } => Request::Redirect { conn, to, peer },
         Cmd::Address { op: AddressOp::Add { conn, addr, children, check } } => {
             Request::Address { conn, remove: false, addr, children, check }
         }

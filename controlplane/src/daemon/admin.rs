@@ -37,6 +37,14 @@ pub enum Request {
     Failover {
         conn: String,
     },
+    /// RFC 5685: send a connection's clients (those with identity `peer`,
+    /// or all) to gateway `to`.
+    Redirect {
+        conn: String,
+        to: std::net::IpAddr,
+        #[serde(default)]
+        peer: Option<String>,
+    },
     /// MOBIKE-X multihoming: add our address `addr` to (or remove it from)
     /// the child SAs named (none: every one) of a connection's IKE SAs.
     Address {
@@ -79,7 +87,7 @@ pub enum Response {
         text: String,
     },
     Stats {
-        ike: Stats,
+        ike: Box<Stats>,
         half_open: usize,
         dataplane_generation: Option<u64>,
         dataplane_drops: Vec<(String, u64)>,

@@ -78,6 +78,9 @@ pub struct Connection {
     /// Client: the standby gateways to rebuild the IKE SA on, in order,
     /// when its gateway is declared dead or on `failover`.
     pub standby: Vec<IpAddr>,
+    /// Client: announce REDIRECT_SUPPORTED and follow a gateway's REDIRECT
+    /// (RFC 5685).
+    pub redirect: bool,
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
@@ -189,6 +192,9 @@ pub struct ConnectionToml {
     /// Standby gateways for a rebuild by IKE_SA_SYN, client side.
     #[serde(default)]
     pub standby: Vec<IpAddr>,
+    /// RFC 5685 redirects, client side.
+    #[serde(default = "d_true")]
+    pub redirect: bool,
     #[serde(default)]
     pub mpsa_routes: Vec<MpsaRouteToml>,
     /// More child SAs (`[[connection.child]]`).
@@ -339,6 +345,7 @@ impl ConnectionToml {
             interfaces: self.interfaces.clone(),
             stubs: self.stubs,
             standby: self.standby.clone(),
+            redirect: self.redirect,
             mpsa_routes: self
                 .mpsa_routes
                 .iter()

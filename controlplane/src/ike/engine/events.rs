@@ -310,4 +310,12 @@ pub struct Stats {
     pub syn_unknown: u64,
     #[serde(default)]
     pub syn_refused: u64,
+    /// RFC 5685: REDIRECTs sent (gateway), followed and ignored (client:
+    /// not announced, malformed, or a name we cannot resolve).
+    #[serde(default)]
+    pub redirects_sent: u64,
+    #[serde(default)]
+    pub redirects_followed: u64,
+    #[serde(default)]
+    pub redirects_ignored: u64,
 }

@@ -294,6 +294,7 @@ impl Engine {
         core.mobike_initiator = old.mobike_initiator;
         core.clone_reduced = old.clone_reduced;
         core.g_ir = g_ir.clone();
+        core.peer_redirect = old.peer_redirect;
         let our = core.our_spi();
         self.file_peer(&mut core, Some(old_est.peer_id.clone()));
         if !clone {

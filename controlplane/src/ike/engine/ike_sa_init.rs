@@ -103,7 +103,7 @@ impl Engine {
         let c = &self.conns[ci];
         let remote = c.remote.ok_or_else(|| Error::NoAddress(c.name.clone(), "remote"))?;
         let local = c.local.ok_or_else(|| Error::NoAddress(c.name.clone(), "local"))?;
-        self.send_first_init_to(now, ci, (local, remote), None)
+        self.send_first_init_to(now, ci, (local, remote), None, None)
     }
 
     /// Starts an IKE SA for connection `ci` from `local` to `remote`; with
@@ -114,6 +114,7 @@ impl Engine {
         ci: usize,
         (local, remote): (IpAddr, IpAddr),
         syn: Option<Box<crate::stub::IkeSaStub>>,
+        redirected: Option<(IpAddr, u64)>,
     ) -> Result<(), Error> {
         let c = &self.conns[ci];
         let group = c.ike[0].dh;
@@ -138,6 +139,7 @@ impl Engine {
             scheduled: None,
             failed: false,
             syn,
+            redirected,
         };
         self.send_init(now, &mut c, true)?;
         self.connecting.insert(spi_i, c);
@@ -172,6 +174,7 @@ impl Engine {
             keys::natd_hash(c.spi_i, 0, c.remote),
         )));
         p.push(Payload::Notify(Notify::new(NotifyType::IkeFragmentationSupported, vec![])));
+        p.extend(self.redirect_init_payloads(c));
         if self.mpsa_role != MpsaRole::Off {
             p.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
@@ -244,7 +247,8 @@ impl Engine {
         }
         // draft-xu-ike-sa-sync: a rebuild from a stub we hold.
         if let Some(syn) = p.iter().find_map(|x| if let Payload::Syn(s) = x { Some(*s) } else { None }) {
-            if self.syn_request(now, (local, remote), &h, sa_offer, ni, syn) {
+            let redirect = has_notify(p, NotifyType::RedirectSupported);
+            if self.syn_request(now, (local, remote), &h, sa_offer, (ni, redirect), syn) {
                 return;
             }
         }
@@ -325,6 +329,7 @@ impl Engine {
         core.nat = peer_nat || we_nat;
         core.we_behind_nat = we_nat;
         core.peer_mpsa = has_vendor_id(p, MPSA_VENDOR_ID);
+        core.peer_redirect = has_notify(p, NotifyType::RedirectSupported);
         core.clone_reduced = clone_reduced;
         core.peer_frag = peer_frag;
         core.half_open_until = Some(now + self.settings.half_open_timeout);

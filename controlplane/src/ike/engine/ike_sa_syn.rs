@@ -180,7 +180,7 @@ impl Engine {
 
     /// Client: our view of `sa` as a stub, filed under the gateway's
     /// address and SPI (the index the gateway filed it under).
-    fn client_stub(&self, sa: &Core, est: &Established) -> IkeSaStub {
+    pub(super) fn client_stub(&self, sa: &Core, est: &Established) -> IkeSaStub {
         let gw_spi = if sa.initiator { sa.spi_r } else { sa.spi_i };
         self.make_stub(sa, est, StubIndex { gateway: sa.remote.ip(), spi: gw_spi })
     }
@@ -208,9 +208,22 @@ impl Engine {
     }
 
     fn syn_to(&mut self, now: Instant, ci: usize, stub: IkeSaStub, to: IpAddr) -> Result<(), Error> {
+        self.syn_to_from(now, ci, stub, to, None)
+    }
+
+    /// The SYN to `to`; `redirected`: sent there by a REDIRECT (RFC 5685)
+    /// from that gateway, of our IKE SA with that SPI.
+    pub(super) fn syn_to_from(
+        &mut self,
+        now: Instant,
+        ci: usize,
+        stub: IkeSaStub,
+        to: IpAddr,
+        redirected: Option<(IpAddr, u64)>,
+    ) -> Result<(), Error> {
         let local = stub.peer.ip();
         self.stats.syn_sent += 1;
-        self.send_first_init_to(now, ci, (local, to), Some(Box::new(stub)))
+        self.send_first_init_to(now, ci, (local, to), Some(Box::new(stub)), redirected)
     }
 
     /// Client: our SYN `c` went unanswered: the next standby after that
@@ -236,7 +249,7 @@ impl Engine {
         (local, remote): (SocketAddr, SocketAddr),
         h: &Header,
         offer: &[Proposal],
-        ni: &[u8],
+        (ni, peer_redirect): (&[u8], bool),
         syn: IkeSaSyn,
     ) -> bool {
         let index = StubIndex { gateway: syn.gateway, spi: syn.spi };
@@ -270,6 +283,7 @@ impl Engine {
         let mut core = super::sa::Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
         core.nat = stub.nat;
         core.peer_mpsa = stub.mpsa;
+        core.peer_redirect = peer_redirect;
         core.g_ir = stub.g_ir.clone();
         let mut est = self.rebuilt(&mut core, &stub, stub.id_i.clone(), now);
         est.unproven = Some((now + self.settings.rebuilt_timeout, resp.clone()));
@@ -323,6 +337,10 @@ impl Engine {
         let spi = core.spi_i;
         self.insert_sa(spi, IkeSa { core, phase: Phase::Established(est) });
         self.kick(now, spi);
+        // Redirected (RFC 5685 6): the IKE SA with the old gateway goes now.
+        if let Some((_, old)) = c.redirected {
+            self.queue(now, old, Task::DeleteIke);
+        }
         true
     }
 

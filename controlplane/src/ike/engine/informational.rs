@@ -63,6 +63,10 @@ impl Engine {
         id: u32,
     ) {
         let ex = ExchangeType::Informational;
+        if let Some(n) = notify(p, NotifyType::Redirect) {
+            let data = n.data.clone();
+            return self.redirect_request(now, sa, est, &data, id);
+        }
         if let Some(n) = notify(p, NotifyType::MpsaPut) {
             let n = n.clone();
             self.mpsa_put_request(now, sa, est, &n, id);

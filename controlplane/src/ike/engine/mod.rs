@@ -43,6 +43,7 @@ mod mobikex;
 mod mpsa;
 mod path_change;
 mod payloads;
+mod redirect;
 mod sa;
 #[cfg(test)]
 mod tests;

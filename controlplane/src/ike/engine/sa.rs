@@ -72,6 +72,10 @@ pub struct Connecting {
     /// A rebuild by IKE_SA_SYN (draft-xu-ike-sa-sync 3.1): our view of the
     /// IKE SA to rebuild, with the index of the old gateway's stub.
     pub(super) syn: Option<Box<crate::stub::IkeSaStub>>,
+    /// Redirected (RFC 5685): the gateway that sent us here (announced
+    /// with REDIRECTED_FROM) and our SPI of the IKE SA with it, deleted
+    /// once this one is up.
+    pub(super) redirected: Option<(IpAddr, u64)>,
 }
 
 /// What every keyed IKE SA has, whatever its phase.
@@ -112,6 +116,8 @@ pub struct Core {
     /// IKE_SA_INIT or its last rekey): a stub carries it (draft-xu-ike-sa-sync
     /// 3.2). Zeroized.
     pub(super) g_ir: crate::crypto::Secret,
+    /// Responder: the client sent REDIRECT_SUPPORTED (RFC 5685 3).
+    pub(super) peer_redirect: bool,
     /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3).
     pub(super) peer_frag: bool,
     /// The identity this SA is filed under in the engine's `by_peer`.
@@ -180,6 +186,9 @@ pub struct Established {
     /// unless a valid protected message comes first (section 5 item 3),
     /// with the IKE_SA_INIT answer kept for the SYN's retransmissions.
     pub(super) unproven: Option<(Instant, Vec<u8>)>,
+    /// Gateway: REDIRECT sent (RFC 5685 6); deleted at this time unless
+    /// the client deletes it first.
+    pub(super) redirected_until: Option<Instant>,
 }
 
 /// MOBIKE state of an IKE SA (RFC 4555; MOBIKE-X when both sides chose
@@ -440,6 +449,7 @@ impl Core {
             deleting: false,
             clone_reduced: false,
             g_ir: crate::crypto::Secret::default(),
+            peer_redirect: false,
         }
     }
 
@@ -543,6 +553,7 @@ impl Established {
             clone_of: None,
             home: None,
             unproven: None,
+            redirected_until: None,
         }
     }
 

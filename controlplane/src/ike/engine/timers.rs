@@ -46,6 +46,7 @@ impl Engine {
         at(core.half_open_until);
         if let Phase::Established(est) = &sa.phase {
             at(est.unproven.as_ref().map(|u| u.0));
+            at(est.redirected_until);
             if !est.rekeyed && !core.deleting {
                 at(est.rekey_at);
                 // Liveness is due only while nothing else is on the wire.
@@ -179,6 +180,13 @@ impl Engine {
         if est.unproven.as_ref().is_some_and(|u| u.0 <= now) {
             self.remove_sa(now, sa, IkeGone::Unproven);
             return;
+        }
+        // Redirected (RFC 5685 6) and the client has not deleted it: we do.
+        if est.redirected_until.is_some_and(|d| d <= now) {
+            est.redirected_until = None;
+            if !core.deleting && !core.w.tasks.contains(&Task::DeleteIke) {
+                core.w.tasks.push_back(Task::DeleteIke);
+            }
         }
         if !est.rekeyed && !core.deleting {
             if est.rekey_at.is_some_and(|d| d <= now) {
