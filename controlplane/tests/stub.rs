@@ -373,6 +373,34 @@ fn rfc5685_6_a_redirected_client_arrives_by_syn_and_leaves_the_old_gateway() {
     }
 }
 
+/// RFC 5685 6: redirected to a gateway that holds no stub of the SA, the
+/// client comes up there by the full exchange (IKE_AUTH), and then deletes
+/// its IKE SA with the old gateway all the same.
+#[test]
+fn rfc5685_6_redirected_by_the_full_exchange_the_old_sa_goes_too() {
+    for fam in [V4, V6] {
+        let (mut a, mut b, mut c, _, now) = up(fam, "", "");
+        b.e.redirect(now, "lab", standby(fam), None).unwrap();
+        for _ in 0..20 {
+            let from_a = a.take();
+            let back: Vec<_> = b.take().into_iter().chain(c.take()).collect();
+            if from_a.is_empty() && back.is_empty() {
+                break;
+            }
+            for d in from_a {
+                let to = if d.remote.ip() == fam.1 { &mut b } else { &mut c };
+                to.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+            for d in back {
+                a.e.handle_datagram(now, d.remote, d.local, &d.data);
+            }
+        }
+        assert_eq!((rebuilt(&a), authenticated(&c)), (0, 1), "{fam:?}: the full exchange at C");
+        assert_eq!((a.established(), b.established(), c.established()), (1, 0, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!(c.e.stats.syn_unknown, 1);
+    }
+}
+
 /// RFC 5685 3: a client that did not announce REDIRECT_SUPPORTED is not
 /// redirected (nothing is sent); a REDIRECT that names no usable gateway
 /// is answered and ignored, the IKE SA staying up.

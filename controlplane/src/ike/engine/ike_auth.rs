@@ -256,6 +256,11 @@ impl Engine {
             self.initial_contact(now, sa, idr);
         }
         let mut est = self.established(now, sa, idr.clone());
+        // Redirected here by the full exchange (RFC 5685 6): the IKE SA
+        // with the old gateway goes now.
+        if let Some(old) = a.replaces {
+            self.queue(now, old, super::sa::Task::DeleteIke);
+        }
         est.mobike = self.mobike_negotiated(sa.conn, p);
         est.clone = self.clone_agreed(sa.conn, p);
         // Appendix B.5: the clone answered after the child SA's payloads.

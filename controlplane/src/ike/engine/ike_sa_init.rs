@@ -338,6 +338,7 @@ impl Engine {
             nr,
             init_request: ike.to_vec(),
             init_response: resp.clone(),
+            replaces: None,
         });
         self.half_open += 1;
         self.init_index.insert((h.spi_i, remote), spi_r);
@@ -483,6 +484,7 @@ impl Engine {
             nr: nr.clone(),
             init_request: std::mem::take(&mut c.request),
             init_response: ike.to_vec(),
+            replaces: c.redirected.map(|(_, old)| old),
         };
         self.send_auth(now, &mut core, &auth);
         Some(IkeSa { core, phase: Phase::Authenticating(auth) })

@@ -152,6 +152,9 @@ pub(super) struct Authenticating {
     pub nr: Vec<u8>,
     pub init_request: Vec<u8>,
     pub init_response: Vec<u8>,
+    /// Initiator, redirected here (RFC 5685): our SPI of the IKE SA with
+    /// the old gateway, deleted once this one is authenticated.
+    pub replaces: Option<u64>,
 }
 
 /// Authenticated, with child SAs.
