@@ -72,6 +72,26 @@ fn syn_reaches(a: &mut Node, c: &mut Node, stub: IkeSaStub, now: Instant) {
     }
 }
 
+/// Delivers between A and its two gateways until all are quiet, each
+/// datagram of A's where it is sent (B on `fam.1`, C elsewhere).
+fn route(a: &mut Node, b: &mut Node, c: &mut Node, fam: (IpAddr, IpAddr), now: Instant) {
+    for _ in 0..20 {
+        let from_a = a.take();
+        let back: Vec<_> = b.take().into_iter().chain(c.take()).collect();
+        if from_a.is_empty() && back.is_empty() {
+            return;
+        }
+        for d in from_a {
+            let to = if d.remote.ip() == fam.1 { &mut *b } else { &mut *c };
+            to.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        for d in back {
+            a.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+    }
+    panic!("message storm");
+}
+
 fn rebuilt(n: &Node) -> usize {
     n.events.iter().filter(|e| matches!(e, Event::IkeRebuilt { .. })).count()
 }
@@ -351,21 +371,8 @@ fn rfc5685_6_a_redirected_client_arrives_by_syn_and_leaves_the_old_gateway() {
         for d in syn {
             c.e.handle_datagram(now, d.remote, d.local, &d.data);
         }
-        // A with C, and A's Delete to B: each datagram where it is sent.
-        for _ in 0..20 {
-            let from_a = a.take();
-            let back: Vec<_> = b.take().into_iter().chain(c.take()).collect();
-            if from_a.is_empty() && back.is_empty() {
-                break;
-            }
-            for d in from_a {
-                let to = if d.remote.ip() == fam.1 { &mut b } else { &mut c };
-                to.e.handle_datagram(now, d.remote, d.local, &d.data);
-            }
-            for d in back {
-                a.e.handle_datagram(now, d.remote, d.local, &d.data);
-            }
-        }
+        // A with C, and A's Delete to B.
+        route(&mut a, &mut b, &mut c, fam, now);
         assert_eq!((rebuilt(&a), rebuilt(&c)), (1, 1), "{fam:?}: {:?}", a.events);
         assert_eq!((a.established(), b.established(), c.established()), (1, 0, 1), "{fam:?}: B's SA deleted");
         assert_eq!(a.e.ike_sas().next().unwrap().remote().ip(), standby(fam));
@@ -381,20 +388,7 @@ fn rfc5685_6_redirected_by_the_full_exchange_the_old_sa_goes_too() {
     for fam in [V4, V6] {
         let (mut a, mut b, mut c, _, now) = up(fam, "", "");
         b.e.redirect(now, "lab", standby(fam), None).unwrap();
-        for _ in 0..20 {
-            let from_a = a.take();
-            let back: Vec<_> = b.take().into_iter().chain(c.take()).collect();
-            if from_a.is_empty() && back.is_empty() {
-                break;
-            }
-            for d in from_a {
-                let to = if d.remote.ip() == fam.1 { &mut b } else { &mut c };
-                to.e.handle_datagram(now, d.remote, d.local, &d.data);
-            }
-            for d in back {
-                a.e.handle_datagram(now, d.remote, d.local, &d.data);
-            }
-        }
+        route(&mut a, &mut b, &mut c, fam, now);
         assert_eq!((rebuilt(&a), authenticated(&c)), (0, 1), "{fam:?}: the full exchange at C");
         assert_eq!((a.established(), b.established(), c.established()), (1, 0, 1), "{fam:?}: {:?}", a.events);
         assert_eq!(c.e.stats.syn_unknown, 1);

@@ -95,6 +95,10 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
     controlplane::crypto::dh::warm_up();
     let mut engine = Engine::new(cfg.connections.clone(), cfg.settings(), Box::new(SystemRandom::default()));
     engine.mpsa_role = cfg.daemon.mpsa;
+    // The wall clock, for the expiry the stubs we export carry.
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        engine.set_unix_time(Instant::now(), t.as_secs());
+    }
     for g in &cfg.groups {
         engine.add_group(Instant::now(), g.clone());
     }

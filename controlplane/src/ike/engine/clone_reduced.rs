@@ -39,12 +39,11 @@ impl Engine {
     /// first clone's offer, N(CLONE_IKE_SA), SA(IKE), Ni, KEi, to follow
     /// the child SA's payloads; and what its answer needs.
     pub(super) fn clone_in_auth_offer(&mut self, sa: &Core) -> Option<(Vec<Payload>, RekeyOffer)> {
-        let c = &self.conns[sa.conn];
-        if !(sa.clone_reduced && c.clone_reduced && !c.interfaces.is_empty()) {
+        // `clone_reduced` on the SA: ours on and the peer's Vendor ID.
+        if !sa.clone_reduced || self.conns[sa.conn].interfaces.is_empty() {
             return None;
         }
-        let (p, spi, ni, dh) = self.ike_rekey_offer(sa, true)?;
-        Some((p, (spi, ni, dh)))
+        self.ike_rekey_offer(sa, true)
     }
 
     /// Responder, IKE_AUTH: the clone asked for in `offer` (the payloads
@@ -58,10 +57,7 @@ impl Engine {
         est: &Established,
         offer: &[Payload],
     ) -> Vec<Payload> {
-        let Some(ni) = payloads::nonce(offer).cloned() else { return Vec::new() };
-        if offer.is_empty() || !est.clone {
-            return Vec::new();
-        }
+        let Some(ni) = payloads::nonce(offer).cloned().filter(|_| est.clone) else { return Vec::new() };
         match self.ike_rekey_answer(now, sa, est, offer, &ni, true) {
             Ok((out, _, _)) => out,
             Err(e) => {

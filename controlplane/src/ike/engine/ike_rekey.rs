@@ -20,7 +20,7 @@
 use std::time::Instant;
 
 use super::payloads::{self, lowest, notify};
-use super::sa::{Core, Established, IkeSa, Pending, Phase, Task};
+use super::sa::{Core, Established, IkeSa, Pending, Phase, RekeyOffer, Task};
 use super::{Engine, Error, Event};
 use crate::codepoints::{ExchangeType, NotifyType};
 use crate::crypto::dh::{self, DhPrivate};
@@ -39,7 +39,7 @@ impl Engine {
         _est: &mut Established,
         clone: Option<Option<std::net::IpAddr>>,
     ) -> bool {
-        let Some((p, spi, ni, dh)) = self.ike_rekey_offer(sa, clone.is_some()) else { return false };
+        let Some((p, (spi, ni, dh))) = self.ike_rekey_offer(sa, clone.is_some()) else { return false };
         self.request(now, sa, ExchangeType::CreateChildSa, p, Pending::RekeyIke { spi, ni, dh, clone });
         true
     }
@@ -47,11 +47,7 @@ impl Engine {
     /// The offer of an IKE SA rekey or clone: [N(CLONE_IKE_SA)], SA(IKE,
     /// new SPI, the current suite first), Ni, KEi; with the SPI, nonce and
     /// Diffie-Hellman value its answer needs.
-    pub(super) fn ike_rekey_offer(
-        &mut self,
-        sa: &Core,
-        clone: bool,
-    ) -> Option<(Vec<Payload>, u64, Vec<u8>, DhPrivate)> {
+    pub(super) fn ike_rekey_offer(&mut self, sa: &Core, clone: bool) -> Option<(Vec<Payload>, RekeyOffer)> {
         let mut suites = self.conns[sa.conn].ike.clone();
         let cur = sa.suite;
         suites.sort_by_key(|s| *s != cur);
@@ -66,7 +62,7 @@ impl Engine {
         p.push(Payload::Sa(proposal::ike_proposals(&suites, Some(spi))));
         p.push(Payload::Nonce(ni.clone()));
         p.push(Payload::Ke(KeyExchange { group: g.value(), data: ke }));
-        Some((p, spi, ni, d))
+        Some((p, (spi, ni, d)))
     }
 
     /// Responder: an IKE SA rekey request (its SA payload offers IKE).

@@ -26,7 +26,7 @@ use super::payloads::{self, has_notify, has_vendor_id, notify};
 use super::sa::{Authenticating, Connecting, Core, IkeSa, Phase};
 use super::{Engine, Error};
 use crate::codepoints::{
-    DhGroup, ExchangeType, NotifyType, PayloadType, CLONE_REDUCED_VENDOR_ID, MPSA_VENDOR_ID, NATT_PORT,
+    DhGroup, ExchangeType, NotifyType, PayloadType, CLONE_REDUCED_VENDOR_ID, IKE_PORT, MPSA_VENDOR_ID, NATT_PORT,
 };
 use crate::crypto::keys::{self, IkeKeys};
 use crate::crypto::{dh, Random};
@@ -120,12 +120,11 @@ impl Engine {
         let group = c.ike[0].dh;
         let spi_i = self.new_spi();
         let ni = self.nonce();
-        let (local, remote) = super::ike_sa_syn::syn_path(local, remote);
         let mut c = Connecting {
             conn: ci,
             spi_i,
-            local,
-            remote,
+            local: SocketAddr::new(local, IKE_PORT),
+            remote: SocketAddr::new(remote, IKE_PORT),
             created: now,
             group,
             dh: None,

@@ -28,7 +28,7 @@ use std::time::Instant;
 use super::payloads;
 use super::sa::{Connecting, Core, Established, IkeSa, Mobike, Phase, Task};
 use super::{Engine, Error, Event, IkeGone, Output};
-use crate::codepoints::{IKE_PORT, NATT_PORT};
+use crate::codepoints::NATT_PORT;
 use crate::crypto::keys::{self, IkeKeys};
 use crate::ike::proposal;
 use crate::mobikex::Version;
@@ -72,37 +72,45 @@ impl Engine {
         }
     }
 
+    /// Whether IKE SA `sa` has a stub of ours: we are its gateway, on a
+    /// `stubs = true` connection.
+    fn has_stub(&self, sa: &Core) -> bool {
+        self.conns[sa.conn].stubs && !sa.mobike_initiator
+    }
+
     /// Gateway: our stub of `sa`, filed under our address and SPI.
     fn gateway_stub(&self, sa: &Core, est: &Established) -> IkeSaStub {
-        self.make_stub(sa, est, StubIndex { gateway: sa.local.ip(), spi: sa.our_spi() })
+        self.make_stub(sa, est, gateway_index(sa))
     }
 
     /// Gateway: the stub of IKE SA `spi` out (after its rekey settled).
     pub(super) fn export_stub_of(&mut self, spi: u64) {
-        let stub = self.sas.get(&spi).and_then(|x| {
-            let ok = self.conns[x.core.conn].stubs && !x.core.mobike_initiator;
-            x.established().filter(|_| ok).map(|e| self.gateway_stub(&x.core, e))
-        });
+        let stub = self
+            .sas
+            .get(&spi)
+            .and_then(|x| x.established().filter(|_| self.has_stub(&x.core)).map(|e| self.gateway_stub(&x.core, e)));
         if let Some(s) = stub {
-            self.stats.stubs_exported += 1;
-            self.out.push_back(Output::Stub(StubOp::Update(Box::new(s))));
+            self.stub_out(s);
         }
     }
 
     /// Gateway (`stubs = true`): the stub of a new or rekeyed IKE SA out.
     pub(super) fn export_stub(&mut self, sa: &Core, est: &Established) {
-        if self.conns[sa.conn].stubs && !sa.mobike_initiator {
-            self.stats.stubs_exported += 1;
+        if self.has_stub(sa) {
             let s = self.gateway_stub(sa, est);
-            self.out.push_back(Output::Stub(StubOp::Update(Box::new(s))));
+            self.stub_out(s);
         }
+    }
+
+    fn stub_out(&mut self, s: IkeSaStub) {
+        self.stats.stubs_exported += 1;
+        self.out.push_back(Output::Stub(StubOp::Update(Box::new(s))));
     }
 
     /// Gateway: IKE SA `sa` went (deleted, rekeyed): its stub is withdrawn.
     pub(super) fn withdraw_stub(&mut self, sa: &Core) {
-        if self.conns[sa.conn].stubs && !sa.mobike_initiator {
-            let index = StubIndex { gateway: sa.local.ip(), spi: sa.our_spi() };
-            self.out.push_back(Output::Stub(StubOp::Withdraw(index)));
+        if self.has_stub(sa) {
+            self.out.push_back(Output::Stub(StubOp::Withdraw(gateway_index(sa))));
         }
     }
 
@@ -132,7 +140,7 @@ impl Engine {
     pub fn own_stubs(&self) -> Vec<IkeSaStub> {
         self.sas
             .values()
-            .filter(|x| self.conns[x.core.conn].stubs && !x.core.mobike_initiator)
+            .filter(|x| self.has_stub(&x.core))
             .filter_map(|x| x.established().filter(|e| !e.rekeyed).map(|e| self.gateway_stub(&x.core, e)))
             .collect()
     }
@@ -395,7 +403,7 @@ pub(super) fn syn_payload(stub: &IkeSaStub) -> Payload {
     Payload::Syn(IkeSaSyn { spi: stub.index.spi, gateway: stub.index.gateway })
 }
 
-/// Where a client sends its first IKE_SA_INIT: port 500 of `to` from ours.
-pub(super) fn syn_path(local: IpAddr, to: IpAddr) -> (SocketAddr, SocketAddr) {
-    (SocketAddr::new(local, IKE_PORT), SocketAddr::new(to, IKE_PORT))
+/// Where a gateway files the stub of its IKE SA `sa`: its address and SPI.
+fn gateway_index(sa: &Core) -> StubIndex {
+    StubIndex { gateway: sa.local.ip(), spi: sa.our_spi() }
 }
