@@ -16,6 +16,8 @@ PKGS=(
     tcpdump iproute2 procps    # captures, network namespaces, ps/kill in tests
     iputils-ping ethtool       # interop traffic; veth checksum offload off
     nftables                   # a NAT (masquerade) on the path in the MOBIKE interop
+    etcd-server                # the stub bank's replicated store (gw-stubbank, failover lab)
+    protobuf-compiler          # protoc: the etcd-client crate's build script
     # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
     # (../shared/interop: charon-systemd with kernel-libipsec)
     charon-systemd strongswan-swanctl libcharon-extra-plugins

@@ -41,8 +41,10 @@ ok() {
     pass=$((pass + 1))
     say "ok   $*"
 }
+FAILED=()
 bad() {
     fail=$((fail + 1))
+    FAILED+=("$*")
     say "FAIL $*"
 }
 check() { # check "description" command...
@@ -596,9 +598,11 @@ ip -n "$A" link set wan0 up
 
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then
-    say "gateway logs:"
+    say "gateway logs (of the last scenario):"
     tail -n 40 "$T/cp.log" >&2 || true
     grep -a "counters" "$T/dp.log" >&2 || true
     ss log ss 60 >&2 || true
+    # Last, so the tail of a CI log names them.
+    for f in "${FAILED[@]}"; do say "failed: $f"; done
     exit 1
 fi

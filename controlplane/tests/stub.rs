@@ -434,3 +434,109 @@ fn rfc5685_6_the_gateway_deletes_a_redirected_sa_the_client_kept() {
         assert!(b.events.iter().any(|e| matches!(e, Event::IkeDown { .. })));
     }
 }
+
+/// Standby C with a bank behind it: SYNs whose stub C lacks wait
+/// `stub_fetch_wait` for it.
+fn banked(fam: (IpAddr, IpAddr)) -> Node {
+    let c = conn(
+        "lab",
+        "responder",
+        standby(fam),
+        "%any",
+        ("b.lab", "a.lab"),
+        ("10.2.0.0/16", "10.1.0.0/16"),
+        "stubs = true",
+    );
+    let s = Settings { stub_fetch_wait: Some(Duration::from_millis(300)), ..Settings::default() };
+    Node::new(vec![c], s, Box::new(SeededRandom::new(3)))
+}
+
+fn fetches(n: &Node) -> Vec<controlplane::stub::StubIndex> {
+    n.stubs.iter().filter_map(|op| if let StubOp::Fetch(i) = op { Some(*i) } else { None }).collect()
+}
+
+/// draft-xu-ike-sa-sync 3.4 item 1: a SYN whose stub the local table
+/// lacks is held while the bank is asked (once, retransmissions dropped);
+/// the stub arrives and the SA is rebuilt from it, with no DH or IKE_AUTH.
+#[test]
+fn xu_3_4_a_syn_waits_for_the_bank_and_rebuilds() {
+    for fam in [V4, V6] {
+        let (mut a, _, _, stub, now) = up(fam, "", "");
+        let mut c = banked(fam);
+        a.e.failover(now, "lab").unwrap();
+        let syn = a.take();
+        for d in syn.iter().chain(syn.iter()) {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        assert!(c.take().is_empty(), "{fam:?}: answered before the bank did");
+        assert_eq!(fetches(&c), vec![stub.index], "asked once");
+        assert_eq!(c.e.stub_fetches_waiting(), 1);
+        c.e.stub_fetched(now, stub.index, Some(stub.clone()));
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), rebuilt(&c), authenticated(&c)), (1, 1, 0), "{fam:?}: {:?}", a.events);
+        assert_eq!((a.children(), c.children()), (1, 1));
+        assert_eq!((c.e.stats.stubs_fetched, c.e.stats.stub_fetch_missed, c.e.stub_fetches_waiting()), (1, 0, 0));
+        assert!(c.stubs.contains(&StubOp::Used(stub.index)), "used: gone from the bank too");
+    }
+}
+
+/// A bank that does not answer in time, or does not hold the stub, costs
+/// the client one full exchange, never the SA; an answer that comes late
+/// is dropped (the stub was handed out once, its SYN is served).
+#[test]
+fn xu_3_4_a_slow_or_empty_bank_gets_the_full_exchange() {
+    for fam in [V4, V6] {
+        // Slow: the wait runs out.
+        let (mut a, _, _, stub, now) = up(fam, "", "");
+        let mut c = banked(fam);
+        a.e.failover(now, "lab").unwrap();
+        for d in a.take() {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        assert!(c.take().is_empty());
+        let later = now + Duration::from_millis(301);
+        assert!(c.e.poll_timeout().is_some_and(|t| t <= later), "the wait is a deadline");
+        c.e.handle_timeout(later);
+        run(&mut a, &mut c, later);
+        assert_eq!((rebuilt(&a), authenticated(&c), a.children()), (0, 1, 1), "{fam:?}: {:?}", a.events);
+        assert_eq!((c.e.stats.stub_fetch_missed, c.e.stats.syn_unknown), (1, 1));
+        c.e.stub_fetched(later, stub.index, Some(stub.clone()));
+        assert_eq!(c.e.stubs_held(), 0, "a late stub is dropped");
+        // Empty: the bank does not hold it.
+        let (mut a, _, _, stub, now) = up(fam, "", "");
+        let mut c = banked(fam);
+        a.e.failover(now, "lab").unwrap();
+        for d in a.take() {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        c.e.stub_fetched(now, stub.index, None);
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), authenticated(&c), a.children()), (0, 1, 1), "{fam:?}");
+        // A stub for another index than the one asked for is not used.
+        let (mut a, _, _, stub, now) = up(fam, "", "");
+        let mut c = banked(fam);
+        a.e.failover(now, "lab").unwrap();
+        for d in a.take() {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        let other = IkeSaStub { index: controlplane::stub::StubIndex { spi: 1, ..stub.index }, ..stub.clone() };
+        c.e.stub_fetched(now, stub.index, Some(other));
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), authenticated(&c), c.e.stubs_held()), (0, 1, 0), "{fam:?}");
+    }
+}
+
+/// NOTES.md (stub lifetimes): a stub well past its IKE SA's expiry does
+/// not rebuild; the client gets the full exchange, counted as refused.
+#[test]
+fn xu_3_2_an_expired_stub_is_not_used() {
+    for fam in [V4, V6] {
+        let (mut a, _, mut c, stub, now) = up(fam, "", "");
+        c.e.set_unix_time(now, 2_000_000_000);
+        let old = IkeSaStub { expires_unix: 2_000_000_000 - 601 - controlplane::ike::engine::STUB_GRACE_SECS, ..stub };
+        syn_reaches(&mut a, &mut c, old, now);
+        run(&mut a, &mut c, now);
+        assert_eq!((rebuilt(&a), authenticated(&c)), (0, 1), "{fam:?}");
+        assert_eq!((c.e.stats.syn_refused, c.e.stubs_held()), (1, 0));
+    }
+}

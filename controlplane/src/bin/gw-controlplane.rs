@@ -322,6 +322,11 @@ impl Daemon {
                 };
                 let _ = reply.send(items);
             }
+            Input::Stub(StubInput::Fetched(i, stub)) => {
+                let found = if stub.is_some() { "found" } else { "not found (or the bank unreachable)" };
+                self.log(&format!("stubs: the bank's answer for {i}: {found}"));
+                self.engine.stub_fetched(now, i, stub.map(|s| *s));
+            }
             Input::Stub(StubInput::Log(m)) => self.log(&m),
             Input::Admin(req, reply) => {
                 let r = self.admin(now, req);
@@ -417,6 +422,11 @@ impl Daemon {
                 dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
                 stubs_held: self.engine.stubs_held(),
+                stub_bank: self
+                    .stubsync
+                    .as_ref()
+                    .filter(|s| s.has_bank())
+                    .map(|s| s.health.lock().expect("not poisoned").clone()),
             },
         }
     }
@@ -442,12 +452,13 @@ impl Daemon {
                     }
                 }
                 Output::Event(e) => self.log(&e.to_string()),
-                // To the peer gateways ([stubs]); without any, nowhere.
+                // To the peer gateways and the bank ([stubs]); without any, nowhere.
                 Output::Stub(op) => {
                     self.log(&match &op {
                         StubOp::Update(s) => format!("stubs: made the stub of {}", s.index),
                         StubOp::Withdraw(i) => format!("stubs: withdrew the stub of {i}"),
                         StubOp::Used(i) => format!("stubs: used the stub of {i}"),
+                        StubOp::Fetch(i) => format!("stubs: asking the bank for the stub of {i}"),
                     });
                     if let Some(s) = self.stubsync.as_mut() {
                         s.send(&op);

@@ -154,6 +154,7 @@ fn main() {
             dataplane_drops,
             dataplane_commands_dropped,
             stubs_held,
+            stub_bank,
         } => {
             let v = serde_json::to_value(&ike).expect("serializes");
             if let Some(m) = v.as_object() {
@@ -163,6 +164,12 @@ fn main() {
             }
             println!("{:<22} {half_open}", "half_open");
             println!("{:<22} {stubs_held}", "stubs_held");
+            if let Some(b) = stub_bank {
+                let at = b.endpoint.map_or("-".into(), |e| e.to_string());
+                let up = if b.reachable { "reachable" } else { "unreachable" };
+                println!("{:<22} {at} {up} latency_us={}", "stub_bank", b.latency_us);
+                println!("{:<22} fetched={} missed={} failed={}", "stub_bank_lookups", b.fetched, b.missed, b.failed);
+            }
             println!("{:<22} {}", "dataplane_generation", dataplane_generation.map_or("-".into(), |g| g.to_string()));
             println!("{:<22} {dataplane_commands_dropped}", "dataplane_commands_dropped");
             for (r, n) in dataplane_drops {

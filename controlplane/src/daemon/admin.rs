@@ -98,6 +98,10 @@ pub enum Response {
         /// Stubs of other gateways' IKE SAs held (draft-xu-ike-sa-sync).
         #[serde(default)]
         stubs_held: usize,
+        /// The stub bank, when one is configured: reachability, latency,
+        /// lookups.
+        #[serde(default)]
+        stub_bank: Option<super::stubconn::BankHealth>,
     },
     Error {
         message: String,

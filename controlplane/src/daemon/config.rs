@@ -64,9 +64,10 @@ fn default_tries() -> u32 {
     5
 }
 
-/// `[stubs]`: IKE SA stub synchronization between gateways, distributed
-/// mode (draft-xu-ike-sa-sync 3.4 item 2): stubs sealed under the
-/// cluster key go to every peer over TCP, and come in from them.
+/// `[stubs]`: IKE SA stub synchronization (draft-xu-ike-sa-sync 3.4):
+/// stubs sealed under the cluster key go to every peer gateway
+/// (distributed mode) and to the stub bank (centralized mode), either or
+/// both, over TCP with mutual TLS when `[stubs.tls]` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StubsToml {
@@ -82,10 +83,27 @@ pub struct StubsToml {
     /// Updates wait this long to go out together (section 3.5).
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
+    /// The stub bank's endpoints (gw-stubbank, TCP): our stubs go to the
+    /// first that answers; SYNs whose stub we lack are looked up there.
+    #[serde(default)]
+    pub bank: Vec<std::net::SocketAddr>,
+    /// The name the bank's certificate carries, when not its address.
+    #[serde(default)]
+    pub bank_name: Option<String>,
+    /// How long a SYN waits for the bank before the full exchange.
+    #[serde(default = "default_fetch_ms")]
+    pub fetch_ms: u64,
+    /// Mutual TLS for every bank and peer connection: our certificate and
+    /// key, and the cluster's CA (PEM files).
+    #[serde(default)]
+    pub tls: Option<crate::stub::tls::TlsFiles>,
 }
 
 fn default_batch_ms() -> u64 {
     20
+}
+fn default_fetch_ms() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +137,11 @@ impl DaemonConfig {
             half_open_timeout: std::time::Duration::from_secs(self.daemon.half_open_timeout_secs),
             retransmit_base: std::time::Duration::from_millis(self.daemon.retransmit_base_ms),
             retransmit_tries: self.daemon.retransmit_tries,
+            stub_fetch_wait: self
+                .stubs
+                .as_ref()
+                .filter(|s| !s.bank.is_empty())
+                .map(|s| std::time::Duration::from_millis(s.fetch_ms)),
             ..Settings::default()
         }
     }
@@ -162,6 +185,19 @@ impl DaemonConfig {
         if let Some(s) = &f.stubs {
             crate::stub::seal::ClusterKey::from_hex(&s.cluster_key)
                 .map_err(|e| format!("{origin}: stubs.cluster_key: {e}"))?;
+            if let Some(t) = &s.tls {
+                t.server().and_then(|_| t.client()).map_err(|e| format!("{origin}: stubs.{e}"))?;
+            }
+            if let Some(n) = &s.bank_name {
+                crate::stub::tls::server_name(Some(n), std::net::Ipv4Addr::UNSPECIFIED.into())
+                    .map_err(|e| format!("{origin}: stubs.bank_name: {e}"))?;
+            }
+            if !s.bank.is_empty() && s.tls.is_none() {
+                return Err(format!("{origin}: stubs.bank: the bank speaks mutual TLS only: set [stubs.tls]"));
+            }
+            if s.fetch_ms == 0 || s.fetch_ms > 10_000 {
+                return Err(format!("{origin}: stubs.fetch_ms: {} is not 1..10000", s.fetch_ms));
+            }
         }
         let masked: String = text
             .lines()

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod netlink;
+pub mod stubconn;
 pub mod stubsync;
 pub mod transport;
 pub mod view;

@@ -1,40 +1,51 @@
-//! Stub synchronization between gateways over TCP, distributed mode
-//! (draft-xu-ike-sa-sync 3.4 item 2, signaling of 3.6 in `stub::signal`):
-//! every stub the engine makes, withdraws or uses goes to every peer
-//! (Update: a sealed stub, or an index to forget), batched for `batch_ms`
-//! (section 3.5); what peers send is opened with the cluster key and
-//! handed to the engine. At start-up a gateway pulls what each peer holds:
-//! an empty Get asks for every stub, answered by Download messages and an
-//! empty Download to end (our decisions where the draft is silent).
+//! Stub synchronization over TCP (draft-xu-ike-sa-sync 3.4, signaling of
+//! 3.6 in `stub::signal`), both modes and their mixture:
 //!
-//! Stubs are sealed (AES-256-GCM under the cluster key) on the wire; the
-//! TCP connections themselves are plain (mutual TLS and the central bank
-//! are planned, issue 20). Anything malformed or that does not open is
-//! counted, logged and dropped; the connection goes on.
+//! - distributed (item 2): every stub the engine makes, withdraws or uses
+//!   goes to every peer gateway (Update: a sealed stub, or an index to
+//!   forget), batched for `batch_ms` (section 3.5); what peers send is
+//!   opened with the cluster key and handed to the engine. At start-up a
+//!   gateway pulls what each peer holds: an empty Get asks for every stub.
+//! - centralized (item 1): the same Updates go to the stub bank
+//!   (gw-stubbank, on etcd), to the first of its endpoints that answers;
+//!   a SYN whose stub the local table lacks is looked up there (`bank`).
+//!
+//! Every Get is answered by Download messages and an empty Download to
+//! end (our decisions where the draft is silent). Stubs are sealed
+//! (AES-256-GCM under the cluster key); the connections are mutual TLS
+//! when `[stubs.tls]` is set (`conn`). Anything malformed or that does not
+//! open is counted, logged and dropped; the connection goes on.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::config::StubsToml;
+use super::stubconn::{self, Conn, Tls};
 use super::Input;
 use crate::crypto::SystemRandom;
 use crate::stub::seal::{self, ClusterKey};
-use crate::stub::signal::{frame_len, Item, Signal, SignalType};
-use crate::stub::{IkeSaStub, StubOp};
+use crate::stub::signal::{Item, Signal, SignalType};
+use crate::stub::{IkeSaStub, StubIndex, StubOp};
 
-/// Where the engine's stub ops go: one queue per peer.
+pub use super::stubconn::BankHealth;
+
+/// Where the engine's stub ops go: one queue per peer, one to the bank,
+/// and the bank's lookups.
 pub struct StubSync {
     key: Arc<ClusterKey>,
     peers: Vec<Sender<Item>>,
+    bank: Option<Sender<Item>>,
+    fetch: Option<Sender<StubIndex>>,
     rng: SystemRandom,
+    /// The bank as the lookups last found it (gwctl stats).
+    pub health: Arc<Mutex<BankHealth>>,
 }
 
 impl std::fmt::Debug for StubSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StubSync({} peers)", self.peers.len())
+        write!(f, "StubSync({} peers, bank {})", self.peers.len(), self.bank.is_some())
     }
 }
 
@@ -44,56 +55,91 @@ pub enum StubInput {
     /// A peer's stub to file.
     Stub(Box<IkeSaStub>),
     /// A peer withdrew (or used) this one.
-    Forget(crate::stub::StubIndex),
+    Forget(StubIndex),
     /// A peer asks for every stub we hold (sealed items back).
     WantAll(Sender<Vec<Item>>),
+    /// The bank's answer to a lookup: the stub, or None.
+    Fetched(StubIndex, Option<Box<IkeSaStub>>),
     /// Something to log (a refused message, a peer down).
     Log(String),
 }
 
 type Deliver = Arc<dyn Fn(Input) + Send + Sync>;
 
+fn log(deliver: &Deliver, m: String) {
+    deliver(Input::Stub(StubInput::Log(m)));
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new().name(name).spawn(f).map(|_| ()).map_err(|e| e.to_string())
+}
+
 impl StubSync {
-    /// Starts the listener and one sender per peer, and pulls what each
-    /// peer holds.
+    /// Starts the listener, one sender per peer and one to the bank, the
+    /// bank's lookups, and pulls what each peer holds.
     pub fn start(cfg: &StubsToml, deliver: Deliver) -> Result<StubSync, String> {
         let key = Arc::new(ClusterKey::from_hex(&cfg.cluster_key)?);
+        let tls = match &cfg.tls {
+            Some(f) => Some(Tls { client: f.client()?, server: f.server()? }),
+            None => {
+                log(&deliver, "stubs: [stubs.tls] not set: connections in clear (stubs stay sealed)".into());
+                None
+            }
+        };
+        let batch = Duration::from_millis(cfg.batch_ms);
         if let Some(addr) = cfg.listen {
             let l = TcpListener::bind(addr).map_err(|e| format!("stubs.listen {addr}: {e}"))?;
-            let (key, deliver) = (key.clone(), deliver.clone());
-            std::thread::Builder::new()
-                .name("stub-listen".into())
-                .spawn(move || listen(l, key, deliver))
-                .map_err(|e| e.to_string())?;
+            let (key, deliver, tls) = (key.clone(), deliver.clone(), tls.clone());
+            spawn("stub-listen".into(), move || listen(l, key, tls, deliver))?;
         }
         let mut peers = Vec::new();
         for &peer in &cfg.peers {
             let (tx, rx) = mpsc::channel();
-            let batch = Duration::from_millis(cfg.batch_ms);
+            let to = Target { addrs: vec![peer], name: None, tls: tls.clone() };
             let d = deliver.clone();
-            std::thread::Builder::new()
-                .name(format!("stub-push-{peer}"))
-                .spawn(move || push(peer, rx, batch, d))
-                .map_err(|e| e.to_string())?;
+            spawn(format!("stub-push-{peer}"), move || push(to, rx, batch, d))?;
             peers.push(tx);
+            let to = Target { addrs: vec![peer], name: None, tls: tls.clone() };
             let (key, d) = (key.clone(), deliver.clone());
-            std::thread::Builder::new()
-                .name(format!("stub-pull-{peer}"))
-                .spawn(move || pull(peer, key, d))
-                .map_err(|e| e.to_string())?;
+            spawn(format!("stub-pull-{peer}"), move || pull(to, key, d))?;
         }
-        Ok(StubSync { key, peers, rng: SystemRandom::default() })
+        let health = Arc::new(Mutex::new(BankHealth::default()));
+        let (mut bank, mut fetch) = (None, None);
+        if !cfg.bank.is_empty() {
+            let to = Target { addrs: cfg.bank.clone(), name: cfg.bank_name.clone(), tls: tls.clone() };
+            let (tx, rx) = mpsc::channel();
+            let d = deliver.clone();
+            let t = to.clone();
+            spawn("stub-push-bank".into(), move || push(t, rx, batch, d))?;
+            bank = Some(tx);
+            let (tx, rx) = mpsc::channel();
+            let (key, d, h) = (key.clone(), deliver.clone(), health.clone());
+            spawn("stub-fetch".into(), move || stubconn::fetch(to, key, rx, h, d))?;
+            fetch = Some(tx);
+        }
+        Ok(StubSync { key, peers, bank, fetch, rng: SystemRandom::default(), health })
     }
 
-    /// Sends what the engine asked for to every peer.
+    /// Sends what the engine asked for to every peer and the bank.
     pub fn send(&mut self, op: &StubOp) {
         let item = match op {
             StubOp::Update(s) => Item::Sealed { index: s.index, sealed: seal::seal(&self.key, s, &mut self.rng) },
             StubOp::Withdraw(i) | StubOp::Used(i) => Item::Index(*i),
+            StubOp::Fetch(i) => {
+                if let Some(f) = &self.fetch {
+                    let _ = f.send(*i);
+                }
+                return;
+            }
         };
-        for p in &self.peers {
+        for p in self.peers.iter().chain(self.bank.iter()) {
             let _ = p.send(item.clone());
         }
+    }
+
+    /// Whether a bank is configured.
+    pub fn has_bank(&self) -> bool {
+        self.bank.is_some()
     }
 
     /// Seals `stubs` for a peer's Get.
@@ -102,19 +148,31 @@ impl StubSync {
     }
 }
 
-/// Reads one whole message from `s`; None at the end of the stream.
-fn read_message(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
-    let mut head = [0u8; 4];
-    match s.read_exact(&mut head) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+/// Where a sender connects: one peer, or a bank's endpoints (the first
+/// that answers; the next when it stops).
+#[derive(Clone)]
+pub(super) struct Target {
+    pub addrs: Vec<SocketAddr>,
+    /// The name the server's certificate carries, when not its address.
+    pub name: Option<String>,
+    pub tls: Option<Tls>,
+}
+
+impl Target {
+    /// A connection to the first endpoint from `*at` on that answers;
+    /// `*at` is left on it.
+    pub fn connect(&self, at: &mut usize, read_timeout: Option<Duration>) -> Result<Box<dyn Conn>, String> {
+        let mut why = Vec::new();
+        for _ in 0..self.addrs.len() {
+            let a = self.addrs[*at % self.addrs.len()];
+            match stubconn::dial(a, self.tls.as_ref(), self.name.as_deref(), read_timeout) {
+                Ok(c) => return Ok(c),
+                Err(e) => why.push(format!("{a}: {e}")),
+            }
+            *at = (*at + 1) % self.addrs.len();
+        }
+        Err(why.join("; "))
     }
-    let n = frame_len(&head).unwrap_or(0);
-    let mut m = head.to_vec();
-    m.resize(n.max(4), 0);
-    s.read_exact(&mut m[4..])?;
-    Ok(Some(m))
 }
 
 /// The items of an Update or Download, opened, into the engine.
@@ -123,54 +181,53 @@ fn take_in(items: Vec<Item>, key: &ClusterKey, deliver: &Deliver, from: SocketAd
         match item {
             Item::Sealed { sealed, index } => match seal::open(key, &sealed) {
                 Ok(s) => deliver(Input::Stub(StubInput::Stub(Box::new(s)))),
-                Err(e) => deliver(Input::Stub(StubInput::Log(format!("stubs: from {from}: {index}: {e}")))),
+                Err(e) => log(deliver, format!("stubs: from {from}: {index}: {e}")),
             },
             Item::Index(i) => deliver(Input::Stub(StubInput::Forget(i))),
         }
     }
 }
 
-fn listen(l: TcpListener, key: Arc<ClusterKey>, deliver: Deliver) {
-    for conn in l.incoming().flatten() {
-        let (key, deliver) = (key.clone(), deliver.clone());
-        let _ = std::thread::Builder::new().name("stub-peer".into()).spawn(move || serve(conn, &key, &deliver));
+fn listen(l: TcpListener, key: Arc<ClusterKey>, tls: Option<Tls>, deliver: Deliver) {
+    for s in l.incoming().flatten() {
+        let (key, deliver, tls) = (key.clone(), deliver.clone(), tls.clone());
+        let _ = spawn("stub-peer".into(), move || serve(s, &key, tls.as_ref(), &deliver));
     }
 }
 
 /// One peer's connection to us: Updates filed, Gets answered.
-fn serve(mut s: TcpStream, key: &ClusterKey, deliver: &Deliver) {
+fn serve(s: TcpStream, key: &ClusterKey, tls: Option<&Tls>, deliver: &Deliver) {
     let from = s.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut c = match stubconn::accept(s, tls) {
+        Ok(c) => c,
+        Err(e) => return log(deliver, format!("stubs: from {from}: refused: {e}")),
+    };
     loop {
-        let m = match read_message(&mut s) {
+        let m = match stubconn::read_message(&mut c) {
             Ok(Some(m)) => m,
             Ok(None) => return,
-            Err(e) => {
-                deliver(Input::Stub(StubInput::Log(format!("stubs: from {from}: {e}"))));
-                return;
-            }
+            Err(e) => return log(deliver, format!("stubs: from {from}: {e}")),
         };
         match Signal::parse(&m) {
-            Ok(Signal { ty: SignalType::Get, .. }) => {
+            Ok(Signal { ty: SignalType::Get, items: want }) => {
                 let (tx, rx) = mpsc::channel();
                 deliver(Input::Stub(StubInput::WantAll(tx)));
-                let items = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-                let mut out = Signal::batches(SignalType::Download, items);
-                out.extend(Signal { ty: SignalType::Download, items: vec![] }.emit());
-                for b in out {
-                    if s.write_all(&b).is_err() {
-                        return;
-                    }
+                let held = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                if stubconn::answer_get(&mut c, &want, held).is_err() {
+                    return;
                 }
             }
             Ok(sig) => take_in(sig.items, key, deliver, from),
-            Err(e) => deliver(Input::Stub(StubInput::Log(format!("stubs: from {from}: {e}")))),
+            Err(e) => log(deliver, format!("stubs: from {from}: {e}")),
         }
     }
 }
 
-/// Our queue to one peer: batched Updates, reconnecting when it is down.
-fn push(peer: SocketAddr, rx: Receiver<Item>, batch: Duration, deliver: Deliver) {
-    let mut conn: Option<TcpStream> = None;
+/// Our queue to one peer or the bank: batched Updates, reconnecting (to
+/// the bank's next endpoint) when it is down.
+fn push(to: Target, rx: Receiver<Item>, batch: Duration, deliver: Deliver) {
+    let mut conn: Option<Box<dyn Conn>> = None;
+    let mut at = 0;
     let mut pending: Vec<Item> = Vec::new();
     let mut down_logged = false;
     loop {
@@ -191,46 +248,41 @@ fn push(peer: SocketAddr, rx: Receiver<Item>, batch: Duration, deliver: Deliver)
             continue;
         }
         if conn.is_none() {
-            conn = TcpStream::connect_timeout(&peer, Duration::from_secs(1)).ok();
-        }
-        let Some(s) = conn.as_mut() else {
-            if !down_logged {
-                deliver(Input::Stub(StubInput::Log(format!(
-                    "stubs: peer {peer} unreachable, keeping {} for it",
-                    pending.len()
-                ))));
-                down_logged = true;
+            match to.connect(&mut at, None) {
+                Ok(c) => conn = Some(c),
+                Err(e) if !down_logged => {
+                    log(&deliver, format!("stubs: {e}: unreachable, keeping {} for it", pending.len()));
+                    down_logged = true;
+                }
+                Err(_) => {}
             }
+        }
+        let Some(c) = conn.as_mut() else {
             // Bounded: the newest 100,000 wait for the peer.
             let over = pending.len().saturating_sub(100_000);
             pending.drain(..over);
             continue;
         };
-        down_logged = false;
-        let msgs = Signal::batches(SignalType::Update, std::mem::take(&mut pending));
-        if msgs.iter().any(|m| s.write_all(m).is_err()) {
+        if down_logged {
+            log(&deliver, format!("stubs: {} reachable again", to.addrs[at % to.addrs.len()]));
+            down_logged = false;
+        }
+        let msgs = Signal::batches(SignalType::Update, pending.clone());
+        if stubconn::write_all(c, &msgs).is_ok() {
+            pending.clear();
+        } else {
+            // Sent again on the next connection (the store is idempotent).
             conn = None;
+            at += 1;
         }
     }
 }
 
 /// At start-up: every stub a peer holds (empty Get, Downloads back).
-fn pull(peer: SocketAddr, key: Arc<ClusterKey>, deliver: Deliver) {
-    let Ok(mut s) = TcpStream::connect_timeout(&peer, Duration::from_secs(1)) else { return };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let Some(get) = (Signal { ty: SignalType::Get, items: vec![] }).emit() else { return };
-    if s.write_all(&get).is_err() {
-        return;
-    }
-    while let Ok(Some(m)) = read_message(&mut s) {
-        match Signal::parse(&m) {
-            Ok(Signal { ty: SignalType::Download, items }) if items.is_empty() => return,
-            Ok(Signal { ty: SignalType::Download, items }) => take_in(items, &key, &deliver, peer),
-            Ok(_) => return,
-            Err(e) => {
-                deliver(Input::Stub(StubInput::Log(format!("stubs: from {peer}: {e}"))));
-                return;
-            }
-        }
+fn pull(to: Target, key: Arc<ClusterKey>, deliver: Deliver) {
+    let Ok(mut c) = to.connect(&mut 0, Some(Duration::from_secs(10))) else { return };
+    match stubconn::get(&mut c, &[]) {
+        Ok(items) => take_in(items, &key, &deliver, to.addrs[0]),
+        Err(e) => log(&deliver, format!("stubs: from {}: {e}", to.addrs[0])),
     }
 }

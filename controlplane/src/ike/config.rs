@@ -399,6 +399,10 @@ pub struct Settings {
     /// An IKE SA rebuilt from a stub that sees no valid protected message
     /// this long is deleted (draft-xu-ike-sa-sync 5 item 3).
     pub rebuilt_timeout: Duration,
+    /// A SYN whose stub the local table lacks waits this long for the
+    /// stub bank (`Output::Stub(StubOp::Fetch)`); None: no bank, the full
+    /// exchange at once.
+    pub stub_fetch_wait: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -420,6 +424,7 @@ impl Default for Settings {
             nonce_len: 32,
             replay_window: 1024,
             rebuilt_timeout: Duration::from_secs(30),
+            stub_fetch_wait: None,
         }
     }
 }

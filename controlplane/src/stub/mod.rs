@@ -26,6 +26,7 @@
 
 pub mod seal;
 pub mod signal;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -51,12 +52,15 @@ impl std::fmt::Display for StubIndex {
 
 /// What a gateway's engine asks of the stub store (the bank, or its peer
 /// gateways; draft-xu-ike-sa-sync 3.3): file a stub, withdraw one whose
-/// SA went, or forget one that was used (a stub is used once).
+/// SA went, forget one that was used (a stub is used once), or fetch one
+/// a SYN names that the local table does not hold (answered by
+/// `Engine::stub_fetched`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StubOp {
     Update(Box<IkeSaStub>),
     Withdraw(StubIndex),
     Used(StubIndex),
+    Fetch(StubIndex),
 }
 
 /// MOBIKE state carried over (RFC 4555): the version agreed and the

@@ -310,6 +310,14 @@ pub struct Stats {
     pub syn_unknown: u64,
     #[serde(default)]
     pub syn_refused: u64,
+    /// Stubs asked of the bank for a SYN, found there, and not found (or
+    /// not in time: the full exchange).
+    #[serde(default)]
+    pub stub_fetches: u64,
+    #[serde(default)]
+    pub stubs_fetched: u64,
+    #[serde(default)]
+    pub stub_fetch_missed: u64,
     /// RFC 5685: REDIRECTs sent (gateway), followed and ignored (client:
     /// not announced, malformed, or a name we cannot resolve).
     #[serde(default)]

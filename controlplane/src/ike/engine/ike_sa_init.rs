@@ -247,7 +247,7 @@ impl Engine {
         // draft-xu-ike-sa-sync: a rebuild from a stub we hold.
         if let Some(syn) = p.iter().find_map(|x| if let Payload::Syn(s) = x { Some(*s) } else { None }) {
             let redirect = has_notify(p, NotifyType::RedirectSupported);
-            if self.syn_request(now, (local, remote), &h, sa_offer, (ni, redirect), syn) {
+            if self.syn_request(now, (local, remote), &h, sa_offer, (ni, redirect), (syn, ike)) {
                 return;
             }
         }

@@ -35,6 +35,11 @@ use crate::mobikex::Version;
 use crate::stub::{IkeSaStub, MobikeStub, StubIndex, StubOp};
 use crate::wire::{Header, IkeSaSyn, Message, Payload, Proposal};
 
+/// Seconds past a stub's expiry (its IKE SA's rekey time) that it still
+/// rebuilds: a client whose gateway died at rekey time fails over only
+/// after its rekey request went unanswered (RFC 7296 2.4).
+pub const STUB_GRACE_SECS: u64 = 600;
+
 impl Engine {
     /// The stub of IKE SA `sa` under `index`.
     fn make_stub(&self, sa: &Core, est: &Established, index: StubIndex) -> IkeSaStub {
@@ -151,6 +156,11 @@ impl Engine {
         self.unix_anchor = Some((now, unix_secs));
     }
 
+    /// The wall-clock second of `now`, when `set_unix_time` told us.
+    fn unix_now(&self, now: Instant) -> Option<u64> {
+        self.unix_anchor.map(|(at, secs)| secs + now.saturating_duration_since(at).as_secs())
+    }
+
     /// Client: rebuilds every IKE SA of connection `name` on its first
     /// standby gateway by IKE_SA_SYN (the old gateway presumed gone: no
     /// Delete is sent). Returns how many.
@@ -258,13 +268,25 @@ impl Engine {
         h: &Header,
         offer: &[Proposal],
         (ni, peer_redirect): (&[u8], bool),
-        syn: IkeSaSyn,
+        (syn, ike): (IkeSaSyn, &[u8]),
     ) -> bool {
         let index = StubIndex { gateway: syn.gateway, spi: syn.spi };
         let Some(stub) = self.stubs.get(&index) else {
+            if self.fetch_for_syn(now, index, (local, remote), ike) {
+                return true;
+            }
             self.stats.syn_unknown += 1;
             return false;
         };
+        // A stub long past its IKE SA's rekey time is of no use (and gone):
+        // the client rekeys then, and may come here while its rekey fails.
+        if let (Some(t), e) = (self.unix_now(now), stub.expires_unix) {
+            if e != 0 && t > e.saturating_add(STUB_GRACE_SECS) {
+                self.stubs.remove(&index);
+                self.stats.syn_refused += 1;
+                return false;
+            }
+        }
         // The connection: rebuilds on, addresses fit, the stub's client is
         // its peer; the stub's suite is one of ours and the SYN offers it.
         let fits = |c: &crate::ike::Connection| {

@@ -45,6 +45,7 @@ mod path_change;
 mod payloads;
 mod redirect;
 mod sa;
+mod stub_fetch;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -65,6 +66,7 @@ use crate::wire::{Flags, Header, Identification, Notify, Payload};
 
 pub use error::{AuthFailure, Error};
 pub use events::{ChildGone, Event, IkeGone, MoveReason, Stats};
+pub use ike_sa_syn::STUB_GRACE_SECS;
 pub use mobikex::AddressChange;
 pub use mpsa::EndpointGroup;
 pub use sa::{Alternate, Child, ChildState, Connecting, Established, IkeSa, IkeState, Mobike};
@@ -133,6 +135,8 @@ pub struct Engine {
     stubs: FxHashMap<crate::stub::StubIndex, crate::stub::IkeSaStub>,
     /// A moment and its second of the Unix epoch (`set_unix_time`).
     unix_anchor: Option<(Instant, u64)>,
+    /// SYNs waiting for their stub from the bank (`stub_fetch`).
+    fetching: stub_fetch::Fetching,
 }
 
 impl std::fmt::Debug for Engine {
@@ -168,6 +172,7 @@ impl Engine {
             local_addrs: None,
             stubs: FxHashMap::default(),
             unix_anchor: None,
+            fetching: Default::default(),
         }
     }
 

@@ -26,10 +26,7 @@ impl Engine {
     /// The earliest deadline, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sas = self.timers.peek().map(|std::cmp::Reverse((t, _))| *t);
-        match (sas, self.mpsa_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [sas, self.mpsa_deadline(), self.fetch_deadline()].into_iter().flatten().min()
     }
 
     /// The earliest deadline of one IKE SA.
@@ -93,6 +90,7 @@ impl Engine {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.mpsa_timeout(now);
+        self.fetch_timeout(now);
         // Each due SA once per call: what is due again waits for the next.
         let mut due = Vec::new();
         while let Some(&std::cmp::Reverse((t, spi))) = self.timers.peek() {
