@@ -15,6 +15,13 @@
 #                         second uplink, runs one VPN per uplink, loses and
 #                         regains uplink 1; then the same CPE config against
 #                         strongSwan (with checks; controlplane/tests/lab-clone.sh)
+#   ./lab.sh failover     IKE SA stub synchronization: hub A with three
+#                         endpoints and a strongSwan road warrior dies
+#                         (kill -9) under traffic; standby hub B rebuilds the
+#                         endpoints' IKE SAs from stubs in gw-stubbank on a
+#                         three-member etcd (one member killed too), strongSwan
+#                         reconnects; A returns and takes one endpoint back by
+#                         redirect (with checks; controlplane/tests/lab-failover.sh)
 #   ./lab.sh forward      the dataplane alone on DPDK virtual devices: IMIX
 #                         from a line-rate pcap source, plain forwarding then
 #                         AES-128-GCM encryption, LAB_SECONDS each (default 8)
@@ -67,12 +74,12 @@ if [[ "$mode" == "forward" ]]; then
     echo "lab: done"
     exit 0
 fi
-if [[ "$mode" == "mobikex" || "$mode" == "clone" ]]; then
+if [[ "$mode" == "mobikex" || "$mode" == "clone" || "$mode" == "failover" ]]; then
     echo "lab: building (release)"
-    cargo build --release --quiet -p dataplane -p controlplane
+    cargo build --release --quiet -p dataplane -p controlplane -p stubbank
     exec "controlplane/tests/lab-$mode.sh"
 fi
-[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | mobikex | clone | forward]" >&2; exit 2; }
+[[ "$mode" == "mpsa" ]] || { echo "usage: ./lab.sh [mpsa [--check] | mobikex | clone | failover | forward]" >&2; exit 2; }
 
 # ---- the MPSA lab --------------------------------------------------------
 secs=${LAB_SECONDS:-40}

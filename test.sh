@@ -85,6 +85,8 @@ step 300 "the MOBIKE-X lab: a CPE with two uplinks and a hub, both ours, in netw
     "LAB_NO_SETUP=1 ./lab.sh mobikex 2>&1 | quiet_dpdk"
 step 300 "the Clone IKE SA lab: a CPE with two uplinks, one IKE SA per uplink by cloning, then against strongSwan" \
     "LAB_NO_SETUP=1 ./lab.sh clone 2>&1 | quiet_dpdk"
+step 900 "the failover lab: hub A dies under traffic, standby B rebuilds its clients from stubs in gw-stubbank on etcd, then A takes one back" \
+    "LAB_NO_SETUP=1 ./lab.sh failover 2>&1 | quiet_dpdk"
 step 900 "IKE under load: 500 SAs from strongSwan's load-tester, into the kernel-UDP responder and the appliance path (gw-dataplane + rings); every SA must come up" \
     ike_load
 step 600 "benchmark harness smoke run (figures are reported, not asserted)" smoke

@@ -540,3 +540,29 @@ fn xu_3_2_an_expired_stub_is_not_used() {
         assert_eq!((c.e.stats.syn_refused, c.e.stubs_held()), (1, 0));
     }
 }
+
+/// draft-xu-ike-sa-sync 2.1: any gateway of the cluster serves a client.
+/// Its IKE_SA_INITs go to `remote`, then to each standby in turn, until
+/// one is up (a dead primary and a SYN that found no stub do not leave the
+/// client knocking on the dead one).
+#[test]
+fn xu_2_1_initiations_go_round_the_cluster() {
+    for fam in [V4, V6] {
+        let ca = common::conn_a(fam, &format!("standby = [\"{}\"]", standby(fam)));
+        let mut a = Node::seeded(vec![ca], 1);
+        let now = Instant::now();
+        a.e.initiate(now, "lab").unwrap();
+        assert_eq!(a.take()[0].remote.ip(), fam.1, "{fam:?}: the primary first");
+        a.e.initiate(now, "lab").unwrap();
+        let second = a.take();
+        assert_eq!(second[0].remote.ip(), standby(fam), "{fam:?}: then the standby");
+        let mut c = gateway(standby(fam), 3, "");
+        for d in second {
+            c.e.handle_datagram(now, d.remote, d.local, &d.data);
+        }
+        run(&mut a, &mut c, now);
+        assert_eq!((a.established(), c.established()), (1, 1), "{fam:?}: up with the standby");
+        a.e.initiate(now, "lab").unwrap();
+        assert_eq!(a.take()[0].remote.ip(), fam.1, "{fam:?}: after an SA came up, the primary first again");
+    }
+}

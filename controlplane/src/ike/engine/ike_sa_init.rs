@@ -99,11 +99,18 @@ impl CookieSecrets {
 
 impl Engine {
     /// Starts an IKE SA for connection `ci` (initiator).
+    /// The gateway is the connection's `remote`, then each of its
+    /// `standby` gateways in turn, one per attempt, until an IKE SA is up
+    /// (draft-xu-ike-sa-sync 2.1: any gateway of the cluster serves).
     pub(super) fn send_first_init(&mut self, now: Instant, ci: usize) -> Result<(), Error> {
         let c = &self.conns[ci];
         let remote = c.remote.ok_or_else(|| Error::NoAddress(c.name.clone(), "remote"))?;
         let local = c.local.ok_or_else(|| Error::NoAddress(c.name.clone(), "local"))?;
-        self.send_first_init_to(now, ci, (local, remote), None, None)
+        let n = self.init_attempts.entry(ci).or_insert(0);
+        let k = *n % (1 + c.standby.len());
+        *n += 1;
+        let to = if k == 0 { remote } else { c.standby[k - 1] };
+        self.send_first_init_to(now, ci, (local, to), None, None)
     }
 
     /// Starts an IKE SA for connection `ci` from `local` to `remote`; with

@@ -239,7 +239,9 @@ impl Engine {
         to: IpAddr,
         redirected: Option<(IpAddr, u64)>,
     ) -> Result<(), Error> {
-        let local = stub.peer.ip();
+        // From the connection's own address when it names one: the path
+        // the SA last used may have been a probe of another of ours.
+        let local = self.conns[ci].local.filter(|l| l.is_ipv4() == to.is_ipv4()).unwrap_or(stub.peer.ip());
         self.stats.syn_sent += 1;
         self.send_first_init_to(now, ci, (local, to), Some(Box::new(stub)), redirected)
     }

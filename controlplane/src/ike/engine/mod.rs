@@ -137,6 +137,9 @@ pub struct Engine {
     unix_anchor: Option<(Instant, u64)>,
     /// SYNs waiting for their stub from the bank (`stub_fetch`).
     fetching: stub_fetch::Fetching,
+    /// Initiator: IKE_SA_INITs made by connection since its last IKE SA
+    /// came up (which gateway of `remote` + `standby` the next one goes to).
+    init_attempts: FxHashMap<usize, usize>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -173,6 +176,7 @@ impl Engine {
             stubs: FxHashMap::default(),
             unix_anchor: None,
             fetching: Default::default(),
+            init_attempts: FxHashMap::default(),
         }
     }
 
@@ -670,6 +674,7 @@ impl Engine {
     fn established_next(&mut self, _now: Instant, sa: &mut Core, phase: &Phase) {
         let Phase::Established(est) = phase else { return };
         if sa.initiator {
+            self.init_attempts.remove(&sa.conn);
             let c = &self.conns[sa.conn];
             // Clone IKE SA layout (RFC 7791 Appendix B): one clone per other
             // interface, that interface's child SAs opened on it once it is
