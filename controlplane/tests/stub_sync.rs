@@ -5,7 +5,8 @@
 //! key. B starts after the client is up on A and pulls A's stub; A is
 //! killed; `gwctl failover` rebuilds the client's IKE SA on B by
 //! IKE_SA_SYN (no IKE_AUTH at B). A standby with another cluster key
-//! files nothing, and the client then gets the full exchange. Needs root.
+//! files nothing, and the client then gets the full exchange. The
+//! gateways' connections are mutual TLS (a CA made here). Needs root.
 
 mod common;
 
@@ -72,13 +73,34 @@ fn daemon(dir: &Path, name: &str, addr: &str, extra: &str) -> String {
     )
 }
 
-fn gateway(dir: &Path, name: &str, addr: &str, key: &str, peer: &str) -> String {
+/// A CA and one certificate for the gateways (their three addresses as
+/// IP subjectAltNames): the `[stubs.tls]` table.
+fn pki(dir: &Path) -> String {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let k = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = ["10.67.0.2", "10.67.0.3", "10.67.0.4"].map(String::from).to_vec();
+    let c = rcgen::CertificateParams::new(names).unwrap().signed_by(&k, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("gw.pem"), c.pem()).unwrap();
+    std::fs::write(dir.join("gw.key"), k.serialize_pem()).unwrap();
+    format!(
+        "[stubs.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n",
+        dir.join("gw.pem"),
+        dir.join("gw.key"),
+        dir.join("ca.pem")
+    )
+}
+
+fn gateway(dir: &Path, name: &str, addr: &str, key: &str, peer: &str, tls: &str) -> String {
     daemon(
         dir,
         name,
         addr,
         &format!(
-            "[stubs]\ncluster_key = \"{key}\"\nlisten = \"{addr}:7500\"\npeers = [\"{peer}:7500\"]\n\
+            "[stubs]\ncluster_key = \"{key}\"\nlisten = \"{addr}:7500\"\npeers = [\"{peer}:7500\"]\n{tls}\
              [[connection]]\nname = \"clients\"\nrole = \"responder\"\nlocal = \"{addr}\"\nremote = \"%any\"\n\
              local_id = \"hub.lab\"\nremote_id = \"%any\"\npsk = \"stub-sync-lab-psk-0123\"\n\
              local_ts = [\"10.2.0.0/16\"]\nremote_ts = [\"10.1.0.0/16\"]\nstubs = true\n"
@@ -100,6 +122,7 @@ fn xu_3_4_distributed_stubs_let_the_standby_take_the_client_over() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let tls = pki(d);
     let client = daemon(
         d,
         "client",
@@ -108,7 +131,7 @@ fn xu_3_4_distributed_stubs_let_the_standby_take_the_client_over() {
          local_id = \"a.lab\"\nremote_id = \"hub.lab\"\npsk = \"stub-sync-lab-psk-0123\"\n\
          local_ts = [\"10.1.0.0/16\"]\nremote_ts = [\"10.2.0.0/16\"]\nstandby = [\"10.67.0.3\", \"10.67.0.4\"]\n",
     );
-    lab.start(d, "a", &gateway(d, "a", "10.67.0.2", KEY, "10.67.0.3"));
+    lab.start(d, "a", &gateway(d, "a", "10.67.0.2", KEY, "10.67.0.3", &tls));
     lab.start(d, "client", &client);
     let log = |n: &str| d.join(format!("{n}.log"));
     let show = || {
@@ -122,9 +145,10 @@ fn xu_3_4_distributed_stubs_let_the_standby_take_the_client_over() {
     assert!(wait_log(&log("a"), "stubs: made the stub of 10.67.0.2/", 5), "{}", show());
     // The standby joins later: it pulls A's stub (its Get), and A's own
     // push reaches it once it listens.
-    lab.start(d, "b", &gateway(d, "b", "10.67.0.3", KEY, "10.67.0.2"));
+    lab.start(d, "b", &gateway(d, "b", "10.67.0.3", KEY, "10.67.0.2", &tls));
     assert!(wait_log(&log("b"), "stubs: filed the stub of 10.67.0.2/", 10), "{}", show());
     assert!(lab.gwctl(d, "b", &["stats"]).contains("stubs_held             1"), "{}", lab.gwctl(d, "b", &["stats"]));
+    assert!(!show().contains("in clear"), "mutual TLS on: {}", show());
     // A dies; the client is moved to B by IKE_SA_SYN.
     lab.kill("a");
     let out = lab.gwctl(d, "client", &["failover", "lab"]);
@@ -143,7 +167,7 @@ fn xu_3_4_distributed_stubs_let_the_standby_take_the_client_over() {
     // A standby of another cluster (another key): the sealed stubs do not
     // open there, nothing is filed, and the client gets the full exchange.
     let other = "a5".repeat(32);
-    lab.start(d, "c", &gateway(d, "c", "10.67.0.4", &other, "10.67.0.3"));
+    lab.start(d, "c", &gateway(d, "c", "10.67.0.4", &other, "10.67.0.3", &tls));
     assert!(wait_log(&log("c"), "does not open with the cluster key", 10), "{}", show());
     assert!(lab.gwctl(d, "c", &["stats"]).contains("stubs_held             0"));
     lab.kill("b");

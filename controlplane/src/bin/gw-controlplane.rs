@@ -146,7 +146,11 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
             )?;
         }
         if let Some(s) = &cfg.stubs {
-            g.stubsync = Some(StubSync::start(s, deliver.clone())?);
+            let s = StubSync::start(s, deliver.clone())?;
+            for n in &s.notes {
+                g.log(n);
+            }
+            g.stubsync = Some(s);
         }
         if let Some(l) = g.dp.as_mut() {
             l.spawn_events(deliver)?;

@@ -304,4 +304,36 @@ remote_ts = ["10.77.1.0/24"]
         let bad = GOOD.replace("name = \"lab\"", "name = \"lab\"\nike_proposals = [\"aes128-md5-modp1024\"]");
         assert!(DaemonConfig::parse(&bad, "t.toml").unwrap_err().contains("unknown algorithm \"md5\""));
     }
+
+    /// `[stubs]`: the bank needs mutual TLS, the files must load, the
+    /// wait is bounded, and the bank's endpoints set the engine's wait.
+    #[test]
+    fn stubs_section_is_checked() {
+        let key = "ab".repeat(32);
+        let with = |extra: &str| {
+            let stubs = format!("[stubs]\ncluster_key = \"{key}\"\n{extra}\n");
+            GOOD.replacen("[[connection]]", &format!("{stubs}[[connection]]"), 1)
+        };
+        let c = DaemonConfig::parse(&with("peers = [\"127.0.0.1:7500\"]"), "t.toml").unwrap();
+        assert_eq!(c.settings().stub_fetch_wait, None, "no bank: no wait");
+        assert!(!c.text.contains(&key), "the cluster key is redacted");
+        let e = DaemonConfig::parse(&with("bank = [\"127.0.0.1:7410\"]"), "t.toml").unwrap_err();
+        assert!(e.contains("stubs.bank") && e.contains("[stubs.tls]"), "{e}");
+        let e = DaemonConfig::parse(&with("fetch_ms = 0"), "t.toml").unwrap_err();
+        assert!(e.contains("stubs.fetch_ms"), "{e}");
+        let e = DaemonConfig::parse(
+            &with("[stubs.tls]\ncert = \"/nope/c.pem\"\nkey = \"/nope/k.pem\"\nca = \"/nope/ca.pem\""),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("stubs.tls") && e.contains("/nope/ca.pem"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let f = crate::stub::tls::testing::cluster(d.path(), &["127.0.0.1"]).remove(0);
+        let tls = format!(
+            "bank = [\"127.0.0.1:7410\"]\nfetch_ms = 250\n[stubs.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}",
+            f.cert, f.key, f.ca
+        );
+        let c = DaemonConfig::parse(&with(&tls), "t.toml").unwrap();
+        assert_eq!(c.settings().stub_fetch_wait, Some(std::time::Duration::from_millis(250)));
+    }
 }

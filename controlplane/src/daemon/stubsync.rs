@@ -41,6 +41,9 @@ pub struct StubSync {
     rng: SystemRandom,
     /// The bank as the lookups last found it (gwctl stats).
     pub health: Arc<Mutex<BankHealth>>,
+    /// What the daemon should log about how it started (not delivered
+    /// from `start`: the daemon's lock is held while it runs).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Debug for StubSync {
@@ -79,10 +82,11 @@ impl StubSync {
     /// bank's lookups, and pulls what each peer holds.
     pub fn start(cfg: &StubsToml, deliver: Deliver) -> Result<StubSync, String> {
         let key = Arc::new(ClusterKey::from_hex(&cfg.cluster_key)?);
+        let mut notes = Vec::new();
         let tls = match &cfg.tls {
             Some(f) => Some(Tls { client: f.client()?, server: f.server()? }),
             None => {
-                log(&deliver, "stubs: [stubs.tls] not set: connections in clear (stubs stay sealed)".into());
+                notes.push("stubs: [stubs.tls] not set: connections in clear (stubs stay sealed)".into());
                 None
             }
         };
@@ -117,7 +121,7 @@ impl StubSync {
             spawn("stub-fetch".into(), move || stubconn::fetch(to, key, rx, h, d))?;
             fetch = Some(tx);
         }
-        Ok(StubSync { key, peers, bank, fetch, rng: SystemRandom::default(), health })
+        Ok(StubSync { key, peers, bank, fetch, rng: SystemRandom::default(), health, notes })
     }
 
     /// Sends what the engine asked for to every peer and the bank.
