@@ -143,6 +143,19 @@ fn xu_3_4_distributed_stubs_let_the_standby_take_the_client_over() {
     };
     assert!(wait_log(&log("client"), "established with hub.lab", 10), "{}", show());
     assert!(wait_log(&log("a"), "stubs: made the stub of 10.67.0.2/", 5), "{}", show());
+    // gwctl whose reader has gone (`gwctl config | grep -q ...`) ends with
+    // success, not a panic on the broken pipe (scripts run with pipefail).
+    let mut g = Command::new(env!("CARGO_BIN_EXE_gwctl"))
+        .arg("-s")
+        .arg(d.join("a.sock"))
+        .arg("config")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(g.stdout.take());
+    let out = g.wait_with_output().unwrap();
+    assert!(out.status.success(), "gwctl into a closed pipe: {out:?}");
     // The standby joins later: it pulls A's stub (its Get), and A's own
     // push reaches it once it listens.
     lab.start(d, "b", &gateway(d, "b", "10.67.0.3", KEY, "10.67.0.2", &tls));

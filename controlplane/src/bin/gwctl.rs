@@ -6,6 +6,22 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use controlplane::daemon::admin::{call, Request, Response};
 
+/// Lines to stdout. A reader that has gone (`gwctl list | grep -q ...`)
+/// ends gwctl quietly with success, as it ends any Unix tool, instead of
+/// a panic on the broken pipe (which made scripts under pipefail fail).
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("gwctl: writing the answer: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "gwctl", about = "Operate the gateway's control plane")]
 struct Args {
