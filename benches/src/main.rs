@@ -23,6 +23,11 @@ mod mpsa;
 mod plot;
 mod traffic;
 
+/// The allocator gw-controlplane runs with (mimalloc), so the in-memory
+/// IKE figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

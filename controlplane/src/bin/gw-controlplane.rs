@@ -2,6 +2,12 @@
 //! chosen transport, installs child SAs in gw-dataplane over the rings,
 //! and answers gwctl on the admin socket.
 
+/// mimalloc: the engine allocates per message (payloads, keys, events);
+/// glibc's malloc was a fifth of a 10,000-client failover (perf), mimalloc
+/// far less (benches/results-failover-*.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
