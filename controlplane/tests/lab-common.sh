@@ -84,7 +84,8 @@ dataplane() {
     } >"$RUN/$n.dp.toml"
 }
 # cp_config NAME CONN ROLE LOCAL REMOTE ID PEER_ID LOCAL_TS REMOTE_TS:
-# $RUN/NAME.cp.toml's daemon section (dataplane transport) and the head of
+# $RUN/NAME.cp.toml's daemon section (dataplane transport; CP_RETRANSMIT_MS,
+# default 500, and the lines in CP_DAEMON_EXTRA) and the head of
 # connection CONN with the lab's $PSK; the lab appends the rest.
 cp_config() {
     cat >"$RUN/$1.cp.toml" <<EOF
@@ -92,7 +93,8 @@ cp_config() {
 transport = "dataplane"
 control_dir = "$RUN/$1"
 admin_socket = "$RUN/$1.sock"
-retransmit_base_ms = 500
+retransmit_base_ms = ${CP_RETRANSMIT_MS:-500}
+${CP_DAEMON_EXTRA:-}
 [[connection]]
 name = "$2"
 role = "$3"

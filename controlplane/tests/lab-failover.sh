@@ -133,14 +133,12 @@ ip netns exec "$P-ctl" "$BIN/gw-stubbank" --config "$RUN/bank.toml" >"$RUN/bank.
 PIDS+=($!)
 
 # ---- the gateways' control planes ----
-hub_config() { # hub_config NAME ADDR MGMT
-    cat >"$RUN/$1.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/$1"
-admin_socket = "$RUN/$1.sock"
-retransmit_base_ms = 500
-mpsa = "gateway"
+hub_config() { # hub_config NAME ADDR
+    CP_DAEMON_EXTRA='mpsa = "gateway"' cp_config "$1" members responder "$2" %any hub.lab %any 10.0.0.0/24 10.1.0.0/16
+    cat >>"$RUN/$1.cp.toml" <<EOF
+esp_proposals = ["aes128gcm16-x25519", "aes128gcm16"]
+dpd_secs = 10
+stubs = true
 [stubs]
 cluster_key = "$KEY"
 bank = ["172.31.0.100:7410"]
@@ -149,19 +147,6 @@ fetch_ms = 3000
 cert = "$RUN/pki/$1.pem"
 key = "$RUN/pki/$1.key"
 ca = "$RUN/pki/ca.pem"
-[[connection]]
-name = "members"
-role = "responder"
-local = "$2"
-remote = "%any"
-local_id = "hub.lab"
-remote_id = "%any"
-psk = "$PSK"
-esp_proposals = ["aes128gcm16-x25519", "aes128gcm16"]
-local_ts = ["10.0.0.0/24"]
-remote_ts = ["10.1.0.0/16"]
-dpd_secs = 10
-stubs = true
 [[group]]
 name = "mesh"
 members = ["a.lab", "b.lab", "c.lab"]
@@ -174,30 +159,16 @@ EOF
 }
 hub_config ha 192.0.2.1
 hub_config hb 192.0.2.2
+# The endpoints: liveness every second, three retransmits from 250 ms.
 for n in a b c; do
     routes=""
     for m in a b c; do
         [ "$m" = "$n" ] || routes+="    { prefix = \"10.1.${NUM[$m]}.0/24\", endpoint = \"192.0.2.1${NUM[$m]}\" },"$'\n'
     done
-    cat >"$RUN/$n.cp.toml" <<EOF
-[daemon]
-transport = "dataplane"
-control_dir = "$RUN/$n"
-admin_socket = "$RUN/$n.sock"
-retransmit_base_ms = 250
-retransmit_tries = 3
-mpsa = "endpoint"
-[[connection]]
-name = "hub"
-role = "initiator"
-local = "192.0.2.1${NUM[$n]}"
-remote = "192.0.2.1"
-local_id = "$n.lab"
-remote_id = "hub.lab"
-psk = "$PSK"
+    CP_RETRANSMIT_MS=250 CP_DAEMON_EXTRA=$'retransmit_tries = 3\nmpsa = "endpoint"' \
+        cp_config "$n" hub initiator "192.0.2.1${NUM[$n]}" 192.0.2.1 "$n.lab" hub.lab "10.1.${NUM[$n]}.0/24" 10.0.0.0/24
+    cat >>"$RUN/$n.cp.toml" <<EOF
 esp_proposals = ["aes128gcm16-x25519", "aes128gcm16"]
-local_ts = ["10.1.${NUM[$n]}.0/24"]
-remote_ts = ["10.0.0.0/24"]
 dpd_secs = 1
 standby = ["192.0.2.2"]
 mpsa_routes = [

@@ -107,3 +107,39 @@ fn rfc4555_3_10_a_dead_path_fails_over_to_an_announced_address() {
         assert_eq!(a.established(), 1, "not given up");
     }
 }
+
+/// RFC 4555 3.10, where it is silent: when the path stops answering, the
+/// other addresses tried are our outer ones, never an address inside what
+/// our own tunnel-mode child SAs protect (a LAN port's: IKE from there
+/// would be routed into the tunnel), so a dead peer is given up after one
+/// round of retransmissions, not two.
+#[test]
+fn rfc4555_3_10_an_inner_address_is_not_a_path() {
+    for (fam, lts, rts, inner) in
+        [(V4, "10.1.0.0/16", "10.2.0.0/16", "10.1.0.1"), (V6, "fd01::/64", "fd02::/64", "fd01::1")]
+    {
+        let inner: IpAddr = inner.parse().unwrap();
+        let ca =
+            common::conn("lab", "initiator", fam.0, &fam.1.to_string(), ("a.lab", "b.lab"), (lts, rts), "dpd_secs = 5");
+        let cb = common::conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), (rts, lts), "");
+        let (mut a, mut b) = (Node::seeded(vec![ca], 1), Node::seeded(vec![cb], 2));
+        let mut now = Instant::now();
+        a.e.initiate(now, "lab").unwrap();
+        run(&mut a, &mut b, now);
+        assert_eq!(a.children(), 1, "{fam:?}: up");
+        a.e.local_addresses(now, &[fam.0, inner]);
+        let mut from = Vec::new();
+        for _ in 0..300 {
+            now += Duration::from_secs(1);
+            a.e.handle_timeout(now);
+            // B is gone: nothing of A's reaches it.
+            from.extend(a.take().into_iter().map(|d| d.local.ip()));
+            if a.established() == 0 {
+                break;
+            }
+        }
+        assert_eq!(a.established(), 0, "{fam:?}: the dead peer given up");
+        assert!(!from.contains(&inner), "{fam:?}: IKE sent from the inner address {inner}");
+        assert!(!a.events.iter().any(|e| matches!(e, Event::PathTried { .. })), "{fam:?}: {:?}", a.events);
+    }
+}

@@ -98,10 +98,11 @@ impl Engine {
     /// any, of the same family and usable now.
     fn other_local(&self, conn: usize, gone: IpAddr, addrs: &[IpAddr]) -> Option<IpAddr> {
         let c = &self.conns[conn];
+        let any = addrs.iter().filter(|a| !inner_address(c, a));
         c.local
             .iter()
             .chain(c.additional_addresses.iter())
-            .chain(addrs.iter())
+            .chain(any)
             .copied()
             .find(|a| *a != gone && a.is_ipv4() == gone.is_ipv4() && addrs.contains(a))
     }
@@ -124,7 +125,8 @@ impl Engine {
         let mut ours: Vec<IpAddr> = vec![here.0];
         let known = self.local_addrs.clone();
         let usable = |a: &IpAddr| known.as_ref().is_none_or(|k| k.contains(a));
-        for a in c.local.iter().chain(&c.interfaces).chain(&c.additional_addresses).chain(known.iter().flatten()) {
+        let any = known.iter().flatten().filter(|a| !inner_address(c, a));
+        for a in c.local.iter().chain(&c.interfaces).chain(&c.additional_addresses).chain(any) {
             if fam(a) && usable(a) && !ours.contains(a) {
                 ours.push(*a);
             }
@@ -172,4 +174,12 @@ impl Engine {
             self.touched.push(sa.our_spi());
         }
     }
+}
+
+/// Whether `a` lies in what a tunnel-mode child SA of `c` protects on our
+/// side: an inner address (a LAN port's), which carries no IKE to the peer
+/// (it would be routed into the tunnel). Addresses the connection names
+/// (`local`, `interfaces`, `additional_addresses`) are taken as given.
+fn inner_address(c: &crate::ike::Connection, a: &IpAddr) -> bool {
+    c.children.iter().filter(|k| !k.transport).any(|k| crate::ike::ts::covers(&k.local_ts, *a))
 }
