@@ -147,7 +147,7 @@ check "tcpdump: VPN_0's ESP now on uplink 2" has_spi up2cut "$V0"
 # Uplink 1 comes back: VPN_0's IKE SA returns to it.
 ip -n "$P-cpe" link set up1 up
 check "up1 back: the layout is restored (VPN_0 on up1, VPN_1 on up2)" wait_for 15 two_sas_laid_out
-check "the CPE logged the return" grep -q "back on its interface" "$RUN/cpe.cp.log"
+check "the CPE logged the return" wait_for 5 grep -q "back on its interface" "$RUN/cpe.cp.log"
 capture up1back i-up1
 sleep 0.5
 check "VPN_0 flows on uplink 1 again" wait_for 5 ping_from 10.91.1.10 10.92.1.10 20

@@ -87,7 +87,7 @@ check "voice flows (10.91.2.10 -> 10.92.2.10)" wait_for 5 ping_from 10.91.2.10 1
 check "gwctl address add hq 10.82.0.1 --child voice" cpe address add hq 10.82.0.1 --child voice
 check "the hub's voice child SA has both paths" wait_for 5 bash -c "$(declare -f hub voice_paths); BIN=$BIN RUN=$RUN; voice_paths | grep -q '10.80.0.1 <-> 10.81.0.1, 10.80.0.1 <-> 10.82.0.1'"
 check "data stays on the IKE SA's path (one paths line: voice's)" bash -c "[ \$('$BIN/gwctl' -s '$RUN/hub.sock' list | grep -c 'paths (preferred first)') -eq 1 ]"
-check "the daemon logged the new paths" grep -q "now on 10.80.0.1 <-> 10.81.0.1, then 10.80.0.1 <-> 10.82.0.1" "$RUN/hub.cp.log"
+check "the daemon logged the new paths" wait_for 5 grep -q "now on 10.80.0.1 <-> 10.81.0.1, then 10.80.0.1 <-> 10.82.0.1" "$RUN/hub.cp.log"
 # REMOVE the first from voice.
 check "gwctl address remove hq 10.81.0.1 --child voice" cpe address remove hq 10.81.0.1 --child voice
 check "the hub's voice child SA is on 10.82.0.1 alone" wait_for 5 bash -c "$(declare -f hub voice_paths); BIN=$BIN RUN=$RUN; voice_paths | grep -q 'paths (preferred first): 10.80.0.1 <-> 10.82.0.1$'"

@@ -227,7 +227,7 @@ impl Engine {
         let mut spis: Vec<&u64> = self.sas.keys().collect();
         spis.sort_unstable();
         let mut cmds = Vec::new();
-        for sa in spis.into_iter().filter_map(|s| self.sas.get(s)) {
+        for sa in spis.into_iter().filter_map(|s| self.sas.get(s).map(|b| &**b)) {
             for c in sa.children() {
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::In)));
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::Out)));
@@ -268,7 +268,7 @@ impl Engine {
     /// this handle names (both directions: the inbound SPI).
     fn child_by_spi(&self, handle: u32, _dir: Direction) -> Option<(u64, u32)> {
         self.sas.iter().find_map(|(k, sa)| {
-            let IkeSa { phase: Phase::Established(est), .. } = sa else { return None };
+            let IkeSa { phase: Phase::Established(est), .. } = &**sa else { return None };
             est.children.iter().find(|c| c.spi_in == handle).map(|c| (*k, c.spi_in))
         })
     }

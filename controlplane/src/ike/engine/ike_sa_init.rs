@@ -208,7 +208,7 @@ impl Engine {
     pub(super) fn init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, ike: &[u8], h: Header) {
         // A retransmission: answer with the same response.
         if let Some(spi) = self.init_index.get(&(h.spi_i, remote)).copied() {
-            if let Some(IkeSa { core, phase: Phase::Authenticating(a) }) = self.sas.get(&spi) {
+            if let Some(IkeSa { core, phase: Phase::Authenticating(a) }) = self.sas.get(&spi).map(|b| &**b) {
                 if a.init_request == ike {
                     self.stats.retransmits_answered += 1;
                     let (l, r, m) = (core.local, core.remote, a.init_response.clone());

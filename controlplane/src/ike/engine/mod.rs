@@ -95,8 +95,11 @@ pub struct Engine {
     rng: Box<dyn Random>,
     dh_pool: dh::KeyPool,
     /// Keyed IKE SAs by our SPI; maps with a fixed hasher, so iteration
-    /// order (and output) depends on the inputs alone.
-    sas: FxHashMap<u64, IkeSa>,
+    /// order (and output) depends on the inputs alone. Boxed: each message
+    /// takes its SA out and puts it back, and the table grows, moving
+    /// pointers, not SAs (at 10,000 SAs the growth's fresh pages were most
+    /// of a SYN's cost, perf).
+    sas: FxHashMap<u64, Box<IkeSa>>,
     /// Our IKE_SA_INITs waiting for an answer, by our SPI.
     connecting: FxHashMap<u64, Connecting>,
     /// Responder: (peer's SPIi, peer address) -> our SPI, for IKE_SA_INIT
@@ -186,7 +189,7 @@ impl Engine {
 
     /// Keyed IKE SAs (authenticating or established).
     pub fn ike_sas(&self) -> impl Iterator<Item = &IkeSa> {
-        self.sas.values()
+        self.sas.values().map(|b| &**b)
     }
 
     /// Our IKE_SA_INITs still unanswered.
@@ -268,7 +271,7 @@ impl Engine {
     // ---- The request window (RFC 7296 2.3) -------------------------------
 
     fn queue(&mut self, now: Instant, spi: u64, t: Task) {
-        if let Some(sa) = self.sas.get_mut(&spi) {
+        if let Some(sa) = self.sas.get_mut(&spi).map(|b| &mut **b) {
             if !sa.core.w.tasks.contains(&t) {
                 sa.core.w.tasks.push_back(t);
             }
@@ -279,7 +282,7 @@ impl Engine {
     /// Starts the next queued exchange if the window is free.
     fn kick(&mut self, now: Instant, spi: u64) {
         loop {
-            let Some(sa) = self.sas.get_mut(&spi) else { return };
+            let Some(sa) = self.sas.get_mut(&spi).map(|b| &mut **b) else { return };
             if sa.core.w.in_flight.is_some() || sa.core.deleting || sa.established().is_none() {
                 return;
             }
@@ -293,7 +296,7 @@ impl Engine {
     /// Returns whether a request went out.
     fn start_task(&mut self, now: Instant, spi: u64, t: Task) -> bool {
         let Some(mut sa) = self.sas.remove(&spi) else { return false };
-        let IkeSa { core, phase: Phase::Established(est) } = &mut sa else {
+        let IkeSa { core, phase: Phase::Established(est) } = &mut *sa else {
             self.insert_sa(spi, sa);
             return false;
         };
@@ -627,7 +630,7 @@ impl Engine {
     }
 
     /// Reinserts an SA unless it was deleted, and starts queued work.
-    fn put_back(&mut self, now: Instant, spi: u64, sa: IkeSa) {
+    fn put_back(&mut self, now: Instant, spi: u64, sa: Box<IkeSa>) {
         if sa.core.deleting && sa.core.w.in_flight.is_none() && sa.core.w.tasks.is_empty() {
             self.remove_sa(now, sa, IkeGone::Deleted);
             return;
@@ -636,12 +639,13 @@ impl Engine {
         self.kick(now, spi);
     }
 
-    fn insert_sa(&mut self, spi: u64, sa: IkeSa) {
-        self.sas.insert(spi, sa);
+    fn insert_sa(&mut self, spi: u64, sa: impl Into<Box<IkeSa>>) {
+        self.sas.insert(spi, sa.into());
         self.touched.push(spi);
     }
 
-    fn remove_sa(&mut self, now: Instant, mut sa: IkeSa, why: IkeGone) {
+    fn remove_sa(&mut self, now: Instant, sa: impl Into<Box<IkeSa>>, why: IkeGone) {
+        let mut sa = sa.into();
         self.mpsa_sa_gone(now, &sa);
         if sa.established().is_some() {
             self.withdraw_stub(&sa.core);
@@ -654,7 +658,7 @@ impl Engine {
         if !sa.core.initiator {
             self.init_index.remove(&(sa.core.spi_i, sa.core.remote));
         }
-        let IkeSa { core, phase } = &mut sa;
+        let IkeSa { core, phase } = &mut *sa;
         if let Phase::Established(est) = phase {
             for c in std::mem::take(&mut est.children) {
                 self.uninstall_child(core, &c, ChildGone::IkeSa(why));

@@ -219,7 +219,7 @@ impl Engine {
             // Every member with an MPSA IKE SA up gets the new SA.
             let mut members = Vec::new();
             for (k, sa) in &mut self.sas {
-                let IkeSa { core, phase: Phase::Established(est) } = sa else { continue };
+                let IkeSa { core, phase: Phase::Established(est) } = &mut **sa else { continue };
                 if !est.rekeyed && !core.deleting && core.peer_mpsa && g.is_member(Some(&est.peer_id)) {
                     core.w.tasks.push_back(Task::MpsaPut(i));
                     members.push(*k);

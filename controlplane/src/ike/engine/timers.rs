@@ -66,12 +66,12 @@ impl Engine {
         touched.sort_unstable();
         touched.dedup();
         for spi in touched.drain(..) {
-            let d = match (self.sas.get(&spi), self.connecting.get(&spi)) {
+            let d = match (self.sas.get(&spi).map(|b| &**b), self.connecting.get(&spi)) {
                 (Some(sa), _) => self.sa_deadline(sa),
                 (None, Some(c)) => Some(c.next),
                 (None, None) => continue,
             };
-            let slot = match self.sas.get_mut(&spi) {
+            let slot = match self.sas.get_mut(&spi).map(|b| &mut **b) {
                 Some(sa) => &mut sa.core.scheduled,
                 None => match self.connecting.get_mut(&spi) {
                     Some(c) => &mut c.scheduled,
@@ -99,7 +99,7 @@ impl Engine {
             }
             self.timers.pop();
             // Entries of SAs gone or rescheduled since are stale.
-            let scheduled = match self.sas.get_mut(&spi) {
+            let scheduled = match self.sas.get_mut(&spi).map(|b| &mut **b) {
                 Some(sa) => Some(&mut sa.core.scheduled),
                 None => self.connecting.get_mut(&spi).map(|c| &mut c.scheduled),
             };
@@ -121,7 +121,7 @@ impl Engine {
 
     fn timeout_sa(&mut self, now: Instant, spi: u64) {
         let Some(mut sa) = self.sas.remove(&spi) else { return };
-        let IkeSa { core, phase } = &mut sa;
+        let IkeSa { core, phase } = &mut *sa;
         // Half-open SAs that never authenticated are forgotten.
         if core.half_open_until.is_some_and(|d| d <= now) && matches!(phase, Phase::Authenticating(_)) {
             self.remove_sa(now, sa, IkeGone::HalfOpenTimeout);
