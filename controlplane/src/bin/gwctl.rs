@@ -1,9 +1,11 @@
 //! gwctl: the operator's CLI for gw-controlplane (over its root-only Unix
-//! socket). Human tables by default, `--json` for scripts.
+//! socket). Human tables by default, `--json` for scripts (before or after
+//! the subcommand). Exit codes: 0 done, 1 the daemon refused or could not
+//! be reached (the reason on stderr), 2 a command line clap refused.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use controlplane::daemon::admin::{call, Request, Response};
 
 /// Lines to stdout. A reader that has gone (`gwctl list | grep -q ...`)
@@ -26,10 +28,10 @@ macro_rules! println {
 #[command(name = "gwctl", about = "Operate the gateway's control plane")]
 struct Args {
     /// The daemon's admin socket (daemon.admin_socket in its config).
-    #[arg(long, short, default_value = "/run/gw/controlplane.sock")]
+    #[arg(long, short, global = true, default_value = "/run/gw/controlplane.sock")]
     socket: PathBuf,
     /// Print the daemon's answer as JSON.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -120,11 +122,20 @@ enum Cmd {
     Config,
     /// Message counters and drops.
     Stats,
+    /// A completion script for SHELL on stdout (bash, zsh, fish, elvish,
+    /// powershell), e.g. `gwctl completions bash > /etc/bash_completion.d/gwctl`.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() {
     let a = Args::parse();
     let req = match a.cmd {
+        Cmd::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "gwctl", &mut out);
+            println!("{}", String::from_utf8_lossy(&out).trim_end());
+            return;
+        }
         Cmd::List => Request::ListSas,
         Cmd::Initiate { conn, child } => Request::Initiate { conn, child },
         Cmd::Terminate { conn } => Request::Terminate { conn },
@@ -296,6 +307,32 @@ fn main() {
                         g.name, g.spi, g.alg, g.expires_in_secs, g.rekeys
                     );
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_socket_go_before_or_after_the_subcommand() {
+        let a = Args::try_parse_from(["gwctl", "list", "--json", "-s", "/tmp/x.sock"]).unwrap();
+        assert!(a.json && a.socket == std::path::Path::new("/tmp/x.sock"));
+        let a = Args::try_parse_from(["gwctl", "--json", "stats"]).unwrap();
+        assert!(a.json && matches!(a.cmd, Cmd::Stats));
+        assert!(Args::try_parse_from(["gwctl", "list", "--jsn"]).is_err(), "unknown flags refused");
+    }
+
+    #[test]
+    fn completions_name_every_subcommand() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "gwctl", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions"] {
+                assert!(text.contains(sub), "{shell:?} completion lacks {sub}");
             }
         }
     }
