@@ -66,6 +66,11 @@ fn up(fam: (IpAddr, IpAddr), extra_a: &str, extra_c: &str) -> (Node, Node, Node,
 /// left for the caller to take).
 fn syn_reaches(a: &mut Node, c: &mut Node, stub: IkeSaStub, now: Instant) {
     c.e.add_stub(stub);
+    syn_to(a, c, now);
+}
+
+/// A fails over; its SYN reaches C (C's answer is left for the caller).
+fn syn_to(a: &mut Node, c: &mut Node, now: Instant) {
     a.e.failover(now, "lab").unwrap();
     for d in a.take() {
         c.e.handle_datagram(now, d.remote, d.local, &d.data);
@@ -489,10 +494,7 @@ fn xu_3_4_a_slow_or_empty_bank_gets_the_full_exchange() {
         // Slow: the wait runs out.
         let (mut a, _, _, stub, now) = up(fam, "", "");
         let mut c = banked(fam);
-        a.e.failover(now, "lab").unwrap();
-        for d in a.take() {
-            c.e.handle_datagram(now, d.remote, d.local, &d.data);
-        }
+        syn_to(&mut a, &mut c, now);
         assert!(c.take().is_empty());
         let later = now + Duration::from_millis(301);
         assert!(c.e.poll_timeout().is_some_and(|t| t <= later), "the wait is a deadline");
@@ -505,20 +507,14 @@ fn xu_3_4_a_slow_or_empty_bank_gets_the_full_exchange() {
         // Empty: the bank does not hold it.
         let (mut a, _, _, stub, now) = up(fam, "", "");
         let mut c = banked(fam);
-        a.e.failover(now, "lab").unwrap();
-        for d in a.take() {
-            c.e.handle_datagram(now, d.remote, d.local, &d.data);
-        }
+        syn_to(&mut a, &mut c, now);
         c.e.stub_fetched(now, stub.index, None);
         run(&mut a, &mut c, now);
         assert_eq!((rebuilt(&a), authenticated(&c), a.children()), (0, 1, 1), "{fam:?}");
         // A stub for another index than the one asked for is not used.
         let (mut a, _, _, stub, now) = up(fam, "", "");
         let mut c = banked(fam);
-        a.e.failover(now, "lab").unwrap();
-        for d in a.take() {
-            c.e.handle_datagram(now, d.remote, d.local, &d.data);
-        }
+        syn_to(&mut a, &mut c, now);
         let other = IkeSaStub { index: controlplane::stub::StubIndex { spi: 1, ..stub.index }, ..stub.clone() };
         c.e.stub_fetched(now, stub.index, Some(other));
         run(&mut a, &mut c, now);

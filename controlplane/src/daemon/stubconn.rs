@@ -36,6 +36,9 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// How long a TLS handshake may take, whatever the caller's read timeout.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
 fn tcp(s: &TcpStream, read_timeout: Option<Duration>) -> std::io::Result<()> {
     s.set_nodelay(true)?;
     s.set_read_timeout(read_timeout)?;
@@ -51,17 +54,15 @@ pub fn dial(
     read_timeout: Option<Duration>,
 ) -> std::io::Result<Box<dyn Conn>> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    tcp(&s, Some(read_timeout.unwrap_or(Duration::from_secs(5))))?;
-    let Some(t) = tls else {
-        tcp(&s, read_timeout)?;
-        return Ok(Box::new(s));
-    };
+    tcp(&s, read_timeout)?;
+    let Some(t) = tls else { return Ok(Box::new(s)) };
     let name = crate::stub::tls::server_name(name, addr.ip()).map_err(std::io::Error::other)?;
     let mut c = ClientConnection::new(t.client.clone(), name).map_err(std::io::Error::other)?;
+    s.set_read_timeout(Some(HANDSHAKE))?;
     while c.is_handshaking() {
         c.complete_io(&mut s)?;
     }
-    tcp(&s, read_timeout)?;
+    s.set_read_timeout(read_timeout)?;
     Ok(Box::new(StreamOwned::new(c, s)))
 }
 
@@ -69,7 +70,7 @@ pub fn dial(
 /// to the cluster's CA.
 pub fn accept(mut s: TcpStream, tls: Option<&Tls>) -> std::io::Result<Box<dyn Conn>> {
     let Some(t) = tls else { return Ok(Box::new(s)) };
-    tcp(&s, Some(Duration::from_secs(5)))?;
+    tcp(&s, Some(HANDSHAKE))?;
     let mut c = ServerConnection::new(t.server.clone()).map_err(std::io::Error::other)?;
     while c.is_handshaking() {
         c.complete_io(&mut s)?;
@@ -104,9 +105,8 @@ pub fn write_all(c: &mut dyn Write, msgs: &[Vec<u8>]) -> std::io::Result<()> {
 /// Sends a Get for `want` (empty: everything) and reads the Downloads up
 /// to the empty one that ends them.
 pub fn get(c: &mut Box<dyn Conn>, want: &[StubIndex]) -> Result<Vec<Item>, String> {
+    // No items: one empty Get (`batches` always makes one message).
     let msgs = Signal::batches(SignalType::Get, want.iter().map(|i| Item::Index(*i)).collect());
-    let msgs =
-        if msgs.is_empty() { Signal { ty: SignalType::Get, items: vec![] }.emit().into_iter().collect() } else { msgs };
     write_all(c, &msgs).map_err(|e| e.to_string())?;
     let mut got = Vec::new();
     loop {
@@ -129,9 +129,7 @@ pub fn answer_get(c: &mut Box<dyn Conn>, want: &[Item], held: Vec<Item>) -> std:
         let mut by: HashMap<StubIndex, Item> = held.into_iter().map(|i| (i.index(), i)).collect();
         want.iter().map(|w| by.remove(&w.index()).unwrap_or(Item::Index(w.index()))).collect()
     };
-    let mut out = Signal::batches(SignalType::Download, items);
-    out.extend(Signal { ty: SignalType::Download, items: vec![] }.emit());
-    write_all(c, &out)
+    write_all(c, &Signal::answer(items))
 }
 
 /// The bank as this gateway sees it (gwctl stats).

@@ -136,6 +136,15 @@ impl Signal {
         out
     }
 
+    /// The Downloads that answer a Get: `items` in as few messages as fit,
+    /// then the empty Download that ends the answer (exactly one: an
+    /// answer with no items is that one alone).
+    pub fn answer(items: Vec<Item>) -> Vec<Vec<u8>> {
+        let mut out = if items.is_empty() { Vec::new() } else { Signal::batches(SignalType::Download, items) };
+        out.extend(Signal { ty: SignalType::Download, items: vec![] }.emit());
+        out
+    }
+
     /// Parses one whole message; every fault is typed.
     pub fn parse(b: &[u8]) -> Result<Signal, SignalError> {
         let length = frame_len(b).ok_or(SignalError::Short(b.len()))?;
@@ -244,6 +253,22 @@ mod tests {
         let n: usize = batches.iter().map(|b| Signal::parse(b).unwrap().items.len()).sum();
         assert_eq!(n, 1000);
         assert_eq!(Signal::batches(SignalType::Get, vec![]).len(), 1, "an empty Get is one message");
+    }
+
+    /// Our decision (module doc): a Get is answered by Downloads and one
+    /// empty Download. With nothing to send that is the empty one alone,
+    /// not two (a second would end the next Get's answer on the same
+    /// connection early).
+    #[test]
+    fn a_get_is_answered_with_one_terminator() {
+        let empty = Signal::answer(vec![]);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(Signal::parse(&empty[0]), Ok(Signal { ty: SignalType::Download, items: vec![] }));
+        let some = Signal::answer(items());
+        let parsed: Vec<Signal> = some.iter().map(|m| Signal::parse(m).unwrap()).collect();
+        assert!(parsed.iter().all(|s| s.ty == SignalType::Download));
+        assert_eq!(parsed.iter().filter(|s| s.items.is_empty()).count(), 1, "one terminator");
+        assert!(parsed.last().unwrap().items.is_empty(), "last");
     }
 
     /// Malformed messages are typed errors: every truncation, a bad type,

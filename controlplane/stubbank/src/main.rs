@@ -300,7 +300,5 @@ async fn get(want: &[Item], store: &Store, c: &Counters) -> Result<Vec<Vec<u8>>,
             })
             .collect()
     };
-    let mut out = Signal::batches(SignalType::Download, items);
-    out.extend(Signal { ty: SignalType::Download, items: vec![] }.emit());
-    Ok(out)
+    Ok(Signal::answer(items))
 }

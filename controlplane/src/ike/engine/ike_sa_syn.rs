@@ -48,10 +48,7 @@ impl Engine {
             (ours, peer) if sa.mobike_initiator => (peer.clone(), ours.clone()),
             (ours, peer) => (ours.clone(), peer.clone()),
         };
-        let expires_unix = match (self.unix_anchor, est.rekey_at) {
-            (Some((at, secs)), Some(r)) => secs + r.saturating_duration_since(at).as_secs(),
-            _ => 0,
-        };
+        let expires_unix = est.rekey_at.and_then(|r| self.unix_now(r)).unwrap_or(0);
         IkeSaStub {
             index,
             gateway_port: gateway.port(),
