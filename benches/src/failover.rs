@@ -113,8 +113,10 @@ fn rounds(
     let by_addr: HashMap<IpAddr, usize> = (0..clients.len()).map(|i| (IpAddr::V4(client_addr(i)), i)).collect();
     let mut times = Vec::new();
     while !to_gw.is_empty() {
+        // Sized before the clock starts: a daemon sends each answer and
+        // frees it, where this buffer holds the round's answers.
+        let mut back = Wire::with_capacity(to_gw.len() + 16);
         let t = Instant::now();
-        let mut back = Wire::new();
         // Drained after each datagram, as the daemon flushes after each
         // input: the outputs of 10,000 messages held at once made the
         // gateway's working set (and page faults) grow with the batch.
@@ -145,7 +147,7 @@ fn children(e: &Engine) -> usize {
 /// last child SA.
 fn failover(gw: &mut Engine, clients: &mut [Engine], now: Instant, stubs: &mut Vec<StubOp>) -> Result<Phase, String> {
     let t = Instant::now();
-    let mut to_gw = Wire::new();
+    let mut to_gw = Wire::with_capacity(clients.len());
     let mut ignore = Vec::new();
     for c in clients.iter_mut() {
         c.failover(now, "hub").map_err(|e| e.to_string())?;
@@ -182,7 +184,7 @@ fn one(n: usize, ike: &str) -> Result<Result1, String> {
         return Err(format!("setup: {} of {n} child SAs on A", children(&a)));
     }
     // 2. A stops: the full exchange with F.
-    let mut f_stubs = Vec::new();
+    let mut f_stubs = Vec::with_capacity(n);
     let full = failover(&mut f, &mut clients, now, &mut f_stubs)?;
     if full.children != n {
         return Err(format!("full exchange: {} of {n} child SAs on F", full.children));
@@ -201,16 +203,19 @@ fn one(n: usize, ike: &str) -> Result<Result1, String> {
     let t = Instant::now();
     let mut filed = 0;
     for m in &messages {
+        // As the daemon files them: each message's stubs as one batch.
+        let mut batch = Vec::new();
         for item in Signal::parse(m).map_err(|e| e.to_string())?.items {
             if let Item::Sealed { sealed, .. } = item {
-                s.add_stub(seal::open(&key, &sealed).map_err(|e| e.to_string())?);
-                filed += 1;
+                batch.push(seal::open(&key, &sealed).map_err(|e| e.to_string())?);
             }
         }
+        filed += batch.len();
+        s.add_stubs(batch);
     }
     let download = t.elapsed();
     // 4. The SYN to S.
-    let mut s_stubs = Vec::new();
+    let mut s_stubs = Vec::with_capacity(n);
     let syn = failover(&mut s, &mut clients, now, &mut s_stubs)?;
     if syn.children != n {
         return Err(format!("SYN: {} of {n} child SAs on S", syn.children));

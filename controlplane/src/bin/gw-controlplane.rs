@@ -4,7 +4,11 @@
 
 /// mimalloc: the engine allocates per message (payloads, keys, events);
 /// glibc's malloc was a fifth of a 10,000-client failover (perf), mimalloc
-/// far less (benches/results-failover-*.md).
+/// far less (benches/results-failover-*.md). Built without transparent
+/// huge pages (`no_thp`): the engine's state is small objects touched at
+/// random, and each fresh 2 MiB page zeroed on first touch made a table's
+/// growth cost milliseconds (a third of a 10,000-client SYN rebuild, perf
+/// in a KVM guest).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -314,9 +318,12 @@ impl Daemon {
                 }
             }
             Input::NetlinkError(e) => self.log(&format!("kernel: a netlink message skipped: {e}")),
-            Input::Stub(StubInput::Stub(s)) => {
-                self.log(&format!("stubs: filed the stub of {} from a peer", s.index));
-                self.engine.add_stub(*s);
+            Input::Stub(StubInput::Stubs(from, s)) => {
+                match s.as_slice() {
+                    [one] => self.log(&format!("stubs: filed the stub of {} from {from}", one.index)),
+                    _ => self.log(&format!("stubs: filed {} stubs from {from}", s.len())),
+                }
+                self.engine.add_stubs(s);
             }
             Input::Stub(StubInput::Forget(i)) => {
                 if self.engine.remove_stub(&i) {

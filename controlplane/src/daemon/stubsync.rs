@@ -55,8 +55,8 @@ impl std::fmt::Debug for StubSync {
 /// What comes in for the engine, through the daemon's input.
 #[derive(Debug)]
 pub enum StubInput {
-    /// A peer's stub to file.
-    Stub(Box<IkeSaStub>),
+    /// A peer's stubs to file: the items of one Update or Download.
+    Stubs(SocketAddr, Vec<IkeSaStub>),
     /// A peer withdrew (or used) this one.
     Forget(StubIndex),
     /// A peer asks for every stub we hold (sealed items back).
@@ -179,16 +179,21 @@ impl Target {
     }
 }
 
-/// The items of an Update or Download, opened, into the engine.
+/// The items of an Update or Download, opened, into the engine: the
+/// stubs as one batch (the engine sizes its tables once for them).
 fn take_in(items: Vec<Item>, key: &ClusterKey, deliver: &Deliver, from: SocketAddr) {
+    let mut stubs = Vec::new();
     for item in items {
         match item {
             Item::Sealed { sealed, index } => match seal::open(key, &sealed) {
-                Ok(s) => deliver(Input::Stub(StubInput::Stub(Box::new(s)))),
+                Ok(s) => stubs.push(s),
                 Err(e) => log(deliver, format!("stubs: from {from}: {index}: {e}")),
             },
             Item::Index(i) => deliver(Input::Stub(StubInput::Forget(i))),
         }
+    }
+    if !stubs.is_empty() {
+        deliver(Input::Stub(StubInput::Stubs(from, stubs)));
     }
 }
 

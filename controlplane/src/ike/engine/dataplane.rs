@@ -42,6 +42,12 @@ pub(super) struct Policies {
 }
 
 impl Policies {
+    /// Room for `n` more child SAs, each on a prefix of its own.
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.by_dst.reserve(n);
+        self.at.reserve(n);
+    }
+
     /// The handle protecting `dst` now.
     #[cfg(test)]
     fn get(&self, dst: &WirePrefix) -> Option<u32> {

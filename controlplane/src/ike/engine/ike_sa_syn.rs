@@ -119,7 +119,19 @@ impl Engine {
     /// Takes `stub` into the local table (distributed mode, or what a
     /// bank's Download brought); a stub under the same index is replaced.
     pub fn add_stub(&mut self, stub: IkeSaStub) {
-        self.stubs.insert(stub.index, stub);
+        self.add_stubs(vec![stub]);
+    }
+
+    /// Takes a batch of stubs in (one Update or Download). A standby that
+    /// holds N stubs may have to rebuild N IKE SAs at once, and does it
+    /// best with its tables already that large: they are sized for every
+    /// stub held now, so a failover's SYNs do not grow (and rehash) them.
+    pub fn add_stubs(&mut self, stubs: Vec<IkeSaStub>) {
+        self.stubs.reserve(stubs.len());
+        for s in stubs {
+            self.stubs.insert(s.index, Box::new(s));
+        }
+        self.reserve_sas(self.stubs.len());
     }
 
     /// Drops the stub under `index` (withdrawn by its gateway).
@@ -134,7 +146,7 @@ impl Engine {
 
     /// Every stub in the local table (a peer's Get).
     pub fn stubs(&self) -> impl Iterator<Item = &IkeSaStub> {
-        self.stubs.values()
+        self.stubs.values().map(|b| &**b)
     }
 
     /// The stubs of our own IKE SAs on `stubs = true` connections (a peer

@@ -135,7 +135,9 @@ pub struct Engine {
     /// None: not known (every address counts as usable).
     local_addrs: Option<Vec<IpAddr>>,
     /// Stubs of other gateways' IKE SAs we may rebuild (draft-xu-ike-sa-sync).
-    stubs: FxHashMap<crate::stub::StubIndex, crate::stub::IkeSaStub>,
+    /// Boxed: a bulk Download files thousands, and the table's growth
+    /// moves pointers, not stubs.
+    stubs: FxHashMap<crate::stub::StubIndex, Box<crate::stub::IkeSaStub>>,
     /// A moment and its second of the Unix epoch (`set_unix_time`).
     unix_anchor: Option<(Instant, u64)>,
     /// SYNs waiting for their stub from the bank (`stub_fetch`).
@@ -181,6 +183,16 @@ impl Engine {
             fetching: Default::default(),
             init_attempts: FxHashMap::default(),
         }
+    }
+
+    /// Room for `n` more IKE SAs (and one child SA each) in the tables a
+    /// new SA goes into, so taking over `n` clients at once grows none.
+    pub fn reserve_sas(&mut self, n: usize) {
+        self.sas.reserve(n);
+        self.init_index.reserve(n);
+        self.by_peer.reserve(n);
+        self.installed_in.reserve(n);
+        self.policies.reserve(n);
     }
 
     pub fn connections(&self) -> &[Connection] {

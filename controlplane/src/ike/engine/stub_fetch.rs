@@ -76,7 +76,7 @@ impl Engine {
         match stub {
             Some(s) if s.index == index => {
                 self.stats.stubs_fetched += 1;
-                self.stubs.insert(index, s);
+                self.stubs.insert(index, Box::new(s));
             }
             _ => self.stats.stub_fetch_missed += 1,
         }
