@@ -193,6 +193,35 @@ dump_logs() {
 wait_for 20 all_groups || { say "endpoints did not get the group SA"; dump_logs; exit 1; }
 say "a, b and c have their IKE SAs and the group SA"
 
+# A real Prometheus (Debian's, from setup.sh) in the hub's namespace scrapes
+# the hub's metrics endpoint every second for the rest of the lab; the
+# checks read the series back from its HTTP API.
+cat >"$RUN/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: gw-hub
+    static_configs:
+      - targets: ["127.0.0.1:9469"]
+EOF
+if command -v prometheus >/dev/null; then
+    ip netns exec "$P-hub" prometheus --config.file="$RUN/prometheus.yml" --storage.tsdb.path="$RUN/prometheus" \
+        --web.listen-address=127.0.0.1:9090 >"$RUN/prometheus.log" 2>&1 &
+    PIDS+=($!)
+    say "Prometheus scrapes the hub (inside its namespace: 127.0.0.1:9090, target 127.0.0.1:9469)"
+fi
+promq() { # promq PROMQL: the first sample's value (empty when none)
+    ip netns exec "$P-hub" python3 -c '
+import json, sys, urllib.parse, urllib.request
+q = urllib.parse.urlencode({"query": sys.argv[1]})
+r = json.load(urllib.request.urlopen("http://127.0.0.1:9090/api/v1/query?" + q, timeout=5))
+res = r["data"]["result"]
+print(res[0]["value"][1] if res else "")' "$1" 2>/dev/null
+}
+prom_is() { [ "$(promq "$1")" = "$2" ]; }       # prom_is PROMQL VALUE
+prom_at_least() { local v; v=$(promq "$1"); [ -n "$v" ] && python3 -c "import sys; sys.exit(float('$v') < $2)"; }
+
 say "strongSwan road warrior (rw.lab) connects to the hub"
 ss start rw --netns "$P-rw" --role initiator --local 192.0.2.50 --remote 192.0.2.1 \
     --local-id rw.lab --remote-id hub.lab --psk "$PSK" --local-ts 10.1.50.0/24 --remote-ts 10.0.0.0/24 \
@@ -259,6 +288,12 @@ check "a, b, c -> hub LAN through their child SAs" to_hub
 check "strongSwan road warrior -> hub LAN" ping_ok ip netns exec "$P-rw" ping -c 3 -i 0.1 -W 1 -I 10.1.50.1 10.0.0.10
 reached_all() { gwctl hub list | grep -q 'members 3 up of 3, delivered to 3'; }
 check "the hub's group reached all three endpoints" reached_all
+watched() { # two refreshes of gwctl watch, each with the hub's group
+    local w
+    w=$(gwctl hub watch --count 2 -n 0.3)
+    [ "$(grep -c '^gwctl watch list' <<<"$w")" = 2 ] && [ "$(grep -c '^group mesh: gateway' <<<"$w")" = 2 ]
+}
+check "gwctl watch: the list twice, refreshed" watched
 mpsa_peers() { # a, b and c show MPSA at the hub; the road warrior is there without it
     local l
     l=$(gwctl hub list)
@@ -317,6 +352,20 @@ check "a -> c after c left: nothing gets through" grep -q ' 100% packet loss' "$
 check "c cannot decrypt the new SA: its dataplane drops them as unknown SPI (${d0:-0} -> ${d1:-0})" \
     test "${d1:-0}" -ge "$((${d0:-0} + 5))"
 check "a <-> b still through the new group SA" ping_ok host a ping -c 5 -i 0.1 -W 1 10.1.2.10
+
+# What Prometheus scraped from the hub during all of the above.
+check "Prometheus scraped the hub's metrics endpoint" wait_for 10 prom_is 'up{job="gw-hub"}' 1
+check "Prometheus: the group reached 3 members up" \
+    prom_is 'max_over_time(gw_mpsa_group_members_up{group="mesh",role="gateway"}[10m])' 3
+check "Prometheus: 4 IKE SAs established at the hub (a, b, c, rw), 3 after c left" \
+    prom_is 'max_over_time(sum(gw_ike_sas{state="established"})[10m:1s])' 4
+check "Prometheus: ... and 3 now" wait_for 5 prom_is 'sum(gw_ike_sas{state="established"})' 3
+check "Prometheus: the hub's child SAs carried ESP both ways" \
+    prom_at_least 'min(sum by (direction) (max_over_time(gw_sa_packets_total[10m])))' 10
+check "Prometheus: the group rekeys counted (timed, and c leaving)" \
+    prom_at_least 'gw_mpsa_group_rekeys_total{group="mesh"}' 2
+check "Prometheus: the dataplane up, IKE messages counted" \
+    prom_at_least 'gw_dataplane_up * on() sum(gw_ike_messages_total)' 10
 
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then

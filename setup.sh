@@ -18,6 +18,7 @@ PKGS=(
     nftables                   # a NAT (masquerade) on the path in the MOBIKE interop
     etcd-server                # the stub bank's replicated store (gw-stubbank, failover lab)
     protobuf-compiler          # protoc: the etcd-client crate's build script
+    prometheus                 # scrapes gw-controlplane's /metrics in the MPSA lab
     # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
     # (../shared/interop: charon-systemd with kernel-libipsec)
     charon-systemd strongswan-swanctl libcharon-extra-plugins

@@ -25,8 +25,8 @@ use controlplane::daemon::admin::{self, Request, Response};
 use controlplane::daemon::config::{DaemonConfig, TransportKind};
 use controlplane::daemon::stubsync::{StubInput, StubSync};
 use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
-use controlplane::daemon::view;
 use controlplane::daemon::Input;
+use controlplane::daemon::{metrics, view};
 use controlplane::ike::engine::AddressChange;
 use controlplane::ike::{Engine, Output};
 use controlplane::mobikex::ActionKind;
@@ -102,6 +102,13 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         None => None,
     };
     admin::serve(&cfg.daemon.admin_socket, tx.clone())?;
+    let metrics_at = match cfg.daemon.metrics {
+        Some(a) => {
+            let t = tx.clone();
+            Some(metrics::serve(a, move |reply| t.send(Input::Metrics(reply)).is_ok())?)
+        }
+        None => None,
+    };
     controlplane::crypto::dh::warm_up();
     let mut engine = Engine::new(cfg.connections.clone(), cfg.settings(), Box::new(SystemRandom::default()));
     engine.mpsa_role = cfg.daemon.mpsa;
@@ -127,10 +134,11 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         stubsync: None,
     };
     d.log(&format!(
-        "started: {} connections, transport {:?}, admin socket {}",
+        "started: {} connections, transport {:?}, admin socket {}{}",
         cfg.connections.len(),
         cfg.daemon.transport,
-        cfg.daemon.admin_socket.display()
+        cfg.daemon.admin_socket.display(),
+        metrics_at.map(|a| format!(", metrics at http://{a}/metrics")).unwrap_or_default()
     ));
     d.flush_log();
     let d = Arc::new(Mutex::new(d));
@@ -349,6 +357,45 @@ impl Daemon {
                 let r = self.admin(now, req);
                 let _ = reply.send(r);
             }
+            Input::Metrics(reply) => {
+                let _ = reply.send(self.metrics(now));
+            }
+        }
+    }
+
+    /// Every IKE SA, its child SAs with the dataplane's counters.
+    fn sas(&self, now: Instant) -> Vec<view::IkeSaInfo> {
+        let mut sas = view::ike_sas(&self.engine, now);
+        for sa in &mut sas {
+            for c in &mut sa.children {
+                // Both of a child's SAs are named by its inbound SPI
+                // (the outbound one's handle, cpdp SaSpec::handle).
+                let spi_in = u32::from_str_radix(&c.spi_in, 16).unwrap_or(0);
+                let (pi, bi) = self.counters.get(&(spi_in, Direction::In)).copied().unwrap_or_default();
+                let (po, bo) = self.counters.get(&(spi_in, Direction::Out)).copied().unwrap_or_default();
+                (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
+            }
+        }
+        sas
+    }
+
+    fn bank_health(&self) -> Option<controlplane::daemon::stubconn::BankHealth> {
+        self.stubsync.as_ref().filter(|s| s.has_bank()).map(|s| s.health.lock().expect("not poisoned").clone())
+    }
+
+    /// What a Prometheus scrape shows (`daemon/metrics.rs`).
+    fn metrics(&self, now: Instant) -> metrics::Snapshot {
+        metrics::Snapshot {
+            ike: self.engine.stats.clone(),
+            half_open: self.engine.half_open(),
+            sas: self.sas(now),
+            groups: view::groups(&self.engine, now),
+            drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
+            dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
+            ports: self.links.iter().map(|(p, (up, _))| (*p, *up)).collect(),
+            stubs_held: self.engine.stubs_held(),
+            stub_bank: self.bank_health(),
         }
     }
 
@@ -358,20 +405,7 @@ impl Daemon {
             Err(e) => Response::Error { message: e.to_string() },
         };
         match req {
-            Request::ListSas => {
-                let mut sas = view::ike_sas(&self.engine, now);
-                for sa in &mut sas {
-                    for c in &mut sa.children {
-                        // Both of a child's SAs are named by its inbound SPI
-                        // (the outbound one's handle, cpdp SaSpec::handle).
-                        let spi_in = u32::from_str_radix(&c.spi_in, 16).unwrap_or(0);
-                        let (pi, bi) = self.counters.get(&(spi_in, Direction::In)).copied().unwrap_or_default();
-                        let (po, bo) = self.counters.get(&(spi_in, Direction::Out)).copied().unwrap_or_default();
-                        (c.packets_in, c.bytes_in, c.packets_out, c.bytes_out) = (pi, bi, po, bo);
-                    }
-                }
-                Response::Sas { sas, groups: view::groups(&self.engine, now) }
-            }
+            Request::ListSas => Response::Sas { sas: self.sas(now), groups: view::groups(&self.engine, now) },
             Request::Initiate { conn, child: None } => {
                 self.held.remove(&conn);
                 done(self.engine.initiate(now, &conn).map(|_| 1), "initiating IKE SAs")
@@ -439,11 +473,7 @@ impl Daemon {
                 dataplane_drops: self.drops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
                 stubs_held: self.engine.stubs_held(),
-                stub_bank: self
-                    .stubsync
-                    .as_ref()
-                    .filter(|s| s.has_bank())
-                    .map(|s| s.health.lock().expect("not poisoned").clone()),
+                stub_bank: self.bank_health(),
             },
         }
     }

@@ -125,6 +125,32 @@ enum Cmd {
     /// A completion script for SHELL on stdout (bash, zsh, fish, elvish,
     /// powershell), e.g. `gwctl completions bash > /etc/bash_completion.d/gwctl`.
     Completions { shell: clap_complete::Shell },
+    /// `list` (or `stats`) again every --interval seconds, the screen
+    /// cleared each time (on a terminal), until Ctrl-C (or --count
+    /// refreshes).
+    Watch {
+        #[arg(value_enum, default_value = "list")]
+        what: WatchWhat,
+        /// Seconds between refreshes (0.1 .. 3600).
+        #[arg(long, short = 'n', default_value = "1", value_parser = interval)]
+        interval: f64,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum WatchWhat {
+    List,
+    Stats,
+}
+
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.1 to 3600")),
+    }
 }
 
 fn main() {
@@ -152,25 +178,59 @@ fn main() {
         }
         Cmd::Config => Request::Config,
         Cmd::Stats => Request::Stats,
+        Cmd::Watch { what, interval, count } => {
+            let req = if what == WatchWhat::Stats { Request::Stats } else { Request::ListSas };
+            let mut n = 0u64;
+            loop {
+                let resp = ask(&a.socket, &req);
+                // On a terminal: home, clear the screen, then the answer
+                // under a clock line (into a pipe or file, one after another).
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), b"\x1b[H\x1b[2J");
+                }
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                println!(
+                    "gwctl watch {}: every {interval} s, {} s since the epoch (Ctrl-C ends)\n",
+                    if what == WatchWhat::Stats { "stats" } else { "list" },
+                    t.as_secs()
+                );
+                if !show(resp, a.json) {
+                    std::process::exit(1);
+                }
+                n += 1;
+                if count.is_some_and(|c| n >= c) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+            }
+        }
     };
-    let resp = match call(&a.socket, &req) {
+    if !show(ask(&a.socket, &req), a.json) {
+        std::process::exit(1);
+    }
+}
+
+/// The daemon's answer to `req`; exits 1 when it cannot be reached.
+fn ask(socket: &std::path::Path, req: &Request) -> Response {
+    match call(socket, req) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gwctl: {e}");
             std::process::exit(1);
         }
-    };
-    if a.json {
+    }
+}
+
+/// Prints `resp` (as JSON with `json`); false when it is an error.
+fn show(resp: Response, json: bool) -> bool {
+    if json {
         println!("{}", serde_json::to_string_pretty(&resp).expect("responses serialize"));
-        if matches!(resp, Response::Error { .. }) {
-            std::process::exit(1);
-        }
-        return;
+        return !matches!(resp, Response::Error { .. });
     }
     match resp {
         Response::Error { message } => {
             eprintln!("gwctl: {message}");
-            std::process::exit(1);
+            return false;
         }
         Response::Done { message } => println!("{message}"),
         Response::Config { text } => println!("{text}"),
@@ -310,6 +370,7 @@ fn main() {
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -326,12 +387,30 @@ mod tests {
     }
 
     #[test]
+    fn watch_takes_what_an_interval_and_a_count() {
+        let a = Args::try_parse_from(["gwctl", "watch"]).unwrap();
+        assert!(matches!(a.cmd, Cmd::Watch { what: WatchWhat::List, count: None, .. }));
+        let a = Args::try_parse_from(["gwctl", "watch", "stats", "-n", "0.5", "--count", "3"]).unwrap();
+        match a.cmd {
+            Cmd::Watch { what, interval, count } => {
+                assert_eq!((what, interval, count), (WatchWhat::Stats, 0.5, Some(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["0", "0.05", "x", "7200"] {
+            let e = Args::try_parse_from(["gwctl", "watch", "-n", bad]).unwrap_err().to_string();
+            assert!(e.contains("seconds from 0.1 to 3600"), "{bad}: {e}");
+        }
+        assert!(Args::try_parse_from(["gwctl", "watch", "groups"]).is_err());
+    }
+
+    #[test]
     fn completions_name_every_subcommand() {
         for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Args::command(), "gwctl", &mut out);
             let text = String::from_utf8(out).unwrap();
-            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions"] {
+            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions", "watch"] {
                 assert!(text.contains(sub), "{shell:?} completion lacks {sub}");
             }
         }

@@ -46,6 +46,10 @@ pub struct DaemonToml {
     /// "endpoint" (installs the group SAs its gateway hands it).
     #[serde(default)]
     pub mpsa: MpsaRole,
+    /// Prometheus metrics: `GET /metrics` on this address (plain HTTP;
+    /// loopback or a management address). None: no endpoint.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn default_admin() -> PathBuf {

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod netlink;
 pub mod stubconn;
 pub mod stubsync;
@@ -24,6 +25,8 @@ pub enum Input {
     },
     Dataplane(cpdp::msg::Event),
     Admin(admin::Request, Sender<admin::Response>),
+    /// A Prometheus scrape (`metrics.rs`) wants the numbers.
+    Metrics(Sender<metrics::Snapshot>),
     /// The kernel's usable addresses changed (kernel UDP transport:
     /// rtnetlink, `netlink.rs`).
     LocalAddresses(Vec<IpAddr>),

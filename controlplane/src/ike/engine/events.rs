@@ -326,4 +326,9 @@ pub struct Stats {
     pub redirects_followed: u64,
     #[serde(default)]
     pub redirects_ignored: u64,
+    /// Rekeys completed: IKE SAs (RFC 7296 2.18) and child SAs (2.8).
+    #[serde(default)]
+    pub ike_rekeys: u64,
+    #[serde(default)]
+    pub child_rekeys: u64,
 }

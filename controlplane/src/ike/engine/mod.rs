@@ -219,6 +219,11 @@ impl Engine {
     }
 
     fn event(&mut self, e: Event) {
+        match &e {
+            Event::IkeRekeyed { .. } => self.stats.ike_rekeys += 1,
+            Event::ChildUp { rekey_of: Some(_), .. } => self.stats.child_rekeys += 1,
+            _ => {}
+        }
         self.out.push_back(Output::Event(e));
     }
 
