@@ -335,6 +335,77 @@ check "group rekey under a <-> b traffic: $(grep -o '[0-9]* packets transmitted,
     grep -q ' 0% packet loss' "$RUN/rollover.txt"
 grep -h "group" "$RUN/a.controlplane.log" | tail -3 | sed 's/^/      a: /'
 
+# gwctl reload under traffic: b takes a responder connection from a, a an
+# initiator connection to b (a direct IKE SA, no MPSA), which comes up;
+# then b drops its side and a's goes down. Meanwhile a -> b (group SA),
+# b -> hub LAN (b's child SA) and the road warrior lose nothing, and the
+# hub SAs keep their SPIs. A file with an error changes nothing.
+ike_spi() { gwctl "$1" --json list | python3 -c 'import json,sys; print(" ".join(s["spi_i"] for s in json.load(sys.stdin)["sas"] if s["conn"] == sys.argv[1]))' "$2"; }
+spi_a0=$(ike_spi a hub)
+spi_b0=$(ike_spi b hub)
+cp "$RUN/a.controlplane.toml" "$RUN/a.controlplane.orig"
+cp "$RUN/b.controlplane.toml" "$RUN/b.controlplane.orig"
+host a ping -q -i 0.05 -c 240 -W 1 10.1.2.10 >"$RUN/reload-ab.txt" 2>&1 &
+ping_ab=$!
+host b ping -q -i 0.05 -c 240 -W 1 10.0.0.10 >"$RUN/reload-bh.txt" 2>&1 &
+ping_bh=$!
+ip netns exec "$P-rw" ping -q -i 0.1 -c 120 -W 1 -I 10.1.50.1 10.0.0.10 >"$RUN/reload-rw.txt" 2>&1 &
+ping_rw=$!
+sleep 1
+cat >>"$RUN/b.controlplane.toml" <<EOF
+
+[[connection]]
+name = "from-a"
+role = "responder"
+local = "192.0.2.12"
+remote = "192.0.2.11"
+local_id = "b.lab"
+remote_id = "a.lab"
+psk = "reload-lab-psk-4567"
+local_ts = ["10.9.2.0/24"]
+remote_ts = ["10.9.1.0/24"]
+EOF
+cat >>"$RUN/a.controlplane.toml" <<EOF
+
+[[connection]]
+name = "to-b"
+role = "initiator"
+local = "192.0.2.11"
+remote = "192.0.2.12"
+local_id = "a.lab"
+remote_id = "b.lab"
+psk = "reload-lab-psk-4567"
+local_ts = ["10.9.1.0/24"]
+remote_ts = ["10.9.2.0/24"]
+EOF
+check "gwctl reload on b: from-a added, hub kept" \
+    bash -c "'$BIN/gwctl' -s '$RUN/b.sock' reload | grep -q 'kept hub; added from-a; removed none'"
+check "gwctl reload on a: to-b added, hub kept" \
+    bash -c "'$BIN/gwctl' -s '$RUN/a.sock' reload | grep -q 'kept hub; added to-b; removed none'"
+to_b_up() { gwctl a list | awk '/^to-b: Established/ {f = 1; next} /^[^ ]/ {f = 0} f' | grep -q 'child .* Installed'; }
+check "the added connection came up: a <-> b IKE SA and child SA" wait_for 10 to_b_up
+cp "$RUN/b.controlplane.orig" "$RUN/b.controlplane.toml"
+check "gwctl reload on b again: from-a removed" \
+    bash -c "'$BIN/gwctl' -s '$RUN/b.sock' reload | grep -q 'removed from-a'"
+to_b_down() { ! gwctl a list | grep -q '^to-b: Established'; }
+check "the removed connection went down at both ends (a got the Delete)" wait_for 10 to_b_down
+sed '/^\[daemon\]/a bogus = 1' "$RUN/b.controlplane.orig" >"$RUN/b.controlplane.toml"
+bad_reload() {
+    local out rc=0
+    out=$("$BIN/gwctl" -s "$RUN/b.sock" reload 2>&1) || rc=$?
+    [ "$rc" = 1 ] && grep -q 'nothing changed' <<<"$out" && grep -q 'bogus' <<<"$out"
+}
+check "a reload with an error is refused, naming it, and changes nothing" bad_reload
+cp "$RUN/b.controlplane.orig" "$RUN/b.controlplane.toml"
+cp "$RUN/a.controlplane.orig" "$RUN/a.controlplane.toml"
+gwctl a reload >/dev/null || true
+wait "$ping_ab" "$ping_bh" "$ping_rw" 2>/dev/null || true
+check "the hub IKE SAs kept their SPIs through the reloads" test "$(ike_spi a hub) $(ike_spi b hub)" = "$spi_a0 $spi_b0"
+for f in ab:"a -> b (group SA)" bh:"b -> hub LAN (child SA)" rw:"road warrior -> hub LAN"; do
+    check "no loss during the reloads, $(cut -d: -f2 <<<"$f"): $(grep -o '[0-9]* packets transmitted, [0-9]* received' "$RUN/reload-${f%%:*}.txt")" \
+        grep -q ' 0% packet loss' "$RUN/reload-${f%%:*}.txt"
+done
+
 # c leaves (deletes its IKE SA and stays away): the hub gives a and b a new
 # group SA that c never sees. What a sends towards c's LAN after the
 # rollover reaches c with an SPI c does not have: c cannot decrypt it.

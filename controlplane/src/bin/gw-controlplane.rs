@@ -60,7 +60,7 @@ fn main() {
         println!("{}: ok ({} connections)", args.config.display(), cfg.connections.len());
         return;
     }
-    if let Err(e) = run(cfg, Duration::from_secs(args.wait_dataplane)) {
+    if let Err(e) = run(cfg, &args.config, Duration::from_secs(args.wait_dataplane)) {
         eprintln!("gw-controlplane: {e}");
         std::process::exit(1);
     }
@@ -79,6 +79,10 @@ struct Daemon {
     /// reports what changed, at most once a second).
     drops: std::collections::BTreeMap<String, u64>,
     config_text: String,
+    /// The file we run from (`gwctl reload` reads it again), and what of
+    /// it only a restart applies.
+    config_path: PathBuf,
+    restart_only: (controlplane::daemon::config::DaemonToml, Option<controlplane::daemon::config::StubsToml>),
     /// Connections an operator terminated: not restarted automatically.
     held: std::collections::HashSet<String>,
     /// The dataplane's ports: link up, our addresses on it (Event::PortLink).
@@ -87,7 +91,7 @@ struct Daemon {
     stubsync: Option<StubSync>,
 }
 
-fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
+fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<Input>();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -129,6 +133,8 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
         counters: HashMap::new(),
         drops: Default::default(),
         config_text: cfg.text.clone(),
+        config_path: path.to_path_buf(),
+        restart_only: (cfg.daemon.clone(), cfg.stubs.clone()),
         held: Default::default(),
         links: Default::default(),
         stubsync: None,
@@ -224,9 +230,7 @@ fn run(cfg: DaemonConfig, wait: Duration) -> Result<(), String> {
                 .connections()
                 .iter()
                 .enumerate()
-                .filter(|(i, c)| {
-                    c.role == controlplane::ike::Role::Initiator && !d.held.contains(&c.name) && !with_sa.contains(i)
-                })
+                .filter(|(i, c)| c.is_initiator() && !d.held.contains(&c.name) && !with_sa.contains(i))
                 .map(|(_, c)| c.name.clone())
                 .collect();
             for n in names {
@@ -379,6 +383,43 @@ impl Daemon {
         sas
     }
 
+    /// `gwctl reload`: the file again; connections and groups applied,
+    /// or nothing at all.
+    fn reload(&mut self, now: Instant) -> Response {
+        let refuse = |why: String| Response::Error {
+            message: format!("reload: {why}; nothing changed, the running config stays"),
+        };
+        let cfg = match DaemonConfig::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => return refuse(e),
+        };
+        if cfg.daemon != self.restart_only.0 {
+            return refuse("[daemon] changed: only a restart of gw-controlplane applies it".into());
+        }
+        if cfg.stubs != self.restart_only.1 {
+            return refuse("[stubs] changed: only a restart of gw-controlplane applies it".into());
+        }
+        if let Err(e) = self.engine.check_reload(&cfg.groups) {
+            return refuse(e);
+        }
+        let r = self.engine.reload(now, cfg.connections, cfg.groups);
+        self.config_text = cfg.text;
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let message = format!(
+            "reloaded {}: kept {}; added {}; removed {}; changed {}; groups rekeyed {}, added {}; {} IKE SA(s) deleted",
+            self.config_path.display(),
+            list(&r.kept),
+            list(&r.added),
+            list(&r.removed),
+            list(&r.changed),
+            list(&r.groups_changed),
+            list(&r.groups_added),
+            r.ike_sas_deleted
+        );
+        self.log(&message);
+        Response::Done { message }
+    }
+
     fn bank_health(&self) -> Option<controlplane::daemon::stubconn::BankHealth> {
         self.stubsync.as_ref().filter(|s| s.has_bank()).map(|s| s.health.lock().expect("not poisoned").clone())
     }
@@ -466,6 +507,7 @@ impl Daemon {
                 )
             }
             Request::Config => Response::Config { text: self.config_text.clone() },
+            Request::Reload => self.reload(now),
             Request::Stats => Response::Stats {
                 ike: Box::new(self.engine.stats.clone()),
                 half_open: self.engine.half_open(),

@@ -120,6 +120,10 @@ enum Cmd {
     },
     /// The configuration in use (PSKs redacted).
     Config,
+    /// Re-read the daemon's config file: added, removed and changed
+    /// connections and group members take effect, everything else keeps
+    /// its SAs; a file with errors changes nothing.
+    Reload,
     /// Message counters and drops.
     Stats,
     /// A completion script for SHELL on stdout (bash, zsh, fish, elvish,
@@ -177,6 +181,7 @@ fn main() {
             Request::Address { conn, remove: true, addr, children, check }
         }
         Cmd::Config => Request::Config,
+        Cmd::Reload => Request::Reload,
         Cmd::Stats => Request::Stats,
         Cmd::Watch { what, interval, count } => {
             let req = if what == WatchWhat::Stats { Request::Stats } else { Request::ListSas };
@@ -410,7 +415,7 @@ mod tests {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Args::command(), "gwctl", &mut out);
             let text = String::from_utf8(out).unwrap();
-            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions", "watch"] {
+            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions", "watch", "reload"] {
                 assert!(text.contains(sub), "{shell:?} completion lacks {sub}");
             }
         }

@@ -71,6 +71,10 @@ pub enum Request {
     },
     Config,
     Stats,
+    /// Re-read the config file: changed connections and groups take
+    /// effect, the rest keeps its SAs (`engine/reload.rs`); a file with
+    /// errors, or with changes only a restart applies, changes nothing.
+    Reload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

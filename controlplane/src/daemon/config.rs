@@ -21,7 +21,7 @@ pub enum TransportKind {
     Kernel,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonToml {
     pub transport: TransportKind,
@@ -72,7 +72,7 @@ fn default_tries() -> u32 {
 /// stubs sealed under the cluster key go to every peer gateway
 /// (distributed mode) and to the stub bank (centralized mode), either or
 /// both, over TCP with mutual TLS when `[stubs.tls]` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StubsToml {
     /// The cluster key, 64 hex digits (32 octets), the same on every

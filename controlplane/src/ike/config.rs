@@ -22,7 +22,7 @@ pub enum Role {
 
 /// One connection: who the peer is, how both sides authenticate, and what
 /// the child SA protects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     pub name: String,
     pub role: Role,
@@ -84,6 +84,9 @@ pub struct Connection {
     /// MPSA endpoint: where group-SA traffic goes, inner prefix -> the
     /// member endpoint's outer address (static routes, mpsa 3.4).
     pub mpsa_routes: Vec<(cpdp::msg::WirePrefix, IpAddr)>,
+    /// Gone from the config at a reload (`engine/reload.rs`): its SAs are
+    /// being deleted, and nothing new uses it. Never set from a file.
+    pub retired: bool,
 }
 
 /// One child SA of a connection: what it protects.
@@ -351,7 +354,15 @@ impl ConnectionToml {
                 .iter()
                 .map(|r| (cpdp::msg::WirePrefix { addr: r.prefix.addr, len: r.prefix.len }, r.endpoint))
                 .collect(),
+            retired: false,
         })
+    }
+}
+
+impl Connection {
+    /// An initiator connection still in the config (not retired by a reload).
+    pub fn is_initiator(&self) -> bool {
+        self.role == Role::Initiator && !self.retired
     }
 }
 

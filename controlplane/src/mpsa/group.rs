@@ -79,7 +79,7 @@ fn d_true() -> bool {
 }
 
 /// A checked group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
     pub name: String,
     /// A set: the hub looks a member up per IKE SA (tens of thousands).

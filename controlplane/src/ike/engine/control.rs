@@ -18,7 +18,6 @@ use rustc_hash::FxHashSet;
 
 use super::sa::{ChildState, IkeSa, IkeState, Task};
 use super::{Engine, Error, MoveReason};
-use crate::ike::config::Role;
 use crate::wire::Payload;
 
 impl Engine {
@@ -112,6 +111,12 @@ impl Engine {
     /// Deletes every IKE SA of connection `name` (INFORMATIONAL Delete).
     pub fn terminate(&mut self, now: Instant, name: &str) -> Result<usize, Error> {
         let ci = self.conn_index(name)?;
+        Ok(self.terminate_conn(now, ci))
+    }
+
+    /// Deletes connection `ci`'s IKE SAs and forgets its IKE_SA_INITs in
+    /// flight; how many.
+    pub(super) fn terminate_conn(&mut self, now: Instant, ci: usize) -> usize {
         let mut spis: Vec<u64> = self.sas.iter().filter(|(_, s)| s.core.conn == ci).map(|(k, _)| *k).collect();
         spis.sort_unstable();
         for s in &spis {
@@ -123,7 +128,7 @@ impl Engine {
             self.connecting.remove(s);
         }
         self.reschedule();
-        Ok(spis.len() + waiting.len())
+        spis.len() + waiting.len()
     }
 
     /// Rekeys the IKE SA (`ike`) or every child SA of connection `name`.
@@ -183,7 +188,7 @@ impl Engine {
             .chain(self.connecting.values().map(|c| c.conn))
             .collect();
         let idle: Vec<usize> =
-            (0..self.conns.len()).filter(|i| self.conns[*i].role == Role::Initiator && !busy.contains(i)).collect();
+            (0..self.conns.len()).filter(|i| self.conns[*i].is_initiator() && !busy.contains(i)).collect();
         for ci in idle {
             let _ = self.send_first_init(now, ci);
         }

@@ -116,7 +116,8 @@ impl Engine {
         let idr = payloads::idr(p);
         let rest = idi.rest_of_payload();
         let chosen = self.conns.iter().position(|c| {
-            let fits = c.ike.contains(&sa.suite)
+            let fits = !c.retired
+                && c.ike.contains(&sa.suite)
                 && c.local.is_none_or(|x| x == sa.local.ip())
                 && c.remote.is_none_or(|x| x == sa.remote.ip())
                 && c.remote_id.as_ref().is_none_or(|r| r == idi)

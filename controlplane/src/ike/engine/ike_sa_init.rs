@@ -261,7 +261,7 @@ impl Engine {
         // The connection: the first whose addresses fit. Its IKE proposals
         // decide; IKE_AUTH may move to another with the same ones.
         let fits = |c: &crate::ike::Connection| {
-            c.local.is_none_or(|a| a == local.ip()) && c.remote.is_none_or(|a| a == remote.ip())
+            !c.retired && c.local.is_none_or(|a| a == local.ip()) && c.remote.is_none_or(|a| a == remote.ip())
         };
         let chosen = self
             .conns
@@ -325,7 +325,8 @@ impl Engine {
         }
         // Answered only to a peer that offers it, when some connection
         // clones (the one to use is known in IKE_AUTH).
-        let clone_reduced = has_vendor_id(p, CLONE_REDUCED_VENDOR_ID) && self.conns.iter().any(|c| c.clone_reduced);
+        let clone_reduced =
+            has_vendor_id(p, CLONE_REDUCED_VENDOR_ID) && self.conns.iter().any(|c| c.clone_reduced && !c.retired);
         if clone_reduced {
             out.push(Payload::VendorId(CLONE_REDUCED_VENDOR_ID.to_vec()));
         }

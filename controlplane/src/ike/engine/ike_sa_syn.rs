@@ -302,6 +302,7 @@ impl Engine {
         // its peer; the stub's suite is one of ours and the SYN offers it.
         let fits = |c: &crate::ike::Connection| {
             c.stubs
+                && !c.retired
                 && c.local.is_none_or(|a| a == local.ip())
                 && c.remote.is_none_or(|a| a == remote.ip())
                 && c.remote_id.as_ref().is_none_or(|r| *r == stub.id_i)

@@ -44,6 +44,7 @@ mod mpsa;
 mod path_change;
 mod payloads;
 mod redirect;
+mod reload;
 mod sa;
 mod stub_fetch;
 #[cfg(test)]
@@ -69,6 +70,7 @@ pub use events::{ChildGone, Event, IkeGone, MoveReason, Stats};
 pub use ike_sa_syn::STUB_GRACE_SECS;
 pub use mobikex::AddressChange;
 pub use mpsa::EndpointGroup;
+pub use reload::Reloaded;
 pub use sa::{Alternate, Child, ChildState, Connecting, Established, IkeSa, IkeState, Mobike};
 
 use sa::{Core, InFlight, Pending, Phase, Task};
@@ -282,7 +284,7 @@ impl Engine {
     }
 
     fn conn_index(&self, name: &str) -> Result<usize, Error> {
-        self.conns.iter().position(|c| c.name == name).ok_or_else(|| Error::NoConnection(name.into()))
+        self.conns.iter().position(|c| !c.retired && c.name == name).ok_or_else(|| Error::NoConnection(name.into()))
     }
 
     // ---- The request window (RFC 7296 2.3) -------------------------------
