@@ -19,6 +19,7 @@ PKGS=(
     etcd-server                # the stub bank's replicated store (gw-stubbank, failover lab)
     protobuf-compiler          # protoc: the etcd-client crate's build script
     prometheus                 # scrapes gw-controlplane's /metrics in the MPSA lab
+    mmdebstrap                 # a fresh Debian 12 root to install the .deb into (package test)
     # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
     # (../shared/interop: charon-systemd with kernel-libipsec)
     charon-systemd strongswan-swanctl libcharon-extra-plugins
@@ -81,5 +82,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz (once, about 2 minutes)"
     cargo install --quiet --locked cargo-fuzz \
         || { echo "setup: cargo install cargo-fuzz failed (is crates.io reachable?)" >&2; exit 1; }
+fi
+# cargo-deb builds the appliance's .deb (./test.sh installs it in a fresh root).
+if ! cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb (once, about 2 minutes)"
+    cargo install --quiet --locked cargo-deb \
+        || { echo "setup: cargo install cargo-deb failed (is crates.io reachable?)" >&2; exit 1; }
 fi
 log "ready: DPDK $(pkg-config --modversion libdpdk), $(rustc --version)"

@@ -77,6 +77,8 @@ step 900 "fuzz: IKE datagrams into a responder, $FUZZ_SECONDS s" fuzz controlpla
 step 900 "fuzz: MPSA_PUT notification data into the endpoint's parser, $FUZZ_SECONDS s" fuzz controlplane/fuzz mpsa_put
 step 900 "fuzz: MOBIKE-X parameters and SELECTOR sets into the responder's readers, $FUZZ_SECONDS s" fuzz controlplane/fuzz mobikex_params
 step 1800 "static build: gw-dataplane without DPDK shared libraries" static_build
+step 1500 "the .deb: built, installed with apt into a fresh Debian 12 root, --check run from it, units verified, gw-setup's NIC checks" \
+    "controlplane/tests/package.sh 2>&1 | quiet_dpdk"
 step 1200 "interop: strongSwan <-> gw-controlplane + gw-dataplane in network namespaces" \
     "cargo build --release --quiet -p dataplane -p controlplane && controlplane/tests/interop-strongswan.sh 2>&1 | quiet_dpdk"
 step 600 "the MPSA lab: hub + three endpoints + a strongSwan road warrior in network namespaces" \
