@@ -294,6 +294,17 @@ watched() { # two refreshes of gwctl watch, each with the hub's group
     [ "$(grep -c '^gwctl watch list' <<<"$w")" = 2 ] && [ "$(grep -c '^group mesh: gateway' <<<"$w")" = 2 ]
 }
 check "gwctl watch: the list twice, refreshed" watched
+# The dataplane's own tables, through gwctl.
+check "gwctl policies (a): the hub LAN protected with a's child SA" \
+    bash -c "'$BIN/gwctl' -s '$RUN/a.sock' policies | grep -E '^10.0.0.0/24 +protect with SA [0-9a-f]{8}'"
+check "gwctl routes (hub): its LAN on link" bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' routes | grep -E '^10.0.0.0/24 +port [0-9]'"
+check "gwctl neighbors (hub): a's outer address resolved" \
+    bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' neighbors | grep -E '^192.0.2.11 +([0-9a-f]{2}:){5}[0-9a-f]{2}'"
+ports_counted() { gwctl hub ports | grep -A1 ': link up' | grep -qE 'rx +[1-9][0-9]* packets'; }
+check "gwctl ports (hub): links up, packets counted" wait_for 3 ports_counted
+telemetry() { echo /ethdev/list | timeout 10 dpdk-telemetry.py -f "$P-hub" 2>&1 | grep -q '"/ethdev/list": \[0, 1\]'; }
+check "DPDK telemetry is on: dpdk-telemetry.py lists the hub's two ports" telemetry
+check "gwctl drops (c): a table of reasons" bash -c "'$BIN/gwctl' -s '$RUN/c.sock' drops | grep -qE '^[a-z_]+ +[0-9]+$|^no drops$'"
 mpsa_peers() { # a, b and c show MPSA at the hub; the road warrior is there without it
     local l
     l=$(gwctl hub list)
@@ -437,6 +448,8 @@ check "Prometheus: the group rekeys counted (timed, and c leaving)" \
     prom_at_least 'gw_mpsa_group_rekeys_total{group="mesh"}' 2
 check "Prometheus: the dataplane up, IKE messages counted" \
     prom_at_least 'gw_dataplane_up * on() sum(gw_ike_messages_total)' 10
+check "Prometheus: the hub's ports counted packets, the rings' depth is there" \
+    prom_at_least 'sum(gw_port_packets_total{direction="rx"}) * on() (count(gw_ring_depth_bytes) > 0)' 100
 
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then

@@ -456,6 +456,12 @@ impl TableState {
                 .map(|(n, g)| (n.clone(), g.rollover.outbound(), g.rollover.inbound().to_vec()))
                 .collect(),
             addresses: self.addresses.iter().map(|(p, a)| (*p, WirePrefix { addr: a.addr, len: a.len })).collect(),
+            routes: t.routes().iter().map(|(p, r)| (WirePrefix { addr: p.addr, len: p.len }, r.port, r.via)).collect(),
+            neighbors: {
+                let mut n: Vec<(IpAddr, [u8; 6])> = t.neighbors.iter().map(|(a, m)| (*a, *m)).collect();
+                n.sort();
+                n
+            },
         }
     }
 }

@@ -110,6 +110,11 @@ pub struct NextHop {
 }
 
 impl Tables {
+    /// Every route, config and control plane, as added.
+    pub fn routes(&self) -> &[(Prefix, Route)] {
+        &self.route_list
+    }
+
     pub fn new(ports: Vec<PortInfo>) -> Tables {
         Tables {
             ports,

@@ -275,11 +275,20 @@ fn sas_installed_over_the_ring_survive_restarts_of_either_side() {
     cp.next_event("Applied", |e| matches!(e, Event::Applied { .. }));
     cp.send(&Command::DumpState);
     match cp.next_event("State", |e| matches!(e, Event::State { .. })) {
-        Event::State { sas, policies, .. } => {
+        Event::State { sas, policies, routes, .. } => {
             let mut spis: Vec<u32> = sas.iter().map(|s| s.0).collect();
             spis.sort();
             assert_eq!(spis, vec![0x1001, 0x2002], "the resynced SAs are installed");
             assert_eq!(policies.len(), 1);
+            assert!(!routes.is_empty(), "the State lists the routes too");
+        }
+        _ => unreachable!(),
+    }
+    // Each second the ports' counters, by name (gwctl ports, metrics).
+    match cp.next_event("Ports", |e| matches!(e, Event::Ports { .. })) {
+        Event::Ports { ports } => {
+            assert_eq!(ports.len(), 2, "{ports:?}");
+            assert!(ports.iter().all(|p| !p.name.is_empty() && p.up), "{ports:?}");
         }
         _ => unreachable!(),
     }

@@ -89,6 +89,10 @@ struct Daemon {
     links: std::collections::BTreeMap<u16, (bool, Vec<std::net::IpAddr>)>,
     /// Stub synchronization with peer gateways (`[stubs]`).
     stubsync: Option<StubSync>,
+    /// The dataplane's ports' counters (Event::Ports, each second).
+    ports: Vec<cpdp::msg::PortCounters>,
+    /// gwctl requests waiting for the dataplane's Event::State.
+    tables_wanted: Vec<std::sync::mpsc::Sender<Response>>,
 }
 
 fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), String> {
@@ -138,6 +142,8 @@ fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), 
         held: Default::default(),
         links: Default::default(),
         stubsync: None,
+        ports: Vec::new(),
+        tables_wanted: Vec::new(),
     };
     d.log(&format!(
         "started: {} connections, transport {:?}, admin socket {}{}",
@@ -289,6 +295,14 @@ impl Daemon {
                         self.log(&format!("dataplane: ESP with an unknown SPI (last {spi:08x})"));
                     }
                 }
+                Event::Ports { ports } => self.ports = ports,
+                ev @ Event::State { .. } => {
+                    if let Some(t) = view::DataplaneTables::from_event(ev, &self.ports) {
+                        for r in self.tables_wanted.drain(..) {
+                            let _ = r.send(Response::Dataplane { tables: Box::new(t.clone()) });
+                        }
+                    }
+                }
                 Event::Counters { sas, .. } => {
                     self.counters = sas.iter().map(|c| ((c.spi, c.direction), (c.packets, c.bytes))).collect();
                 }
@@ -357,6 +371,16 @@ impl Daemon {
                 self.engine.stub_fetched(now, i, stub.map(|s| *s));
             }
             Input::Stub(StubInput::Log(m)) => self.log(&m),
+            // Answered when the dataplane's Event::State comes back.
+            Input::Admin(Request::Dataplane, reply) => match self.dp.as_mut() {
+                Some(l) => {
+                    l.send(&Command::DumpState);
+                    self.tables_wanted.push(reply);
+                }
+                None => {
+                    let _ = reply.send(Response::Error { message: "no dataplane link (daemon.control_dir)".into() });
+                }
+            },
             Input::Admin(req, reply) => {
                 let r = self.admin(now, req);
                 let _ = reply.send(r);
@@ -435,6 +459,8 @@ impl Daemon {
             dataplane_generation: self.dp.as_ref().and_then(|l| l.generation),
             dataplane_commands_dropped: self.dp.as_ref().map_or(0, |l| l.dropped),
             ports: self.links.iter().map(|(p, (up, _))| (*p, *up)).collect(),
+            port_counters: self.ports.clone(),
+            rings: self.dp.as_ref().map(|l| l.ring_fill()),
             stubs_held: self.engine.stubs_held(),
             stub_bank: self.bank_health(),
         }
@@ -508,6 +534,7 @@ impl Daemon {
             }
             Request::Config => Response::Config { text: self.config_text.clone() },
             Request::Reload => self.reload(now),
+            Request::Dataplane => Response::Error { message: "answered by the dataplane".into() },
             Request::Stats => Response::Stats {
                 ike: Box::new(self.engine.stats.clone()),
                 half_open: self.engine.half_open(),

@@ -126,6 +126,21 @@ enum Cmd {
     Reload,
     /// Message counters and drops.
     Stats,
+    /// The dataplane's policies (destination prefix -> protect with SA,
+    /// bypass, discard).
+    Policies,
+    /// The dataplane's routes (config and control plane).
+    Routes,
+    /// The dataplane's neighbours (IP -> MAC).
+    #[command(alias = "neighbours")]
+    Neighbors,
+    /// The dataplane's ports: link, packets, bytes, errors (the NIC's).
+    Ports,
+    /// The SAs installed in the dataplane, its group SAs and run-time
+    /// addresses.
+    DataplaneSas,
+    /// The dataplane's drops by reason (since this control plane started).
+    Drops,
     /// A completion script for SHELL on stdout (bash, zsh, fish, elvish,
     /// powershell), e.g. `gwctl completions bash > /etc/bash_completion.d/gwctl`.
     Completions { shell: clap_complete::Shell },
@@ -183,6 +198,40 @@ fn main() {
         Cmd::Config => Request::Config,
         Cmd::Reload => Request::Reload,
         Cmd::Stats => Request::Stats,
+        Cmd::Drops => {
+            let resp = ask(&a.socket, &Request::Stats);
+            match resp {
+                Response::Stats { dataplane_drops, .. } if !a.json => {
+                    if dataplane_drops.is_empty() {
+                        println!("no drops");
+                    }
+                    for (r, n) in dataplane_drops {
+                        println!("{r:<24} {n:>12}");
+                    }
+                    return;
+                }
+                other => {
+                    if !show(other, a.json) {
+                        std::process::exit(1);
+                    }
+                    return;
+                }
+            }
+        }
+        w @ (Cmd::Policies | Cmd::Routes | Cmd::Neighbors | Cmd::Ports | Cmd::DataplaneSas) => {
+            let resp = ask(&a.socket, &Request::Dataplane);
+            let t = match resp {
+                Response::Dataplane { tables } if !a.json => tables,
+                other => {
+                    if !show(other, a.json) {
+                        std::process::exit(1);
+                    }
+                    return;
+                }
+            };
+            dataplane_table(&w, &t);
+            return;
+        }
         Cmd::Watch { what, interval, count } => {
             let req = if what == WatchWhat::Stats { Request::Stats } else { Request::ListSas };
             let mut n = 0u64;
@@ -215,6 +264,81 @@ fn main() {
     }
 }
 
+/// One of the dataplane's tables, as a human reads it.
+fn dataplane_table(what: &Cmd, t: &controlplane::daemon::view::DataplaneTables) {
+    use controlplane::daemon::view::{mac_text, prefix_text};
+    match what {
+        Cmd::Policies => {
+            if t.policies.is_empty() {
+                println!("no policies");
+            }
+            for (p, a) in &t.policies {
+                let a = match a {
+                    cpdp::msg::PolicyAction::Protect(h) => format!("protect with SA {h:08x}"),
+                    cpdp::msg::PolicyAction::Bypass => "bypass".into(),
+                    cpdp::msg::PolicyAction::Discard => "discard".into(),
+                };
+                println!("{:<44} {a}", prefix_text(p));
+            }
+        }
+        Cmd::Routes => {
+            if t.routes.is_empty() {
+                println!("no routes");
+            }
+            for (p, port, via) in &t.routes {
+                let name = t.ports.iter().find(|x| x.port == *port).map_or(String::new(), |x| format!(" ({})", x.name));
+                let via = via.map_or("on link".to_string(), |v| format!("via {v}"));
+                println!("{:<44} port {port}{name} {via}", prefix_text(p));
+            }
+        }
+        Cmd::Neighbors => {
+            if t.neighbors.is_empty() {
+                println!("no neighbours");
+            }
+            for (ip, mac) in &t.neighbors {
+                println!("{:<40} {}", ip, mac_text(mac));
+            }
+        }
+        Cmd::Ports => {
+            if t.ports.is_empty() {
+                println!("no port counters yet (the dataplane sends them each second)");
+            }
+            for p in &t.ports {
+                println!(
+                    "port {} {}: link {}\n  rx {:>12} packets {:>14} bytes, missed {}, errors {}, no mbuf {}\n  tx {:>12} packets {:>14} bytes, errors {}",
+                    p.port,
+                    p.name,
+                    if p.up { "up" } else { "down" },
+                    p.rx_packets,
+                    p.rx_bytes,
+                    p.rx_missed,
+                    p.rx_errors,
+                    p.rx_nombuf,
+                    p.tx_packets,
+                    p.tx_bytes,
+                    p.tx_errors
+                );
+            }
+            for (port, a) in &t.addresses {
+                println!("port {port}: address {} added at run time", prefix_text(a));
+            }
+        }
+        _ => {
+            if t.sas.is_empty() {
+                println!("no SAs installed");
+            }
+            for (spi, dir, alg, l, r) in &t.sas {
+                println!("SA {spi:08x} {dir:?} {alg} {l} -> {r}");
+            }
+            for (name, out, ins) in &t.groups {
+                let ins: Vec<String> = ins.iter().map(|s| format!("{s:08x}")).collect();
+                let out = out.map_or("-".into(), |s| format!("{s:08x}"));
+                println!("group {name}: sends with {out}, accepts {}", ins.join(", "));
+            }
+        }
+    }
+}
+
 /// The daemon's answer to `req`; exits 1 when it cannot be reached.
 fn ask(socket: &std::path::Path, req: &Request) -> Response {
     match call(socket, req) {
@@ -238,6 +362,11 @@ fn show(resp: Response, json: bool) -> bool {
             return false;
         }
         Response::Done { message } => println!("{message}"),
+        Response::Dataplane { tables } => {
+            for w in [Cmd::DataplaneSas, Cmd::Policies, Cmd::Routes, Cmd::Neighbors, Cmd::Ports] {
+                dataplane_table(&w, &tables);
+            }
+        }
         Response::Config { text } => println!("{text}"),
         Response::Stats {
             ike,
@@ -415,7 +544,21 @@ mod tests {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Args::command(), "gwctl", &mut out);
             let text = String::from_utf8(out).unwrap();
-            for sub in ["list", "initiate", "failover", "redirect", "stats", "completions", "watch", "reload"] {
+            for sub in [
+                "list",
+                "initiate",
+                "failover",
+                "redirect",
+                "stats",
+                "completions",
+                "watch",
+                "reload",
+                "policies",
+                "routes",
+                "neighbors",
+                "ports",
+                "drops",
+            ] {
                 assert!(text.contains(sub), "{shell:?} completion lacks {sub}");
             }
         }

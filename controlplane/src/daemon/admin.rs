@@ -75,6 +75,9 @@ pub enum Request {
     /// effect, the rest keeps its SAs (`engine/reload.rs`); a file with
     /// errors, or with changes only a restart applies, changes nothing.
     Reload,
+    /// What the dataplane holds: SAs, policies, routes, neighbours, group
+    /// SAs, run-time addresses, and its ports' counters.
+    Dataplane,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +92,9 @@ pub enum Response {
     },
     Config {
         text: String,
+    },
+    Dataplane {
+        tables: Box<super::view::DataplaneTables>,
     },
     Stats {
         ike: Box<Stats>,

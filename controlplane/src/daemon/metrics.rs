@@ -16,7 +16,10 @@
 //!   per-SA counters (`spi`: the child SA's inbound SPI, its handle);
 //! - `gw_dataplane_drops{reason}`, `gw_dataplane_up`,
 //!   `gw_dataplane_generation`, `gw_dataplane_commands_dropped`,
-//!   `gw_port_up{port}`: the dataplane as the control plane sees it;
+//!   `gw_port_up{port}`, `gw_port_packets` / `gw_port_bytes{port,name,
+//!   direction}`, `gw_port_errors{port,name,kind}`,
+//!   `gw_ring_depth_bytes` / `gw_ring_capacity_bytes{ring}`: the dataplane
+//!   as the control plane sees it;
 //! - `gw_mpsa_group_members{group,role}`, `gw_mpsa_group_members_up`,
 //!   `gw_mpsa_group_rekeys`: Multi-point SA groups;
 //! - `gw_stubs_held`, `gw_stubs_exported`, `gw_syn{result}`,
@@ -55,6 +58,10 @@ pub struct Snapshot {
     pub dataplane_commands_dropped: u64,
     /// Ports: number, link up.
     pub ports: Vec<(u16, bool)>,
+    /// The ports' NIC counters (the dataplane's, each second).
+    pub port_counters: Vec<cpdp::msg::PortCounters>,
+    /// The rings' depth: (cp->dp (bytes, capacity), dp->cp if readable).
+    pub rings: Option<super::transport::RingDepths>,
     pub stubs_held: usize,
     pub stub_bank: Option<BankHealth>,
 }
@@ -204,6 +211,55 @@ pub fn render(s: &Snapshot) -> String {
         "Dataplane port link state (1 up)",
         s.ports.iter().map(|(p, up)| (vec![("port", p.to_string())], i64::from(*up))),
     );
+
+    let port = |p: &cpdp::msg::PortCounters, k: &'static str, v: &str| {
+        vec![("port", p.port.to_string()), ("name", p.name.clone()), (k, v.to_string())]
+    };
+    counters(
+        &mut r,
+        "gw_port_packets",
+        "Packets through a dataplane port (the NIC's counters)",
+        s.port_counters
+            .iter()
+            .flat_map(|p| [(port(p, "direction", "rx"), p.rx_packets), (port(p, "direction", "tx"), p.tx_packets)]),
+    );
+    counters(
+        &mut r,
+        "gw_port_bytes",
+        "Bytes through a dataplane port (the NIC's counters)",
+        s.port_counters
+            .iter()
+            .flat_map(|p| [(port(p, "direction", "rx"), p.rx_bytes), (port(p, "direction", "tx"), p.tx_bytes)]),
+    );
+    counters(
+        &mut r,
+        "gw_port_errors",
+        "Packets a dataplane port lost: rx queue full (missed), rx and tx errors, no mbuf",
+        s.port_counters.iter().flat_map(|p| {
+            [
+                (port(p, "kind", "rx_missed"), p.rx_missed),
+                (port(p, "kind", "rx_errors"), p.rx_errors),
+                (port(p, "kind", "tx_errors"), p.tx_errors),
+                (port(p, "kind", "rx_nombuf"), p.rx_nombuf),
+            ]
+        }),
+    );
+    if let Some((to, from)) = s.rings {
+        let rows = std::iter::once(("cp_to_dp", to)).chain(from.map(|f| ("dp_to_cp", f)));
+        let rows: Vec<_> = rows.collect();
+        gauges(
+            &mut r,
+            "gw_ring_depth_bytes",
+            "Bytes queued in a control ring now",
+            rows.iter().map(|(k, (fill, _))| (one("ring", k), i64::try_from(*fill).unwrap_or(i64::MAX))),
+        );
+        gauges(
+            &mut r,
+            "gw_ring_capacity_bytes",
+            "A control ring's size",
+            rows.iter().map(|(k, (_, cap))| (one("ring", k), i64::try_from(*cap).unwrap_or(i64::MAX))),
+        );
+    }
 
     let group = |g: &GroupInfo| vec![("group", g.name.clone()), ("role", g.role.clone())];
     gauges(
@@ -379,6 +435,20 @@ mod tests {
             drops: vec![("no_policy".into(), 3)],
             dataplane_generation: Some(5),
             ports: vec![(0, true), (1, false)],
+            port_counters: vec![cpdp::msg::PortCounters {
+                port: 0,
+                name: "wan0".into(),
+                up: true,
+                rx_packets: 50,
+                tx_packets: 40,
+                rx_bytes: 5000,
+                tx_bytes: 4000,
+                rx_missed: 2,
+                rx_errors: 0,
+                tx_errors: 0,
+                rx_nombuf: 0,
+            }],
+            rings: Some(((128, 1 << 20), Some((0, 1 << 20)))),
             stubs_held: 2,
             ..Default::default()
         };
@@ -403,6 +473,10 @@ mod tests {
         assert_eq!(value(&t, "gw_syn_total{result=\"rebuilt\"}"), Some(6.0));
         assert_eq!(value(&t, "gw_ike_rekeys_total{kind=\"ike\"}"), Some(4.0));
         assert_eq!(value(&t, "gw_stubs_held"), Some(2.0));
+        assert_eq!(value(&t, "gw_port_packets_total{port=\"0\",name=\"wan0\",direction=\"rx\"}"), Some(50.0), "{t}");
+        assert_eq!(value(&t, "gw_port_errors_total{port=\"0\",name=\"wan0\",kind=\"rx_missed\"}"), Some(2.0));
+        assert_eq!(value(&t, "gw_ring_depth_bytes{ring=\"cp_to_dp\"}"), Some(128.0));
+        assert_eq!(value(&t, "gw_ring_capacity_bytes{ring=\"dp_to_cp\"}"), Some(1048576.0));
         // No bank configured: no bank series.
         assert!(!t.contains("gw_stub_bank_up"));
     }
@@ -433,6 +507,20 @@ mod tests {
                 rekeys: 1,
             }],
             stub_bank: Some(BankHealth::default()),
+            port_counters: vec![cpdp::msg::PortCounters {
+                port: 0,
+                name: "wan0".into(),
+                up: true,
+                rx_packets: 1,
+                tx_packets: 1,
+                rx_bytes: 1,
+                tx_bytes: 1,
+                rx_missed: 0,
+                rx_errors: 0,
+                tx_errors: 0,
+                rx_nombuf: 0,
+            }],
+            rings: Some(((0, 1), Some((0, 1)))),
             ..Default::default()
         };
         s.ike.sent = 1;

@@ -73,6 +73,9 @@ impl KernelUdp {
 pub struct DataplaneLink {
     to_dp: Producer,
     from_dp: Option<Consumer>,
+    /// The dp->cp ring once more, only to read its depth (its consumer
+    /// end lives in the events thread).
+    from_dp_watch: Option<SharedRing>,
     pub generation: Option<u64>,
     pub dropped: u64,
 }
@@ -83,7 +86,16 @@ impl std::fmt::Debug for DataplaneLink {
     }
 }
 
+/// The control rings' depth: (to the dataplane, from it if readable), each
+/// (bytes queued, capacity).
+pub type RingDepths = ((u64, u64), Option<(u64, u64)>);
+
 impl DataplaneLink {
+    /// The rings' depth now.
+    pub fn ring_fill(&self) -> RingDepths {
+        ((self.to_dp.fill(), self.to_dp.capacity()), self.from_dp_watch.as_ref().map(|r| (r.fill(), r.capacity())))
+    }
+
     /// Opens the ring files gw-dataplane created in `dir`, waiting up to
     /// `wait` for them to appear.
     pub fn open(dir: &Path, wait: Duration) -> Result<DataplaneLink, String> {
@@ -100,7 +112,13 @@ impl DataplaneLink {
                 }
             }
         };
-        Ok(DataplaneLink { to_dp: cp2dp.producer(), from_dp: Some(dp2cp.consumer()), generation: None, dropped: 0 })
+        Ok(DataplaneLink {
+            to_dp: cp2dp.producer(),
+            from_dp: Some(dp2cp.consumer()),
+            from_dp_watch: SharedRing::open(&dir.join("dp2cp.ring")).ok(),
+            generation: None,
+            dropped: 0,
+        })
     }
 
     /// Starts the thread that reads the dataplane's events and hands each

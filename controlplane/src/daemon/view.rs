@@ -225,3 +225,42 @@ pub fn suite_text(s: IkeSuite) -> String {
     let i = s.integ.map(|i| format!("/{i:?}")).unwrap_or_default();
     format!("{e}{i}/PRF_{:?}/{:?}", s.prf, s.dh)
 }
+
+/// What the dataplane holds (its answer to `DumpState`) and its ports'
+/// counters: gwctl's policies, routes, neighbours, ports and SAs tables.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DataplaneTables {
+    /// Installed SAs: SPI, direction, algorithm, local and remote address.
+    pub sas: Vec<(u32, cpdp::msg::Direction, String, IpAddr, IpAddr)>,
+    pub policies: Vec<(cpdp::msg::WirePrefix, cpdp::msg::PolicyAction)>,
+    /// Prefix, port, next hop (None: on the link).
+    pub routes: Vec<(cpdp::msg::WirePrefix, u16, Option<IpAddr>)>,
+    pub neighbors: Vec<(IpAddr, [u8; 6])>,
+    /// Group SAs: name, SPI sent with, SPIs accepted.
+    pub groups: Vec<(String, Option<u32>, Vec<u32>)>,
+    /// Addresses added at run time, by port.
+    pub addresses: Vec<(u16, cpdp::msg::WirePrefix)>,
+    pub ports: Vec<cpdp::msg::PortCounters>,
+}
+
+impl DataplaneTables {
+    /// From the dataplane's `Event::State` and the last port counters.
+    pub fn from_event(ev: cpdp::msg::Event, ports: &[cpdp::msg::PortCounters]) -> Option<DataplaneTables> {
+        match ev {
+            cpdp::msg::Event::State { sas, policies, groups, addresses, routes, neighbors } => {
+                Some(DataplaneTables { sas, policies, routes, neighbors, groups, addresses, ports: ports.to_vec() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// `10.0.0.0/24`.
+pub fn prefix_text(p: &cpdp::msg::WirePrefix) -> String {
+    format!("{}/{}", p.addr, p.len)
+}

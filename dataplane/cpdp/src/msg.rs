@@ -208,6 +208,25 @@ pub enum Command {
     },
 }
 
+/// One port's counters (the NIC's, `rte_eth_stats`) and link, sent every
+/// second: gwctl's port table and the Prometheus port series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounters {
+    pub port: u16,
+    pub name: String,
+    pub up: bool,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Received but dropped by the device (rx queue full).
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    /// Receives that found no mbuf.
+    pub rx_nombuf: u64,
+}
+
 /// Counters of one SA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaCounters {
@@ -270,6 +289,15 @@ pub enum Event {
         policies: Vec<(WirePrefix, PolicyAction)>,
         groups: Vec<(String, Option<u32>, Vec<u32>)>,
         addresses: Vec<(u16, WirePrefix)>,
+        /// Every route (config and control plane): prefix, port, next hop
+        /// (None: on the link).
+        routes: Vec<(WirePrefix, u16, Option<IpAddr>)>,
+        /// Neighbours known (config, control plane, ARP / ND): address, MAC.
+        neighbors: Vec<(IpAddr, [u8; 6])>,
+    },
+    /// Every port's counters and link (once a second).
+    Ports {
+        ports: Vec<PortCounters>,
     },
     /// An outbound SA (named by its handle) used its last sequence number
     /// (RFC 4303 3.3.3).

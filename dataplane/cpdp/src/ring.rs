@@ -254,6 +254,16 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
+    /// Bytes queued now (the ring's depth), of [`Self::capacity`].
+    pub fn fill(&self) -> u64 {
+        let h = self.mem.header();
+        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.mem.capacity
+    }
+
     /// Queues one message, or fails at once (never blocks) when full; a
     /// full ring is counted in `dropped`.
     pub fn push(&mut self, msg: &[u8]) -> Result<(), RingError> {
@@ -319,6 +329,16 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
+    /// Bytes queued now (the ring's depth), of [`Self::capacity`].
+    pub fn fill(&self) -> u64 {
+        let h = self.mem.header();
+        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.mem.capacity
+    }
+
     /// Hands the oldest message to `f` (a view into the ring, valid for the
     /// call) and releases it; `None` when the ring is empty.
     pub fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {

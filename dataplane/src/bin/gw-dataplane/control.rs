@@ -35,6 +35,8 @@ pub struct Control {
     /// IKE datagrams the control plane asked to send, for the runner to
     /// route (it holds the tables and the neighbour agent).
     pub datagrams: Vec<Datagram>,
+    /// A DumpState was answered: the runner sends the ports' counters next.
+    pub state_dumped: bool,
 }
 
 fn open_or_create(path: &Path, bytes: u64) -> Result<(SharedRing, bool), String> {
@@ -65,6 +67,7 @@ impl Control {
             synced: false,
             syncs: 0,
             datagrams: Vec::new(),
+            state_dumped: false,
         })
     }
 
@@ -102,7 +105,10 @@ impl Control {
                     });
                 }
                 Command::DumpCounters => replies.push(counters(state)),
-                Command::DumpState => replies.push(state.describe()),
+                Command::DumpState => {
+                    replies.push(state.describe());
+                    self.state_dumped = true;
+                }
                 _ => {}
             }
             match state.apply(&cmd) {

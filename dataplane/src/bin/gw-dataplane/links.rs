@@ -31,6 +31,11 @@ impl LinkWatch {
 
     /// The next poll reports every port (a control plane that synced
     /// knows nothing yet).
+    /// Port `i`'s link as last seen (up until first looked at).
+    pub fn is_up(&self, i: usize) -> bool {
+        self.last.get(i).copied().flatten().unwrap_or(true)
+    }
+
     pub fn report_all(&mut self) {
         self.last.iter_mut().for_each(|l| *l = None);
         self.at = None;

@@ -225,6 +225,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
     );
     let port_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let mut last_solicit = Instant::now();
+    let mut last_ports = Instant::now();
     let mut seen_syncs = 0;
     let mut housekeeping = || {
         // Lifetimes and drop reports, ten times a second.
@@ -246,6 +247,35 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
                         None => println!("event {e:?}"),
                     }
                 }
+            }
+        }
+        // The ports' counters, once a second (gwctl ports, metrics), and
+        // right after a DumpState (what gwctl shows comes together).
+        let dumped = control.as_mut().is_some_and(|c| std::mem::take(&mut c.state_dumped));
+        if dumped || last_ports.elapsed() >= Duration::from_secs(1) {
+            last_ports = Instant::now();
+            if let Some(ctl) = control.as_mut() {
+                let ports = ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let s = p.stats().unwrap_or_default();
+                        cpdp::msg::PortCounters {
+                            port: i as u16,
+                            name: port_names.get(i).cloned().unwrap_or_default(),
+                            up: links.is_up(i),
+                            rx_packets: s.ipackets,
+                            tx_packets: s.opackets,
+                            rx_bytes: s.ibytes,
+                            tx_bytes: s.obytes,
+                            rx_missed: s.imissed,
+                            rx_errors: s.ierrors,
+                            tx_errors: s.oerrors,
+                            rx_nombuf: s.rx_nombuf,
+                        }
+                    })
+                    .collect();
+                ctl.send(&Event::Ports { ports });
             }
         }
         let Some(state) = table_state.as_mut() else { return };
