@@ -363,32 +363,14 @@ ping_bh=$!
 ip netns exec "$P-rw" ping -q -i 0.1 -c 120 -W 1 -I 10.1.50.1 10.0.0.10 >"$RUN/reload-rw.txt" 2>&1 &
 ping_rw=$!
 sleep 1
-cat >>"$RUN/b.controlplane.toml" <<EOF
-
-[[connection]]
-name = "from-a"
-role = "responder"
-local = "192.0.2.12"
-remote = "192.0.2.11"
-local_id = "b.lab"
-remote_id = "a.lab"
-psk = "reload-lab-psk-4567"
-local_ts = ["10.9.2.0/24"]
-remote_ts = ["10.9.1.0/24"]
-EOF
-cat >>"$RUN/a.controlplane.toml" <<EOF
-
-[[connection]]
-name = "to-b"
-role = "initiator"
-local = "192.0.2.11"
-remote = "192.0.2.12"
-local_id = "a.lab"
-remote_id = "b.lab"
-psk = "reload-lab-psk-4567"
-local_ts = ["10.9.1.0/24"]
-remote_ts = ["10.9.2.0/24"]
-EOF
+# lab_conn NAME ROLE LOCAL REMOTE LOCAL_ID REMOTE_ID LOCAL_TS REMOTE_TS: a [[connection]]
+lab_conn() {
+    printf '\n[[connection]]\nname = "%s"\nrole = "%s"\nlocal = "%s"\nremote = "%s"\n' "$1" "$2" "$3" "$4"
+    printf 'local_id = "%s"\nremote_id = "%s"\npsk = "reload-lab-psk-4567"\n' "$5" "$6"
+    printf 'local_ts = ["%s"]\nremote_ts = ["%s"]\n' "$7" "$8"
+}
+lab_conn from-a responder 192.0.2.12 192.0.2.11 b.lab a.lab 10.9.2.0/24 10.9.1.0/24 >>"$RUN/b.controlplane.toml"
+lab_conn to-b initiator 192.0.2.11 192.0.2.12 a.lab b.lab 10.9.1.0/24 10.9.2.0/24 >>"$RUN/a.controlplane.toml"
 check "gwctl reload on b: from-a added, hub kept" \
     bash -c "'$BIN/gwctl' -s '$RUN/b.sock' reload | grep -q 'kept hub; added from-a; removed none'"
 check "gwctl reload on a: to-b added, hub kept" \

@@ -376,24 +376,9 @@ mod tests {
     use crate::ike::engine::{ChildState, IkeState};
 
     fn sa(conn: &str, state: IkeState, spis: &[&str]) -> IkeSaInfo {
+        let (l, r) = ("192.0.2.1:500".parse().unwrap(), "[2001:db8::2]:4500".parse().unwrap());
         IkeSaInfo {
-            conn: conn.into(),
-            state,
             initiator: false,
-            spi_i: "1".into(),
-            spi_r: "2".into(),
-            local: "192.0.2.1:500".parse().unwrap(),
-            remote: "[2001:db8::2]:4500".parse().unwrap(),
-            nat: false,
-            suite: String::new(),
-            peer_id: String::new(),
-            virtual_ip: None,
-            established_secs: None,
-            rekey_in_secs: None,
-            mpsa: false,
-            mobike: None,
-            clone: false,
-            clone_of: None,
             children: spis
                 .iter()
                 .map(|s| ChildInfo {
@@ -416,6 +401,7 @@ mod tests {
                     bytes_out: 900,
                 })
                 .collect(),
+            ..IkeSaInfo::unnegotiated(conn, state, l, r)
         }
     }
 

@@ -42,6 +42,33 @@ pub struct IkeSaInfo {
     pub children: Vec<ChildInfo>,
 }
 
+impl IkeSaInfo {
+    /// Nothing negotiated yet (what an IKE_SA_INIT of ours in flight
+    /// shows): our side the initiator, SPIs zero, no suite, no children.
+    pub fn unnegotiated(conn: &str, state: IkeState, local: SocketAddr, remote: SocketAddr) -> IkeSaInfo {
+        IkeSaInfo {
+            conn: conn.to_string(),
+            state,
+            initiator: true,
+            spi_i: format!("{:016x}", 0),
+            spi_r: format!("{:016x}", 0),
+            local,
+            remote,
+            nat: false,
+            suite: String::new(),
+            peer_id: String::new(),
+            virtual_ip: None,
+            established_secs: None,
+            rekey_in_secs: None,
+            mpsa: false,
+            mobike: None,
+            clone: false,
+            clone_of: None,
+            children: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChildInfo {
     /// Its name in the connection's config.
@@ -146,24 +173,8 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
                 .collect(),
         })
         .chain(e.connecting().map(|c| IkeSaInfo {
-            conn: conns[c.conn].name.clone(),
-            state: IkeState::Connecting,
-            initiator: true,
             spi_i: format!("{:016x}", c.spi_i),
-            spi_r: format!("{:016x}", 0),
-            local: c.local,
-            remote: c.remote,
-            nat: false,
-            suite: String::new(),
-            peer_id: String::new(),
-            virtual_ip: None,
-            established_secs: None,
-            rekey_in_secs: None,
-            mpsa: false,
-            mobike: None,
-            clone: false,
-            clone_of: None,
-            children: Vec::new(),
+            ..IkeSaInfo::unnegotiated(&conns[c.conn].name, IkeState::Connecting, c.local, c.remote)
         }))
         .collect();
     // By connection, each IKE SA followed by its clones (RFC 7791).

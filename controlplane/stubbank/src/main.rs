@@ -302,3 +302,19 @@ async fn get(want: &[Item], store: &Store, c: &Counters) -> Result<Vec<Vec<u8>>,
     };
     Ok(Signal::answer(items))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example (the package's /usr/share/doc/ipsec-gw/examples)
+    /// is a config the bank takes, and unknown fields are refused.
+    #[test]
+    fn the_example_config_loads_and_unknown_fields_are_errors() {
+        let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/stubbank.example.toml"));
+        let c: Config = toml::from_str(text).expect("the example loads");
+        assert_eq!((c.etcd.len(), c.max_txn_ops, c.prefix.as_str()), (3, 1024, "gw/stubs/"));
+        let bad = format!("{text}\nbogus = 1\n");
+        assert!(toml::from_str::<Config>(&bad).unwrap_err().to_string().contains("bogus"));
+    }
+}
