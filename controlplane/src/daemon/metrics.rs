@@ -245,8 +245,7 @@ pub fn render(s: &Snapshot) -> String {
         }),
     );
     if let Some((to, from)) = s.rings {
-        let rows = std::iter::once(("cp_to_dp", to)).chain(from.map(|f| ("dp_to_cp", f)));
-        let rows: Vec<_> = rows.collect();
+        let rows: Vec<_> = std::iter::once(("cp_to_dp", to)).chain(from.map(|f| ("dp_to_cp", f))).collect();
         gauges(
             &mut r,
             "gw_ring_depth_bytes",

@@ -91,6 +91,12 @@ impl Mem {
         unsafe { &*(self.base as *const Header) }
     }
 
+    /// Bytes queued now.
+    fn fill(&self) -> u64 {
+        let h = self.header();
+        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
+    }
+
     fn data(&self) -> *mut u8 {
         // SAFETY: the data area starts DATA_OFFSET bytes in and spans
         // `capacity` bytes of the mapping.
@@ -219,8 +225,7 @@ impl SharedRing {
 
     /// Bytes queued now.
     pub fn fill(&self) -> u64 {
-        let h = self.mem.header();
-        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
+        self.mem.fill()
     }
 
     /// This process's producer end. Only one process may hold it.
@@ -256,8 +261,7 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Bytes queued now (the ring's depth), of [`Self::capacity`].
     pub fn fill(&self) -> u64 {
-        let h = self.mem.header();
-        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
+        self.mem.fill()
     }
 
     pub fn capacity(&self) -> u64 {
@@ -329,16 +333,6 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// Bytes queued now (the ring's depth), of [`Self::capacity`].
-    pub fn fill(&self) -> u64 {
-        let h = self.mem.header();
-        h.head.load(Ordering::Acquire).saturating_sub(h.tail.load(Ordering::Acquire))
-    }
-
-    pub fn capacity(&self) -> u64 {
-        self.mem.capacity
-    }
-
     /// Hands the oldest message to `f` (a view into the ring, valid for the
     /// call) and releases it; `None` when the ring is empty.
     pub fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {

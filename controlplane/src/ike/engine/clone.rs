@@ -99,7 +99,7 @@ impl Engine {
             .established_of(self.conn_index(name)?)
             .into_iter()
             .filter(|s| {
-                self.sas.get(s).map(|b| &**b).is_some_and(|sa| {
+                self.sa(s).is_some_and(|sa| {
                     sa.established().is_some_and(|e| {
                         e.clone
                             && e.clone_of.is_none()
@@ -151,12 +151,12 @@ impl Engine {
         let keep = self.settle_clone_collision(now, est, spi, low);
         let Some(ip) = move_to else { return };
         // Appendix B.5: the move rides with the interface's first child SA.
-        let first = self.sas.get(&keep).map(|b| &**b).and_then(|x| {
+        let first = self.sa(&keep).and_then(|x| {
             let open = |(_, c): &(usize, &crate::ike::config::ChildConfig)| c.auto && c.interface == Some(ip);
             let reduced = x.core.clone_reduced;
             self.conns[x.core.conn].children.iter().enumerate().find(open).filter(|_| reduced).map(|(k, _)| k)
         });
-        let Some(x) = self.sas.get_mut(&keep).map(|b| &mut **b) else { return };
+        let Some(x) = self.sa_mut(&keep) else { return };
         if let Phase::Established(e) = &mut x.phase {
             e.home = Some(ip);
         }
@@ -183,7 +183,7 @@ impl Engine {
 
     /// IKE SA `old` was replaced by `new`: its clones are clones of `new`.
     pub(super) fn clones_follow(&mut self, old: u64, new: u64) {
-        for x in self.sas.values_mut().map(|b| &mut **b) {
+        for x in self.sas.values_mut() {
             if let Phase::Established(e) = &mut x.phase {
                 if e.clone_of == Some(old) {
                     e.clone_of = Some(new);

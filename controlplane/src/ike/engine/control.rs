@@ -57,7 +57,7 @@ impl Engine {
             return Ok(0);
         }
         let up = |sa: &IkeSa| sa.children().iter().any(|c| c.cfg == k && c.state == ChildState::Installed);
-        if spis.iter().filter_map(|s| self.sas.get(s).map(|b| &**b)).any(up) {
+        if spis.iter().filter_map(|s| self.sa(s)).any(up) {
             return Err(Error::ChildUp(name.into(), child.into()));
         }
         for s in &spis {
@@ -180,13 +180,8 @@ impl Engine {
 
     /// Starts every initiator connection that has no IKE SA.
     pub fn start_initiators(&mut self, now: Instant) {
-        let busy: FxHashSet<usize> = self
-            .sas
-            .values()
-            .map(|b| &**b)
-            .map(|s| s.core.conn)
-            .chain(self.connecting.values().map(|c| c.conn))
-            .collect();
+        let busy: FxHashSet<usize> =
+            self.sas.values().map(|s| s.core.conn).chain(self.connecting.values().map(|c| c.conn)).collect();
         let idle: Vec<usize> =
             (0..self.conns.len()).filter(|i| self.conns[*i].is_initiator() && !busy.contains(i)).collect();
         for ci in idle {

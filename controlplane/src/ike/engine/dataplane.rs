@@ -233,7 +233,7 @@ impl Engine {
         let mut spis: Vec<&u64> = self.sas.keys().collect();
         spis.sort_unstable();
         let mut cmds = Vec::new();
-        for sa in spis.into_iter().filter_map(|s| self.sas.get(s).map(|b| &**b)) {
+        for sa in spis.into_iter().filter_map(|s| self.sa(s)) {
             for c in sa.children() {
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::In)));
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::Out)));

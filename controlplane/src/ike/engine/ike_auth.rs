@@ -372,11 +372,8 @@ impl Engine {
             !half_open && self.conns[o.core.conn].local_id == *local_id
         };
         let up = match remote_id {
-            Some(want) => self
-                .by_peer
-                .get(want)
-                .is_some_and(|set| set.iter().filter_map(|s| self.sas.get(s).map(|b| &**b)).any(&counts)),
-            None => self.sas.values().map(|b| &**b).any(|o| counts(o) && o.core.remote.ip() == remote),
+            Some(want) => self.by_peer.get(want).is_some_and(|set| set.iter().filter_map(|s| self.sa(s)).any(&counts)),
+            None => self.sas.values().any(|o| counts(o) && o.core.remote.ip() == remote),
         };
         up || self.connecting.values().any(|c| {
             let cc = &self.conns[c.conn];

@@ -144,7 +144,7 @@ impl Engine {
     fn cloned(&mut self, sa: &Core, of: &Established, new: u64) {
         self.touched.push(new);
         let conn = self.conns[sa.conn].name.clone();
-        if let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sas.get_mut(&new).map(|b| &mut **b) {
+        if let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sa_mut(&new) {
             est.clone_of = Some(of.replaced_by.unwrap_or(sa.our_spi()));
             let spis = (core.spi_i, core.spi_r);
             self.event(Event::IkeCloned { conn, of: (sa.spi_i, sa.spi_r), new: spis });
@@ -226,7 +226,7 @@ impl Engine {
                 if on < tn {
                     // Our new SA is redundant: delete it, keep theirs.
                     self.touched.push(os);
-                    if let Some(x) = self.sas.get_mut(&os).map(|b| &mut **b) {
+                    if let Some(x) = self.sa_mut(&os) {
                         x.core.w.tasks.push_back(Task::DeleteIke);
                     }
                     self.kick(now, os);
@@ -252,7 +252,7 @@ impl Engine {
         let moved: Vec<Task> = sa.w.tasks.iter().filter(|t| moves(t)).cloned().collect();
         sa.w.tasks.retain(|t| !moves(t));
         self.touched.push(winner);
-        if let Some(IkeSa { core, phase: Phase::Established(new) }) = self.sas.get_mut(&winner).map(|b| &mut **b) {
+        if let Some(IkeSa { core, phase: Phase::Established(new) }) = self.sa_mut(&winner) {
             new.children.append(&mut est.children);
             core.w.tasks.extend(moved);
             let spis = (core.spi_i, core.spi_r);

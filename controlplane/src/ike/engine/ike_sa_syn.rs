@@ -423,7 +423,7 @@ impl Engine {
     /// Responder: a retransmitted SYN for an IKE SA already rebuilt gets
     /// the same answer. True when it was one.
     pub(super) fn syn_retransmitted(&mut self, spi: u64) -> bool {
-        let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sas.get(&spi).map(|b| &**b) else {
+        let Some(IkeSa { core, phase: Phase::Established(est) }) = self.sa(&spi) else {
             return false;
         };
         let Some((_, resp)) = &est.unproven else { return false };

@@ -573,7 +573,7 @@ impl Engine {
             .established_of(ci)
             .into_iter()
             .filter(|s| {
-                self.sas.get(s).map(|b| &**b).is_some_and(|sa| {
+                self.sa(s).is_some_and(|sa| {
                     sa.core.mobike_initiator
                         && sa
                             .established()

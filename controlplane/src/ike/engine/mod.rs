@@ -283,6 +283,15 @@ impl Engine {
         }
     }
 
+    /// The IKE SA under our SPI (the table keeps them boxed).
+    fn sa(&self, spi: &u64) -> Option<&IkeSa> {
+        self.sas.get(spi).map(|b| &**b)
+    }
+
+    fn sa_mut(&mut self, spi: &u64) -> Option<&mut IkeSa> {
+        self.sas.get_mut(spi).map(|b| &mut **b)
+    }
+
     fn conn_index(&self, name: &str) -> Result<usize, Error> {
         self.conns.iter().position(|c| !c.retired && c.name == name).ok_or_else(|| Error::NoConnection(name.into()))
     }
@@ -290,7 +299,7 @@ impl Engine {
     // ---- The request window (RFC 7296 2.3) -------------------------------
 
     fn queue(&mut self, now: Instant, spi: u64, t: Task) {
-        if let Some(sa) = self.sas.get_mut(&spi).map(|b| &mut **b) {
+        if let Some(sa) = self.sa_mut(&spi) {
             if !sa.core.w.tasks.contains(&t) {
                 sa.core.w.tasks.push_back(t);
             }
@@ -301,7 +310,7 @@ impl Engine {
     /// Starts the next queued exchange if the window is free.
     fn kick(&mut self, now: Instant, spi: u64) {
         loop {
-            let Some(sa) = self.sas.get_mut(&spi).map(|b| &mut **b) else { return };
+            let Some(sa) = self.sa_mut(&spi) else { return };
             if sa.core.w.in_flight.is_some() || sa.core.deleting || sa.established().is_none() {
                 return;
             }

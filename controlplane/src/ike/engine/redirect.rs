@@ -78,7 +78,7 @@ impl Engine {
             .established_of(ci)
             .into_iter()
             .filter(|s| {
-                self.sas.get(s).map(|b| &**b).is_some_and(|x| {
+                self.sa(s).is_some_and(|x| {
                     x.core.peer_redirect
                         && !x.core.mobike_initiator
                         && x.established().is_some_and(|e| peer.is_none_or(|p| e.peer_id.to_text() == p))
@@ -91,9 +91,7 @@ impl Engine {
         let until = now + self.settings.half_open_timeout;
         for s in &spis {
             let n = Payload::Notify(Notify::new(NotifyType::Redirect, gateway_identity(to)));
-            if let Some(super::sa::IkeSa { phase: super::sa::Phase::Established(e), .. }) =
-                self.sas.get_mut(s).map(|b| &mut **b)
-            {
+            if let Some(super::sa::IkeSa { phase: super::sa::Phase::Established(e), .. }) = self.sa_mut(s) {
                 e.redirected_until = Some(until);
             }
             self.stats.redirects_sent += 1;

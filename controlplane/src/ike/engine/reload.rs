@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use super::Engine;
-use crate::ike::config::{Connection, Role};
+use crate::ike::config::Connection;
 use crate::mpsa::GroupConfig;
 
 /// What a reload did, by connection and group name.
@@ -82,7 +82,7 @@ impl Engine {
             if !r.changed.contains(&c.name) {
                 r.added.push(c.name.clone());
             }
-            if c.role == Role::Initiator {
+            if c.is_initiator() {
                 start.push(self.conns.len());
             }
             self.conns.push(c);

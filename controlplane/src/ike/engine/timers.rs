@@ -66,12 +66,12 @@ impl Engine {
         touched.sort_unstable();
         touched.dedup();
         for spi in touched.drain(..) {
-            let d = match (self.sas.get(&spi).map(|b| &**b), self.connecting.get(&spi)) {
+            let d = match (self.sa(&spi), self.connecting.get(&spi)) {
                 (Some(sa), _) => self.sa_deadline(sa),
                 (None, Some(c)) => Some(c.next),
                 (None, None) => continue,
             };
-            let slot = match self.sas.get_mut(&spi).map(|b| &mut **b) {
+            let slot = match self.sa_mut(&spi) {
                 Some(sa) => &mut sa.core.scheduled,
                 None => match self.connecting.get_mut(&spi) {
                     Some(c) => &mut c.scheduled,
@@ -99,7 +99,7 @@ impl Engine {
             }
             self.timers.pop();
             // Entries of SAs gone or rescheduled since are stale.
-            let scheduled = match self.sas.get_mut(&spi).map(|b| &mut **b) {
+            let scheduled = match self.sa_mut(&spi) {
                 Some(sa) => Some(&mut sa.core.scheduled),
                 None => self.connecting.get_mut(&spi).map(|c| &mut c.scheduled),
             };

@@ -29,13 +29,13 @@ impl LinkWatch {
         LinkWatch { ports, last: vec![None; n], at: None }
     }
 
-    /// The next poll reports every port (a control plane that synced
-    /// knows nothing yet).
     /// Port `i`'s link as last seen (up until first looked at).
     pub fn is_up(&self, i: usize) -> bool {
         self.last.get(i).copied().flatten().unwrap_or(true)
     }
 
+    /// The next poll reports every port (a control plane that synced
+    /// knows nothing yet).
     pub fn report_all(&mut self) {
         self.last.iter_mut().for_each(|l| *l = None);
         self.at = None;
