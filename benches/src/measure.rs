@@ -132,8 +132,6 @@ impl Anchors {
     }
 }
 
-/// The median of a non-empty `v`; the lower one for even counts, as the
-/// anchors' scripts take it (`a[int((NR+1)/2)]`).
 /// The CPU model as /proc/cpuinfo names it (figures are recorded with it).
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -144,15 +142,41 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// The median of a non-empty `v`; the lower one for even counts, as the
+/// anchors' scripts take it (`a[int((NR+1)/2)]`).
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     s[s.len().div_ceil(2) - 1]
 }
 
+/// The CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID): what a
+/// bench charges to code it runs on its own thread. Unlike the wall clock
+/// it leaves out the time other processes, and the host (a guest's steal
+/// time), took the core from us.
+pub fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_cpu_counts_work_not_sleep() {
+        let t0 = thread_cpu();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let slept = thread_cpu() - t0;
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let worked = thread_cpu() - t0 - slept;
+        assert!(slept < std::time::Duration::from_millis(10), "asleep: {slept:?}");
+        assert!(worked > std::time::Duration::from_millis(5), "spinning: {worked:?} ({x})");
+    }
 
     #[test]
     fn parses_the_sampler_result_line() {

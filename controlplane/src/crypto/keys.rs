@@ -32,6 +32,31 @@ impl IkeKeys {
     /// RFC 7296 2.14: {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
     /// = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
     pub fn derive(suite: &IkeSuite, skeyseed: &Secret, ni: &[u8], nr: &[u8], spi_i: u64, spi_r: u64) -> IkeKeys {
+        Self::derive_keys(suite, skeyseed, (ni, nr, spi_i, spi_r), true)
+    }
+
+    /// [`IkeKeys::derive`] for an IKE SA that runs no IKE_AUTH: one
+    /// rebuilt from a stub (draft-xu-ike-sa-sync, NOTES.md) or made by a
+    /// rekey (RFC 7296 2.18). SK_pi and SK_pr key only the AUTH payloads
+    /// (2.15) and come last in the stream, so they are left empty and the
+    /// other five are the same octets.
+    pub fn derive_without_auth(
+        suite: &IkeSuite,
+        skeyseed: &Secret,
+        ni: &[u8],
+        nr: &[u8],
+        spi_i: u64,
+        spi_r: u64,
+    ) -> IkeKeys {
+        Self::derive_keys(suite, skeyseed, (ni, nr, spi_i, spi_r), false)
+    }
+
+    fn derive_keys(
+        suite: &IkeSuite,
+        skeyseed: &Secret,
+        (ni, nr, spi_i, spi_r): (&[u8], &[u8], u64, u64),
+        auth: bool,
+    ) -> IkeKeys {
         let p = suite.prf.out_len();
         let a = suite.integ.map_or(0, |i| i.key_len());
         let e = suite.encr.key_len();
@@ -40,7 +65,8 @@ impl IkeKeys {
         seed.extend_from_slice(nr);
         seed.extend_from_slice(&spi_i.to_be_bytes());
         seed.extend_from_slice(&spi_r.to_be_bytes());
-        let km = suite.prf.prf_plus(skeyseed.as_slice(), &seed, 3 * p + 2 * a + 2 * e);
+        let pp = if auth { p } else { 0 };
+        let km = suite.prf.prf_plus(skeyseed.as_slice(), &seed, p + 2 * a + 2 * e + 2 * pp);
         let mut at = 0;
         let mut take = |n: usize| {
             let s = Secret::new(km.as_slice()[at..at + n].to_vec());
@@ -53,8 +79,8 @@ impl IkeKeys {
             sk_ar: take(a),
             sk_ei: take(e),
             sk_er: take(e),
-            sk_pi: take(p),
-            sk_pr: take(p),
+            sk_pi: take(pp),
+            sk_pr: take(pp),
         }
     }
 
@@ -178,6 +204,13 @@ mod tests {
         assert_eq!(k.sk_pi.as_slice(), hex(v.sk_pi));
         assert_eq!(k.sk_pr.as_slice(), hex(v.sk_pr));
         assert!(k.sk_ai.is_empty() && k.sk_ar.is_empty(), "AEAD: no integrity keys");
+        // Without IKE_AUTH (a rebuild, a rekey): the same five, no SK_p.
+        let r = IkeKeys::derive_without_auth(&suite, &seed, &hex(v.ni), &hex(v.nr), v.spi_i, v.spi_r);
+        assert_eq!(
+            (r.sk_d.as_slice(), r.sk_ei.as_slice(), r.sk_er.as_slice()),
+            (k.sk_d.as_slice(), k.sk_ei.as_slice(), k.sk_er.as_slice())
+        );
+        assert!(r.sk_pi.is_empty() && r.sk_pr.is_empty() && r.sk_ai.is_empty());
 
         // The initiator's AUTH (RFC 7296 2.15): strongSwan logs the signed
         // octets, RealMessage1 | Nr | prf(SK_pi, IDi').

@@ -80,11 +80,14 @@ impl Encr {
     }
 
     /// The name the dataplane knows the ESP algorithm by.
-    pub fn esp_name(self, integ: Option<Integ>) -> Option<String> {
+    pub fn esp_name(self, integ: Option<Integ>) -> Option<&'static str> {
         Some(match (self, integ) {
-            (Encr::AesGcm16(b), None) => format!("aes{b}gcm"),
-            (Encr::AesCbc(b), Some(Integ::HmacSha1_96)) => format!("aes{b}cbc-sha1"),
-            (Encr::AesCbc(b), Some(Integ::HmacSha256_128)) => format!("aes{b}cbc-sha256"),
+            (Encr::AesGcm16(128), None) => "aes128gcm",
+            (Encr::AesGcm16(256), None) => "aes256gcm",
+            (Encr::AesCbc(128), Some(Integ::HmacSha1_96)) => "aes128cbc-sha1",
+            (Encr::AesCbc(256), Some(Integ::HmacSha1_96)) => "aes256cbc-sha1",
+            (Encr::AesCbc(128), Some(Integ::HmacSha256_128)) => "aes128cbc-sha256",
+            (Encr::AesCbc(256), Some(Integ::HmacSha256_128)) => "aes256cbc-sha256",
             _ => return None,
         })
     }

@@ -21,7 +21,7 @@ pub struct EspSuite {
 impl EspSuite {
     /// The dataplane's algorithm name.
     pub fn alg(&self) -> String {
-        self.encr.esp_name(self.integ).unwrap_or_else(|| "unsupported".into())
+        self.encr.esp_name(self.integ).unwrap_or("unsupported").to_owned()
     }
 }
 
@@ -124,42 +124,40 @@ fn encr_transform(e: Encr) -> Transform {
 
 /// Our IKE proposals as an SA payload (numbered from 1).
 pub fn ike_proposals(suites: &[IkeSuite], spi: Option<u64>) -> Vec<Proposal> {
-    suites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut t = vec![encr_transform(s.encr), Transform::new(TransformType::Prf, s.prf.id().value())];
-            if let Some(integ) = s.integ {
-                t.push(Transform::new(TransformType::Integrity, integ.id().value()));
-            }
-            t.push(Transform::new(TransformType::KeyExchange, s.dh.value()));
-            Proposal {
-                num: i as u8 + 1,
-                protocol: ProtocolId::Ike,
-                spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
-                transforms: t,
-            }
-        })
-        .collect()
+    let spi = spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default();
+    suites.iter().enumerate().map(|(i, s)| ike_proposal(s, i as u8 + 1, spi.clone())).collect()
+}
+
+/// The IKE proposal number `num` of one suite, with `spi` (empty in
+/// IKE_SA_INIT).
+pub fn ike_proposal(s: &IkeSuite, num: u8, spi: Vec<u8>) -> Proposal {
+    let mut t = Vec::with_capacity(4);
+    t.push(encr_transform(s.encr));
+    t.push(Transform::new(TransformType::Prf, s.prf.id().value()));
+    if let Some(integ) = s.integ {
+        t.push(Transform::new(TransformType::Integrity, integ.id().value()));
+    }
+    t.push(Transform::new(TransformType::KeyExchange, s.dh.value()));
+    Proposal { num, protocol: ProtocolId::Ike, spi, transforms: t }
 }
 
 /// Our ESP proposals; `pfs` adds each suite's DH group.
 pub fn esp_proposals(suites: &[EspSuite], spi: u32, pfs: bool) -> Vec<Proposal> {
-    suites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut t = vec![encr_transform(s.encr)];
-            if let Some(integ) = s.integ {
-                t.push(Transform::new(TransformType::Integrity, integ.id().value()));
-            }
-            if let (true, Some(g)) = (pfs, s.dh) {
-                t.push(Transform::new(TransformType::KeyExchange, g.value()));
-            }
-            t.push(Transform::new(TransformType::ExtendedSequenceNumbers, s.esn as u16));
-            Proposal { num: i as u8 + 1, protocol: ProtocolId::Esp, spi: spi.to_be_bytes().to_vec(), transforms: t }
-        })
-        .collect()
+    suites.iter().enumerate().map(|(i, s)| esp_proposal(s, i as u8 + 1, spi.to_be_bytes().to_vec(), pfs)).collect()
+}
+
+/// The ESP proposal number `num` of one suite, with `spi`.
+fn esp_proposal(s: &EspSuite, num: u8, spi: Vec<u8>, pfs: bool) -> Proposal {
+    let mut t = Vec::with_capacity(4);
+    t.push(encr_transform(s.encr));
+    if let Some(integ) = s.integ {
+        t.push(Transform::new(TransformType::Integrity, integ.id().value()));
+    }
+    if let (true, Some(g)) = (pfs, s.dh) {
+        t.push(Transform::new(TransformType::KeyExchange, g.value()));
+    }
+    t.push(Transform::new(TransformType::ExtendedSequenceNumbers, s.esn as u16));
+    Proposal { num, protocol: ProtocolId::Esp, spi, transforms: t }
 }
 
 /// The transforms a peer offered in one proposal, by type.
@@ -202,20 +200,25 @@ impl Offer<'_> {
 /// the peer's IKE proposals contains. Returns the suite and the peer's
 /// proposal (number and SPI) it came from.
 pub fn select_ike(ours: &[IkeSuite], theirs: &[Proposal]) -> Option<(IkeSuite, Proposal)> {
+    let (s, p) = choose_ike(ours, theirs)?;
+    Some((s, ike_proposal(&s, p.num, p.spi.clone())))
+}
+
+/// [`select_ike`] without building the answer: the suite and the peer's
+/// proposal that holds it.
+pub fn choose_ike<'a>(ours: &[IkeSuite], theirs: &'a [Proposal]) -> Option<(IkeSuite, &'a Proposal)> {
     for s in ours {
         for p in theirs.iter().filter(|p| p.protocol == ProtocolId::Ike) {
             let o = Offer(p);
             if !o.only_known() {
                 continue;
             }
-            let integ_ok = o.integ_fits(s.integ);
             if o.has(TransformType::Encryption, s.encr.id().value(), Some(s.encr.key_bits()))
                 && o.has(TransformType::Prf, s.prf.id().value(), None)
-                && integ_ok
+                && o.integ_fits(s.integ)
                 && o.has(TransformType::KeyExchange, s.dh.value(), None)
             {
-                let chosen = ike_proposals(std::slice::from_ref(s), None).remove(0);
-                return Some((*s, Proposal { num: p.num, spi: p.spi.clone(), ..chosen }));
+                return Some((*s, p));
             }
         }
     }
@@ -255,8 +258,7 @@ pub fn select_esp(ours: &[EspSuite], theirs: &[Proposal], want_dh: Option<DhGrou
             };
             if o.has(TransformType::Encryption, s.encr.id().value(), Some(s.encr.key_bits())) && integ_ok && esn_ok {
                 let suite = EspSuite { dh, ..*s };
-                let chosen = esp_proposals(std::slice::from_ref(&suite), 0, dh.is_some()).remove(0);
-                return Some((suite, Proposal { num: p.num, spi: p.spi.clone(), ..chosen }));
+                return Some((suite, esp_proposal(&suite, p.num, p.spi.clone(), dh.is_some())));
             }
         }
     }

@@ -155,40 +155,49 @@ pub fn host(a: IpAddr) -> TrafficSelector {
     Prefix { addr: a, len: if a.is_ipv4() { 32 } else { 128 } }.to_ts()
 }
 
-/// The smallest list of prefixes covering a selector's address range.
-pub fn to_prefixes(ts: &TrafficSelector) -> Vec<WirePrefix> {
+/// The smallest list of prefixes covering a selector's address range, in
+/// address order, made as it is read (no list kept).
+pub fn to_prefixes(ts: &TrafficSelector) -> Prefixes {
     let v6 = ts.start.is_ipv6();
-    let bits: u32 = if v6 { 128 } else { 32 };
-    let mut start = to_u128(ts.start);
-    let end = to_u128(ts.end);
-    let mut out = Vec::new();
-    while start <= end {
+    Prefixes { next: Some(to_u128(ts.start)), end: to_u128(ts.end), v6, made: 0 }
+}
+
+/// The prefixes of one selector's range ([`to_prefixes`]).
+#[derive(Debug, Clone)]
+pub struct Prefixes {
+    /// Where the next prefix starts; `None` once the range is covered.
+    next: Option<u128>,
+    end: u128,
+    v6: bool,
+    made: usize,
+}
+
+impl Iterator for Prefixes {
+    type Item = WirePrefix;
+
+    fn next(&mut self) -> Option<WirePrefix> {
+        let start = self.next.filter(|s| *s <= self.end)?;
+        // A pathological range: the covering set is too long for a policy
+        // table; what is covered is enough for the dataplane.
+        if self.made > 64 {
+            self.next = None;
+            return None;
+        }
+        let bits: u32 = if self.v6 { 128 } else { 32 };
+        let span = |size: u32| if size >= 128 { u128::MAX } else { (1u128 << size) - 1 };
         // The largest aligned block starting at `start` that fits.
         let mut size = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
-        while size > 0 {
-            let span = if size >= 128 { u128::MAX } else { (1u128 << size) - 1 };
-            if start.checked_add(span).is_some_and(|e| e <= end) {
-                break;
-            }
+        while size > 0 && start.checked_add(span(size)).is_none_or(|e| e > self.end) {
             size -= 1;
         }
-        out.push(WirePrefix { addr: from_u128(start, v6), len: (bits - size) as u8 });
-        let span = if size >= 128 { u128::MAX } else { (1u128 << size) - 1 };
-        match start.checked_add(span).and_then(|e| e.checked_add(1)) {
-            Some(n) => start = n,
-            None => break,
-        }
-        if out.len() > 64 {
-            // A pathological range: the covering set is too long for a
-            // policy table; what is covered is enough for the dataplane.
-            break;
-        }
+        self.made += 1;
+        self.next = start.checked_add(span(size)).and_then(|e| e.checked_add(1));
+        Some(WirePrefix { addr: from_u128(start, self.v6), len: (bits - size) as u8 })
     }
-    out
 }
 
 pub fn ts_text(ts: &TrafficSelector) -> String {
-    let p = to_prefixes(ts);
+    let p: Vec<WirePrefix> = to_prefixes(ts).collect();
     let addrs = if p.len() == 1 { format!("{}/{}", p[0].addr, p[0].len) } else { format!("{}-{}", ts.start, ts.end) };
     if ts.protocol == 0 && ts.start_port == 0 && ts.end_port == 0xffff {
         addrs
@@ -220,13 +229,37 @@ mod tests {
 
     #[test]
     fn ranges_become_prefixes() {
-        assert_eq!(to_prefixes(&p("10.77.1.0/24")), vec![WirePrefix { addr: "10.77.1.0".parse().unwrap(), len: 24 }]);
-        assert_eq!(to_prefixes(&p("0.0.0.0/0")), vec![WirePrefix { addr: "0.0.0.0".parse().unwrap(), len: 0 }]);
-        assert_eq!(to_prefixes(&p("::/0")), vec![WirePrefix { addr: "::".parse().unwrap(), len: 0 }]);
+        assert_eq!(
+            to_prefixes(&p("10.77.1.0/24")).collect::<Vec<_>>(),
+            vec![WirePrefix { addr: "10.77.1.0".parse().unwrap(), len: 24 }]
+        );
+        assert_eq!(
+            to_prefixes(&p("0.0.0.0/0")).collect::<Vec<_>>(),
+            vec![WirePrefix { addr: "0.0.0.0".parse().unwrap(), len: 0 }]
+        );
+        assert_eq!(
+            to_prefixes(&p("::/0")).collect::<Vec<_>>(),
+            vec![WirePrefix { addr: "::".parse().unwrap(), len: 0 }]
+        );
         let r =
             TrafficSelector { start: "10.0.0.1".parse().unwrap(), end: "10.0.0.6".parse().unwrap(), ..p("1.1.1.1") };
-        let got: Vec<String> = to_prefixes(&r).iter().map(|w| format!("{}/{}", w.addr, w.len)).collect();
+        let got: Vec<String> = to_prefixes(&r).map(|w| format!("{}/{}", w.addr, w.len)).collect();
         assert_eq!(got, ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]);
+        // The whole IPv4 space but its ends: 62 prefixes; all of IPv6 but
+        // its ends would take 254, and stops at 65.
+        let v4 = TrafficSelector { start: "0.0.0.1".parse().unwrap(), end: "255.255.255.254".parse().unwrap(), ..r };
+        assert_eq!(to_prefixes(&v4).count(), 62);
+        let v6 = TrafficSelector {
+            start: "::1".parse().unwrap(),
+            end: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap(),
+            ..r
+        };
+        assert_eq!(to_prefixes(&v6).count(), 65);
+        // Everything but the last address would be /1, /2 .. /128: it
+        // stops at the 65th.
+        let tail = TrafficSelector { start: "::".parse().unwrap(), end: v6.end, ..r };
+        let lens: Vec<u8> = to_prefixes(&tail).map(|p| p.len).collect();
+        assert_eq!(lens, (1..=65).collect::<Vec<u8>>(), "in order, then stopped");
         assert_eq!(ts_text(&p("10.77.1.0/24")), "10.77.1.0/24");
         assert!("10.0.0.0/33".parse::<Prefix>().is_err());
     }

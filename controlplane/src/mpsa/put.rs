@@ -226,7 +226,7 @@ impl MpsaPut {
 
     /// The dataplane's algorithm name.
     pub fn alg(&self) -> String {
-        self.encr.esp_name(self.integ).unwrap_or_else(|| "unsupported".into())
+        self.encr.esp_name(self.integ).unwrap_or("unsupported").to_owned()
     }
 
     /// The SA an endpoint at `local` installs: one key set for both

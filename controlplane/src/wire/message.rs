@@ -119,7 +119,8 @@ pub struct Message {
 impl Message {
     pub fn parse(b: &[u8]) -> Result<Message, ParseError> {
         let header = Header::parse(b)?;
-        let mut payloads = Vec::new();
+        // Room for what most messages carry, grown past it.
+        let mut payloads = Vec::with_capacity(8);
         let mut next = header.next_payload;
         let mut at = Header::LEN;
         let mut sk = None;
@@ -184,7 +185,7 @@ impl Message {
 /// Parses a payload chain that starts with a payload of type `first` (the
 /// plaintext of an SK payload).
 pub fn parse_chain(first: PayloadType, b: &[u8]) -> Result<Vec<Payload>, ParseError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
     let mut next = first;
     let mut r = Reader::new(b, "inner payloads");
     while next != PayloadType::NoNextPayload {

@@ -133,7 +133,7 @@ impl Engine {
             Direction::In => (c.spi_in, &c.keys_in, &c.ts_remote, &c.ts_local),
             Direction::Out => (c.spi_out, &c.keys_out, &c.ts_local, &c.ts_remote),
         };
-        let paths = child_paths(sa, c);
+        let first = first_path(sa, c);
         SaSpec {
             spi,
             // Outbound SAs are named by the child's inbound SPI: ours, so
@@ -143,8 +143,8 @@ impl Engine {
             alg: c.suite.alg(),
             enc_key: Zeroizing::new(k.0.as_slice().to_vec()),
             auth_key: Zeroizing::new(k.1.as_slice().to_vec()),
-            local: paths[0].0,
-            remote: paths[0].1,
+            local: first.0,
+            remote: first.1,
             natt: sa.nat.then_some((sa.local.port(), sa.remote.port())),
             esn: c.suite.esn,
             replay_window: self.settings.replay_window,
@@ -152,7 +152,10 @@ impl Engine {
             inner_src: src.iter().flat_map(ts::to_prefixes).collect(),
             inner_dst: dst.iter().flat_map(ts::to_prefixes).collect(),
             lifetime: Lifetimes::default(),
-            paths: if dir == Direction::Out { paths[1..].to_vec() } else { Vec::new() },
+            paths: match dir {
+                Direction::Out if c.paths.len() > 1 => c.paths[1..].to_vec(),
+                _ => Vec::new(),
+            },
             transport: c.transport,
         }
     }
@@ -178,7 +181,7 @@ impl Engine {
     /// here the record of it follows, with nothing more to send.
     pub(super) fn move_transport_children(&mut self, sa: &Core, est: &mut Established) {
         for c in est.children.iter_mut().filter(|c| c.transport) {
-            let (here, there) = child_paths(sa, c)[0];
+            let (here, there) = first_path(sa, c);
             let (l, r) = (vec![ts::host(here)], vec![ts::host(there)]);
             if c.ts_remote == r && c.ts_local == l {
                 continue;
@@ -199,8 +202,11 @@ impl Engine {
         self.dp(Command::InstallSa(self.spec(sa, c, Direction::Out)));
         // A rekey's new SA takes the policy over once the rekey settles.
         if c.rekey_of.is_none() {
-            let cmds: Vec<Command> = prefixes(c).filter_map(|d| self.policies.add(d, c.spi_in)).collect();
-            cmds.into_iter().for_each(|x| self.dp(x));
+            for d in prefixes(c) {
+                if let Some(x) = self.policies.add(d, c.spi_in) {
+                    self.dp(x);
+                }
+            }
         }
         self.child_up_event(sa, c);
     }
@@ -282,6 +288,11 @@ impl Engine {
 
 /// The outer address pairs (ours, the peer's) child `c` sends on,
 /// preferred first: its own (multihoming) or the IKE SA's.
+/// The first of [`child_paths`], the one the child's SA uses now.
+fn first_path(sa: &Core, c: &Child) -> (IpAddr, IpAddr) {
+    c.paths.first().copied().unwrap_or((sa.local.ip(), sa.remote.ip()))
+}
+
 pub(super) fn child_paths(sa: &Core, c: &Child) -> Vec<(IpAddr, IpAddr)> {
     if c.paths.is_empty() {
         vec![(sa.local.ip(), sa.remote.ip())]

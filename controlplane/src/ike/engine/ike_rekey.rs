@@ -280,7 +280,7 @@ impl Engine {
         clone: bool,
     ) -> IkeSa {
         let seed = keys::rekey_skeyseed(old.suite.prf, &old.keys.sk_d, g_ir, ni, nr);
-        let k = IkeKeys::derive(&suite, &seed, ni, nr, spi_i, spi_r);
+        let k = IkeKeys::derive_without_auth(&suite, &seed, ni, nr, spi_i, spi_r);
         let mut core =
             super::sa::Core::new(old.conn, we_initiate, (spi_i, spi_r), (old.local, old.remote), suite, k, (0, 0), now);
         core.nat = old.nat;

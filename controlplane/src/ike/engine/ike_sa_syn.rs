@@ -56,7 +56,7 @@ impl Engine {
             spi_r: sa.spi_r,
             id_i: id_client,
             id_r: id_gw,
-            proposal: proposal::ike_proposals(&[sa.suite], None).remove(0),
+            proposal: proposal::ike_proposal(&sa.suite, 1, Vec::new()),
             sk_d: sa.keys.sk_d.clone(),
             g_ir: sa.g_ir.clone(),
             peer: client,
@@ -308,25 +308,25 @@ impl Engine {
                 && c.remote_id.as_ref().is_none_or(|r| *r == stub.id_i)
         };
         let chosen = self.conns.iter().position(fits).and_then(|ci| {
-            let (suite, _) = proposal::select_ike(&self.conns[ci].ike, std::slice::from_ref(&stub.proposal))?;
-            proposal::select_ike(&[suite], offer).map(|_| (ci, suite))
+            let (suite, _) = proposal::choose_ike(&self.conns[ci].ike, std::slice::from_ref(&stub.proposal))?;
+            proposal::choose_ike(&[suite], offer).map(|_| (ci, suite))
         });
         let Some((ci, suite)) = chosen else {
             self.stats.syn_refused += 1;
             return false;
         };
-        let Some(stub) = self.stubs.remove(&index) else { return false };
+        let Some(mut stub) = self.stubs.remove(&index) else { return false };
         let spi_r = self.new_spi();
         let nr = self.nonce();
         let seed = keys::rekey_skeyseed(suite.prf, &stub.sk_d, &stub.g_ir, ni, &nr);
-        let k = IkeKeys::derive(&suite, &seed, ni, &nr, h.spi_i, spi_r);
+        let k = IkeKeys::derive_without_auth(&suite, &seed, ni, &nr, h.spi_i, spi_r);
         let hdr = super::ike_sa_init::init_response_header(h.spi_i, spi_r);
         let resp = Message::emit_clear(hdr, &[Payload::Nonce(nr)]);
         let mut core = super::sa::Core::new(ci, false, (h.spi_i, spi_r), (local, remote), suite, k, (0, 1), now);
         core.nat = stub.nat;
         core.peer_mpsa = stub.mpsa;
         core.peer_redirect = peer_redirect;
-        core.g_ir = stub.g_ir.clone();
+        core.g_ir = std::mem::take(&mut stub.g_ir);
         let mut est = self.rebuilt(&mut core, &stub, stub.id_i.clone(), now);
         est.unproven = Some((now + self.settings.rebuilt_timeout, resp.clone()));
         self.stats.syn_rebuilt += 1;
@@ -347,13 +347,13 @@ impl Engine {
         let nonce_only = payloads::sa(p).is_none() && payloads::ke(p).is_none();
         let (Some(nr), true, Some(stub)) = (payloads::nonce(p), nonce_only, c.syn.as_deref()) else { return false };
         c.failed = true;
-        let Some((suite, _)) = proposal::select_ike(&self.conns[c.conn].ike, std::slice::from_ref(&stub.proposal))
+        let Some((suite, _)) = proposal::choose_ike(&self.conns[c.conn].ike, std::slice::from_ref(&stub.proposal))
         else {
             self.failed(c.conn, Error::BadAnswer("the stub's IKE suite is no longer ours"));
             return true;
         };
         let seed = keys::rekey_skeyseed(suite.prf, &stub.sk_d, &stub.g_ir, &c.ni, nr);
-        let k = IkeKeys::derive(&suite, &seed, &c.ni, nr, c.spi_i, h.spi_r);
+        let k = IkeKeys::derive_without_auth(&suite, &seed, &c.ni, nr, c.spi_i, h.spi_r);
         let mut core =
             super::sa::Core::new(c.conn, true, (c.spi_i, h.spi_r), (c.local, c.remote), suite, k, (1, 0), c.created);
         core.last_heard = now;
@@ -400,7 +400,8 @@ impl Engine {
             let c = &self.conns[core.conn];
             (c.ike_rekey, c.jitter_percent, c.name.clone())
         };
-        let mut est = Established::new(peer.clone(), now, now + self.jitter(rekey, jp));
+        let peer_id = peer.to_text();
+        let mut est = Established::new(peer, now, now + self.jitter(rekey, jp));
         est.mobike = stub.mobike.as_ref().and_then(|m| {
             let version = match m.version {
                 1 => Version::Mobike,
@@ -414,7 +415,7 @@ impl Engine {
             spi_i: core.spi_i,
             spi_r: core.spi_r,
             peer: core.remote,
-            peer_id: peer.to_text(),
+            peer_id,
             from: stub.index,
         });
         est
