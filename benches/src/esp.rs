@@ -194,6 +194,52 @@ impl Cell {
     }
 }
 
+/// The last lines a script wrote, stdout then stderr (where the anchors'
+/// scripts say what went wrong).
+fn tail(out: &std::process::Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines[lines.len().saturating_sub(12)..].join("\n");
+    if last.is_empty() {
+        format!("(no output; exit {})", out.status)
+    } else {
+        last
+    }
+}
+
+/// Where ../shared/anchors/setup.sh builds ipsec-secgw (its `BUILD_ROOT`).
+fn secgw_binary() -> std::path::PathBuf {
+    let root = std::env::var_os("ANCHORS_BUILD").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(|| "/tmp".into()).join("anchors-build")
+    });
+    root.join("ipsec-secgw/build/ipsec-secgw")
+}
+
+/// ipsec-secgw is built by the anchors' setup.sh, which is idempotent: run
+/// it when the binary is not there, rather than run the anchors without it
+/// (they then print nothing useful).
+fn build_anchors(shared: &Path) -> Result<(), String> {
+    let bin = secgw_binary();
+    if bin.exists() {
+        return Ok(());
+    }
+    let setup = shared.join("anchors/setup.sh");
+    eprintln!(
+        "{} is not built: running {} (idempotent; installs Debian packages as root)",
+        bin.display(),
+        setup.display()
+    );
+    let out = Command::new("bash").arg(&setup).output().map_err(|e| format!("{}: {e}", setup.display()))?;
+    if !out.status.success() || !bin.exists() {
+        return Err(format!(
+            "{} failed, so ipsec-secgw is not there to compare with:\n{}\nRun it by hand (as root: it installs              Debian packages), or pass --no-anchors for our figures alone",
+            setup.display(),
+            tail(&out)
+        ));
+    }
+    Ok(())
+}
+
 fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &mut String) -> Result<(), String> {
     let anchors = Anchors::new(shared)?;
     let dataplane = match &a.dataplane {
@@ -204,6 +250,9 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
     let w = Windows { warmup_s: a.warmup, interval_s: a.interval, count: a.windows };
     let secgw_script = shared.join("anchors/secgw-bench.sh");
     let run_anchors = !a.no_anchors && secgw_script.exists();
+    if run_anchors {
+        build_anchors(shared)?;
+    }
     // (alg, size, dir) -> runs; secgw keyed by (algo name, mode, size, dir).
     let mut ours: std::collections::BTreeMap<(String, String, &str), Cell> = Default::default();
     let mut secgw: std::collections::BTreeMap<(String, String, String), Vec<f64>> = Default::default();
@@ -270,7 +319,7 @@ fn dpdk_path(a: &EspArgs, shared: &Path, algs: &[Algorithm], hz: f64, report: &m
                         .map_err(|e| format!("secgw-bench.sh: {e}"))?;
                     let text = std::fs::read_to_string(&tsv).unwrap_or_default();
                     if text.is_empty() {
-                        eprintln!("secgw-bench.sh gave no result: {}", String::from_utf8_lossy(&out.stdout));
+                        eprintln!("secgw-bench.sh ({algo}, {size}) gave no result:\n{}", tail(&out));
                     }
                     for line in text.lines() {
                         // secgw TIME algo mode size dir med min max cyc drop
@@ -566,4 +615,34 @@ fn worker_n(alg: Algorithm, out: bool, window: u32, n: usize) -> Result<Worker, 
     let cfg = Config::parse(&text, "bench").map_err(|e| e.to_string())?;
     let t = Tables::from_config(&cfg, "bench", &[]).map_err(|e| e.to_string())?;
     Ok(Worker::new(Arc::new(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// secgw-bench.sh says what is wrong on stderr ("ipsec-secgw not
+    /// built: run ./setup.sh"): what gw-bench prints has it.
+    #[test]
+    fn a_script_that_gave_nothing_is_shown_with_its_stderr() {
+        let out = std::process::Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: b"ipsec-secgw not built: run ./setup.sh\n".to_vec(),
+        };
+        assert_eq!(tail(&out), "ipsec-secgw not built: run ./setup.sh");
+        let silent = std::process::Output { stderr: Vec::new(), ..out };
+        assert!(tail(&silent).starts_with("(no output; exit"), "{}", tail(&silent));
+        let many = std::process::Output {
+            stdout: (0..30).map(|i| format!("line {i}\n")).collect::<String>().into_bytes(),
+            ..silent
+        };
+        assert!(tail(&many).starts_with("line 18\n") && tail(&many).ends_with("line 29"));
+    }
+
+    #[test]
+    fn the_anchors_build_where_their_setup_puts_it() {
+        assert!(secgw_binary().ends_with("ipsec-secgw/build/ipsec-secgw"));
+    }
 }

@@ -337,14 +337,18 @@ impl Engine {
         let spi = sa.our_spi();
         if let Some(old) = sa.peer_key.take() {
             if let Some(set) = self.by_peer.get_mut(&old) {
-                set.remove(&spi);
+                set.retain(|s| *s != spi);
                 if set.is_empty() {
                     self.by_peer.remove(&old);
                 }
             }
         }
         if let Some(id) = id {
-            self.by_peer.entry(id.clone()).or_default().insert(spi);
+            // Most peers have one IKE SA: a list of one, no set.
+            let set = self.by_peer.entry(id.clone()).or_insert_with(|| Vec::with_capacity(1));
+            if !set.contains(&spi) {
+                set.push(spi);
+            }
             sa.peer_key = Some(id);
         }
     }

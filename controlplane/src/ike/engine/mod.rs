@@ -132,7 +132,7 @@ pub struct Engine {
     /// Our SPIs of the IKE SAs by the peer's identity (authenticated, or
     /// the one an initiator's IKE_AUTH expects): INITIAL_CONTACT's checks
     /// (RFC 7296 2.4) without scanning every IKE SA.
-    by_peer: FxHashMap<Identification, FxHashSet<u64>>,
+    by_peer: FxHashMap<Identification, Vec<u64>>,
     /// Our usable addresses, as the daemon last said (`local_addresses`);
     /// None: not known (every address counts as usable).
     local_addrs: Option<Vec<IpAddr>>,
@@ -195,6 +195,8 @@ impl Engine {
         self.by_peer.reserve(n);
         self.installed_in.reserve(n);
         self.policies.reserve(n);
+        // A new SA's deadline changes about twice on its way up.
+        self.timers.reserve(2 * n);
     }
 
     pub fn connections(&self) -> &[Connection] {
