@@ -403,3 +403,84 @@ fn an_mpsa_put_that_overtakes_the_ike_auth_response_is_retransmitted_and_install
     assert_eq!(group_sas(&lab.eps[0]).len(), 1, "{:?}", lab.eps[0].events);
     assert_eq!(view::groups(&lab.hub.e, lab.now)[0].delivered, 1);
 }
+
+/// What endpoint `i`'s dataplane is told after it restarts at `lab.now`
+/// (its Hello), up to SyncDone.
+fn resync(lab: &mut Lab, i: usize) -> Vec<Command> {
+    lab.collect();
+    let before = lab.eps[i].dp.len();
+    let now = lab.now;
+    lab.eps[i].e.dataplane_event(now, &cpdp::msg::Event::Hello { generation: 2, ports: vec![] });
+    lab.collect();
+    let sent = lab.eps[i].dp[before..].to_vec();
+    assert_eq!(sent.last(), Some(&Command::SyncDone), "ends with SyncDone");
+    sent
+}
+
+fn group_installs(cmds: &[Command]) -> Vec<(u32, Vec<u8>, u32, u32)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::InstallGroupSa { sa, rollover1_secs, rollover2_secs, .. } => {
+                Some((sa.spi, sa.enc_key.to_vec(), *rollover1_secs, *rollover2_secs))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// NOTES.md "MPSA" / DESIGN.md: a restarted dataplane gets everything
+/// again before SyncDone, group SAs included (endpoint-to-endpoint traffic
+/// rides on them, not on a child SA), with the same SPI and keys; no rekey
+/// is needed for the group traffic to come back.
+#[test]
+fn a_restarted_dataplane_gets_the_group_sa_again_before_sync_done() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let (spi, key, _, _, _) = group_sas(&lab.eps[0]).remove(0);
+    let cmds = resync(&mut lab, 0);
+    assert_eq!(group_installs(&cmds), vec![(spi, key, 0, 0)], "the one group SA, all at once");
+    // Its child SA and policy too, and the group before SyncDone.
+    assert!(cmds.iter().any(|c| matches!(c, Command::InstallSa(_))));
+    assert!(cmds.iter().any(|c| matches!(c, Command::SetPolicy { .. })));
+    let hub_puts = lab.hub.e.stats.mpsa_puts_sent;
+    lab.run();
+    assert_eq!(lab.hub.e.stats.mpsa_puts_sent, hub_puts, "the gateway rekeyed nothing");
+}
+
+/// mpsa-04 5.3 (rollover): a dataplane restarted during a group rekey's
+/// rollover gets the old SA (sent with) and the new one with what is left
+/// of Rollover1 and Rollover2; once the rollover is over, only the new one.
+#[test]
+fn a_dataplane_restarted_mid_rollover_resumes_it_with_the_time_left() {
+    let mut lab = Lab::new("lifetime_secs = 100\nrollover1_secs = 4\nrollover2_secs = 10");
+    lab.connect_all();
+    lab.advance(Duration::from_secs(81));
+    let sas = group_sas(&lab.eps[1]);
+    assert_eq!(sas.len(), 2, "rekeyed: {:?}", lab.eps[1].events);
+    lab.advance(Duration::from_secs(3));
+    let got = group_installs(&resync(&mut lab, 1));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0, got[0].2, got[0].3), (sas[0].0, 0, 0), "the old SA first, sent with");
+    assert_eq!(got[1].0, sas[1].0);
+    // The rekey went out at 81 s (the first timeout after 80% of 100 s),
+    // 3 s ago: 1 s left of Rollover1, 7 s of Rollover2.
+    assert_eq!((got[1].2, got[1].3), (1, 7), "what is left of 4 / 10 s");
+    assert_eq!(got[1].1, sas[1].1, "the new keys");
+    lab.advance(Duration::from_secs(10));
+    let got = group_installs(&resync(&mut lab, 1));
+    assert_eq!(got.iter().map(|g| (g.0, g.2, g.3)).collect::<Vec<_>>(), vec![(sas[1].0, 0, 0)], "the old SA is gone");
+}
+
+/// A group whose lifetime ran out (no rekey reached the endpoint) is not
+/// installed again by a restart.
+#[test]
+fn a_restart_after_the_group_expired_installs_no_group_sa() {
+    let mut lab = Lab::new("lifetime_secs = 100\nrollover1_secs = 2\nrollover2_secs = 5");
+    lab.connect_all();
+    let now = lab.now;
+    lab.eps[0].e.handle_timeout(now + Duration::from_secs(101));
+    lab.collect();
+    lab.wire.clear();
+    lab.now = now + Duration::from_secs(101);
+    assert!(group_installs(&resync(&mut lab, 0)).is_empty());
+}

@@ -203,11 +203,14 @@ impl TableState {
     pub fn apply_at(&mut self, c: &Command, now: Instant) -> Result<bool, String> {
         match c {
             Command::Flush => {
+                // Neighbours stay: they were learned from the wire (ARP,
+                // ND), not installed, and still answer.
                 self.sas_in.clear();
                 self.sas_out.clear();
                 self.policies.clear();
                 self.routes.clear();
-                self.neighbors.clear();
+                self.groups.clear();
+                self.addresses.clear();
                 self.multipath.clear();
             }
             Command::InstallSa(s) => {
@@ -743,6 +746,29 @@ mod tests {
         assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).unwrap());
         assert!(st.build().in_sas.is_empty());
         assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).is_err());
+    }
+
+    /// A control plane that starts afresh flushes what an earlier one
+    /// installed: group SAs and run-time addresses go with the SAs; the
+    /// neighbours learned from the wire stay (issue 15).
+    #[test]
+    fn flush_removes_group_sas_and_addresses_and_keeps_learned_neighbours() {
+        use crate::tables::PortInfo;
+        let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+        base.add_local("192.0.2.1".parse().unwrap());
+        let mut st = TableState::new(base);
+        let t0 = Instant::now();
+        st.apply_at(&group_cmd(0x3001, 0, 0), t0).unwrap();
+        let peer: IpAddr = "192.0.2.2".parse().unwrap();
+        st.apply(&Command::SetNeighbor { ip: peer, mac: [2, 0, 0, 0, 0, 2] }).unwrap();
+        let v6 = WirePrefix { addr: "2001:db8:1::1".parse().unwrap(), len: 64 };
+        st.apply(&Command::AddAddress { port: 0, addr: v6 }).unwrap();
+        st.apply(&Command::Flush).unwrap();
+        let t = st.build();
+        assert!(t.groups.is_empty() && t.in_sas.is_empty() && t.out_sas.is_empty());
+        assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).is_err(), "the group is gone");
+        assert!(st.apply(&Command::RemoveAddress { port: 0, addr: v6.addr }).is_err(), "the address is gone");
+        assert_eq!(t.neighbors.get(&peer), Some(&[2, 0, 0, 0, 0, 2]), "the neighbour stays");
     }
 
     #[test]

@@ -116,8 +116,9 @@ pub enum PolicyAction {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Remove every SA, policy, route and neighbour the control plane
-    /// installed (the config file's static entries stay).
+    /// Remove every SA, group SA, policy, route and address the control
+    /// plane installed (the config file's static entries stay, and so do
+    /// the neighbours learned from ARP and ND).
     Flush,
     /// Install or replace an SA (make-before-break: packets in flight on
     /// the old one finish first).

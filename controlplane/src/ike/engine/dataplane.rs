@@ -233,9 +233,10 @@ impl Engine {
         self.event(Event::ChildDown { conn, spi_in: c.spi_in, spi_out: c.spi_out, why });
     }
 
-    /// A restarted dataplane (ours: DESIGN.md) gets every SA and policy
-    /// again, then SyncDone.
-    pub fn resync(&mut self) {
+    /// A restarted dataplane (ours: DESIGN.md) gets every SA, group SA
+    /// (with what is left of its rollover) and policy again, then
+    /// SyncDone.
+    pub fn resync(&mut self, now: Instant) {
         let mut spis: Vec<&u64> = self.sas.keys().collect();
         spis.sort_unstable();
         let mut cmds = Vec::new();
@@ -244,6 +245,11 @@ impl Engine {
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::In)));
                 cmds.push(Command::InstallSa(self.spec(&sa.core, c, Direction::Out)));
             }
+        }
+        // Group SAs whose lifetime is over are not sent: the group's
+        // timeout removes it from our side too.
+        for g in self.endpoint_groups.values().filter(|g| g.expires > now) {
+            cmds.extend(g.resync(now));
         }
         cmds.extend(self.policies.all());
         cmds.push(Command::SyncDone);
@@ -256,7 +262,7 @@ impl Engine {
     /// resync.
     pub fn dataplane_event(&mut self, now: Instant, ev: &cpdp::msg::Event) {
         match ev {
-            cpdp::msg::Event::Hello { .. } => self.resync(),
+            cpdp::msg::Event::Hello { .. } => self.resync(now),
             cpdp::msg::Event::Lifetime { spi, direction, kind, .. } => {
                 if let Some((k, spi_in)) = self.child_by_spi(*spi, *direction) {
                     let t = match kind {

@@ -30,6 +30,41 @@ pub struct EndpointGroup {
     /// When the newest SA's lifetime runs out: the group goes then.
     pub expires: Instant,
     pub updates: u64,
+    /// What the dataplane was told, oldest first, and when: a restarted
+    /// dataplane gets it again (keys zeroized as these go).
+    installed: Vec<(Instant, Command)>,
+}
+
+impl EndpointGroup {
+    /// The group SAs a dataplane restarted at `now` needs, in order, their
+    /// rollover times shortened by the time already gone: the newest SA
+    /// whose rollover is over (or the oldest) first, now sent with and
+    /// with nothing to roll over from; then each newer one with what is
+    /// left of its times (mpsa-04 5.3, NOTES.md "MPSA": the old SA leaves
+    /// after Rollover2, so an SA before a finished rollover is gone).
+    pub(super) fn resync(&self, now: Instant) -> Vec<Command> {
+        let done = |at: &Instant, c: &Command| match c {
+            Command::InstallGroupSa { rollover1_secs, rollover2_secs, .. } => {
+                now.saturating_duration_since(*at).as_secs() >= u64::from(*rollover1_secs.max(rollover2_secs))
+            }
+            _ => false,
+        };
+        let from = self.installed.iter().rposition(|(at, c)| done(at, c)).unwrap_or(0);
+        let mut out = Vec::new();
+        for (i, (at, c)) in self.installed.iter().enumerate().skip(from) {
+            let Command::InstallGroupSa { group, sa, members, rollover1_secs, rollover2_secs } = c else { continue };
+            let gone = u32::try_from(now.saturating_duration_since(*at).as_secs()).unwrap_or(u32::MAX);
+            let left = |t: &u32| if i == from { 0 } else { t.saturating_sub(gone) };
+            out.push(Command::InstallGroupSa {
+                group: group.clone(),
+                sa: sa.clone(),
+                members: members.clone(),
+                rollover1_secs: left(rollover1_secs),
+                rollover2_secs: left(rollover2_secs),
+            });
+        }
+        out
+    }
 }
 
 impl Engine {
@@ -140,24 +175,28 @@ impl Engine {
     }
 
     fn install_group_sa(&mut self, now: Instant, sa: &Core, conn: &str, put: &MpsaPut) {
-        self.dp(Command::InstallGroupSa {
+        let cmd = Command::InstallGroupSa {
             group: conn.to_string(),
             sa: put.group_sa_spec(sa.local.ip()),
             members: self.conns[sa.conn].mpsa_routes.clone(),
             rollover1_secs: put.rollover1,
             rollover2_secs: put.rollover2,
-        });
+        };
+        self.dp(cmd.clone());
         let expires = now + Duration::from_secs(put.lifetime as u64);
         let g = self.endpoint_groups.entry(conn.to_string()).or_insert_with(|| EndpointGroup {
             spis: Vec::new(),
             alg: put.alg(),
             expires,
             updates: 0,
+            installed: Vec::new(),
         });
         g.spis.push(put.spi);
+        g.installed.push((now, cmd));
         // The dataplane drops the older ones after Rollover2; keep a short list.
         if g.spis.len() > 4 {
             g.spis.remove(0);
+            g.installed.remove(0);
         }
         g.alg = put.alg();
         g.expires = expires;
