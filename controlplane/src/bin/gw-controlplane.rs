@@ -280,11 +280,19 @@ impl Daemon {
                     self.engine.handle_datagram(now, dst, src, &payload)
                 }
                 Event::Hello { generation, .. } => {
-                    self.log(&format!("dataplane generation {generation}: installing every SA again"));
+                    self.log(&format!("dataplane generation {generation}: installing every SA and group SA again"));
                     if let Some(l) = self.dp.as_mut() {
                         l.generation = Some(generation);
                     }
                     self.engine.dataplane_event(now, &ev);
+                    // gwctl's table queries sent to the dataplane that died
+                    // are asked again, after the resync, of the new one.
+                    if !self.tables_wanted.is_empty() {
+                        self.flush();
+                        if let Some(l) = self.dp.as_mut() {
+                            l.send(&Command::DumpState);
+                        }
+                    }
                 }
                 Event::Drops { counts, last_unknown_spi } => {
                     for (reason, n) in counts {
