@@ -65,6 +65,13 @@ pub struct ControlConfig {
     /// (fail closed after a start or restart).
     #[serde(default)]
     pub wait_for_sync: bool,
+    /// A prefix a child SA or a group SA ever protected is discarded, not
+    /// forwarded in the clear, while nothing protects it: after its tunnel
+    /// went, its group expired, or a control plane flushed the tables on
+    /// its start. Without it such traffic matches no policy and is
+    /// bypassed, as traffic never covered always is.
+    #[serde(default)]
+    pub fail_closed: bool,
 }
 
 fn default_ring_bytes() -> u64 {

@@ -6,7 +6,7 @@
 //!
 //! A command that cannot be applied changes nothing and says why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -38,6 +38,10 @@ pub struct TableState {
     addresses: Vec<(u16, Prefix)>,
     /// Outbound SAs with several paths, and the ports whose link is down.
     multipath: Multipath,
+    /// `[control] fail_closed`: the prefixes ever protected (by a policy
+    /// with an SA, or as a group member's), discarded while nothing
+    /// protects them. Kept across Flush: that is when they matter.
+    fail_closed: Option<BTreeSet<(IpAddr, u8)>>,
 }
 
 /// One group at this endpoint: its SAs by SPI, members, rollover timing.
@@ -119,6 +123,20 @@ impl TableState {
             groups: BTreeMap::new(),
             addresses: Vec::new(),
             multipath: Multipath::default(),
+            fail_closed: None,
+        }
+    }
+
+    /// `[control] fail_closed`: from now on, a prefix once protected is
+    /// discarded while nothing protects it.
+    pub fn set_fail_closed(&mut self, on: bool) {
+        self.fail_closed = on.then(BTreeSet::new);
+    }
+
+    /// Prefix `p` is protected now: remembered when failing closed.
+    fn covered(&mut self, p: (IpAddr, u8)) {
+        if let Some(c) = self.fail_closed.as_mut() {
+            c.insert(p);
         }
     }
 
@@ -304,6 +322,9 @@ impl TableState {
                         return Err(format!("policy {}/{}: no outbound SA with handle {spi:#x}", dst.addr, dst.len));
                     }
                 }
+                if let PolicyAction::Protect(_) = action {
+                    self.covered((dst.addr, dst.len));
+                }
                 self.policies.insert((dst.addr, dst.len), *action);
             }
             Command::DeletePolicy { dst } => {
@@ -332,6 +353,14 @@ impl TableState {
                         return Err(format!("group {group}: member {addr} is not the family of {}", p.local));
                     }
                     ms.push(GroupMember { prefix: prefix(pre)?, addr: *addr });
+                }
+                // Our own prefix among the members is delivered here, not
+                // protected: never discarded.
+                let ours = |a: &IpAddr| self.base.is_local(*a) || self.addresses.iter().any(|(_, q)| q.addr == *a);
+                let theirs: Vec<(IpAddr, u8)> =
+                    members.iter().filter(|(_, a)| !ours(a)).map(|(p, _)| (p.addr, p.len)).collect();
+                for pre in theirs {
+                    self.covered(pre);
                 }
                 let inb = InboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
                 let out = OutboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
@@ -403,6 +432,13 @@ impl TableState {
         }
         for (ip, mac) in &self.neighbors {
             t.neighbors.insert(*ip, *mac);
+        }
+        // First what failing closed discards; the policies and groups in
+        // place now take their prefixes back below.
+        for &(a, l) in self.fail_closed.iter().flatten() {
+            if let Ok(p) = Prefix::new(a, l) {
+                t.add_policy(p, Policy::Discard);
+            }
         }
         for (&(a, l), action) in &self.policies {
             let pol = match action {
@@ -746,6 +782,45 @@ mod tests {
         assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).unwrap());
         assert!(st.build().in_sas.is_empty());
         assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).is_err());
+    }
+
+    /// `[control] fail_closed` (issue 15): a prefix a tunnel or a group
+    /// once protected is discarded, not bypassed, once nothing protects
+    /// it: its policy deleted, its group gone, the tables flushed by a
+    /// control plane starting again. Our own prefix among a group's
+    /// members stays ours; a prefix never covered is bypassed as before.
+    #[test]
+    fn failing_closed_discards_what_was_once_protected() {
+        use crate::tables::PortInfo;
+        let run = |fail_closed: bool| {
+            let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+            base.add_local("192.0.2.1".parse().unwrap());
+            let mut st = TableState::new(base);
+            st.set_fail_closed(fail_closed);
+            st.apply(&Command::InstallSa(spec(0x21, Direction::Out))).unwrap();
+            let tunnel = WirePrefix { addr: "10.9.0.0".parse().unwrap(), len: 16 };
+            st.apply(&Command::SetPolicy { dst: tunnel, action: PolicyAction::Protect(0x21) }).unwrap();
+            let mut g = group_cmd(0x3001, 0, 0);
+            if let Command::InstallGroupSa { members, .. } = &mut g {
+                // This endpoint's own LAN is a member prefix too.
+                members.push((WirePrefix { addr: "10.1.0.0".parse().unwrap(), len: 16 }, "192.0.2.1".parse().unwrap()));
+            }
+            st.apply(&g).unwrap();
+            let at = |st: &TableState, a: &str| st.build().policy(a.parse().unwrap());
+            assert!(matches!(at(&st, "10.9.1.1"), Some(Policy::Protect(_))));
+            assert!(matches!(at(&st, "10.2.1.1"), Some(Policy::ProtectGroup(_))));
+            st.apply(&Command::DeletePolicy { dst: tunnel }).unwrap();
+            let after_delete = at(&st, "10.9.1.1");
+            st.apply(&Command::DeleteGroup { group: "branches".into() }).unwrap();
+            let after_group = at(&st, "10.2.1.1");
+            st.apply(&Command::InstallSa(spec(0x21, Direction::Out))).unwrap();
+            st.apply(&Command::SetPolicy { dst: tunnel, action: PolicyAction::Protect(0x21) }).unwrap();
+            st.apply(&Command::Flush).unwrap();
+            (after_delete, after_group, at(&st, "10.9.1.1"), at(&st, "10.1.1.1"), at(&st, "172.16.0.1"))
+        };
+        let d = Some(Policy::Discard);
+        assert_eq!(run(true), (d, d, d, None, None), "fail closed: discarded; our LAN and the rest bypassed");
+        assert_eq!(run(false), (None, None, None, None, None), "off: no policy, bypassed");
     }
 
     /// A control plane that starts afresh flushes what an earlier one

@@ -144,6 +144,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
             let base = Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?;
             let mut state = TableState::new(base);
+            state.set_fail_closed(cfg.control.as_ref().is_some_and(|c| c.fail_closed));
             if let Some(cc) = &cfg.control {
                 let mut ctl = Control::open(cc)?;
                 state.set_seq_floors(ctl.seq_floors());
