@@ -56,6 +56,16 @@ for m in proc sys dev; do mount --bind "/$m" "$RUN/root/$m"; done
 check "installed: dpkg says ipsec-gw is installed" bash -c "chroot '$RUN/root' dpkg-query -W -f='\${Status}' ipsec-gw | grep -q 'install ok installed'"
 check "gw-dataplane --check on the installed /etc/gw/dataplane.toml" \
     in_root /usr/bin/gw-dataplane --config /etc/gw/dataplane.toml --check
+# The two daemons meet: the dataplane in gateway mode with its control
+# link where gw-controlplane's control_dir points.
+control_dirs_meet() {
+    local dp cp
+    dp=$(awk '/^\[control\]/ {c = 1} c && /^dir *=/ {gsub(/[" ]/, "", $3); print $3; exit}' "$RUN/root/etc/gw/dataplane.toml")
+    cp=$(awk -F'"' '/^control_dir *=/ {print $2; exit}' "$RUN/root/etc/gw/controlplane.toml")
+    grep -q '^mode = "gateway"' "$RUN/root/etc/gw/dataplane.toml" && [ -n "$dp" ] && [ "$dp" = "$cp" ]
+}
+check "the installed dataplane.toml is in gateway mode, its [control] dir the control plane's control_dir" \
+    control_dirs_meet
 check "gw-controlplane --check on the installed /etc/gw/controlplane.toml" \
     in_root /usr/bin/gw-controlplane --config /etc/gw/controlplane.toml --check
 check "gwctl runs (and says the daemon is not there)" \
