@@ -213,7 +213,7 @@ pub fn groups(e: &Engine, now: Instant) -> Vec<GroupInfo> {
     v.extend(e.endpoint_groups().map(|(name, g)| GroupInfo {
         name: name.clone(),
         role: "endpoint".into(),
-        spi: g.spis.last().map(|s| format!("{s:08x}")).unwrap_or_default(),
+        spi: g.spis().last().map(|s| format!("{s:08x}")).unwrap_or_default(),
         alg: g.alg.clone(),
         members: 0,
         members_up: 0,

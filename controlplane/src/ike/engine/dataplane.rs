@@ -248,8 +248,8 @@ impl Engine {
         }
         // Group SAs whose lifetime is over are not sent: the group's
         // timeout removes it from our side too.
-        for g in self.endpoint_groups.values().filter(|g| g.expires > now) {
-            cmds.extend(g.resync(now));
+        for (name, g) in self.endpoint_groups.iter().filter(|(_, g)| g.expires > now) {
+            cmds.extend(g.resync(name, now));
         }
         cmds.extend(self.policies.all());
         cmds.push(Command::SyncDone);
@@ -292,13 +292,13 @@ impl Engine {
     }
 }
 
-/// The outer address pairs (ours, the peer's) child `c` sends on,
-/// preferred first: its own (multihoming) or the IKE SA's.
 /// The first of [`child_paths`], the one the child's SA uses now.
 fn first_path(sa: &Core, c: &Child) -> (IpAddr, IpAddr) {
     c.paths.first().copied().unwrap_or((sa.local.ip(), sa.remote.ip()))
 }
 
+/// The outer address pairs (ours, the peer's) child `c` sends on,
+/// preferred first: its own (multihoming) or the IKE SA's.
 pub(super) fn child_paths(sa: &Core, c: &Child) -> Vec<(IpAddr, IpAddr)> {
     if c.paths.is_empty() {
         vec![(sa.local.ip(), sa.remote.ip())]

@@ -11,9 +11,10 @@
 //! what it is given into the dataplane with the rollover times, and removes
 //! the group when the newest SA's lifetime runs out.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use cpdp::msg::Command;
+use cpdp::msg::{Command, SaSpec, WirePrefix};
 
 use super::sa::{Core, Established, IkeSa, Pending, Phase, Task};
 use super::{Engine, Error, Event};
@@ -24,44 +25,58 @@ use crate::wire::{Notify, Payload};
 /// An endpoint's group SAs from one gateway connection.
 #[derive(Debug, Clone)]
 pub struct EndpointGroup {
-    /// SPIs installed, newest last.
-    pub spis: Vec<u32>,
     pub alg: String,
     /// When the newest SA's lifetime runs out: the group goes then.
     pub expires: Instant,
     pub updates: u64,
-    /// What the dataplane was told, oldest first, and when: a restarted
-    /// dataplane gets it again (keys zeroized as these go).
-    installed: Vec<(Instant, Command)>,
+    /// The SAs the dataplane was told of, oldest first, and when: a
+    /// restarted dataplane gets them again (keys zeroized as these go).
+    installed: Vec<GroupInstall>,
+}
+
+/// One group SA as it was installed.
+#[derive(Debug, Clone)]
+struct GroupInstall {
+    at: Instant,
+    sa: SaSpec,
+    members: Vec<(WirePrefix, IpAddr)>,
+    /// Rollover1 and Rollover2, seconds.
+    rollover: (u32, u32),
+}
+
+impl GroupInstall {
+    fn command(&self, group: &str, (rollover1_secs, rollover2_secs): (u32, u32)) -> Command {
+        Command::InstallGroupSa {
+            group: group.to_string(),
+            sa: self.sa.clone(),
+            members: self.members.clone(),
+            rollover1_secs,
+            rollover2_secs,
+        }
+    }
 }
 
 impl EndpointGroup {
+    /// The SPIs installed, newest last.
+    pub fn spis(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.installed.iter().map(|g| g.sa.spi)
+    }
+
     /// The group SAs a dataplane restarted at `now` needs, in order, their
     /// rollover times shortened by the time already gone: the newest SA
     /// whose rollover is over (or the oldest) first, now sent with and
     /// with nothing to roll over from; then each newer one with what is
     /// left of its times (mpsa-04 5.3, NOTES.md "MPSA": the old SA leaves
     /// after Rollover2, so an SA before a finished rollover is gone).
-    pub(super) fn resync(&self, now: Instant) -> Vec<Command> {
-        let done = |at: &Instant, c: &Command| match c {
-            Command::InstallGroupSa { rollover1_secs, rollover2_secs, .. } => {
-                now.saturating_duration_since(*at).as_secs() >= u64::from(*rollover1_secs.max(rollover2_secs))
-            }
-            _ => false,
-        };
-        let from = self.installed.iter().rposition(|(at, c)| done(at, c)).unwrap_or(0);
-        let mut out = Vec::new();
-        for (i, (at, c)) in self.installed.iter().enumerate().skip(from) {
-            let Command::InstallGroupSa { group, sa, members, rollover1_secs, rollover2_secs } = c else { continue };
-            let gone = u32::try_from(now.saturating_duration_since(*at).as_secs()).unwrap_or(u32::MAX);
-            let left = |t: &u32| if i == from { 0 } else { t.saturating_sub(gone) };
-            out.push(Command::InstallGroupSa {
-                group: group.clone(),
-                sa: sa.clone(),
-                members: members.clone(),
-                rollover1_secs: left(rollover1_secs),
-                rollover2_secs: left(rollover2_secs),
-            });
+    pub(super) fn resync(&self, group: &str, now: Instant) -> Vec<Command> {
+        let gone = |g: &GroupInstall| now.saturating_duration_since(g.at).as_secs();
+        let done = |g: &GroupInstall| gone(g) >= u64::from(g.rollover.0.max(g.rollover.1));
+        let from = self.installed.iter().rposition(done).unwrap_or(0);
+        let Some(first) = self.installed.get(from) else { return Vec::new() };
+        let mut out = vec![first.command(group, (0, 0))];
+        for g in &self.installed[from + 1..] {
+            let left = |t: u32| u64::from(t).saturating_sub(gone(g)) as u32;
+            out.push(g.command(group, (left(g.rollover.0), left(g.rollover.1))));
         }
         out
     }
@@ -167,7 +182,7 @@ impl Engine {
                 return;
             }
         };
-        let known = self.endpoint_groups.get(&conn).is_some_and(|g| g.spis.contains(&put.spi));
+        let known = self.endpoint_groups.get(&conn).is_some_and(|g| g.spis().any(|s| s == put.spi));
         if !known {
             self.install_group_sa(now, sa, &conn, &put);
         }
@@ -175,27 +190,23 @@ impl Engine {
     }
 
     fn install_group_sa(&mut self, now: Instant, sa: &Core, conn: &str, put: &MpsaPut) {
-        let cmd = Command::InstallGroupSa {
-            group: conn.to_string(),
+        let inst = GroupInstall {
+            at: now,
             sa: put.group_sa_spec(sa.local.ip()),
             members: self.conns[sa.conn].mpsa_routes.clone(),
-            rollover1_secs: put.rollover1,
-            rollover2_secs: put.rollover2,
+            rollover: (put.rollover1, put.rollover2),
         };
-        self.dp(cmd.clone());
+        self.dp(inst.command(conn, inst.rollover));
         let expires = now + Duration::from_secs(put.lifetime as u64);
         let g = self.endpoint_groups.entry(conn.to_string()).or_insert_with(|| EndpointGroup {
-            spis: Vec::new(),
             alg: put.alg(),
             expires,
             updates: 0,
             installed: Vec::new(),
         });
-        g.spis.push(put.spi);
-        g.installed.push((now, cmd));
+        g.installed.push(inst);
         // The dataplane drops the older ones after Rollover2; keep a short list.
-        if g.spis.len() > 4 {
-            g.spis.remove(0);
+        if g.installed.len() > 4 {
             g.installed.remove(0);
         }
         g.alg = put.alg();
