@@ -43,14 +43,27 @@ check "/etc/gw files are conffiles (an upgrade keeps the operator's)" \
 
 say "a fresh Debian 12 root from Debian's packages, the .deb installed with apt"
 cp "$deb" "$RUN/gw.deb"
-timeout 900 mmdebstrap --quiet --variant=apt --include=systemd,iproute2 \
-    --customize-hook="upload $RUN/gw.deb /tmp/gw.deb" \
-    --customize-hook='chroot "$1" apt-get install -y -q --no-install-recommends /tmp/gw.deb >/dev/null' \
-    bookworm "$RUN/root" >"$RUN/mmdebstrap.log" 2>&1 || {
-    tail -n 20 "$RUN/mmdebstrap.log" >&2
-    echo "package: mmdebstrap failed (are Debian's mirrors reachable?)" >&2
-    exit 1
+# The archive is reached over the network: a failed fetch is tried again
+# (three tries, 20 s apart) before the test gives up, and each failure's
+# log tail is shown.
+make_root() {
+    rm -rf "$RUN/root"
+    timeout 600 mmdebstrap --quiet --variant=apt --include=systemd,iproute2 \
+        --customize-hook="upload $RUN/gw.deb /tmp/gw.deb" \
+        --customize-hook='chroot "$1" apt-get install -y -q --no-install-recommends /tmp/gw.deb >/dev/null' \
+        bookworm "$RUN/root" >"$RUN/mmdebstrap.log" 2>&1
 }
+made=0
+for try in 1 2 3; do
+    if make_root; then made=1; break; fi
+    say "mmdebstrap try $try of 3 failed; its log ends:"
+    tail -n 20 "$RUN/mmdebstrap.log"
+    [[ $try -lt 3 ]] && sleep 20
+done
+if [[ $made -ne 1 ]]; then
+    echo "package: mmdebstrap failed three times (are Debian's mirrors reachable?)" >&2
+    exit 1
+fi
 in_root() { chroot "$RUN/root" "$@"; }
 for m in proc sys dev; do mount --bind "/$m" "$RUN/root/$m"; done
 check "installed: dpkg says ipsec-gw is installed" bash -c "chroot '$RUN/root' dpkg-query -W -f='\${Status}' ipsec-gw | grep -q 'install ok installed'"
