@@ -341,6 +341,21 @@ check "the hub's port saw no a <-> b ESP" no_direct_at_hub
 check "a -> hub on the wire: ESP with a's child SA 0x$spi_a" \
     grep -q "192.0.2.11 > 192.0.2.1: ESP(spi=0x$spi_a," "$RUN/wire-hub.txt"
 
+# Access control on the group SA (mpsa-04 section 5): a's LAN host claims
+# an address of c's prefix towards b. a's key is good, so b decrypts it,
+# then drops it: 10.1.3.0/24 is c's, and the packet came from a's outer
+# address.
+drops_b() { gwctl b stats | awk '/dataplane drop group_source_mismatch/ {print $4}'; }
+g0=$(drops_b)
+ip -n "$P-host-a" addr add 10.1.3.99/32 dev eth0
+host a ping -q -c 5 -i 0.1 -W 1 -I 10.1.3.99 10.1.2.10 >"$RUN/spoof.txt" 2>&1 || true
+ip -n "$P-host-a" addr del 10.1.3.99/32 dev eth0
+sleep 1.5 # counters reach the control plane each second
+g1=$(drops_b)
+check "a's host sending from c's prefix to b: nothing gets through" grep -q ' 100% packet loss' "$RUN/spoof.txt"
+check "b drops them as group_source_mismatch (${g0:-0} -> ${g1:-0})" test "${g1:-0}" -ge "$((${g0:-0} + 5))"
+check "a -> b from a's own prefix still passes" ping_ok host a ping -c 3 -i 0.1 -W 1 10.1.2.10
+
 # A group rekey (every 15 s here) under continuous a <-> b traffic loses
 # nothing: 50 packets a second for 20 s, across at least one rollover.
 before=$(group_spi)

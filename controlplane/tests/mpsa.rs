@@ -294,6 +294,77 @@ fn an_ike_sa_rekey_is_not_a_member_leaving() {
     assert_eq!(view::groups(&lab.hub.e, lab.now)[0].delivered, 3);
 }
 
+/// mpsa-04 5.3: a member leaving gets the others a new SA even when it had
+/// not acknowledged the current one yet (its answer lost on the way): it
+/// may hold the SA all the same.
+#[test]
+fn mpsa_04_5_3_a_member_leaving_before_its_ack_still_rekeys() {
+    let mut lab = Lab::new("");
+    let now = lab.now;
+    for i in 0..2 {
+        lab.eps[i].e.initiate(now, "hub").unwrap();
+    }
+    lab.run();
+    lab.eps[2].e.initiate(now, "hub").unwrap();
+    lab.collect();
+    let c_addr = lab.eps[2].addr;
+    let mut lost = false;
+    while let Some((to, from, data)) = lab.wire.pop_front() {
+        // c's empty answer to N(MPSA_PUT) never reaches the hub.
+        if !lost && from.ip().to_string() == c_addr && !group_sas(&lab.eps[2]).is_empty() {
+            lost = true;
+            continue;
+        }
+        let node = lab.nodes().find(|x| x.addr == to.ip().to_string()).unwrap();
+        node.e.handle_datagram(now, to, from, &data);
+        lab.collect();
+    }
+    assert!(lost);
+    assert_eq!(view::groups(&lab.hub.e, lab.now)[0].delivered, 2, "c's ack never came");
+    lab.eps[2].e.terminate(now, "hub").unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    let a = group_sas(&lab.eps[0]);
+    assert_eq!(a.len(), 2, "a got a new SA: {:?}", lab.hub.events);
+    assert!(group_sas(&lab.eps[2]).iter().all(|g| g.0 != a[1].0), "c never saw it");
+    assert_eq!(view::groups(&lab.hub.e, lab.now)[0].rekeys, 1);
+}
+
+/// mpsa-04 5.3 (MAY), `rekey_on_join`: each member joining after another
+/// has the current SA makes a new one for all, so the newcomer never holds
+/// an SA that was sent with before it came. The first member takes the SA
+/// made at start (nobody had it); a member's second IKE SA is no join.
+#[test]
+fn mpsa_04_5_3_rekey_on_join_keeps_newcomers_out_of_the_past() {
+    let mut lab = Lab::new("rekey_on_join = true");
+    let join = |lab: &mut Lab, i: usize| {
+        let now = lab.now;
+        lab.eps[i].e.initiate(now, "hub").unwrap();
+        lab.run();
+        lab.advance(Duration::from_millis(10));
+    };
+    join(&mut lab, 0);
+    let first = group_sas(&lab.eps[0]);
+    assert_eq!(first.len(), 1);
+    assert_eq!(view::groups(&lab.hub.e, lab.now)[0].rekeys, 0, "nobody had the SA before a");
+    join(&mut lab, 1);
+    let (a, b) = (group_sas(&lab.eps[0]), group_sas(&lab.eps[1]));
+    assert_eq!(a.len(), 2, "a got the new SA: {:?}", lab.hub.events);
+    assert_eq!(b, a[1..], "b got only the new one");
+    join(&mut lab, 2);
+    let (a, c) = (group_sas(&lab.eps[0]), group_sas(&lab.eps[2]));
+    assert_eq!(a.len(), 3);
+    assert_eq!(c, a[2..], "c holds none of the SAs before it came");
+    assert_eq!(view::groups(&lab.hub.e, lab.now)[0].rekeys, 2);
+    assert!(lab.hub.events.iter().any(|e| matches!(e, Event::Mpsa { what, .. } if what.contains("c.lab joined"))));
+    // An IKE SA rekey brings nobody new.
+    let now = lab.now;
+    lab.eps[0].e.rekey(now, "hub", true).unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    assert_eq!(view::groups(&lab.hub.e, lab.now)[0].rekeys, 2);
+}
+
 /// MPSA_PUT bodies that must be refused, each answered with its notify and
 /// nothing installed.
 #[test]
@@ -346,9 +417,37 @@ fn hostile_mpsa_puts_are_refused_and_nothing_is_installed() {
 
 /// A well-formed N(MPSA_PUT) of a group nobody here belongs to.
 fn a_put() -> Notify {
+    put_with_spi(0x4242_4242)
+}
+
+fn put_with_spi(spi: u32) -> Notify {
     let g: GroupToml = toml::from_str("name = \"x\"\nmembers = [\"a.lab\"]").unwrap();
     let now = Instant::now();
-    GatewayGroup::new(g.build().unwrap(), now, 0x4242_4242, &mut SeededRandom::new(7)).put(now).to_notify()
+    GatewayGroup::new(g.build().unwrap(), now, spi, &mut SeededRandom::new(7)).put(now).to_notify()
+}
+
+/// A group SA whose SPI is one of the endpoint's child SAs' inbound SPIs
+/// is refused before the answer (NO_PROPOSAL_CHOSEN), not acknowledged and
+/// then refused by the dataplane; nothing is installed.
+#[test]
+fn a_group_spi_that_clashes_with_a_child_spi_is_refused_before_the_ack() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let child_in = lab.eps[0].e.ike_sas().flat_map(|s| s.children().iter().map(|c| c.spi_in)).next().unwrap();
+    let before = group_sas(&lab.eps[0]).len();
+    let now = lab.now;
+    lab.hub.e.send_informational(now, "members", vec![Payload::Notify(put_with_spi(child_in))]).unwrap();
+    lab.run();
+    assert_eq!(group_sas(&lab.eps[0]).len(), before, "nothing installed");
+    assert!(lab
+        .hub
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Failed { why: Error::Refused(NotifyType::NoProposalChosen), .. })));
+    assert!(lab.eps[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Mpsa { what, .. } if what.contains("already an inbound SA"))));
 }
 
 #[test]

@@ -54,6 +54,9 @@ drop_reasons! {
     InnerMalformed = "inner_malformed",
     /// Inner addresses outside the SA's traffic selectors (RFC 4301 5.2).
     PolicyMismatch = "policy_mismatch",
+    /// A group SA packet whose inner source is not a prefix of the member
+    /// it came from, by outer source (mpsa-04 section 5).
+    GroupSourceMismatch = "group_source_mismatch",
     /// A policy said discard.
     PolicyDiscard = "policy_discard",
     /// No route to the destination.

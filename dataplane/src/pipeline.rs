@@ -236,7 +236,7 @@ impl Worker {
         // Bump-in-the-wire transport mode (RFC 4301 3.3): ESP to a host
         // behind us that one of our transport-mode SAs ends at.
         if l3.proto == ipproto::ESP && self.tables.has_transport_in() && self.is_transport_end(buf, &l3) {
-            return self.inbound(buf, l3.l4_off);
+            return self.inbound(buf, l3.l4_off, l3.src);
         }
         if is_multicast(l3.dst) {
             // Neighbour discovery is for the main lcore; other multicast is
@@ -249,7 +249,7 @@ impl Worker {
     /// Packets addressed to one of our own addresses.
     fn local<B: PacketBuf>(&mut self, buf: &mut B, l3: &L3) -> Result<Verdict, DropReason> {
         match l3.proto {
-            ipproto::ESP => self.inbound(buf, l3.l4_off),
+            ipproto::ESP => self.inbound(buf, l3.l4_off, l3.src),
             ipproto::UDP => {
                 let u = udp::Packet::new_checked(&buf.data()[l3.l4_off..]).map_err(wire_drop)?;
                 // Over IPv6 every datagram carries a checksum (RFC 8200
@@ -271,7 +271,7 @@ impl Worker {
                             if extra > 0 {
                                 buf.trim(extra);
                             }
-                            self.inbound(buf, off)
+                            self.inbound(buf, off, l3.src)
                         }
                         udp::NattPayload::Ike => Ok(Verdict::Punt),
                         udp::NattPayload::Keepalive => Err(DropReason::NattKeepalive),
@@ -296,8 +296,8 @@ impl Worker {
         })
     }
 
-    /// ESP for one of our inbound SAs.
-    fn inbound<B: PacketBuf>(&mut self, buf: &mut B, esp_off: usize) -> Result<Verdict, DropReason> {
+    /// ESP for one of our inbound SAs, from outer source `outer_src`.
+    fn inbound<B: PacketBuf>(&mut self, buf: &mut B, esp_off: usize, outer_src: IpAddr) -> Result<Verdict, DropReason> {
         let spi = crate::wire::esp::Packet::new_checked(&buf.data()[esp_off..]).map_err(wire_drop)?.spi();
         let Some(&i) = self.tables.spi_index.get(&spi) else {
             self.stats.last_unknown_spi.store(spi as u64, Relaxed);
@@ -334,6 +334,9 @@ impl Worker {
             if sa.transport { l3.src == sa.remote && l3.dst == sa.local } else { sa.selectors_allow(l3.src, l3.dst) };
         if !fits {
             return Err(DropReason::PolicyMismatch);
+        }
+        if self.tables.group_sources(i).is_some_and(|g| !g.allows(outer_src, l3.src)) {
+            return Err(DropReason::GroupSourceMismatch);
         }
         bump(&self.stats.decrypted, 1);
         sa.stats.add(self.id, STAT_PACKETS, 1);

@@ -49,6 +49,8 @@ pub struct Tables {
     local6: FxHashSet<u128>,
     pub out_sas: Vec<Arc<OutboundSa>>,
     pub in_sas: Vec<Arc<InboundSa>>,
+    /// Per inbound SA (same index): for a group SA, who may send on it.
+    in_sources: Vec<Option<Arc<GroupSources>>>,
     /// Inbound SPI -> index into `in_sas`.
     pub spi_index: FxHashMap<u32, usize>,
     spd4: Lpm<Policy>,
@@ -74,6 +76,40 @@ pub struct Tables {
 pub struct GroupMember {
     pub prefix: Prefix,
     pub addr: IpAddr,
+}
+
+/// Who may send on a group's inbound SAs (mpsa-04 section 5: MPSA has no
+/// data origin authentication, so the endpoint checks what it can): each
+/// member's inner prefixes by its outer address. A packet whose inner
+/// source is not a prefix of the member it came from (by outer source) is
+/// dropped as `group_source_mismatch`, and so is one from an address no
+/// member has.
+#[derive(Debug, Clone)]
+pub struct GroupSources {
+    members4: Lpm<IpAddr>,
+    members6: Lpm<IpAddr>,
+}
+
+impl GroupSources {
+    pub fn new(members: &[GroupMember]) -> GroupSources {
+        let mut s = GroupSources { members4: Lpm::new_v4(), members6: Lpm::new_v6() };
+        for m in members {
+            if m.prefix.addr.is_ipv4() {
+                s.members4.insert(m.prefix, m.addr);
+            } else {
+                s.members6.insert(m.prefix, m.addr);
+            }
+        }
+        s
+    }
+
+    /// Whether `inner_src` is in a prefix of the member at `outer_src`
+    /// (the longest member prefix holding it is that member's).
+    #[inline]
+    pub fn allows(&self, outer_src: IpAddr, inner_src: IpAddr) -> bool {
+        let m = if inner_src.is_ipv4() { self.members4.lookup(inner_src) } else { self.members6.lookup(inner_src) };
+        m == Some(&outer_src)
+    }
 }
 
 /// Where a group's traffic goes: its current outbound SA and the members.
@@ -122,6 +158,7 @@ impl Tables {
             local6: FxHashSet::default(),
             out_sas: Vec::new(),
             in_sas: Vec::new(),
+            in_sources: Vec::new(),
             spi_index: FxHashMap::default(),
             spd4: Lpm::new_v4(),
             spd6: Lpm::new_v6(),
@@ -280,7 +317,24 @@ impl Tables {
         self.spi_index.insert(sa.spi, self.in_sas.len());
         self.transport_in |= sa.transport;
         self.in_sas.push(sa);
+        self.in_sources.push(None);
         true
+    }
+
+    /// Adds a group's inbound SA: only its members may send on it, each
+    /// from its own prefixes (`sources`). False if its SPI is taken.
+    pub fn add_group_inbound(&mut self, sa: Arc<InboundSa>, sources: Arc<GroupSources>) -> bool {
+        if !self.add_inbound_arc(sa) {
+            return false;
+        }
+        *self.in_sources.last_mut().expect("just pushed") = Some(sources);
+        true
+    }
+
+    /// For inbound SA `i` of a group, who may send on it.
+    #[inline]
+    pub fn group_sources(&self, i: usize) -> Option<&GroupSources> {
+        self.in_sources.get(i).and_then(|s| s.as_deref())
     }
 
     /// Adds an outbound SA and returns its index for [`Policy::Protect`].
@@ -536,7 +590,7 @@ impl Tables {
                 transport: false,
             };
             let inb = InboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
-            if !t.add_inbound(inb) {
+            if !t.add_group_inbound(Arc::new(inb), Arc::new(GroupSources::new(&members))) {
                 return Err(bad(f("spi"), format!("SPI {:#x} is already an inbound SA", g.spi)));
             }
             let out = OutboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;

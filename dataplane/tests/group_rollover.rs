@@ -18,7 +18,7 @@ use dataplane::drop::DropReason;
 use dataplane::group::{GroupAction, Rollover};
 use dataplane::pipeline::{Verdict, Worker};
 use dataplane::sa::{InboundSa, OutboundSa, SaParams};
-use dataplane::tables::{GroupMember, PortInfo, Route, Tables};
+use dataplane::tables::{GroupMember, GroupSources, PortInfo, Route, Tables};
 use dataplane::wire::{esp, ipv4};
 use zeroize::Zeroizing;
 
@@ -112,18 +112,20 @@ impl Endpoint {
         for h in 0..3u8 {
             t.neighbors.insert(format!("10.{}.0.10", self.me + 1).parse::<IpAddr>().unwrap(), [2, 0, 0, 0, 9, h]);
         }
+        let members: Vec<GroupMember> = ENDPOINTS
+            .iter()
+            .map(|(p, a)| GroupMember { prefix: p.parse().unwrap(), addr: a.parse().unwrap() })
+            .collect();
+        // Each member sends from its own prefix (mpsa-04 section 5).
+        let sources = Arc::new(GroupSources::new(&members));
         for sa in &self.inbound {
             if self.rollover.inbound().contains(&sa.spi) {
-                t.add_inbound_arc(sa.clone());
+                t.add_group_inbound(sa.clone(), sources.clone());
             }
         }
         if let Some(spi) = self.rollover.outbound() {
             let sa = self.outbound.iter().find(|s| s.spi == spi).unwrap().clone();
             let oi = t.add_outbound_arc(sa);
-            let members: Vec<GroupMember> = ENDPOINTS
-                .iter()
-                .map(|(p, a)| GroupMember { prefix: p.parse().unwrap(), addr: a.parse().unwrap() })
-                .collect();
             t.add_group(oi, &members);
         }
         self.worker.set_tables(Arc::new(t));

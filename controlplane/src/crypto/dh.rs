@@ -165,7 +165,7 @@ pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
             p.extend_from_slice(peer);
             // aws-lc checks the point is on the curve.
             let peer = lc::UnparsedPublicKey::new(&lc::ECDH_P256, p);
-            lc::agree(&k, peer, DhError::BadPublic(19), |s| Ok(Secret::new(s.to_vec())))
+            lc::agree(&k, peer, DhError::BadPublic(19), |s| Ok(Secret::from_slice(s)))
         }
         DhPrivate::X25519(k) => {
             if peer.len() != 32 {
@@ -174,7 +174,7 @@ pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
             // aws-lc refuses an all-zero result (a small-order peer value),
             // the check RFC 7748 6.1 and RFC 8031 2.3 ask for.
             let peer = lc::UnparsedPublicKey::new(&lc::X25519, peer);
-            lc::agree(&k, peer, DhError::BadPublic(31), |s| Ok(Secret::new(s.to_vec())))
+            lc::agree(&k, peer, DhError::BadPublic(31), |s| Ok(Secret::from_slice(s)))
         }
     }
 }

@@ -69,7 +69,7 @@ impl IkeKeys {
         let km = suite.prf.prf_plus(skeyseed.as_slice(), &seed, p + 2 * a + 2 * e + 2 * pp);
         let mut at = 0;
         let mut take = |n: usize| {
-            let s = Secret::new(km.as_slice()[at..at + n].to_vec());
+            let s = Secret::from_slice(&km.as_slice()[at..at + n]);
             at += n;
             s
         };
@@ -139,10 +139,10 @@ pub fn child_keys(
     zeroize::Zeroize::zeroize(&mut seed);
     let k = km.as_slice();
     ChildKeys {
-        encr_i: Secret::new(k[..e].to_vec()),
-        integ_i: Secret::new(k[e..e + a].to_vec()),
-        encr_r: Secret::new(k[e + a..2 * e + a].to_vec()),
-        integ_r: Secret::new(k[2 * e + a..].to_vec()),
+        encr_i: Secret::from_slice(&k[..e]),
+        integ_i: Secret::from_slice(&k[e..e + a]),
+        encr_r: Secret::from_slice(&k[e + a..2 * e + a]),
+        integ_r: Secret::from_slice(&k[2 * e + a..]),
     }
 }
 

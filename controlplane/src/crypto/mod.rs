@@ -19,31 +19,80 @@ use zeroize::Zeroizing;
 
 use crate::codepoints::{IntegId, PrfId};
 
-/// Key material: zeroized on drop, never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(pub Zeroizing<Vec<u8>>);
+/// Key material: zeroized on drop, never printed. Up to [`Secret::INLINE`]
+/// octets (every key prf+ cuts, an X25519 or P-256 shared secret) live in
+/// the value itself, so an IKE SA's seven keys and a child's four cost no
+/// allocation each; longer ones (MODP shared secrets, PSKs) on the heap.
+#[derive(Clone, Default)]
+pub struct Secret(Repr);
 
-impl Secret {
-    pub fn new(b: Vec<u8>) -> Secret {
-        Secret(Zeroizing::new(b))
-    }
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; Secret::INLINE] },
+    Heap(Zeroizing<Vec<u8>>),
+}
 
-    pub fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Inline { len: 0, buf: [0; Secret::INLINE] }
     }
 }
 
+impl Drop for Repr {
+    fn drop(&mut self) {
+        if let Repr::Inline { buf, .. } = self {
+            zeroize::Zeroize::zeroize(buf);
+        }
+    }
+}
+
+impl Secret {
+    /// The longest key kept inline (a SHA-512 integrity key).
+    pub const INLINE: usize = 64;
+
+    /// Takes `b` as it is (zeroized when dropped).
+    pub fn new(b: Vec<u8>) -> Secret {
+        Secret(Repr::Heap(Zeroizing::new(b)))
+    }
+
+    /// A copy of `b`: inline when it fits.
+    pub fn from_slice(b: &[u8]) -> Secret {
+        if b.len() <= Self::INLINE {
+            let mut buf = [0u8; Self::INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            Secret(Repr::Inline { len: b.len() as u8, buf })
+        } else {
+            Secret::new(b.to_vec())
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
+            Repr::Heap(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Secret {}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<redacted {} octets>", self.0.len())
+        write!(f, "<redacted {} octets>", self.len())
     }
 }
 
@@ -231,7 +280,10 @@ fn prf_with<M: Mac + KeyInit>(key: &[u8], data: &[&[u8]]) -> Secret {
     for d in data {
         m.update(d);
     }
-    Secret::new(m.finalize().into_bytes().to_vec())
+    let mut t = m.finalize().into_bytes();
+    let s = Secret::from_slice(&t);
+    zeroize::Zeroize::zeroize(t.as_mut_slice());
+    s
 }
 
 fn prf_plus_with<M: Mac + KeyInit + Clone>(key: &[u8], seed: &[u8], len: usize) -> Secret {
@@ -251,7 +303,11 @@ fn prf_plus_with<M: Mac + KeyInit + Clone>(key: &[u8], seed: &[u8], len: usize) 
         n = n.checked_add(1).expect("prf+ asked for more than 255 blocks");
     }
     out.truncate(len);
-    Secret(out)
+    if len <= Secret::INLINE {
+        Secret::from_slice(&out)
+    } else {
+        Secret(Repr::Heap(out))
+    }
 }
 
 /// An integrity algorithm (transform type 3).
@@ -334,6 +390,25 @@ mod tests {
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn secrets_inline_or_on_the_heap_are_the_same_octets() {
+        for n in [0, 1, 20, 32, Secret::INLINE, Secret::INLINE + 1, 256] {
+            let b: Vec<u8> = (0..n).map(|i| i as u8 ^ 0x5c).collect();
+            let (inline, heap) = (Secret::from_slice(&b), Secret::new(b.clone()));
+            assert_eq!(inline.as_slice(), &b[..]);
+            assert_eq!((inline.len(), inline.is_empty()), (n, n == 0));
+            assert_eq!(inline, heap, "{n} octets: equal whatever the storage");
+            assert_eq!(inline.clone(), heap);
+            assert_eq!(format!("{inline:?}"), format!("<redacted {n} octets>"), "never printed");
+        }
+        assert_ne!(Secret::from_slice(&[1, 2]), Secret::from_slice(&[1, 2, 0]));
+        assert!(Secret::default().is_empty());
+        // prf+ output: inline up to 64 octets, whole either way.
+        let short = Prf::HmacSha256.prf_plus(b"k", b"seed", 40);
+        let long = Prf::HmacSha256.prf_plus(b"k", b"seed", 200);
+        assert_eq!(short.as_slice(), &long.as_slice()[..40]);
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub struct GroupToml {
     /// A new SA for the remaining members whenever one leaves.
     #[serde(default = "d_true")]
     pub rekey_on_leave: bool,
+    /// A new SA for everyone whenever a member joins, so it cannot read
+    /// what was sent before (mpsa-04 5.3: MAY). Off by default: each join
+    /// costs every member a rollover.
+    #[serde(default)]
+    pub rekey_on_join: bool,
 }
 
 fn d_esp() -> String {
@@ -92,6 +97,7 @@ pub struct GroupConfig {
     pub rollover1: u32,
     pub rollover2: u32,
     pub rekey_on_leave: bool,
+    pub rekey_on_join: bool,
 }
 
 impl GroupToml {
@@ -134,6 +140,7 @@ impl GroupToml {
             rollover1: self.rollover1_secs,
             rollover2: self.rollover2_secs,
             rekey_on_leave: self.rekey_on_leave,
+            rekey_on_join: self.rekey_on_join,
         })
     }
 }
@@ -159,13 +166,16 @@ pub struct GatewayGroup {
     /// check).
     pub rekey_requested: Option<Instant>,
     pub rekeys: u64,
+    /// The current SA went to a member (an MPSA_PUT sent): a join rekeys
+    /// only then (`rekey_on_join`), nobody else having it before.
+    pub handed_out: bool,
 }
 
 impl GatewayGroup {
     /// The group SA is made now, before any member connects (mpsa 3.3.1).
     pub fn new(cfg: GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GatewayGroup {
         let current = Self::make_sa(&cfg, now, spi, rng);
-        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: None, rekeys: 0 }
+        GatewayGroup { cfg, current, delivered: HashSet::new(), rekey_requested: None, rekeys: 0, handed_out: false }
     }
 
     fn make_sa(cfg: &GroupConfig, now: Instant, spi: u32, rng: &mut dyn Random) -> GroupSa {
@@ -196,6 +206,7 @@ impl GatewayGroup {
         self.delivered.clear();
         self.rekey_requested = None;
         self.rekeys += 1;
+        self.handed_out = false;
     }
 
     /// N(MPSA_PUT) for the current SA; Lifetime is the time left.

@@ -163,7 +163,14 @@ impl MpsaPut {
                     once(&mut prf, f, "PRF twice")?;
                 }
                 TransformType::Integrity => {
-                    let i = Integ::from_id(IntegId::from_value(t.id)).ok_or(MpsaError::Unsupported("integrity"))?;
+                    // INTEG NONE with a combined-mode cipher is how an ESP
+                    // proposal says "no integrity" (RFC 7296 3.3.2 and 3.3.3,
+                    // RFC 4106 8.1): the MPSA_PUT is a proposal, so it reads
+                    // the same.
+                    let i = match IntegId::from_value(t.id) {
+                        IntegId::None => None,
+                        id => Some(Integ::from_id(id).ok_or(MpsaError::Unsupported("integrity"))?),
+                    };
                     once(&mut integ, i, "INTEG twice")?;
                 }
                 TransformType::MpsaNonce => {
@@ -189,6 +196,7 @@ impl MpsaPut {
         if sk_d.len() != prf.out_len() {
             return Err(MpsaError::Malformed("SK_d must be the PRF's preferred key length"));
         }
+        let integ = integ.flatten();
         match (encr.is_aead(), integ) {
             (true, Some(_)) => return Err(MpsaError::Malformed("AES-GCM takes no integrity algorithm")),
             (false, None) => return Err(MpsaError::Malformed("AES-CBC needs an integrity algorithm")),
@@ -221,7 +229,7 @@ impl MpsaPut {
         let a = self.integ.map_or(0, |i| i.key_len());
         let km = self.prf.prf_plus(self.sk_d.as_slice(), &self.nonce, e + a);
         let k = km.as_slice();
-        (Secret::new(k[..e].to_vec()), Secret::new(k[e..].to_vec()))
+        (Secret::from_slice(&k[..e]), Secret::from_slice(&k[e..]))
     }
 
     /// The dataplane's algorithm name.
@@ -375,6 +383,30 @@ mod tests {
         assert_eq!((ek.as_slice().len(), ak.as_slice().len()), (20, 0));
     }
 
+    /// An AEAD group SA with INTEG NONE (transform ID 0) reads as no
+    /// integrity, as in an ESP proposal (RFC 7296 3.3.3); without the
+    /// transform it reads the same.
+    #[test]
+    fn an_aead_put_may_carry_integ_none() {
+        let gcm = MpsaPut { encr: Encr::AesGcm16(256), integ: None, ..example_put() };
+        let mut n = gcm.to_notify();
+        let mut ps = parse_sa(&n.data).unwrap();
+        assert!(!ps[0].transforms.iter().any(|t| t.ty == TransformType::Integrity), "we send none");
+        ps[0].transforms.insert(2, Transform::new(TransformType::Integrity, 0));
+        let mut w = Writer::new();
+        ps[0].emit(&mut w, true);
+        n.data = w.buf;
+        let got = MpsaPut::from_notify(&n).unwrap();
+        assert_eq!((got.encr, got.integ, got.spi), (Encr::AesGcm16(256), None, gcm.spi));
+        assert_eq!(got.keymat().0.as_slice(), gcm.keymat().0.as_slice());
+        // Twice is still twice.
+        ps[0].transforms.insert(2, Transform::new(TransformType::Integrity, 0));
+        let mut w = Writer::new();
+        ps[0].emit(&mut w, true);
+        n.data = w.buf;
+        assert_eq!(MpsaPut::from_notify(&n).unwrap_err().notify(), NotifyType::InvalidSyntax);
+    }
+
     #[test]
     fn rollover_transforms_accept_the_figures_attribute_type() {
         // The draft's figure puts attribute 16386 in ROLL1 and ROLL2.
@@ -441,6 +473,13 @@ mod tests {
             (
                 "CBC without integrity",
                 tampered(|p| p.transforms.retain(|t| t.ty != TransformType::Integrity)),
+                InvalidSyntax,
+            ),
+            (
+                "CBC with INTEG NONE",
+                tampered(|p| {
+                    p.transforms.iter_mut().find(|t| t.ty == TransformType::Integrity).unwrap().id = 0;
+                }),
                 InvalidSyntax,
             ),
             ("SPI mismatch", tampered(|p| p.spi = vec![0, 0, 9, 9]), InvalidSyntax),

@@ -246,8 +246,8 @@ impl IkeSaStub {
             Payload::Sa(mut ps) if ps.len() == 1 => ps.remove(0),
             _ => return Err(StubError::Field { field: "SAr", why: "not exactly one proposal".into() }),
         };
-        let sk_d = Secret::new(parse_chunk(&mut r, "SK_d")?.to_vec());
-        let g_ir = Secret::new(parse_chunk(&mut r, "g^ir")?.to_vec());
+        let sk_d = Secret::from_slice(parse_chunk(&mut r, "SK_d")?);
+        let g_ir = Secret::from_slice(parse_chunk(&mut r, "g^ir")?);
         if sk_d.is_empty() || g_ir.is_empty() {
             return Err(StubError::Field { field: "SK_d, g^ir", why: "empty".into() });
         }

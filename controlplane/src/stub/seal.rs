@@ -14,7 +14,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use zeroize::Zeroizing;
 
 use super::{IkeSaStub, StubError, StubIndex};
-use crate::crypto::{Random, Secret};
+use crate::crypto::Random;
 use crate::wire::{Reader, Writer};
 
 /// The sealed format's version.
@@ -103,9 +103,9 @@ pub fn open(key: &ClusterKey, sealed: &[u8]) -> Result<IkeSaStub, StubError> {
     }
     let (nonce, ct) = rest.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| StubError::Sealed)?;
-    let mut buf = Secret::new(ct.to_vec());
+    let mut buf = zeroize::Zeroizing::new(ct.to_vec());
     let plain =
-        key.aead().open_in_place(nonce, Aad::from(&sealed[..head_len]), &mut buf.0).map_err(|_| StubError::Sealed)?;
+        key.aead().open_in_place(nonce, Aad::from(&sealed[..head_len]), &mut buf).map_err(|_| StubError::Sealed)?;
     let stub = IkeSaStub::decode(plain)?;
     if stub.index != outer {
         return Err(StubError::WrongIndex { outer, inner: stub.index });

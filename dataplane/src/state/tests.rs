@@ -222,6 +222,36 @@ fn group_sas_over_commands_roll_over_on_time() {
     assert!(st.apply(&Command::DeleteGroup { group: "branches".into() }).is_err());
 }
 
+/// mpsa-04 section 5: a group installed over the ring accepts, on each of
+/// its inbound SAs (the current one and the one rolling over), only a
+/// member's own prefixes from that member's outer address.
+#[test]
+fn group_sas_over_commands_take_only_each_members_own_prefixes() {
+    use crate::tables::PortInfo;
+    let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+    base.add_local("192.0.2.1".parse().unwrap());
+    let mut st = TableState::new(base);
+    let t0 = Instant::now();
+    st.apply_at(&group_cmd(0x3001, 0, 0), t0).unwrap();
+    st.apply_at(&group_cmd(0x3002, 5, 20), t0 + Duration::from_secs(1)).unwrap();
+    let t = st.build();
+    assert_eq!(t.in_sas.len(), 2);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    for i in 0..2 {
+        let g = t.group_sources(i).expect("a group SA has its sources");
+        assert!(g.allows(ip("192.0.2.2"), ip("10.2.7.7")), "B from B's prefix");
+        assert!(g.allows(ip("192.0.2.3"), ip("10.3.0.1")), "C from C's prefix");
+        assert!(!g.allows(ip("192.0.2.2"), ip("10.3.0.1")), "B claiming C's prefix");
+        assert!(!g.allows(ip("192.0.2.9"), ip("10.2.7.7")), "an address no member has");
+        assert!(!g.allows(ip("192.0.2.2"), ip("172.16.0.1")), "a prefix no member has");
+    }
+    // A tunnel SA has none: its selectors decide.
+    st.apply(&Command::InstallSa(spec(0x21, Direction::In))).unwrap();
+    let t = st.build();
+    let tunnel = t.spi_index[&0x21];
+    assert!(t.group_sources(tunnel).is_none());
+}
+
 /// `[control] fail_closed` (issue 15): a prefix a tunnel or a group
 /// once protected is discarded, not bypassed, once nothing protects
 /// it: its policy deleted, its group gone, the tables flushed by a

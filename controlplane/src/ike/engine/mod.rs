@@ -279,7 +279,11 @@ impl Engine {
         loop {
             // RFC 4303 2.1: 1..255 are reserved.
             let s = self.rng.u32();
-            if s > 255 && !self.installed_in.contains(&s) {
+            // Nor a group SA's SPI we hold (one SPI, one inbound SA).
+            if s > 255
+                && !self.installed_in.contains(&s)
+                && !self.endpoint_groups.values().any(|g| g.spis().any(|x| x == s))
+            {
                 return s;
             }
         }
@@ -705,7 +709,7 @@ impl Engine {
 
     /// A fresh IKE SA is up: queue the work that follows (the other child
     /// SAs of an initiator, group SAs of an MPSA gateway).
-    fn established_next(&mut self, _now: Instant, sa: &mut Core, phase: &Phase) {
+    fn established_next(&mut self, now: Instant, sa: &mut Core, phase: &Phase) {
         let Phase::Established(est) = phase else { return };
         if sa.initiator {
             self.init_attempts.remove(&sa.conn);
@@ -735,7 +739,7 @@ impl Engine {
                 }
             }
         }
-        self.mpsa_established(sa, est);
+        self.mpsa_established(now, sa, est);
         self.export_stub(sa, est);
     }
 }

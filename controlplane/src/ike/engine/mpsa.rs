@@ -107,14 +107,31 @@ impl Engine {
     }
 
     /// IKE_AUTH done: a gateway hands every group this peer belongs to.
-    pub(super) fn mpsa_established(&mut self, sa: &mut Core, est: &Established) {
+    /// A member joining (no other MPSA IKE SA of its identity up) makes a
+    /// group with `rekey_on_join` rekey first (mpsa-04 5.3) when another
+    /// member may hold the current SA, so the newcomer cannot read what was
+    /// sent before it came; the new SA then goes to everyone, the newcomer
+    /// included.
+    pub(super) fn mpsa_established(&mut self, now: Instant, sa: &mut Core, est: &Established) {
         if self.mpsa_role != MpsaRole::Gateway || !self.mpsa_on(sa) {
             return;
         }
-        for (i, g) in self.groups.iter().enumerate() {
-            if g.is_member(Some(&est.peer_id)) {
+        let joined = !self.member_still_up(&est.peer_id, sa.our_spi());
+        let mut rekeyed = Vec::new();
+        for (i, g) in self.groups.iter_mut().enumerate() {
+            if !g.is_member(Some(&est.peer_id)) {
+                continue;
+            }
+            if joined && g.cfg.rekey_on_join && g.handed_out {
+                g.rekey_requested = Some(now);
+                rekeyed.push(g.cfg.name.clone());
+            } else {
                 sa.w.tasks.push_back(Task::MpsaPut(i));
             }
+        }
+        let peer = est.peer_id.to_text();
+        for name in rekeyed {
+            self.event(Event::Mpsa { group: name, what: format!("{peer} joined: rekeying") });
         }
     }
 
@@ -126,6 +143,7 @@ impl Engine {
         }
         let put = group.put(now);
         let spi = put.spi;
+        self.groups[g].handed_out = true;
         self.stats.mpsa_puts_sent += 1;
         let payloads = vec![Payload::Notify(put.to_notify())];
         self.request(now, sa, ExchangeType::Informational, payloads, Pending::MpsaPut { group: g, spi });
@@ -183,6 +201,17 @@ impl Engine {
             }
         };
         let known = self.endpoint_groups.get(&conn).is_some_and(|g| g.spis().any(|s| s == put.spi));
+        // Checked before the answer, not left to the dataplane after it: an
+        // SPI that is one of our child SAs' inbound SPIs, or another
+        // connection's group SA, cannot be this group's too (RFC 4301
+        // 4.1: the SPI selects the SA).
+        let clash = self.installed_in.contains(&put.spi)
+            || self.endpoint_groups.iter().any(|(c, g)| *c != conn && g.spis().any(|s| s == put.spi));
+        if clash {
+            let why = format!("SPI {:08x} is already an inbound SA here", put.spi);
+            refuse(self, sa, crate::codepoints::NotifyType::NoProposalChosen, why);
+            return;
+        }
         if !known {
             self.install_group_sa(now, sa, &conn, &put);
         }
@@ -232,13 +261,33 @@ impl Engine {
         }
     }
 
-    /// An IKE SA is gone: if it held a group SA, the group gets a new one
-    /// (when configured), so the leaver cannot read what follows.
+    /// Whether a member with identity `id` still has an MPSA IKE SA up
+    /// other than the one with our SPI `except`.
+    fn member_still_up(&self, id: &crate::wire::Identification, except: u64) -> bool {
+        self.by_peer.get(id).is_some_and(|spis| {
+            spis.iter().filter(|&&s| s != except).filter_map(|s| self.sa(s)).any(|sa| {
+                matches!(&sa.phase, Phase::Established(e) if !e.rekeyed) && sa.core.peer_mpsa && !sa.core.deleting
+            })
+        })
+    }
+
+    /// An IKE SA is gone. If it was a member's last MPSA IKE SA (not one a
+    /// rekey replaced), the member has left: each of its groups gets a new
+    /// SA at once when `rekey_on_leave` (mpsa-04 5.3), whether or not the
+    /// member had acknowledged the current one, so the leaver cannot read
+    /// what follows.
     pub(super) fn mpsa_sa_gone(&mut self, now: Instant, sa: &IkeSa) {
         let spi = sa.core.our_spi();
+        let leaver = match &sa.phase {
+            Phase::Established(e) if !e.rekeyed && sa.core.peer_mpsa && self.mpsa_role == MpsaRole::Gateway => {
+                (!self.member_still_up(&e.peer_id, spi)).then_some(&e.peer_id)
+            }
+            _ => None,
+        };
         let mut left = Vec::new();
         for g in &mut self.groups {
-            if g.delivered.remove(&spi) && g.cfg.rekey_on_leave {
+            g.delivered.remove(&spi);
+            if leaver.is_some_and(|id| g.is_member(Some(id))) && g.cfg.rekey_on_leave {
                 g.rekey_requested = Some(now);
                 left.push(g.cfg.name.clone());
             }
