@@ -486,6 +486,37 @@ check "Prometheus: the dataplane up, IKE messages counted" \
 check "Prometheus: the hub's ports counted packets, the rings' depth is there" \
     prom_at_least 'sum(gw_port_packets_total{direction="rx"}) * on() (count(gw_ring_depth_bytes) > 0)' 100
 
+# Membership rests on identity: a, b and c each have their own PSK at the
+# hub (peer_psk), so the road warrior, which knows only the shared one,
+# cannot claim a.lab (and so get the group SA). Its strongSwan restarted as
+# "a.lab" is refused; the real a stays up.
+ss start rw --netns "$P-rw" --role initiator --local 192.0.2.50 --remote 192.0.2.1 \
+    --local-id a.lab --remote-id hub.lab --psk "$PSK" --local-ts 10.1.50.0/24 --remote-ts 10.0.0.0/24 \
+    >/dev/null
+ss initiate rw --timeout 10 >/dev/null 2>&1 && say "strongSwan claiming a.lab got in"
+refused_a() { grep -q 'authentication of "a.lab" from 192.0.2.50' "$RUN/hub.controlplane.log"; }
+check "the road warrior claiming a.lab with the shared PSK: AUTHENTICATION_FAILED at the hub" wait_for 5 refused_a
+only_a() { [ "$(gwctl hub list | grep -c '\[a.lab\]')" = 1 ] && gwctl hub list | grep -F '[a.lab]' | grep -q MPSA; }
+check "... and the hub still has one a.lab, the real one, with MPSA" only_a
+
+# gwctl group remove: b is expelled. The hub rekeys at once for those left
+# (a; c left earlier), b's IKE SA stays up, and what a sends towards b's
+# LAN after the rollover reaches b with an SPI b never got.
+before=$(group_spi)
+check "gwctl group remove mesh b.lab" \
+    bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' group remove mesh b.lab | grep -q 'b.lab expelled'"
+check "the hub rekeyed the group without b" wait_for 10 rekeyed
+sleep 2 # Rollover1 (1 s): a sends with the new SA
+unknown_b() { gwctl b stats | awk '/dataplane drop unknown_spi/ {print $4}'; }
+u0=$(unknown_b)
+host a ping -q -c 5 -i 0.1 -W 1 10.1.2.10 >"$RUN/to-b.txt" 2>&1 || true
+sleep 1.5
+u1=$(unknown_b)
+check "a -> b after b was expelled: nothing gets through" grep -q ' 100% packet loss' "$RUN/to-b.txt"
+check "b decrypts nothing: its dataplane drops them as unknown SPI (${u0:-0} -> ${u1:-0})" \
+    test "${u1:-0}" -ge "$((${u0:-0} + 5))"
+check "b's IKE SA with the hub stays up" bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' list | grep -qF '[b.lab]'"
+
 say "$pass passed, $fail failed"
 if [ "$fail" -ne 0 ]; then
     for n in "${NODES[@]}"; do

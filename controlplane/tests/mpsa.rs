@@ -365,6 +365,33 @@ fn mpsa_04_5_3_rekey_on_join_keeps_newcomers_out_of_the_past() {
     assert_eq!(view::groups(&lab.hub.e, lab.now)[0].rekeys, 2);
 }
 
+/// `gwctl group remove mesh c.lab`: c is expelled, the group rekeys at
+/// once for a and b only (mpsa-04 5.3), and c, whose IKE SA and child SA
+/// stay up, never gets the new SA nor any later one.
+#[test]
+fn an_expelled_member_gets_no_new_group_sa_and_keeps_its_ike_sa() {
+    let mut lab = Lab::new("lifetime_secs = 100");
+    lab.connect_all();
+    let now = lab.now;
+    assert_eq!(lab.hub.e.expel(now, "mesh", "c.lab").unwrap(), 1, "c held the group");
+    lab.advance(Duration::from_millis(10));
+    let (a, c) = (group_sas(&lab.eps[0]), group_sas(&lab.eps[2]));
+    assert_eq!(a.len(), 2, "{:?}", lab.hub.events);
+    assert_eq!(c.len(), 1, "c has the old SA only");
+    assert!(c.iter().all(|g| g.0 != a[1].0 && g.1 != a[1].1));
+    // The next timed rekey leaves c out too.
+    lab.advance(Duration::from_secs(81));
+    assert_eq!((group_sas(&lab.eps[0]).len(), group_sas(&lab.eps[2]).len()), (3, 1));
+    assert!(lab.eps[2].e.ike_sas().any(|s| !s.children().is_empty()), "c's IKE SA and child SA stay");
+    let info = &view::groups(&lab.hub.e, lab.now)[0];
+    assert_eq!((info.members_up, info.delivered), (2, 2));
+    // Names it cannot act on are errors that say so.
+    let e = lab.hub.e.expel(now, "mesh", "c.lab").unwrap_err().to_string();
+    assert!(e.contains("not a member"), "{e}");
+    let e = lab.hub.e.expel(now, "nope", "a.lab").unwrap_err().to_string();
+    assert!(e.contains("no group named \"nope\""), "{e}");
+}
+
 /// MPSA_PUT bodies that must be refused, each answered with its notify and
 /// nothing installed.
 #[test]

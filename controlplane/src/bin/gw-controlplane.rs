@@ -56,6 +56,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    for w in &cfg.warnings {
+        eprintln!("gw-controlplane: warning: {}: {w}", args.config.display());
+    }
     if args.check {
         println!("{}: ok ({} connections)", args.config.display(), cfg.connections.len());
         return;
@@ -506,6 +509,10 @@ impl Daemon {
             Request::Redirect { conn, to, peer } => {
                 let r = self.engine.redirect(now, &conn, to, peer.as_deref());
                 done(r, &format!("redirecting clients to {to} (RFC 5685)"))
+            }
+            Request::GroupRemove { group, member } => {
+                let r = self.engine.expel(now, &group, &member);
+                done(r, &format!("{member} expelled from group {group}, rekeying without it; IKE SAs that held it"))
             }
             Request::Failover { conn } => {
                 done(self.engine.failover(now, &conn), "rebuilding IKE SAs on the standby gateway (IKE_SA_SYN)")

@@ -61,6 +61,14 @@ enum AddressOp {
 }
 
 #[derive(Subcommand, Debug)]
+enum GroupOp {
+    /// Expel a member (by identity): the group rekeys at once without it,
+    /// so it decrypts nothing sent after the rollover; its IKE SA stays
+    /// up. Lasts until the config is reloaded: take it out of the file too.
+    Remove { group: String, member: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum Cmd {
     /// IKE SAs and their child SAs, with dataplane counters.
     #[command(alias = "list-sas")]
@@ -117,6 +125,11 @@ enum Cmd {
     Address {
         #[command(subcommand)]
         op: AddressOp,
+    },
+    /// MPSA gateway: change a group's membership.
+    Group {
+        #[command(subcommand)]
+        op: GroupOp,
     },
     /// The configuration in use (PSKs redacted).
     Config,
@@ -195,6 +208,7 @@ fn main() {
         Cmd::Address { op: AddressOp::Remove { conn, addr, children, check } } => {
             Request::Address { conn, remove: true, addr, children, check }
         }
+        Cmd::Group { op: GroupOp::Remove { group, member } } => Request::GroupRemove { group, member },
         Cmd::Config => Request::Config,
         Cmd::Reload => Request::Reload,
         Cmd::Stats => Request::Stats,

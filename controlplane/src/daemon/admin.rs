@@ -56,6 +56,12 @@ pub enum Request {
         #[serde(default)]
         check: bool,
     },
+    /// MPSA gateway: expel `member` from `group`; the group rekeys
+    /// without it.
+    GroupRemove {
+        group: String,
+        member: String,
+    },
     Initiate {
         conn: String,
         /// One child SA of the connection, opened on its IKE SA.

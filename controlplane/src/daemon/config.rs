@@ -132,6 +132,9 @@ pub struct DaemonConfig {
     pub groups: Vec<GroupConfig>,
     /// The connections as written (for `gwctl config`, PSKs masked).
     pub text: String,
+    /// What is allowed but probably not meant (`--check` prints them, the
+    /// daemon logs them at start).
+    pub warnings: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -203,7 +206,7 @@ impl DaemonConfig {
                 return Err(format!("{origin}: stubs.fetch_ms: {} is not 1..10000", s.fetch_ms));
             }
         }
-        let masked: String = text
+        let mut masked: String = text
             .lines()
             .map(|l| match l.trim_start() {
                 t if t.starts_with("psk") => "psk = \"<redacted>\"",
@@ -212,8 +215,43 @@ impl DaemonConfig {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        Ok(DaemonConfig { daemon: f.daemon, stubs: f.stubs, connections, groups, text: masked })
+        // Every PSK value wherever it stands (peer_psk tables too).
+        for c in &f.connections {
+            for k in std::iter::once(&c.psk).chain(c.peer_psk.values()).filter(|k| !k.is_empty()) {
+                masked = masked.replace(k.as_str(), "<redacted>");
+            }
+        }
+        let warnings = shared_psk_warnings(&connections, &groups);
+        Ok(DaemonConfig { daemon: f.daemon, stubs: f.stubs, connections, groups, text: masked, warnings })
     }
+}
+
+/// A group member that authenticates with a connection's shared `psk`
+/// where any identity may connect (`remote_id` %any) can be claimed by
+/// every peer that knows that PSK, a road warrior included: it gets the
+/// group SA. One warning per member and connection (issue 15, mpsa-04 5.1:
+/// membership rests on IKEv2 authentication).
+fn shared_psk_warnings(connections: &[Connection], groups: &[GroupConfig]) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in groups {
+        let mut members: Vec<_> = g.members.iter().collect();
+        members.sort_by_key(|m| m.to_text());
+        for m in members {
+            for c in connections.iter().filter(|c| c.role == crate::ike::config::Role::Responder) {
+                let own = c.peer_psks.iter().any(|(id, _)| id == m);
+                if c.remote_id.is_none() && !own && !c.psk.is_empty() {
+                    out.push(format!(
+                        "group {:?}: member {} authenticates with connection {:?}'s shared psk, which any peer \
+                         with it may claim (remote_id %any): give it its own in peer_psk",
+                        g.name,
+                        m.to_text(),
+                        c.name
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn line_of(text: &str, at: usize) -> usize {
@@ -289,6 +327,42 @@ remote_ts = ["10.77.1.0/24"]
         let c = DaemonConfig::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.connections.len(), 1);
         assert!(!c.text.contains("s3cret"));
+    }
+
+    /// `peer_psk`: per-identity PSKs load, are masked like `psk`, and
+    /// their errors name the identity; a group member left on a shared PSK
+    /// where anyone may connect is warned about (issue 15).
+    #[test]
+    fn peer_psks_load_are_masked_and_shared_ones_of_members_warned_about() {
+        let hub = GOOD.replace("transport = \"kernel\"", "transport = \"kernel\"\nmpsa = \"gateway\"")
+            + "[[group]]\nname = \"mesh\"\nmembers = [\"a.lab\", \"b.lab\"]\n";
+        let own = hub.replace(
+            "psk = \"s3cret-lab-key\"",
+            "psk = \"s3cret-lab-key\"\npeer_psk = { \"a.lab\" = \"a-own-secret-1\" }",
+        );
+        let c = DaemonConfig::parse(&own, "t.toml").unwrap();
+        assert_eq!(c.connections[0].peer_psks.len(), 1);
+        assert!(!c.text.contains("a-own-secret-1") && !c.text.contains("s3cret"), "{}", c.text);
+        // b.lab is still on the shared key: one warning, naming it.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("member b.lab") && c.warnings[0].contains("\"lab\""), "{:?}", c.warnings);
+        let both = own.replace("\"a-own-secret-1\" }", "\"a-own-secret-1\", \"b.lab\" = \"b-own-secret-2\" }");
+        assert!(DaemonConfig::parse(&both, "t.toml").unwrap().warnings.is_empty());
+        // No shared PSK at all: only the named peers, no warning.
+        let only = both.replace("psk = \"s3cret-lab-key\"\n", "");
+        let c = DaemonConfig::parse(&only, "t.toml").unwrap();
+        assert!(c.connections[0].psk.is_empty() && c.warnings.is_empty());
+        assert_eq!(DaemonConfig::parse(&hub, "t.toml").unwrap().warnings.len(), 2);
+        // Errors name the identity.
+        let short = own.replace("a-own-secret-1", "short");
+        let e = DaemonConfig::parse(&short, "t.toml").unwrap_err();
+        assert!(e.contains("peer_psk.\"a.lab\"") && e.contains("8 characters"), "{e}");
+        let same = own.replace("a-own-secret-1", "s3cret-lab-key");
+        let e = DaemonConfig::parse(&same, "t.toml").unwrap_err();
+        assert!(e.contains("peer_psk.\"a.lab\"") && e.contains("the same as psk"), "{e}");
+        let none = GOOD.replace("psk = \"s3cret-lab-key\"\n", "");
+        let e = DaemonConfig::parse(&none, "t.toml").unwrap_err();
+        assert!(e.contains("connection[0] \"lab\": psk: a PSK is needed"), "{e}");
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub struct Connection {
     pub local_id: Identification,
     /// None: any identity that knows the PSK.
     pub remote_id: Option<Identification>,
+    /// The PSK for peers without one of their own (empty: none).
     pub psk: Secret,
+    /// PSKs of named peers (`peer_psk`): such a peer authenticates with
+    /// its own key and no other, so a peer that only knows the shared
+    /// `psk` cannot claim its identity.
+    pub peer_psks: Vec<(Identification, Secret)>,
     pub ike: Vec<IkeSuite>,
     pub esp: Vec<EspSuite>,
     /// The child SAs: the first is the connection's own (its `local_ts`
@@ -153,7 +158,13 @@ pub struct ConnectionToml {
     pub remote: Option<String>,
     pub local_id: Option<String>,
     pub remote_id: Option<String>,
+    /// The PSK for peers not in `peer_psk`; may be left out (or empty)
+    /// when `peer_psk` names every peer.
+    #[serde(default)]
     pub psk: String,
+    /// Per-identity PSKs: { "a.example.net" = "...", ... }.
+    #[serde(default)]
+    pub peer_psk: std::collections::BTreeMap<String, String>,
     #[serde(default = "default_ike")]
     pub ike_proposals: Vec<String>,
     #[serde(default = "default_esp")]
@@ -233,6 +244,16 @@ fn d_true() -> bool {
     true
 }
 
+impl Connection {
+    /// The PSK that authenticates us to, and the peer to us, when the
+    /// peer is `peer`: its own from `peer_psk`, else the shared `psk`
+    /// (None when there is neither: nothing authenticates it).
+    pub fn psk_for(&self, peer: Option<&Identification>) -> Option<&Secret> {
+        let own = peer.and_then(|p| self.peer_psks.iter().find(|(id, _)| id == p)).map(|(_, k)| k);
+        own.or((!self.psk.is_empty()).then_some(&self.psk))
+    }
+}
+
 impl ConnectionToml {
     /// Checks and converts; errors name the field.
     pub fn build(&self) -> Result<Connection, String> {
@@ -240,8 +261,20 @@ impl ConnectionToml {
             None | Some("%any") => None,
             Some(r) => Some(r.parse::<IpAddr>().map_err(|_| format!("remote: {r:?} is not an address or %any"))?),
         };
-        if self.psk.len() < 8 {
-            return Err("psk: at least 8 characters (a short PSK is guessable offline from one exchange)".into());
+        const SHORT: &str = "at least 8 characters (a short PSK is guessable offline from one exchange)";
+        if self.psk.is_empty() && self.peer_psk.is_empty() {
+            return Err("psk: a PSK is needed (or peer_psk, one per peer)".into());
+        }
+        if !self.psk.is_empty() && self.psk.len() < 8 {
+            return Err(format!("psk: {SHORT}"));
+        }
+        for (id, k) in &self.peer_psk {
+            if k.len() < 8 {
+                return Err(format!("peer_psk.{id:?}: {SHORT}"));
+            }
+            if !self.psk.is_empty() && k == &self.psk {
+                return Err(format!("peer_psk.{id:?}: the same as psk, so any peer with psk could claim {id:?}"));
+            }
         }
         let ike = self
             .ike_proposals
@@ -326,6 +359,11 @@ impl ConnectionToml {
             local_id,
             remote_id: self.remote_id.as_deref().filter(|s| *s != "%any").map(Identification::from_text),
             psk: Secret::new(self.psk.as_bytes().to_vec()),
+            peer_psks: self
+                .peer_psk
+                .iter()
+                .map(|(id, k)| (Identification::from_text(id), Secret::new(k.as_bytes().to_vec())))
+                .collect(),
             ike,
             esp,
             children,

@@ -71,6 +71,11 @@ pub enum Error {
     NoConnection(String),
     #[error("connection {conn:?} has no child SA named {child:?}")]
     NoChild { conn: String, child: String },
+    /// An operator's call names no MPSA group of this gateway.
+    #[error("no group named {0:?}")]
+    NoGroup(String),
+    #[error("{member:?} is not a member of group {group:?}")]
+    NotMember { group: String, member: String },
     #[error("connection {0:?}: no {1} address to initiate with")]
     NoAddress(String, &'static str),
     #[error("connection {0:?}: child SA {1:?} is up already")]
@@ -132,6 +137,8 @@ impl Error {
             | Error::Unanswered(_)
             | Error::NoConnection(_)
             | Error::NoChild { .. }
+            | Error::NoGroup(_)
+            | Error::NotMember { .. }
             | Error::NoAddress(..)
             | Error::ChildUp(..)
             | Error::CannotMove(_)

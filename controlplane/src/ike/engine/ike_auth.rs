@@ -32,14 +32,8 @@ impl Engine {
         let spi_in = self.new_child_spi();
         let c = &self.conns[sa.conn];
         let idi = c.local_id.clone();
-        let auth = keys::psk_auth(
-            sa.suite.prf,
-            c.psk.as_slice(),
-            &a.init_request,
-            &a.nr,
-            &sa.keys.sk_pi,
-            &idi.rest_of_payload(),
-        );
+        let psk = c.psk_for(c.remote_id.as_ref()).map_or(&[][..], |k| k.as_slice());
+        let auth = keys::psk_auth(sa.suite.prf, psk, &a.init_request, &a.nr, &sa.keys.sk_pi, &idi.rest_of_payload());
         let first = &c.children[0];
         // With a virtual address to come, propose "any" for our side and
         // let the responder narrow it to the address (RFC 7296 2.9, 3.15).
@@ -122,12 +116,12 @@ impl Engine {
                 && c.remote.is_none_or(|x| x == sa.remote.ip())
                 && c.remote_id.as_ref().is_none_or(|r| r == idi)
                 && idr.is_none_or(|r| *r == c.local_id);
-            fits && {
-                let want =
-                    keys::psk_auth(sa.suite.prf, c.psk.as_slice(), &a.init_request, &a.nr, &sa.keys.sk_pi, &rest);
+            // The peer's own PSK when it has one, else the shared one.
+            fits && c.psk_for(Some(idi)).is_some_and(|k| {
+                let want = keys::psk_auth(sa.suite.prf, k.as_slice(), &a.init_request, &a.nr, &sa.keys.sk_pi, &rest);
                 use subtle::ConstantTimeEq;
                 bool::from(want.ct_eq(&auth.data))
-            }
+            })
         });
         let Some(ci) = chosen else {
             self.stats.auth_failed += 1;
@@ -158,7 +152,7 @@ impl Engine {
         let ours = c.local_id.clone();
         let my_auth = keys::psk_auth(
             sa.suite.prf,
-            c.psk.as_slice(),
+            c.psk_for(Some(idi)).map_or(&[][..], |k| k.as_slice()),
             &a.init_response,
             &a.ni,
             &sa.keys.sk_pr,
@@ -238,9 +232,14 @@ impl Engine {
             self.fail(sa, Error::Auth(AuthFailure::WrongIdentity(idr.to_text())));
             return None;
         }
+        let Some(psk) = c.psk_for(Some(idr)) else {
+            self.stats.auth_failed += 1;
+            self.fail(sa, Error::Auth(AuthFailure::WrongIdentity(idr.to_text())));
+            return None;
+        };
         let want = keys::psk_auth(
             sa.suite.prf,
-            c.psk.as_slice(),
+            psk.as_slice(),
             &a.init_response,
             &a.ni,
             &sa.keys.sk_pr,

@@ -340,6 +340,25 @@ impl Engine {
         }
     }
 
+    /// Gateway: expels `member` from group `name` (`gwctl group remove`):
+    /// it is no member from now on and the group rekeys at once without
+    /// it, so it decrypts nothing sent after the rollover (mpsa-04 5.3).
+    /// Its IKE SA and child SAs stay up. Until the config is reloaded or
+    /// the daemon restarts: remove it from the file to make it last.
+    /// Returns how many of its IKE SAs held the group.
+    pub fn expel(&mut self, now: Instant, name: &str, member: &str) -> Result<usize, Error> {
+        let id = crate::wire::Identification::from_text(member);
+        let g = self.groups.iter_mut().find(|g| g.cfg.name == name).ok_or(Error::NoGroup(name.to_string()))?;
+        if !g.cfg.members.remove(&id) {
+            return Err(Error::NotMember { group: name.to_string(), member: member.to_string() });
+        }
+        g.rekey_requested = Some(now);
+        let held = self.by_peer.get(&id).map_or(0, |spis| spis.iter().filter(|s| g.delivered.contains(s)).count());
+        self.event(Event::Mpsa { group: name.to_string(), what: format!("{member} expelled: rekeying without it") });
+        self.reschedule();
+        Ok(held)
+    }
+
     /// Gateway: the groups with their current SAs (for gwctl).
     pub fn gateway_groups(&self) -> &[GatewayGroup] {
         &self.groups
