@@ -66,13 +66,18 @@ fn hub_engine(group_extra: &str, members: &str) -> Engine {
 }
 
 fn endpoint_engine(id: &str, addr: &str, lan: &str, role: MpsaRole) -> Engine {
+    endpoint_engine_boot(id, addr, lan, role, 0)
+}
+
+/// The engine of an endpoint's `boot`-th start (its generator differs).
+fn endpoint_engine_boot(id: &str, addr: &str, lan: &str, role: MpsaRole, boot: u64) -> Engine {
     let c = conn(&format!(
         "name = \"hub\"\nrole = \"initiator\"\nlocal = \"{addr}\"\nremote = \"{HUB}\"\nlocal_id = \"{id}\"\n\
          remote_id = \"hub.lab\"\npsk = \"mpsa-lab-secret\"\nlocal_ts = [\"{lan}\"]\nremote_ts = [\"10.0.0.0/24\"]\n\
          mpsa_routes = [{{ prefix = \"10.1.1.0/24\", endpoint = \"192.0.2.11\" }}, \
          {{ prefix = \"10.1.2.0/24\", endpoint = \"192.0.2.12\" }}, {{ prefix = \"10.1.3.0/24\", endpoint = \"192.0.2.13\" }}]\n"
     ));
-    let seed = seed_of(&c.name, &c.local_id.to_text());
+    let seed = seed_of(&c.name, &c.local_id.to_text()) ^ boot;
     let mut e = Engine::new(vec![c], Settings::default(), Box::new(SeededRandom::new(seed)));
     e.mpsa_role = role;
     e
@@ -390,6 +395,61 @@ fn an_expelled_member_gets_no_new_group_sa_and_keeps_its_ike_sa() {
     assert!(e.contains("not a member"), "{e}");
     let e = lab.hub.e.expel(now, "nope", "a.lab").unwrap_err().to_string();
     assert!(e.contains("no group named \"nope\""), "{e}");
+}
+
+/// An endpoint whose IKE SA with the hub is deleted (by it or by the hub)
+/// removes the group from its dataplane at once, not at the end of the
+/// lifetime, and gets it again when it connects again; a hub that merely
+/// stops answering leaves the mesh working (the lifetime test above).
+#[test]
+fn an_endpoint_whose_ike_sa_is_deleted_removes_the_group_and_rejoins() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let deleted =
+        |n: &Node| n.dp.iter().filter(|c| matches!(c, Command::DeleteGroup { group } if group == "hub")).count();
+    // a deletes its IKE SA: INFORMATIONAL { SK { D } } -->
+    let now = lab.now;
+    lab.eps[0].e.terminate(now, "hub").unwrap();
+    lab.run();
+    assert_eq!(deleted(&lab.eps[0]), 1, "{:?}", lab.eps[0].events);
+    assert!(view::groups(&lab.eps[0].e, lab.now).is_empty());
+    assert_eq!(deleted(&lab.eps[1]), 0, "b still has its IKE SA and the group");
+    // a comes back: IKE_AUTH, then the group SA (the one made after a left).
+    lab.eps[0].e.initiate(now, "hub").unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    let (a, b) = (group_sas(&lab.eps[0]), group_sas(&lab.eps[1]));
+    assert_eq!(a.last(), b.last(), "a holds the current SA again");
+    assert_eq!(view::groups(&lab.eps[0].e, lab.now).len(), 1);
+    // The hub deletes every member's IKE SA: <-- INFORMATIONAL { SK { D } }
+    let now = lab.now;
+    lab.hub.e.terminate(now, "members").unwrap();
+    lab.run();
+    for n in &lab.eps {
+        assert!(view::groups(&n.e, lab.now).is_empty(), "{}: {:?}", n.name, n.events);
+    }
+    assert_eq!((deleted(&lab.eps[0]), deleted(&lab.eps[1]), deleted(&lab.eps[2])), (2, 1, 1));
+}
+
+/// A member whose control plane restarted comes back with INITIAL_CONTACT
+/// (RFC 7296 2.4): the hub drops its old IKE SA, but nobody left, so no
+/// group rekey; the new IKE SA gets the current group SA.
+#[test]
+fn a_member_restarting_with_initial_contact_is_no_leave() {
+    let mut lab = Lab::new("");
+    lab.connect_all();
+    let current = group_sas(&lab.eps[0]);
+    lab.eps[1].e = endpoint_engine_boot("b.lab", "192.0.2.12", "10.1.2.0/24", MpsaRole::Endpoint, 1);
+    lab.eps[1].dp.clear();
+    let now = lab.now;
+    lab.eps[1].e.initiate(now, "hub").unwrap();
+    lab.run();
+    lab.advance(Duration::from_millis(10));
+    assert_eq!(group_sas(&lab.eps[1]), current, "b has the current SA again: {:?}", lab.hub.events);
+    assert_eq!(group_sas(&lab.eps[0]), current, "a saw no rekey");
+    let info = &view::groups(&lab.hub.e, lab.now)[0];
+    assert_eq!((info.rekeys, info.members_up, info.delivered), (0, 3, 3));
+    assert_eq!(lab.hub.e.ike_sas().filter(|s| s.peer_id().is_some()).count(), 3, "b's old IKE SA is gone");
 }
 
 /// MPSA_PUT bodies that must be refused, each answered with its notify and

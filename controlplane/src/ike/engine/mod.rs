@@ -680,7 +680,7 @@ impl Engine {
 
     fn remove_sa(&mut self, now: Instant, sa: impl Into<Box<IkeSa>>, why: IkeGone) {
         let mut sa = sa.into();
-        self.mpsa_sa_gone(now, &sa);
+        self.mpsa_sa_gone(now, &sa, why);
         if sa.established().is_some() {
             self.withdraw_stub(&sa.core);
             self.failover_after(now, &sa, why);

@@ -272,14 +272,24 @@ impl Engine {
     }
 
     /// An IKE SA is gone. If it was a member's last MPSA IKE SA (not one a
-    /// rekey replaced), the member has left: each of its groups gets a new
+    /// rekey replaced, nor one INITIAL_CONTACT ended), the member has left: each of its groups gets a new
     /// SA at once when `rekey_on_leave` (mpsa-04 5.3), whether or not the
     /// member had acknowledged the current one, so the leaver cannot read
     /// what follows.
-    pub(super) fn mpsa_sa_gone(&mut self, now: Instant, sa: &IkeSa) {
+    pub(super) fn mpsa_sa_gone(&mut self, now: Instant, sa: &IkeSa, why: super::IkeGone) {
+        if self.mpsa_role == MpsaRole::Endpoint {
+            self.endpoint_sa_gone(sa, why);
+            return;
+        }
         let spi = sa.core.our_spi();
+        // INITIAL_CONTACT (RFC 7296 2.4): the member restarted and is
+        // authenticated again on the IKE SA that announced it; it gets the
+        // current SA there, nobody left.
+        let restarted = why == super::IkeGone::InitialContact;
         let leaver = match &sa.phase {
-            Phase::Established(e) if !e.rekeyed && sa.core.peer_mpsa && self.mpsa_role == MpsaRole::Gateway => {
+            Phase::Established(e)
+                if !e.rekeyed && !restarted && sa.core.peer_mpsa && self.mpsa_role == MpsaRole::Gateway =>
+            {
                 (!self.member_still_up(&e.peer_id, spi)).then_some(&e.peer_id)
             }
             _ => None,
@@ -296,6 +306,31 @@ impl Engine {
         for name in left {
             self.event(Event::Mpsa { group: name, what: format!("{peer} left: rekeying") });
         }
+    }
+
+    /// Endpoint: our IKE SA with the hub is gone. Deleted (by the hub or
+    /// the operator) and not replaced by a rekey, a redirect or another
+    /// IKE SA of the connection, it is gone for good: the connection's
+    /// groups go with it (DeleteGroup), and come back with the next
+    /// MPSA_PUT if it does. A hub that stopped answering is not that: the
+    /// members still reach each other over the group SA until its lifetime
+    /// runs out, a failover or a new IKE SA bringing the next one.
+    fn endpoint_sa_gone(&mut self, sa: &IkeSa, why: super::IkeGone) {
+        let Phase::Established(est) = &sa.phase else { return };
+        if est.rekeyed || why != super::IkeGone::Deleted || !sa.core.peer_mpsa {
+            return;
+        }
+        let ci = sa.core.conn;
+        let other = self
+            .sas
+            .values()
+            .any(|x| x.core.conn == ci && !x.core.deleting && matches!(&x.phase, Phase::Established(e) if !e.rekeyed));
+        let conn = self.conns[ci].name.clone();
+        if other || self.endpoint_groups.remove(&conn).is_none() {
+            return;
+        }
+        self.dp(Command::DeleteGroup { group: conn.clone() });
+        self.event(Event::Mpsa { group: conn, what: "IKE SA with the hub deleted: group SAs removed".into() });
     }
 
     pub(super) fn mpsa_deadline(&self) -> Option<Instant> {
