@@ -471,15 +471,17 @@ kill -9 "${CP_PID[b]}"
 wait "${CP_PID[b]}" 2>/dev/null || true
 t_restart=$(date +%s.%N)
 start_controlplane b
-b_group_again() { # b's dataplane sends with the hub's current group SA
-    gwctl b dataplane-sas | grep -q "^group hub: sends with $(group_spi)"
+b_group_again() { # the new control plane got the hub's current group SA, b's dataplane sends with it
+    local s
+    s=$(group_spi)
+    gwctl b list | grep -q "^group hub: endpoint, SA $s" && gwctl b dataplane-sas | grep -q "^group hub: sends with $s"
 }
 wait_for 10 b_group_again
 t_group=$(date +%s.%N)
 wait "$ping_r" 2>/dev/null || true
 back_in=$(python3 -c "print(f'{$t_group - $t_restart:.1f}')")
 lost=$(awk '/packets transmitted/ {print $1 - $4}' "$RUN/restart-cp-ab.txt")
-check "b's control plane restarted (kill -9): its dataplane sends with the hub's group SA ${back_in} s after the start" \
+check "b's control plane restarted (kill -9): it has the hub's group SA, its dataplane sends with it, ${back_in} s after the start" \
     b_group_again
 check "... and the hub counts b up with the group delivered (3 of 3)" \
     wait_for 5 bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' list | grep -q 'members 3 up of 3, delivered to 3'"
