@@ -436,19 +436,25 @@ rekeyed_since() { [ "$(group_spi)" != "$spi_now" ]; }
 wait_for 17 rekeyed_since || true
 sleep 1.5 # Rollover1 (1 s): everyone sends with the new SA
 spi_r=$(group_spi)
-host a ping -q -i 0.02 -c 300 -W 1 10.1.2.10 >"$RUN/restart-ab.txt" 2>&1 &
-ping_r=$!
-sleep 1
-kill -9 "${DP_PID[b]}"
-wait "${DP_PID[b]}" 2>/dev/null || true
-t_restart=$(date +%s.%N)
-start_dataplane b
+# restart_b PID START READY OUT: under a -> b pings (one every 20 ms, 300,
+# into OUT) kill -9 b's process PID, run START b, wait for READY; sets
+# back_in (seconds from the start to READY) and lost (pings lost).
+restart_b() {
+    host a ping -q -i 0.02 -c 300 -W 1 10.1.2.10 >"$RUN/$4" 2>&1 &
+    local ping_r=$! t0 t1
+    sleep 1
+    kill -9 "$1"
+    wait "$1" 2>/dev/null || true
+    t0=$(date +%s.%N)
+    "$2" b
+    wait_for 10 "$3"
+    t1=$(date +%s.%N)
+    wait "$ping_r" 2>/dev/null || true
+    back_in=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
+    lost=$(awk '/packets transmitted/ {print $1 - $4}' "$RUN/$4")
+}
 b_has_group() { gwctl b dataplane-sas | grep -q "^group hub: sends with $spi_r, accepts .*$spi_r"; }
-wait_for 10 b_has_group
-t_group=$(date +%s.%N)
-wait "$ping_r" 2>/dev/null || true
-back_in=$(python3 -c "print(f'{$t_group - $t_restart:.1f}')")
-lost=$(awk '/packets transmitted/ {print $1 - $4}' "$RUN/restart-ab.txt")
+restart_b "${DP_PID[b]}" start_dataplane b_has_group restart-ab.txt
 check "b's dataplane restarted (kill -9): gwctl shows the group SA $spi_r in it again ${back_in} s after its start" \
     b_has_group
 check "... with no group rekey (the hub's group SA is still $spi_r)" test "$(group_spi)" = "$spi_r"
@@ -464,23 +470,12 @@ grep -a "dataplane generation" "$RUN/b.controlplane.log" | tail -1 | sed 's/^/  
 # for a member's prefix leaves in the clear meanwhile), authenticates with
 # the hub again (INITIAL_CONTACT: the hub drops b's old IKE SA) and gets
 # the group SA after IKE_AUTH; the hub and b then agree on the group.
-host a ping -q -i 0.02 -c 300 -W 1 10.1.2.10 >"$RUN/restart-cp-ab.txt" 2>&1 &
-ping_r=$!
-sleep 1
-kill -9 "${CP_PID[b]}"
-wait "${CP_PID[b]}" 2>/dev/null || true
-t_restart=$(date +%s.%N)
-start_controlplane b
 b_group_again() { # the new control plane got the hub's current group SA, b's dataplane sends with it
     local s
     s=$(group_spi)
     gwctl b list | grep -q "^group hub: endpoint, SA $s" && gwctl b dataplane-sas | grep -q "^group hub: sends with $s"
 }
-wait_for 10 b_group_again
-t_group=$(date +%s.%N)
-wait "$ping_r" 2>/dev/null || true
-back_in=$(python3 -c "print(f'{$t_group - $t_restart:.1f}')")
-lost=$(awk '/packets transmitted/ {print $1 - $4}' "$RUN/restart-cp-ab.txt")
+restart_b "${CP_PID[b]}" start_controlplane b_group_again restart-cp-ab.txt
 check "b's control plane restarted (kill -9): it has the hub's group SA, its dataplane sends with it, ${back_in} s after the start" \
     b_group_again
 check "... and the hub counts b up with the group delivered (3 of 3)" \
