@@ -186,6 +186,22 @@ impl DaemonConfig {
             }
             groups.push(g.build().map_err(|e| format!("{origin}: group[{i}] {:?}: {e}", g.name))?);
         }
+        // MPSA_PUT names no group (mpsa-04 3.2.2): an endpoint tells its
+        // groups apart by its connection to the hub, so it would take a
+        // second group's SA for a rollover of the first.
+        for (i, g) in groups.iter().enumerate() {
+            for o in &groups[..i] {
+                let mut both: Vec<String> = g.members.intersection(&o.members).map(|m| m.to_text()).collect();
+                both.sort();
+                if let Some(m) = both.first() {
+                    return Err(format!(
+                        "{origin}: group[{i}] {:?}: member {m} is in group {:?} too; an endpoint takes one group \
+                         per connection to its hub (MPSA_PUT names no group)",
+                        g.name, o.name
+                    ));
+                }
+            }
+        }
         if !groups.is_empty() && f.daemon.mpsa != MpsaRole::Gateway {
             return Err(format!("{origin}: daemon.mpsa: [[group]] tables need mpsa = \"gateway\""));
         }
@@ -353,6 +369,12 @@ remote_ts = ["10.77.1.0/24"]
         let c = DaemonConfig::parse(&only, "t.toml").unwrap();
         assert!(c.connections[0].psk.is_empty() && c.warnings.is_empty());
         assert_eq!(DaemonConfig::parse(&hub, "t.toml").unwrap().warnings.len(), 2);
+        // A member in two groups: its endpoint could not tell them apart.
+        let two = both.clone() + "[[group]]\nname = \"voice\"\nmembers = [\"c.lab\", \"b.lab\"]\n";
+        let e = DaemonConfig::parse(&two, "t.toml").unwrap_err();
+        assert!(e.contains("group[1] \"voice\": member b.lab is in group \"mesh\" too"), "{e}");
+        let apart = both.clone() + "[[group]]\nname = \"voice\"\nmembers = [\"c.lab\"]\n";
+        assert_eq!(DaemonConfig::parse(&apart, "t.toml").unwrap().groups.len(), 2);
         // Errors name the identity.
         let short = own.replace("a-own-secret-1", "short");
         let e = DaemonConfig::parse(&short, "t.toml").unwrap_err();
