@@ -18,7 +18,7 @@ use crate::group::{GroupAction, Rollover};
 use crate::lpm::Prefix;
 use crate::paths::Multipath;
 use crate::sa::{InboundSa, NattPorts, OutboundSa, SaParams};
-use crate::tables::{GroupMember, GroupSources, Policy, Route, Tables};
+use crate::tables::{GroupMember, MemberPrefixes, Policy, Route, Tables};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -459,7 +459,7 @@ impl TableState {
         }
         t.resolve_sa_next_hops();
         for g in self.groups.values() {
-            let sources = Arc::new(GroupSources::new(&g.members));
+            let sources = Arc::new(MemberPrefixes::new(&g.members));
             for spi in g.rollover.inbound() {
                 if let Some((inb, _)) = g.sas.get(spi) {
                     t.add_group_inbound(inb.clone(), sources.clone());

@@ -50,7 +50,7 @@ pub struct Tables {
     pub out_sas: Vec<Arc<OutboundSa>>,
     pub in_sas: Vec<Arc<InboundSa>>,
     /// Per inbound SA (same index): for a group SA, who may send on it.
-    in_sources: Vec<Option<Arc<GroupSources>>>,
+    in_sources: Vec<Option<Arc<MemberPrefixes>>>,
     /// Inbound SPI -> index into `in_sas`.
     pub spi_index: FxHashMap<u32, usize>,
     spd4: Lpm<Policy>,
@@ -78,37 +78,44 @@ pub struct GroupMember {
     pub addr: IpAddr,
 }
 
-/// Who may send on a group's inbound SAs (mpsa-04 section 5: MPSA has no
-/// data origin authentication, so the endpoint checks what it can): each
-/// member's inner prefixes by its outer address. A packet whose inner
-/// source is not a prefix of the member it came from (by outer source) is
-/// dropped as `group_source_mismatch`, and so is one from an address no
-/// member has.
+/// A group's members by inner prefix: the longest member prefix holding
+/// an address names the member (its outer address). Where group traffic
+/// goes ([`GroupRoute`]) and who may send it ([`Tables::group_sources`]):
+/// MPSA has no data origin authentication (mpsa-04 section 5), so an
+/// inbound group packet is taken only when its inner source is a prefix of
+/// the member it came from, by outer source; anything else is dropped as
+/// `group_source_mismatch`, a packet from an address no member has too.
 #[derive(Debug, Clone)]
-pub struct GroupSources {
-    members4: Lpm<IpAddr>,
-    members6: Lpm<IpAddr>,
+pub struct MemberPrefixes {
+    v4: Lpm<IpAddr>,
+    v6: Lpm<IpAddr>,
 }
 
-impl GroupSources {
-    pub fn new(members: &[GroupMember]) -> GroupSources {
-        let mut s = GroupSources { members4: Lpm::new_v4(), members6: Lpm::new_v6() };
-        for m in members {
-            if m.prefix.addr.is_ipv4() {
-                s.members4.insert(m.prefix, m.addr);
-            } else {
-                s.members6.insert(m.prefix, m.addr);
-            }
-        }
+impl MemberPrefixes {
+    pub fn new(members: &[GroupMember]) -> MemberPrefixes {
+        let mut s = MemberPrefixes { v4: Lpm::new_v4(), v6: Lpm::new_v6() };
+        members.iter().for_each(|m| s.insert(m));
         s
     }
 
-    /// Whether `inner_src` is in a prefix of the member at `outer_src`
-    /// (the longest member prefix holding it is that member's).
+    fn insert(&mut self, m: &GroupMember) {
+        if m.prefix.addr.is_ipv4() {
+            self.v4.insert(m.prefix, m.addr);
+        } else {
+            self.v6.insert(m.prefix, m.addr);
+        }
+    }
+
+    /// The outer address of the member whose prefix holds `inner`.
+    #[inline]
+    pub fn member(&self, inner: IpAddr) -> Option<IpAddr> {
+        if inner.is_ipv4() { self.v4.lookup(inner) } else { self.v6.lookup(inner) }.copied()
+    }
+
+    /// Whether `inner_src` is in a prefix of the member at `outer_src`.
     #[inline]
     pub fn allows(&self, outer_src: IpAddr, inner_src: IpAddr) -> bool {
-        let m = if inner_src.is_ipv4() { self.members4.lookup(inner_src) } else { self.members6.lookup(inner_src) };
-        m == Some(&outer_src)
+        self.member(inner_src) == Some(outer_src)
     }
 }
 
@@ -117,8 +124,8 @@ impl GroupSources {
 pub struct GroupRoute {
     /// Index into `out_sas` of the SA sent with now.
     pub out_sa: usize,
-    members4: Lpm<IpAddr>,
-    members6: Lpm<IpAddr>,
+    /// The members other than us.
+    members: MemberPrefixes,
     /// Resolved next hop per member address.
     next_hops: FxHashMap<IpAddr, Result<NextHop, crate::drop::DropReason>>,
 }
@@ -129,8 +136,7 @@ impl GroupRoute {
     /// `Err((member, reason))`: the member is known but its next hop is not
     /// (yet): the caller asks for it to be resolved.
     pub fn member(&self, dst: IpAddr) -> Result<(IpAddr, NextHop), (Option<IpAddr>, crate::drop::DropReason)> {
-        let m = if dst.is_ipv4() { self.members4.lookup(dst) } else { self.members6.lookup(dst) };
-        let addr = *m.ok_or((None, crate::drop::DropReason::NoRoute))?;
+        let addr = self.members.member(dst).ok_or((None, crate::drop::DropReason::NoRoute))?;
         let nh = self.next_hops.get(&addr).copied().unwrap_or(Err(crate::drop::DropReason::NoRoute));
         nh.map(|nh| (addr, nh)).map_err(|r| (Some(addr), r))
     }
@@ -285,17 +291,12 @@ impl Tables {
     /// Call after routes and neighbours are in.
     pub fn add_group(&mut self, out_sa: usize, members: &[GroupMember]) -> usize {
         let g = self.groups.len();
-        let mut route =
-            GroupRoute { out_sa, members4: Lpm::new_v4(), members6: Lpm::new_v6(), next_hops: FxHashMap::default() };
+        let mut route = GroupRoute { out_sa, members: MemberPrefixes::new(&[]), next_hops: FxHashMap::default() };
         for m in members {
             if self.is_local(m.addr) {
                 continue; // our own prefix: delivered locally, not sent to us
             }
-            if m.prefix.addr.is_ipv4() {
-                route.members4.insert(m.prefix, m.addr);
-            } else {
-                route.members6.insert(m.prefix, m.addr);
-            }
+            route.members.insert(m);
             route.next_hops.insert(m.addr, self.next_hop(m.addr));
             self.add_policy(m.prefix, Policy::ProtectGroup(g));
         }
@@ -323,7 +324,7 @@ impl Tables {
 
     /// Adds a group's inbound SA: only its members may send on it, each
     /// from its own prefixes (`sources`). False if its SPI is taken.
-    pub fn add_group_inbound(&mut self, sa: Arc<InboundSa>, sources: Arc<GroupSources>) -> bool {
+    pub fn add_group_inbound(&mut self, sa: Arc<InboundSa>, sources: Arc<MemberPrefixes>) -> bool {
         if !self.add_inbound_arc(sa) {
             return false;
         }
@@ -333,7 +334,7 @@ impl Tables {
 
     /// For inbound SA `i` of a group, who may send on it.
     #[inline]
-    pub fn group_sources(&self, i: usize) -> Option<&GroupSources> {
+    pub fn group_sources(&self, i: usize) -> Option<&MemberPrefixes> {
         self.in_sources.get(i).and_then(|s| s.as_deref())
     }
 
@@ -590,7 +591,7 @@ impl Tables {
                 transport: false,
             };
             let inb = InboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;
-            if !t.add_group_inbound(Arc::new(inb), Arc::new(GroupSources::new(&members))) {
+            if !t.add_group_inbound(Arc::new(inb), Arc::new(MemberPrefixes::new(&members))) {
                 return Err(bad(f("spi"), format!("SPI {:#x} is already an inbound SA", g.spi)));
             }
             let out = OutboundSa::new(&p).map_err(|e| bad(format!("group[{i}]"), e.to_string()))?;

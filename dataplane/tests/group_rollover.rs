@@ -18,7 +18,7 @@ use dataplane::drop::DropReason;
 use dataplane::group::{GroupAction, Rollover};
 use dataplane::pipeline::{Verdict, Worker};
 use dataplane::sa::{InboundSa, OutboundSa, SaParams};
-use dataplane::tables::{GroupMember, GroupSources, PortInfo, Route, Tables};
+use dataplane::tables::{GroupMember, MemberPrefixes, PortInfo, Route, Tables};
 use dataplane::wire::{esp, ipv4};
 use zeroize::Zeroizing;
 
@@ -117,7 +117,7 @@ impl Endpoint {
             .map(|(p, a)| GroupMember { prefix: p.parse().unwrap(), addr: a.parse().unwrap() })
             .collect();
         // Each member sends from its own prefix (mpsa-04 section 5).
-        let sources = Arc::new(GroupSources::new(&members));
+        let sources = Arc::new(MemberPrefixes::new(&members));
         for sa in &self.inbound {
             if self.rollover.inbound().contains(&sa.spi) {
                 t.add_group_inbound(sa.clone(), sources.clone());

@@ -288,25 +288,36 @@ fn prf_with<M: Mac + KeyInit>(key: &[u8], data: &[&[u8]]) -> Secret {
 
 fn prf_plus_with<M: Mac + KeyInit + Clone>(key: &[u8], seed: &[u8], len: usize) -> Secret {
     let keyed = <M as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
-    let mut out = Zeroizing::new(Vec::with_capacity(len + <M as OutputSizeUser>::output_size()));
-    let mut n = 1u8;
-    while out.len() < len {
+    let block = <M as OutputSizeUser>::output_size();
+    // Whole blocks, then cut to `len`: on the stack when the result fits
+    // inline (every key of one SA), else on the heap.
+    let whole = len.div_ceil(block) * block;
+    if whole <= 2 * Secret::INLINE {
+        let mut out = Zeroizing::new([0u8; 2 * Secret::INLINE]);
+        prf_plus_into(&keyed, seed, &mut out[..whole]);
+        if len <= Secret::INLINE {
+            return Secret::from_slice(&out[..len]);
+        }
+        return Secret::new(out[..len].to_vec());
+    }
+    let mut out = Zeroizing::new(vec![0u8; whole]);
+    prf_plus_into(&keyed, seed, &mut out);
+    out.truncate(len);
+    Secret(Repr::Heap(out))
+}
+
+/// prf+ into `out` (whole blocks): Tn = prf(K, Tn-1 | S | n).
+fn prf_plus_into<M: Mac + Clone>(keyed: &M, seed: &[u8], out: &mut [u8]) {
+    let block = <M as OutputSizeUser>::output_size();
+    for (i, at) in (0..out.len()).step_by(block).enumerate() {
         let mut m = keyed.clone();
         // T(n-1): the block before, none before T1.
-        let before = out.len().saturating_sub(<M as OutputSizeUser>::output_size());
-        m.update(&out[before..]);
+        m.update(&out[at.saturating_sub(block)..at]);
         m.update(seed);
-        m.update(&[n]);
+        m.update(&[u8::try_from(i + 1).expect("prf+ asked for more than 255 blocks")]);
         let mut t = m.finalize().into_bytes();
-        out.extend_from_slice(&t);
+        out[at..at + block].copy_from_slice(&t);
         zeroize::Zeroize::zeroize(t.as_mut_slice());
-        n = n.checked_add(1).expect("prf+ asked for more than 255 blocks");
-    }
-    out.truncate(len);
-    if len <= Secret::INLINE {
-        Secret::from_slice(&out)
-    } else {
-        Secret(Repr::Heap(out))
     }
 }
 

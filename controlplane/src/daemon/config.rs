@@ -224,14 +224,10 @@ impl DaemonConfig {
         }
         let mut masked: String = text
             .lines()
-            .map(|l| match l.trim_start() {
-                t if t.starts_with("psk") => "psk = \"<redacted>\"",
-                t if t.starts_with("cluster_key") => "cluster_key = \"<redacted>\"",
-                _ => l,
-            })
+            .map(|l| if l.trim_start().starts_with("cluster_key") { "cluster_key = \"<redacted>\"" } else { l })
             .collect::<Vec<_>>()
             .join("\n");
-        // Every PSK value wherever it stands (peer_psk tables too).
+        // Every PSK value wherever it stands: `psk` and `peer_psk` tables.
         for c in &f.connections {
             for k in std::iter::once(&c.psk).chain(c.peer_psk.values()).filter(|k| !k.is_empty()) {
                 masked = masked.replace(k.as_str(), "<redacted>");

@@ -271,11 +271,12 @@ impl Engine {
         })
     }
 
-    /// An IKE SA is gone. If it was a member's last MPSA IKE SA (not one a
-    /// rekey replaced, nor one INITIAL_CONTACT ended), the member has left: each of its groups gets a new
-    /// SA at once when `rekey_on_leave` (mpsa-04 5.3), whether or not the
-    /// member had acknowledged the current one, so the leaver cannot read
-    /// what follows.
+    /// An IKE SA is gone. At a gateway, if it was a member's last MPSA IKE
+    /// SA (not one a rekey replaced, nor one INITIAL_CONTACT ended), the
+    /// member has left: each of its groups gets a new SA at once when
+    /// `rekey_on_leave` (mpsa-04 5.3), whether or not the member had
+    /// acknowledged the current one, so the leaver cannot read what
+    /// follows.
     pub(super) fn mpsa_sa_gone(&mut self, now: Instant, sa: &IkeSa, why: super::IkeGone) {
         if self.mpsa_role == MpsaRole::Endpoint {
             self.endpoint_sa_gone(sa, why);
@@ -287,9 +288,7 @@ impl Engine {
         // current SA there, nobody left.
         let restarted = why == super::IkeGone::InitialContact;
         let leaver = match &sa.phase {
-            Phase::Established(e)
-                if !e.rekeyed && !restarted && sa.core.peer_mpsa && self.mpsa_role == MpsaRole::Gateway =>
-            {
+            Phase::Established(e) if !e.rekeyed && !restarted && sa.core.peer_mpsa => {
                 (!self.member_still_up(&e.peer_id, spi)).then_some(&e.peer_id)
             }
             _ => None,
