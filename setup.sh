@@ -18,6 +18,8 @@ PKGS=(
     nftables                   # a NAT (masquerade) on the path in the MOBIKE interop
     etcd-server                # the stub bank's replicated store (gw-stubbank, failover lab)
     protobuf-compiler          # protoc: the etcd-client crate's build script
+    libprotobuf-dev            # ... and the well-known .proto files it imports (only Recommended by protoc)
+    bird2                      # BIRD 2: the BGP speakers of the MPSA lab's peer discovery (mpsa-04 section 4)
     prometheus                 # scrapes gw-controlplane's /metrics in the MPSA lab
     mmdebstrap                 # a fresh Debian 12 root to install the .deb into (package test)
     # strongSwan 5.9.8, the independent IKEv2 peer of the interop tests
