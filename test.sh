@@ -62,6 +62,17 @@ smoke() {
     ./target/release/gw-bench clone --runs 1 --vpns 2
     ./target/release/gw-bench failover --clients 50 --ike aes128gcm16-prfsha256-x25519
 }
+# Disk: a full run builds about 10 GB (debug, release, static, loom, the
+# fuzzers, without incremental state). Where the disk is short, each build
+# directory goes once no later step needs it.
+export CARGO_INCREMENTAL=0
+free_gb() { df --output=avail -BG . | tail -n 1 | tr -dc 0-9; }
+done_with() { # done_with DIR...: removes them when under 20 GB is free
+    if [[ $(free_gb) -lt 20 ]]; then
+        echo "test.sh: $(free_gb) GB free: removing $* (no later step needs it)"
+        rm -rf "$@"
+    fi
+}
 export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 export -f quiet_dpdk fuzz static_build ike_load smoke
 
@@ -72,13 +83,18 @@ step 2400 "unit, in-memory and real-component tests" \
     "cargo test --workspace -- --include-ignored 2>&1 | quiet_dpdk"
 step 900 "loom: every interleaving of the cp<->dp ring's producer and consumer" \
     RUSTFLAGS=\"--cfg loom\" cargo test --quiet --release -p cpdp --target-dir target/loom --lib
+done_with target/loom
 step 900 "fuzz: the receive pipeline (raw frames, tampered ESP, fuzzer plaintexts sealed with the SA's key), $FUZZ_SECONDS s" fuzz dataplane pipeline
 step 900 "fuzz: IKE datagrams into a responder, $FUZZ_SECONDS s" fuzz controlplane/fuzz ike_responder
 step 900 "fuzz: MPSA_PUT notification data into the endpoint's parser, $FUZZ_SECONDS s" fuzz controlplane/fuzz mpsa_put
 step 900 "fuzz: MOBIKE-X parameters and SELECTOR sets into the responder's readers, $FUZZ_SECONDS s" fuzz controlplane/fuzz mobikex_params
+done_with dataplane/fuzz/target controlplane/fuzz/target
 step 1800 "static build: gw-dataplane without DPDK shared libraries" static_build
+# The debug build's last user was the static build's forward test.
+done_with target/debug
 step 1500 "the .deb: built, installed with apt into a fresh Debian 12 root, --check run from it, units verified, gw-setup's NIC checks" \
     "controlplane/tests/package.sh 2>&1 | quiet_dpdk"
+done_with target/static
 step 1200 "interop: strongSwan <-> gw-controlplane + gw-dataplane in network namespaces" \
     "cargo build --release --quiet -p dataplane -p controlplane && controlplane/tests/interop-strongswan.sh 2>&1 | quiet_dpdk"
 step 600 "the MPSA lab: hub + three endpoints + a strongSwan road warrior in network namespaces" \

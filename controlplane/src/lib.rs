@@ -7,6 +7,7 @@
 //! - [`crypto`]: PRFs, DH, SK payload protection, key derivation.
 //! - [`ike`]: the IKEv2 engine (exchanges, timers, SAs), without I/O.
 
+pub mod bgp;
 pub mod codepoints;
 pub mod crypto;
 pub mod daemon;

@@ -140,6 +140,34 @@ impl TableState {
         }
     }
 
+    /// A group's member table, checked: every member address of the
+    /// family of the group SA's own (`local`).
+    fn group_members(
+        &self,
+        group: &str,
+        members: &[(WirePrefix, IpAddr)],
+        local: IpAddr,
+    ) -> Result<Vec<GroupMember>, String> {
+        let mut ms = Vec::with_capacity(members.len());
+        for (pre, addr) in members {
+            if addr.is_ipv4() != local.is_ipv4() {
+                return Err(format!("group {group}: member {addr} is not the family of {local}"));
+            }
+            ms.push(GroupMember { prefix: prefix(pre)?, addr: *addr });
+        }
+        Ok(ms)
+    }
+
+    /// Other members' prefixes are covered from now on (fail closed);
+    /// our own prefix among the members is delivered here, not
+    /// protected: never discarded.
+    fn cover_members(&mut self, ms: &[GroupMember]) {
+        let ours = |a: IpAddr| self.base.is_local(a) || self.addresses.iter().any(|(_, q)| q.addr == a);
+        let theirs: Vec<(IpAddr, u8)> =
+            ms.iter().filter(|m| !ours(m.addr)).map(|m| (m.prefix.addr, m.prefix.len)).collect();
+        theirs.into_iter().for_each(|pre| self.covered(pre));
+    }
+
     /// The port our address `a` is on (added at run time, or the config's).
     fn port_of(&self, a: IpAddr) -> Option<u16> {
         self.addresses.iter().find(|(_, q)| q.addr == a).map(|(p, _)| *p).or(self.base.port_of_local(a))
@@ -347,24 +375,13 @@ impl TableState {
                 let mut p = sa_params(sa).map_err(|e| format!("group {group}: SA {:#x}: {e}", sa.spi))?;
                 p.remote = p.local; // per packet: the member's address
                 p.replay_window = 0; // no anti-replay on group SAs (mpsa-04 5.2.1)
-                let mut ms = Vec::new();
-                for (pre, addr) in members {
-                    if addr.is_ipv4() != p.local.is_ipv4() {
-                        return Err(format!("group {group}: member {addr} is not the family of {}", p.local));
-                    }
-                    ms.push(GroupMember { prefix: prefix(pre)?, addr: *addr });
-                }
+                let ms = self.group_members(group, members, p.local)?;
                 let inb = InboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
                 let out = OutboundSa::new(&p).map_err(|e| format!("group {group}: {e}"))?;
                 if self.sas_in.contains_key(&sa.spi) || self.base.spi_index.contains_key(&sa.spi) {
                     return Err(format!("group {group}: SPI {:#x} is already an inbound SA", sa.spi));
                 }
-                // Our own prefix among the members is delivered here, not
-                // protected: never discarded.
-                let ours = |a: IpAddr| self.base.is_local(a) || self.addresses.iter().any(|(_, q)| q.addr == a);
-                let theirs: Vec<(IpAddr, u8)> =
-                    ms.iter().filter(|m| !ours(m.addr)).map(|m| (m.prefix.addr, m.prefix.len)).collect();
-                theirs.into_iter().for_each(|pre| self.covered(pre));
+                self.cover_members(&ms);
                 let g = self.groups.entry(group.clone()).or_insert_with(|| GroupState {
                     sas: BTreeMap::new(),
                     members: Vec::new(),
@@ -382,6 +399,15 @@ impl TableState {
             }
             Command::DeleteGroup { group } => {
                 self.groups.remove(group).ok_or(format!("no group '{group}'"))?;
+            }
+            Command::SetGroupMembers { group, members } => {
+                let family = self.groups.get(group).and_then(|g| g.sas.values().next()).map(|(i, _)| i.local);
+                let local = family.ok_or(format!("no group '{group}'"))?;
+                let ms = self.group_members(group, members, local)?;
+                self.cover_members(&ms);
+                if let Some(g) = self.groups.get_mut(group) {
+                    g.members = ms;
+                }
             }
             Command::AddAddress { port, addr } => {
                 if *port as usize >= self.base.ports.len() {

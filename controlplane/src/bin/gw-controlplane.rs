@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use controlplane::crypto::SystemRandom;
 use controlplane::daemon::admin::{self, Request, Response};
+use controlplane::daemon::bird::{self, BirdInput};
 use controlplane::daemon::config::{DaemonConfig, TransportKind};
 use controlplane::daemon::stubsync::{StubInput, StubSync};
 use controlplane::daemon::transport::{DataplaneLink, KernelUdp};
@@ -45,6 +46,11 @@ struct Args {
     /// Seconds to wait for gw-dataplane's ring files at start.
     #[arg(long, default_value_t = 30)]
     wait_dataplane: u64,
+    /// Print the BIRD 2 configuration for the `[bgp]` section (MPSA peer
+    /// discovery) and exit; a hub's member filter file is created too,
+    /// refusing everything, when it does not exist yet.
+    #[arg(long)]
+    bird_config: bool,
 }
 
 fn main() {
@@ -63,14 +69,47 @@ fn main() {
         println!("{}: ok ({} connections)", args.config.display(), cfg.connections.len());
         return;
     }
+    if args.bird_config {
+        if let Err(e) = bird_config(&cfg) {
+            eprintln!("gw-controlplane: {}: {e}", args.config.display());
+            std::process::exit(2);
+        }
+        return;
+    }
     if let Err(e) = run(cfg, &args.config, Duration::from_secs(args.wait_dataplane)) {
         eprintln!("gw-controlplane: {e}");
         std::process::exit(1);
     }
 }
 
+/// `--bird-config`.
+fn bird_config(cfg: &DaemonConfig) -> Result<(), String> {
+    let b = cfg.bgp.as_ref().ok_or("no [bgp] section")?;
+    if let controlplane::bgp::Side::Hub { filter_file, .. } = &b.side {
+        if !filter_file.exists() {
+            bird::write_filter(filter_file, &controlplane::bgp::bird::member_filter(&[]))?;
+        }
+    }
+    print!("{}", controlplane::bgp::bird::config(b));
+    Ok(())
+}
+
+/// MPSA peer discovery: the link to BIRD and what it said.
+struct Bgp {
+    cfg: controlplane::bgp::BgpConfig,
+    link: bird::BirdLink,
+    /// Hub: the members the filter file holds now.
+    filter: Option<Vec<controlplane::bgp::bird::MemberRoutes>>,
+    /// Endpoint: routes accepted now, and refused since start.
+    routes: usize,
+    refused: u64,
+    /// Whether the speaker answered last time.
+    up: bool,
+}
+
 struct Daemon {
     engine: Engine,
+    bgp: Option<Bgp>,
     kernel: Option<KernelUdp>,
     dp: Option<DataplaneLink>,
     dataplane_transport: bool,
@@ -132,6 +171,7 @@ fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), 
     }
     let d = Daemon {
         engine,
+        bgp: None,
         kernel,
         dp,
         dataplane_transport: cfg.daemon.transport == TransportKind::Dataplane,
@@ -185,6 +225,12 @@ fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), 
             }
             g.stubsync = Some(s);
         }
+        if let Some(b) = &cfg.bgp {
+            let d1 = deliver.clone();
+            let link = bird::spawn(b, move |i| d1(Input::Bird(i)))?;
+            g.log(&format!("bgp: reading BIRD at {}", b.socket.display()));
+            g.bgp = Some(Bgp { cfg: b.clone(), link, filter: None, routes: 0, refused: 0, up: false });
+        }
         if let Some(l) = g.dp.as_mut() {
             l.spawn_events(deliver)?;
         }
@@ -228,6 +274,7 @@ fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), 
             if let Some(l) = d.dp.as_mut() {
                 l.send(&Command::DumpCounters);
             }
+            d.member_filter();
         }
         if last_start.elapsed() >= Duration::from_secs(5) {
             last_start = Instant::now();
@@ -399,6 +446,75 @@ impl Daemon {
             Input::Metrics(reply) => {
                 let _ = reply.send(self.metrics(now));
             }
+            Input::Bird(b) => self.bird(now, b),
+        }
+    }
+
+    /// What BIRD said: an endpoint's learned routes go to the engine.
+    fn bird(&mut self, now: Instant, i: BirdInput) {
+        let Some(bgp) = self.bgp.as_mut() else { return };
+        match i {
+            BirdInput::Routes(routes) => {
+                let was_up = std::mem::replace(&mut bgp.up, true);
+                let controlplane::bgp::Side::Endpoint { connection, .. } = &bgp.cfg.side else { return };
+                let conn = connection.clone();
+                if !was_up {
+                    self.log(&format!("bgp: BIRD answers: {} routes learned from the hub", routes.len()));
+                }
+                match self.engine.learn_routes(now, &conn, &routes) {
+                    Ok(l) => {
+                        for (r, why) in &l.refused {
+                            self.log(&format!("bgp: refused {r}: {why}"));
+                        }
+                        if let Some(b) = self.bgp.as_mut() {
+                            b.routes = l.accepted;
+                            b.refused += l.refused.len() as u64;
+                        }
+                    }
+                    Err(e) => self.log(&format!("bgp: {e}")),
+                }
+            }
+            BirdInput::Unreachable(why) => {
+                bgp.up = false;
+                // The routes learned stay: a speaker restarting is no
+                // withdrawal (the hub's hold time is).
+                self.log(&format!("bgp: BIRD does not answer ({why}); the routes learned stay"));
+            }
+            BirdInput::Reconfigured(Ok(())) => {
+                bgp.up = true;
+            }
+            BirdInput::Reconfigured(Err(e)) => {
+                bgp.up = false;
+                // Asked again at the next change or check.
+                bgp.filter = None;
+                self.log(&format!("bgp: BIRD did not read the member filter again: {e}"));
+            }
+        }
+    }
+
+    /// Hub: the member filter follows the members up now (checked each
+    /// second); rewritten and BIRD reconfigured only when it changed.
+    fn member_filter(&mut self) {
+        let Some(bgp) = self.bgp.as_ref() else { return };
+        let controlplane::bgp::Side::Hub { filter_file, .. } = &bgp.cfg.side else { return };
+        let view = self.engine.mpsa_member_routes();
+        if bgp.filter.as_ref() == Some(&view) {
+            return;
+        }
+        let path = filter_file.clone();
+        match bird::write_filter(&path, &controlplane::bgp::bird::member_filter(&view)) {
+            Ok(()) => {
+                let names: Vec<String> = view.iter().map(|m| format!("{} at {}", m.id, m.esp)).collect();
+                self.log(&format!(
+                    "bgp: member filter: {}",
+                    if names.is_empty() { "no member up".to_string() } else { names.join(", ") }
+                ));
+                if let Some(b) = self.bgp.as_mut() {
+                    b.link.reconfigure();
+                    b.filter = Some(view);
+                }
+            }
+            Err(e) => self.log(&format!("bgp: the member filter could not be written: {e}")),
         }
     }
 
@@ -474,6 +590,7 @@ impl Daemon {
             rings: self.dp.as_ref().map(|l| l.ring_fill()),
             stubs_held: self.engine.stubs_held(),
             stub_bank: self.bank_health(),
+            bgp: self.bgp.as_ref().map(|b| metrics::BgpHealth { up: b.up, routes: b.routes, refused: b.refused }),
         }
     }
 

@@ -514,6 +514,9 @@ fn show(resp: Response, json: bool) -> bool {
                         "group {}: endpoint, SA {} {}, expires in {}s, group SAs received {}",
                         g.name, g.spi, g.alg, g.expires_in_secs, g.rekeys
                     );
+                    if !g.learned.is_empty() {
+                        println!("  learned by BGP: {}", g.learned.join(", "));
+                    }
                 }
             }
         }

@@ -120,6 +120,8 @@ struct FileToml {
     connections: Vec<ConnectionToml>,
     #[serde(default, rename = "group")]
     groups: Vec<GroupToml>,
+    #[serde(default)]
+    bgp: Option<crate::bgp::BgpToml>,
 }
 
 /// A checked configuration.
@@ -130,6 +132,8 @@ pub struct DaemonConfig {
     pub connections: Vec<Connection>,
     /// MPSA gateway: the groups.
     pub groups: Vec<GroupConfig>,
+    /// MPSA peer discovery through BIRD (`crate::bgp`).
+    pub bgp: Option<crate::bgp::BgpConfig>,
     /// The connections as written (for `gwctl config`, PSKs masked).
     pub text: String,
     /// What is allowed but probably not meant (`--check` prints them, the
@@ -233,8 +237,17 @@ impl DaemonConfig {
                 masked = masked.replace(k.as_str(), "<redacted>");
             }
         }
+        let bgp = match &f.bgp {
+            Some(_) if f.daemon.mpsa == MpsaRole::Off => {
+                return Err(format!(
+                    "{origin}: bgp: MPSA peer discovery needs daemon.mpsa \"gateway\" or \"endpoint\""
+                ));
+            }
+            Some(b) => Some(b.build(f.daemon.mpsa, &connections).map_err(|e| format!("{origin}: bgp.{e}"))?),
+            None => None,
+        };
         let warnings = shared_psk_warnings(&connections, &groups);
-        Ok(DaemonConfig { daemon: f.daemon, stubs: f.stubs, connections, groups, text: masked, warnings })
+        Ok(DaemonConfig { daemon: f.daemon, stubs: f.stubs, connections, groups, bgp, text: masked, warnings })
     }
 }
 

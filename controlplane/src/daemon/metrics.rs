@@ -22,6 +22,8 @@
 //!   as the control plane sees it;
 //! - `gw_mpsa_group_members{group,role}`, `gw_mpsa_group_members_up`,
 //!   `gw_mpsa_group_rekeys`: Multi-point SA groups;
+//! - `gw_bgp_speaker_up`, `gw_bgp_routes`, `gw_bgp_routes_refused`: MPSA
+//!   peer discovery through BIRD;
 //! - `gw_stubs_held`, `gw_stubs_exported`, `gw_syn{result}`,
 //!   `gw_stub_fetches{result}`, `gw_stub_bank_up`,
 //!   `gw_stub_bank_latency_seconds`, `gw_redirects{what}`: IKE SA stub
@@ -64,6 +66,19 @@ pub struct Snapshot {
     pub rings: Option<super::transport::RingDepths>,
     pub stubs_held: usize,
     pub stub_bank: Option<BankHealth>,
+    /// MPSA peer discovery through BIRD (`[bgp]`).
+    pub bgp: Option<BgpHealth>,
+}
+
+/// Peer discovery as the daemon last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpHealth {
+    /// BIRD answered the last question.
+    pub up: bool,
+    /// Endpoint: learned routes in the group's member table now.
+    pub routes: usize,
+    /// Endpoint: learned routes refused since start.
+    pub refused: u64,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -280,6 +295,22 @@ pub fn render(s: &Snapshot) -> String {
         s.groups.iter().map(|g| (group(g), g.rekeys)),
     );
 
+    if let Some(b) = &s.bgp {
+        gauge(
+            &mut r,
+            "gw_bgp_speaker_up",
+            "BIRD answered gw-controlplane's last question (1) or not (0)",
+            i64::from(b.up),
+        );
+        gauge(&mut r, "gw_bgp_routes", "Learned routes in the group's member table (endpoint)", n(b.routes));
+        counter(
+            &mut r,
+            "gw_bgp_routes_refused",
+            "Learned routes refused (endpoint): next hop or prefix not acceptable",
+            b.refused,
+        );
+    }
+
     gauge(&mut r, "gw_stubs_held", "Stubs of other gateways' IKE SAs held", n(s.stubs_held));
     counter(&mut r, "gw_stubs_exported", "Stubs of our IKE SAs exported", st.stubs_exported);
     counters(
@@ -490,8 +521,10 @@ mod tests {
                 expires_in_secs: 1,
                 rekey_in_secs: None,
                 rekeys: 1,
+                learned: vec![],
             }],
             stub_bank: Some(BankHealth::default()),
+            bgp: Some(BgpHealth { up: true, routes: 2, refused: 1 }),
             port_counters: vec![cpdp::msg::PortCounters {
                 port: 0,
                 name: "wan0".into(),

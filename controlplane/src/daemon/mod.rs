@@ -4,6 +4,7 @@
 //! the admin socket gwctl talks to. All I/O of the control plane is here.
 
 pub mod admin;
+pub mod bird;
 pub mod config;
 pub mod metrics;
 pub mod netlink;
@@ -34,4 +35,6 @@ pub enum Input {
     NetlinkError(String),
     /// From the peer gateways' stub synchronization (`stubsync.rs`).
     Stub(stubsync::StubInput),
+    /// From BIRD's control socket (MPSA peer discovery, `bird.rs`).
+    Bird(bird::BirdInput),
 }

@@ -118,6 +118,10 @@ pub struct GroupInfo {
     pub rekey_in_secs: Option<u64>,
     /// Gateway: rekeys so far; endpoint: group SAs received.
     pub rekeys: u64,
+    /// Endpoint: routes learned by peer discovery (BGP, mpsa-04 section
+    /// 4), `prefix via address`.
+    #[serde(default)]
+    pub learned: Vec<String>,
 }
 
 /// Every IKE SA of `e`, by connection and SPI.
@@ -204,6 +208,7 @@ pub fn groups(e: &Engine, now: Instant) -> Vec<GroupInfo> {
             alg: g.put(now).alg(),
             members: g.cfg.members.len(),
             members_up: members_up(g),
+            learned: Vec::new(),
             delivered: g.delivered.len(),
             expires_in_secs: secs(g.current.expires),
             rekey_in_secs: Some(secs(g.rekey_at())),
@@ -221,6 +226,7 @@ pub fn groups(e: &Engine, now: Instant) -> Vec<GroupInfo> {
         expires_in_secs: secs(g.expires),
         rekey_in_secs: None,
         rekeys: g.updates,
+        learned: e.learned_routes(name).iter().map(|r| r.to_string()).collect(),
     }));
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v

@@ -59,6 +59,11 @@ pub struct GroupToml {
     /// costs every member a rollover.
     #[serde(default)]
     pub rekey_on_join: bool,
+    /// BGP peer discovery (mpsa-04 section 4): the prefixes a member may
+    /// announce, by identity (equal or more specific). A member not listed
+    /// may announce what its child SAs' selectors hold.
+    #[serde(default)]
+    pub announce: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn d_esp() -> String {
@@ -98,6 +103,7 @@ pub struct GroupConfig {
     pub rollover2: u32,
     pub rekey_on_leave: bool,
     pub rekey_on_join: bool,
+    pub announce: std::collections::HashMap<Identification, Vec<cpdp::msg::WirePrefix>>,
 }
 
 impl GroupToml {
@@ -129,7 +135,20 @@ impl GroupToml {
                 "rollover1_secs <= rollover2_secs < the time between rekey and expiry ({rekey_lead} s) is needed"
             ));
         }
+        let mut announce = std::collections::HashMap::new();
+        for (id, list) in &self.announce {
+            if !self.members.contains(id) {
+                return Err(format!("announce: {id:?} is not a member of the group"));
+            }
+            let ps = list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| crate::bgp::parse_prefix(s).map_err(|e| format!("announce.{id:?}[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            announce.insert(Identification::from_text(id), ps);
+        }
         Ok(GroupConfig {
+            announce,
             name: self.name.clone(),
             members: self.members.iter().map(|m| Identification::from_text(m)).collect(),
             encr: esp.encr,

@@ -23,7 +23,7 @@ pub enum Direction {
 }
 
 /// An address prefix on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WirePrefix {
     pub addr: IpAddr,
     pub len: u8,
@@ -190,6 +190,13 @@ pub enum Command {
     /// Remove a group and all its SAs (lifetime over, or this endpoint left).
     DeleteGroup {
         group: String,
+    },
+    /// A group's member table replaced, its SAs kept: peer discovery
+    /// (mpsa-04 section 4, BGP) learned or withdrew a prefix. Same
+    /// meaning as `InstallGroupSa`'s `members`; the group must exist.
+    SetGroupMembers {
+        group: String,
+        members: Vec<(WirePrefix, IpAddr)>,
     },
     /// Multihoming: an address of ours on a port (its subnet routes there).
     AddAddress {

@@ -328,3 +328,37 @@ fn addresses_come_and_go() {
     assert!(!st.build().is_local(a.addr));
     assert!(st.apply(&Command::RemoveAddress { port: 0, addr: a.addr }).is_err());
 }
+
+/// Peer discovery (mpsa-04 section 4): a learned prefix joins a group's
+/// member table and a withdrawn one leaves it, the group's SAs staying;
+/// the prefix that left is discarded from then on (fail closed), and a
+/// group that does not exist, or a member of the other family, is refused.
+#[test]
+fn group_members_replaced_in_place() {
+    use crate::tables::PortInfo;
+    let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+    base.add_local("192.0.2.1".parse().unwrap());
+    let mut st = TableState::new(base);
+    st.set_fail_closed(true);
+    let t0 = Instant::now();
+    st.apply_at(&group_cmd(0x3001, 0, 0), t0).unwrap();
+    let p = |a: &str, len| WirePrefix { addr: a.parse().unwrap(), len };
+    let d: IpAddr = "192.0.2.4".parse().unwrap();
+    let learned = vec![(p("10.2.0.0", 16), "192.0.2.2".parse().unwrap()), (p("10.4.0.0", 16), d)];
+    st.apply(&Command::SetGroupMembers { group: "branches".into(), members: learned }).unwrap();
+    let t = st.build();
+    assert_eq!((t.in_sas.len(), t.out_sas.len()), (1, 1), "the SA stays");
+    let sources = t.group_sources(0).unwrap();
+    assert_eq!(sources.member("10.4.1.1".parse().unwrap()), Some(d), "learned");
+    assert_eq!(sources.member("10.3.1.1".parse().unwrap()), None, "withdrawn");
+    assert!(matches!(t.policy("10.4.1.1".parse().unwrap()), Some(Policy::ProtectGroup(_))));
+    assert_eq!(t.policy("10.3.1.1".parse().unwrap()), Some(Policy::Discard), "once covered: discarded");
+    let unknown = Command::SetGroupMembers { group: "nope".into(), members: vec![] };
+    assert!(st.apply(&unknown).unwrap_err().contains("no group"));
+    let v6 = Command::SetGroupMembers {
+        group: "branches".into(),
+        members: vec![(p("10.5.0.0", 16), "2001:db8::5".parse().unwrap())],
+    };
+    assert!(st.apply(&v6).unwrap_err().contains("family"));
+    assert_eq!(st.build().group_sources(0).unwrap().member("10.4.1.1".parse().unwrap()), Some(d), "kept");
+}

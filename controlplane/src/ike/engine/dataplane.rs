@@ -249,7 +249,8 @@ impl Engine {
         // Group SAs whose lifetime is over are not sent: the group's
         // timeout removes it from our side too.
         for (name, g) in self.endpoint_groups.iter().filter(|(_, g)| g.expires > now) {
-            cmds.extend(g.resync(name, now));
+            let members = self.conns.iter().position(|c| &c.name == name).map(|ci| self.group_members(ci));
+            cmds.extend(g.resync(name, &members.unwrap_or_default(), now));
         }
         cmds.extend(self.policies.all());
         cmds.push(Command::SyncDone);

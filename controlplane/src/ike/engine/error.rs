@@ -76,6 +76,9 @@ pub enum Error {
     NoGroup(String),
     #[error("{member:?} is not a member of group {group:?}")]
     NotMember { group: String, member: String },
+    /// Learned routes given to a daemon that is no MPSA endpoint.
+    #[error("routes from peer discovery need daemon.mpsa = \"endpoint\"")]
+    NotMpsaEndpoint,
     #[error("connection {0:?}: no {1} address to initiate with")]
     NoAddress(String, &'static str),
     #[error("connection {0:?}: child SA {1:?} is up already")]
@@ -139,6 +142,7 @@ impl Error {
             | Error::NoChild { .. }
             | Error::NoGroup(_)
             | Error::NotMember { .. }
+            | Error::NotMpsaEndpoint
             | Error::NoAddress(..)
             | Error::ChildUp(..)
             | Error::CannotMove(_)

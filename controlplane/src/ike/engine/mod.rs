@@ -43,6 +43,7 @@ mod mobikex;
 mod mpsa;
 mod path_change;
 mod payloads;
+mod peer_discovery;
 mod redirect;
 mod reload;
 mod sa;
@@ -121,6 +122,9 @@ pub struct Engine {
     groups: Vec<GatewayGroup>,
     /// Endpoint: group SAs installed, by connection name.
     endpoint_groups: std::collections::BTreeMap<String, EndpointGroup>,
+    /// MPSA endpoint: routes peer discovery learned, by connection name
+    /// (`peer_discovery.rs`).
+    learned: std::collections::BTreeMap<String, Vec<crate::bgp::LearnedRoute>>,
     /// Deadlines by SA (entries go stale when an SA's deadline moves; see
     /// `Core::scheduled`).
     timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
@@ -175,6 +179,7 @@ impl Engine {
             mpsa_role: MpsaRole::Off,
             groups: Vec::new(),
             endpoint_groups: Default::default(),
+            learned: Default::default(),
             timers: Default::default(),
             touched: Vec::new(),
             installed_in: FxHashSet::default(),

@@ -39,17 +39,21 @@ pub struct EndpointGroup {
 struct GroupInstall {
     at: Instant,
     sa: SaSpec,
-    members: Vec<(WirePrefix, IpAddr)>,
     /// Rollover1 and Rollover2, seconds.
     rollover: (u32, u32),
 }
 
 impl GroupInstall {
-    fn command(&self, group: &str, (rollover1_secs, rollover2_secs): (u32, u32)) -> Command {
+    fn command(
+        &self,
+        group: &str,
+        members: &[(WirePrefix, IpAddr)],
+        (rollover1_secs, rollover2_secs): (u32, u32),
+    ) -> Command {
         Command::InstallGroupSa {
             group: group.to_string(),
             sa: self.sa.clone(),
-            members: self.members.clone(),
+            members: members.to_vec(),
             rollover1_secs,
             rollover2_secs,
         }
@@ -68,15 +72,16 @@ impl EndpointGroup {
     /// with nothing to roll over from; then each newer one with what is
     /// left of its times (mpsa-04 5.3, NOTES.md "MPSA": the old SA leaves
     /// after Rollover2, so an SA before a finished rollover is gone).
-    pub(super) fn resync(&self, group: &str, now: Instant) -> Vec<Command> {
+    /// Each with today's member table (`members`).
+    pub(super) fn resync(&self, group: &str, members: &[(WirePrefix, IpAddr)], now: Instant) -> Vec<Command> {
         let gone = |g: &GroupInstall| now.saturating_duration_since(g.at).as_secs();
         let done = |g: &GroupInstall| gone(g) >= u64::from(g.rollover.0.max(g.rollover.1));
         let from = self.installed.iter().rposition(done).unwrap_or(0);
         let Some(first) = self.installed.get(from) else { return Vec::new() };
-        let mut out = vec![first.command(group, (0, 0))];
+        let mut out = vec![first.command(group, members, (0, 0))];
         for g in &self.installed[from + 1..] {
             let left = |t: u32| u64::from(t).saturating_sub(gone(g)) as u32;
-            out.push(g.command(group, (left(g.rollover.0), left(g.rollover.1))));
+            out.push(g.command(group, members, (left(g.rollover.0), left(g.rollover.1))));
         }
         out
     }
@@ -219,13 +224,10 @@ impl Engine {
     }
 
     fn install_group_sa(&mut self, now: Instant, sa: &Core, conn: &str, put: &MpsaPut) {
-        let inst = GroupInstall {
-            at: now,
-            sa: put.group_sa_spec(sa.local.ip()),
-            members: self.conns[sa.conn].mpsa_routes.clone(),
-            rollover: (put.rollover1, put.rollover2),
-        };
-        self.dp(inst.command(conn, inst.rollover));
+        let inst =
+            GroupInstall { at: now, sa: put.group_sa_spec(sa.local.ip()), rollover: (put.rollover1, put.rollover2) };
+        let members = self.group_members(sa.conn);
+        self.dp(inst.command(conn, &members, inst.rollover));
         let expires = now + Duration::from_secs(put.lifetime as u64);
         let g = self.endpoint_groups.entry(conn.to_string()).or_insert_with(|| EndpointGroup {
             alg: put.alg(),
