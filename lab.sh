@@ -36,13 +36,19 @@
 #   [a] 192.0.2.11 -----------+-------------------+
 #   [b] 192.0.2.12 -----------+
 #   [c] 192.0.2.13 -----------+
-#    each endpoint: lan0 10.1.<n>.1 -- host-<x> 10.1.<n>.10 (n = 1, 2, 3)
+#   [d] 192.0.2.14 -----------+  (joins later)
+#    each endpoint: lan0 10.1.<n>.1 -- host-<x> 10.1.<n>.10 (n = 1 .. 4)
 #
 # The hub authenticates a, b and c with IKEv2 and hands them one group SA
 # (MPSA); a <-> b <-> c traffic then goes straight between their outer
 # addresses with the group SPI, never through the hub; endpoint <-> hub LAN
 # traffic uses each endpoint's own child SA; the strongSwan client is a
-# plain road warrior of the same hub. Configs: configs/lab/mpsa/.
+# plain road warrior of the same hub. Every LAN host runs BIRD 2 for BGP
+# peer discovery (mpsa-04 section 4): the hub's is a route reflector, each
+# endpoint's announces its LAN with the endpoint's ESP address as next hop
+# over its child SA, and gw-controlplane puts what it learns into the
+# group's member table; d has no static routes and joins that way.
+# Configs: configs/lab/mpsa/ (BIRD's: gw-controlplane --bird-config).
 #
 # Needs root. Creates only its own namespaces, processes and run directory
 # and removes them on exit (Ctrl-C included).
@@ -89,7 +95,7 @@ P=gwl$$
 RUN=$(mktemp -d /tmp/gw-lab.XXXXXX)
 export SSLAB_RUN_DIR=$RUN/sslab
 PSK=mpsa-lab-psk-0123
-NODES=(hub a b c)
+NODES=(hub a b c d)
 LAB=lab
 # say/ok/bad/check and the counters (also wait_for, stop, veth, ...).
 # shellcheck source=controlplane/tests/lab-common.sh
@@ -127,8 +133,8 @@ wan_port() { # namespace, port name on the bridge
     ip -n "$P-wan" link set "$2" master br0 up
     ip -n "$1" link set wan0 up
 }
-declare -A WAN=([hub]=192.0.2.1 [a]=192.0.2.11 [b]=192.0.2.12 [c]=192.0.2.13)
-declare -A LANNET=([hub]=10.0.0 [a]=10.1.1 [b]=10.1.2 [c]=10.1.3)
+declare -A WAN=([hub]=192.0.2.1 [a]=192.0.2.11 [b]=192.0.2.12 [c]=192.0.2.13 [d]=192.0.2.14)
+declare -A LANNET=([hub]=10.0.0 [a]=10.1.1 [b]=10.1.2 [c]=10.1.3 [d]=10.1.4)
 for n in "${NODES[@]}"; do
     ip netns add "$P-$n"
     quiet_ns "$P-$n"
@@ -183,10 +189,21 @@ start_controlplane() { # node: its gw-controlplane, in the background, up to its
     PIDS+=($!)
     for _ in $(seq 100); do [ -S "$RUN/$1.sock" ] && break; sleep 0.1; done
 }
-for n in "${NODES[@]}"; do
+# start_bird node: BIRD 2 on the node's LAN host, with the config
+# gw-controlplane writes for the node's [bgp].
+declare -A BIRD_PID
+start_bird() {
+    "$BIN/gw-controlplane" --config "$RUN/$1.controlplane.toml" --bird-config >"$RUN/$1.bird.conf"
+    ip netns exec "$P-host-$1" bird -f -c "$RUN/$1.bird.conf" -s "$RUN/$1.bird.ctl" -P "$RUN/$1.bird.pid" \
+        >>"$RUN/$1.bird.log" 2>&1 &
+    BIRD_PID[$1]=$!
+    PIDS+=($!)
+}
+for n in hub a b c; do
     start_dataplane "$n"
     : >"$RUN/$n.controlplane.log"
     start_controlplane "$n"
+    start_bird "$n"
     [ "$n" == hub ] && sleep 0.5
 done
 gwctl() { "$BIN/gwctl" -s "$RUN/$1.sock" "${@:2}"; }
@@ -298,7 +315,7 @@ check "c -> a through the group SA" ping_ok host c ping -c 5 -i 0.1 -W 1 10.1.1.
 to_hub() { local n; for n in a b c; do ping_ok host "$n" ping -c 3 -i 0.1 -W 1 10.0.0.10 || return 1; done; }
 check "a, b, c -> hub LAN through their child SAs" to_hub
 check "strongSwan road warrior -> hub LAN" ping_ok ip netns exec "$P-rw" ping -c 3 -i 0.1 -W 1 -I 10.1.50.1 10.0.0.10
-reached_all() { gwctl hub list | grep -q 'members 3 up of 3, delivered to 3'; }
+reached_all() { gwctl hub list | grep -q 'members 3 up of 4, delivered to 3'; }
 check "the hub's group reached all three endpoints" reached_all
 watched() { # two refreshes of gwctl watch, each with the hub's group
     local w
@@ -347,6 +364,85 @@ no_direct_at_hub() { ! grep -E '192.0.2.1[12] > 192.0.2.1[12]:' "$RUN/wire-hub.t
 check "the hub's port saw no a <-> b ESP" no_direct_at_hub
 check "a -> hub on the wire: ESP with a's child SA 0x$spi_a" \
     grep -q "192.0.2.11 > 192.0.2.1: ESP(spi=0x$spi_a," "$RUN/wire-hub.txt"
+
+# BGP peer discovery (mpsa-04 section 4). Each LAN host's BIRD has an iBGP
+# session over its endpoint's child SA to the hub's, a route reflector; an
+# endpoint's control plane reads what its BIRD learned (prefix, and the
+# member's ESP address as next hop) into the group's member table.
+learned() { gwctl "$1" list | grep "learned by BGP:" | grep -qF "$2"; }
+learned_abc() {
+    learned a "10.1.2.0/24 via 192.0.2.12" && learned a "10.1.3.0/24 via 192.0.2.13" &&
+        learned b "10.1.1.0/24 via 192.0.2.11" && learned c "10.1.2.0/24 via 192.0.2.12"
+}
+check "BGP: a, b and c learned each other's prefixes and ESP addresses through the hub's route reflector" \
+    wait_for 30 learned_abc
+check "BGP: the hub's member filter holds a, b and c at their ESP addresses" \
+    grep -q "bgp: member filter: a.lab at 192.0.2.11, b.lab at 192.0.2.12, c.lab at 192.0.2.13" "$RUN/hub.controlplane.log"
+
+# d joins: its gateway and BIRD start, no static routes in its config, none
+# changed in a's, b's or c's. Within 10 s it reaches each of them, and each
+# it, straight over the group SA.
+say "d joins (no mpsa_routes anywhere for it)"
+ip netns exec "$P-wan" tcpdump -l -n -i p-d esp >"$RUN/wire-d.txt" 2>/dev/null &
+td_d=$!
+PIDS+=($td_d)
+sleep 0.5
+t0=$(date +%s%N)
+start_dataplane d
+: >"$RUN/d.controlplane.log"
+start_controlplane d
+start_bird d
+d_meshed() {
+    local dst
+    for dst in 10.1.1.10 10.1.2.10 10.1.3.10; do host d ping -c 1 -W 1 "$dst" >/dev/null 2>&1 || return 1; done
+    for n in a b c; do host "$n" ping -c 1 -W 1 10.1.4.10 >/dev/null 2>&1 || return 1; done
+}
+joined=""
+for _ in $(seq 60); do
+    if d_meshed; then joined=$(python3 -c "print(f'{($(date +%s%N) - $t0) / 1e9:.1f}')"); break; fi
+    sleep 0.2
+done
+check "d <-> a, b, c both ways ${joined:-never} s after d started (goal: within 10 s)" \
+    python3 -c "import sys; sys.exit(not ('$joined' and float('$joined') <= 10))"
+for n in a b c; do
+    host d ping -q -c 3 -i 0.1 -W 1 "${LANNET[$n]}.10" >/dev/null 2>&1 || true
+    host "$n" ping -q -c 3 -i 0.1 -W 1 10.1.4.10 >/dev/null 2>&1 || true
+done
+sleep 0.5
+kill "$td_d" 2>/dev/null || true
+wait "$td_d" 2>/dev/null || true
+direct_d() { # ESP straight between d and each of a, b, c, both ways (no SA but the group's joins them)
+    local x
+    for x in 11 12 13; do
+        grep -q "192.0.2.14 > 192.0.2.$x: ESP" "$RUN/wire-d.txt" && grep -q "192.0.2.$x > 192.0.2.14: ESP" "$RUN/wire-d.txt" || return 1
+    done
+}
+check "on the wire (tcpdump at d's port): ESP straight between d and a, b, c, both ways" direct_d
+check "a learned d's prefix by BGP: 10.1.4.0/24 via 192.0.2.14" learned a "10.1.4.0/24 via 192.0.2.14"
+# The hub's filter (mpsa-04 section 5): d's child SA covers 10.1.44.0/24
+# and d announces it, but the hub's group lets d announce only
+# 10.1.4.0/24: BIRD refuses it, naming why, and no endpoint learns it.
+hub_refused() {
+    grep -q 'refused 10.1.44.0/24 from d.lab: not a prefix it may announce' "$RUN/hub.bird.log" &&
+        ! gwctl a list | grep -q 10.1.44.0
+}
+check "the hub's filter refuses d's 10.1.44.0/24 (BIRD's log says why); a never learned it" wait_for 5 hub_refused
+# A withdrawal: d's BIRD stops announcing (birdc disable); a drops the
+# prefix from the group's member table and sends nothing towards d, then
+# takes it back when d announces again.
+birdc -s "$RUN/d.bird.ctl" disable gw_lan4 >/dev/null || say "birdc disable failed"
+gone_at_a() { ! learned a "10.1.4.0/24"; }
+check "d withdrew 10.1.4.0/24 (birdc disable gw_lan4): a's member table dropped it" wait_for 15 gone_at_a
+check "a -> d after the withdrawal: nothing gets through" \
+    bash -c "ip netns exec '$P-host-a' ping -q -c 3 -i 0.1 -W 1 10.1.4.10 2>&1 | grep -q ' 100% packet loss'"
+birdc -s "$RUN/d.bird.ctl" enable gw_lan4 >/dev/null || say "birdc enable failed"
+a_to_d() { ping_ok host a ping -c 2 -i 0.2 -W 1 10.1.4.10; }
+check "d announces it again: a -> d flows again" wait_for 15 a_to_d
+# d leaves for good: the rest of the lab runs with a, b and c.
+gwctl d terminate hub >/dev/null
+stop "${BIRD_PID[d]}"
+d_gone() { ! gwctl hub list | grep -qF '[d.lab]'; }
+check "d left: the hub has no IKE SA of d.lab" wait_for 10 d_gone
 
 # Access control on the group SA (mpsa-04 section 5): a's LAN host claims
 # an address of c's prefix towards b. a's key is good, so b decrypts it,
@@ -495,7 +591,7 @@ restart_b "${CP_PID[b]}" start_controlplane b_group_again restart-cp-ab.txt
 check "b's control plane restarted (kill -9): it has the hub's group SA, its dataplane sends with it, ${back_in} s after the start" \
     test "$ready" = 1
 check "... and the hub counts b up with the group delivered (3 of 3)" \
-    wait_for 5 bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' list | grep -q 'members 3 up of 3, delivered to 3'"
+    wait_for 5 bash -c "'$BIN/gwctl' -s '$RUN/hub.sock' list | grep -q 'members 3 up of 4, delivered to 3'"
 check "a -> b through the group SA again after it: $lost of 300 lost, $((${lost:-0} * 20)) ms (one every 20 ms)" \
     test "${lost:-300}" -lt 150
 
@@ -519,10 +615,11 @@ check "a <-> b still through the new group SA" ping_ok host a ping -c 5 -i 0.1 -
 
 # What Prometheus scraped from the hub during all of the above.
 check "Prometheus scraped the hub's metrics endpoint" wait_for 10 prom_is 'up{job="gw-hub"}' 1
-check "Prometheus: the group reached 3 members up" \
-    prom_is 'max_over_time(gw_mpsa_group_members_up{group="mesh",role="gateway"}[10m])' 3
-check "Prometheus: 4 IKE SAs established at the hub (a, b, c, rw), 3 after c left" \
-    prom_is 'max_over_time(sum(gw_ike_sas{state="established"})[10m:1s])' 4
+check "Prometheus: the group reached 4 members up (d while it was there)" \
+    prom_is 'max_over_time(gw_mpsa_group_members_up{group="mesh",role="gateway"}[10m])' 4
+check "Prometheus: 5 IKE SAs established at the hub (a, b, c, d, rw), 3 after d and c left" \
+    prom_is 'max_over_time(sum(gw_ike_sas{state="established"})[10m:1s])' 5
+check "Prometheus: the hub's BIRD answered (gw_bgp_speaker_up)" prom_is 'max_over_time(gw_bgp_speaker_up[10m])' 1
 check "Prometheus: ... and 3 now" wait_for 5 prom_is 'sum(gw_ike_sas{state="established"})' 3
 check "Prometheus: the hub's child SAs carried ESP both ways" \
     prom_at_least 'min(sum by (direction) (max_over_time(gw_sa_packets_total[10m])))' 10
@@ -570,6 +667,7 @@ if [ "$fail" -ne 0 ]; then
         say "$n: last log lines"
         tail -n 12 "$RUN/$n.controlplane.log" >&2 || true
         grep -a "counters" "$RUN/$n.dataplane.log" >&2 || true
+        tail -n 5 "$RUN/$n.bird.log" >&2 2>/dev/null || true
     done
     exit 1
 fi
