@@ -70,7 +70,9 @@ fn endpoint(cfg: &BgpConfig, hub: IpAddr, announce: &[WirePrefix], next_hop: IpA
     // addresses are reached over the group SA, not by this speaker, so a
     // default route in a table of its own makes them all resolvable.
     w.push_str("ipv4 table gw_igp4;\nipv6 table gw_igp6;\n");
-    w.push_str("protocol static gw_igp_default4 {\n    ipv4 { table gw_igp4; };\n    route 0.0.0.0/0 unreachable;\n}\n");
+    w.push_str(
+        "protocol static gw_igp_default4 {\n    ipv4 { table gw_igp4; };\n    route 0.0.0.0/0 unreachable;\n}\n",
+    );
     w.push_str("protocol static gw_igp_default6 {\n    ipv6 { table gw_igp6; };\n    route ::/0 unreachable;\n}\n");
     for (v6, name) in [(false, ANNOUNCE[0]), (true, ANNOUNCE[1])] {
         let ours: Vec<&WirePrefix> = announce.iter().filter(|p| p.addr.is_ipv6() == v6).collect();
@@ -122,7 +124,9 @@ fn hub(cfg: &BgpConfig, neighbors: WirePrefix, filter_file: &std::path::Path) ->
     // member filter is applied to it at once, without asking the member
     // to send it again.
     w.push_str("    ipv4 {\n        extended next hop on;\n        import table on;\n        import where gw_member_route4();\n        export all;\n    };\n");
-    w.push_str("    ipv6 {\n        import table on;\n        import where gw_member_route6();\n        export all;\n    };\n");
+    w.push_str(
+        "    ipv6 {\n        import table on;\n        import where gw_member_route6();\n        export all;\n    };\n",
+    );
     w.push_str("}\n");
     w
 }
@@ -319,7 +323,12 @@ mod tests {
         for (what, text) in configs {
             let f = dir.join(format!("{what}.conf"));
             std::fs::write(&f, &text).unwrap();
-            let out = std::process::Command::new("bird").arg("-p").arg("-c").arg(&f).output().expect("bird (bird2) installed");
+            let out = std::process::Command::new("bird")
+                .arg("-p")
+                .arg("-c")
+                .arg(&f)
+                .output()
+                .expect("bird (bird2) installed");
             assert!(out.status.success(), "{what}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
         }
         std::fs::remove_dir_all(&dir).unwrap();
