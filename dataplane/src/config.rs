@@ -72,6 +72,39 @@ pub struct ControlConfig {
     /// bypassed, as traffic never covered always is.
     #[serde(default)]
     pub fail_closed: bool,
+    /// What traffic that matches no policy gets: "bypass" (forwarded in
+    /// the clear, the default) or "discard" (RFC 4301 4.4.1: a gateway
+    /// that protects or drops all it does not know). With "discard",
+    /// `bypass` lists the prefixes still forwarded in the clear: the
+    /// gateway's own LANs (where decrypted traffic goes) and whatever may
+    /// pass unprotected.
+    #[serde(default)]
+    pub no_match: NoMatch,
+    #[serde(default)]
+    pub bypass: Vec<String>,
+}
+
+/// `[control] no_match`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NoMatch {
+    #[default]
+    Bypass,
+    Discard,
+}
+
+impl ControlConfig {
+    /// `bypass`, parsed; an error names the entry.
+    pub fn bypass_prefixes(&self) -> Result<Vec<crate::lpm::Prefix>, (String, String)> {
+        if self.no_match == NoMatch::Bypass && !self.bypass.is_empty() {
+            return Err(("control.bypass".into(), "only with no_match = \"discard\" (all else is bypassed)".into()));
+        }
+        self.bypass
+            .iter()
+            .enumerate()
+            .map(|(j, s)| s.parse().map_err(|e| (format!("control.bypass[{j}]"), e)))
+            .collect()
+    }
 }
 
 fn default_ring_bytes() -> u64 {
@@ -580,5 +613,18 @@ mod tests {
         let e = err("[eal]\nmemory_mb = \"lots\"\n");
         assert!(e.contains("memory_mb"), "{e}");
         assert!(err("").contains("no [[port]]"));
+    }
+
+    #[test]
+    fn no_match_and_its_bypass_list() {
+        let c = |t: &str| toml::from_str::<ControlConfig>(&format!("dir = \"/run/gw\"\n{t}")).unwrap();
+        assert_eq!(c("").no_match, NoMatch::Bypass);
+        let d = c("no_match = \"discard\"\nbypass = [\"10.1.1.0/24\", \"2001:db8:1::/48\"]");
+        assert_eq!(d.bypass_prefixes().unwrap().len(), 2);
+        let e = c("no_match = \"discard\"\nbypass = [\"10.1.1.0/24\", \"nonsense\"]").bypass_prefixes().unwrap_err();
+        assert_eq!(e.0, "control.bypass[1]");
+        let e = c("bypass = [\"10.1.1.0/24\"]").bypass_prefixes().unwrap_err();
+        assert!(e.1.contains("only with no_match"), "{e:?}");
+        assert!(toml::from_str::<ControlConfig>("dir = \"/x\"\nno_match = \"drop\"").is_err());
     }
 }

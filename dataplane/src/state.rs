@@ -42,6 +42,8 @@ pub struct TableState {
     /// with an SA, or as a group member's), discarded while nothing
     /// protects them. Kept across Flush: that is when they matter.
     fail_closed: Option<BTreeSet<(IpAddr, u8)>>,
+    /// `[control] no_match = "discard"`: the prefixes bypassed still.
+    no_match_bypass: Option<Vec<Prefix>>,
 }
 
 /// One group at this endpoint: its SAs by SPI, members, rollover timing.
@@ -124,6 +126,7 @@ impl TableState {
             addresses: Vec::new(),
             multipath: Multipath::default(),
             fail_closed: None,
+            no_match_bypass: None,
         }
     }
 
@@ -131,6 +134,13 @@ impl TableState {
     /// discarded while nothing protects it.
     pub fn set_fail_closed(&mut self, on: bool) {
         self.fail_closed = on.then(BTreeSet::new);
+    }
+
+    /// `[control] no_match = "discard"`: traffic no policy matches is
+    /// discarded but for the `bypass` prefixes (None: bypassed, as by
+    /// default).
+    pub fn set_no_match_discard(&mut self, bypass: Option<Vec<Prefix>>) {
+        self.no_match_bypass = bypass;
     }
 
     /// Prefix `p` is protected now: remembered when failing closed.
@@ -457,8 +467,19 @@ impl TableState {
         for (ip, mac) in &self.neighbors {
             t.neighbors.insert(*ip, *mac);
         }
-        // First what failing closed discards; the policies and groups in
-        // place now take their prefixes back below.
+        // The default for no match, then what failing closed discards;
+        // the policies and groups in place now take their prefixes back
+        // below (a longer prefix, or the same one set later).
+        if let Some(bypass) = &self.no_match_bypass {
+            for all in ["0.0.0.0", "::"] {
+                if let Ok(p) = Prefix::new(all.parse().expect("an address"), 0) {
+                    t.add_policy(p, Policy::Discard);
+                }
+            }
+            for p in bypass {
+                t.add_policy(*p, Policy::Bypass);
+            }
+        }
         for &(a, l) in self.fail_closed.iter().flatten() {
             if let Ok(p) = Prefix::new(a, l) {
                 t.add_policy(p, Policy::Discard);

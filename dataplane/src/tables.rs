@@ -535,6 +535,9 @@ impl Tables {
                 }
             }
         }
+        if let Some(c) = &cfg.control {
+            c.bypass_prefixes().map_err(|(f, e)| bad(f, e))?;
+        }
         for (i, p) in cfg.policies.iter().enumerate() {
             let dst: Prefix = p.dst.parse().map_err(|e| bad(format!("policy[{i}].dst"), e))?;
             let pol =

@@ -362,3 +362,26 @@ fn group_members_replaced_in_place() {
     assert!(st.apply(&v6).unwrap_err().contains("family"));
     assert_eq!(st.build().group_sources(0).unwrap().member("10.4.1.1".parse().unwrap()), Some(d), "kept");
 }
+
+/// `[control] no_match = "discard"` (RFC 4301 4.4.1, issue 15): what no
+/// policy matches is discarded, but for the `bypass` prefixes; a policy or
+/// group of the control plane still wins where it has one.
+#[test]
+fn no_match_discards_but_for_the_bypass_prefixes() {
+    use crate::tables::PortInfo;
+    let mut base = Tables::new(vec![PortInfo { mac: [2, 0, 0, 0, 0, 1], mtu: 1500 }]);
+    base.add_local("192.0.2.1".parse().unwrap());
+    let mut st = TableState::new(base);
+    assert_eq!(st.build().policy("172.16.0.1".parse().unwrap()), None, "by default: no policy, bypassed");
+    st.set_no_match_discard(Some(vec!["10.1.1.0/24".parse().unwrap(), "2001:db8:1::/48".parse().unwrap()]));
+    st.apply(&Command::InstallSa(spec(0x21, Direction::Out))).unwrap();
+    let tunnel = WirePrefix { addr: "10.9.0.0".parse().unwrap(), len: 16 };
+    st.apply(&Command::SetPolicy { dst: tunnel, action: PolicyAction::Protect(0x21) }).unwrap();
+    let t = st.build();
+    let at = |a: &str| t.policy(a.parse().unwrap());
+    assert_eq!(at("172.16.0.1"), Some(Policy::Discard));
+    assert_eq!(at("2001:db8:9::1"), Some(Policy::Discard), "IPv6 too");
+    assert_eq!(at("10.1.1.7"), Some(Policy::Bypass));
+    assert_eq!(at("2001:db8:1::7"), Some(Policy::Bypass));
+    assert!(matches!(at("10.9.1.1"), Some(Policy::Protect(_))));
+}

@@ -145,6 +145,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), String> {
             let base = Tables::from_config(cfg, "config", &macs).map_err(|e| e.to_string())?;
             let mut state = TableState::new(base);
             state.set_fail_closed(cfg.control.as_ref().is_some_and(|c| c.fail_closed));
+            if let Some(c) = cfg.control.as_ref().filter(|c| c.no_match == dataplane::config::NoMatch::Discard) {
+                state.set_no_match_discard(Some(c.bypass_prefixes().map_err(|(f, e)| format!("{f}: {e}"))?));
+            }
             if let Some(cc) = &cfg.control {
                 let mut ctl = Control::open(cc)?;
                 state.set_seq_floors(ctl.seq_floors());
