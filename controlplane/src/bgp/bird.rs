@@ -234,20 +234,9 @@ mod tests {
     /// keeps.
     #[test]
     fn the_hub_reflects_through_the_member_filter() {
-        let cfg = BgpToml {
-            socket: "/run/gw/bird.ctl".into(),
-            address: "10.0.0.10".parse().unwrap(),
-            asn: 64512,
-            poll_ms: 1000,
-            connection: None,
-            hub: None,
-            announce: vec![],
-            next_hop: None,
-            neighbors: Some("10.1.0.0/16".into()),
-            filter_file: Some("/run/gw/members.conf".into()),
-        }
-        .build(MpsaRole::Gateway, &[])
-        .unwrap();
+        let cfg = BgpToml { asn: 64512, ..hub_toml("/run/gw/bird.ctl".into(), "/run/gw/members.conf".into()) }
+            .build(MpsaRole::Gateway, &[])
+            .unwrap();
         let c = config(&cfg);
         assert!(c.contains("include \"/run/gw/members.conf\";"));
         assert!(c.contains("neighbor range 10.1.0.0/16 internal;\n    rr client;"));
@@ -303,23 +292,11 @@ mod tests {
             allowed: vec![],
         };
         std::fs::write(&filter, member_filter(&[a, six, member_filter_sample()])).unwrap();
-        let mut hub = BgpToml {
-            socket: dir.join("bird.ctl"),
-            address: "10.0.0.10".parse().unwrap(),
-            asn: 65000,
-            poll_ms: 1000,
-            connection: None,
-            hub: None,
-            announce: vec![],
-            next_hop: None,
-            neighbors: Some("10.1.0.0/16".into()),
-            filter_file: Some(filter.clone()),
-        };
+        let hub = hub_toml(dir.join("bird.ctl"), filter.clone());
         let configs = [
-            ("hub", config(&hub.clone().build(MpsaRole::Gateway, &[]).unwrap())),
+            ("hub", config(&hub.build(MpsaRole::Gateway, &[]).unwrap())),
             ("endpoint", config(&endpoint_cfg(&["10.1.1.0/24", "10.1.9.0/24"]))),
         ];
-        hub.filter_file = None;
         for (what, text) in configs {
             let f = dir.join(format!("{what}.conf"));
             std::fs::write(&f, &text).unwrap();
@@ -332,6 +309,22 @@ mod tests {
             assert!(out.status.success(), "{what}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A hub's `[bgp]`: speakers from 10.1.0.0/16, the filter in `filter`.
+    fn hub_toml(socket: std::path::PathBuf, filter: std::path::PathBuf) -> BgpToml {
+        BgpToml {
+            socket,
+            address: "10.0.0.10".parse().unwrap(),
+            asn: 65000,
+            poll_ms: 1000,
+            connection: None,
+            hub: None,
+            announce: vec![],
+            next_hop: None,
+            neighbors: Some("10.1.0.0/16".into()),
+            filter_file: Some(filter),
+        }
     }
 
     fn member_filter_sample() -> MemberRoutes {
