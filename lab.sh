@@ -438,6 +438,21 @@ check "a -> d after the withdrawal: nothing gets through" \
 birdc -s "$RUN/d.bird.ctl" enable gw_lan4 >/dev/null || say "birdc enable failed"
 a_to_d() { ping_ok host a ping -c 2 -i 0.2 -W 1 10.1.4.10; }
 check "d announces it again: a -> d flows again" wait_for 15 a_to_d
+# A route whose next hop is not the announcing member's ESP address: d's
+# BIRD, reconfigured, names 192.0.2.99 for its prefix. The hub's filter
+# refuses it (BIRD's log says why), so a loses the route; d's own address
+# again, and a has it back.
+sed -i 's/bgp_next_hop = 192.0.2.14;/bgp_next_hop = 192.0.2.99;/' "$RUN/d.bird.conf"
+birdc -s "$RUN/d.bird.ctl" configure >/dev/null || say "birdc configure failed"
+wrong_next_hop() {
+    grep -q 'refused 10.1.4.0/24 from d.lab: next hop 192.0.2.99 is not its ESP address 192.0.2.14' "$RUN/hub.bird.log" &&
+        ! learned a "10.1.4.0/24"
+}
+check "d announcing 10.1.4.0/24 via 192.0.2.99: the hub's filter refuses it (not d's ESP address), a drops it" \
+    wait_for 15 wrong_next_hop
+sed -i 's/bgp_next_hop = 192.0.2.99;/bgp_next_hop = 192.0.2.14;/' "$RUN/d.bird.conf"
+birdc -s "$RUN/d.bird.ctl" configure >/dev/null || say "birdc configure failed"
+check "... via its own address again: a has it back" wait_for 15 learned a "10.1.4.0/24 via 192.0.2.14"
 # d leaves for good: the rest of the lab runs with a, b and c.
 gwctl d terminate hub >/dev/null
 stop "${BIRD_PID[d]}"
