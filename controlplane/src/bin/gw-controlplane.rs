@@ -105,6 +105,8 @@ struct Bgp {
     refused: u64,
     /// Whether the speaker answered last time.
     up: bool,
+    /// Hub: why BIRD last refused to reconfigure (logged once).
+    last_error: Option<String>,
 }
 
 struct Daemon {
@@ -229,7 +231,8 @@ fn run(cfg: DaemonConfig, path: &std::path::Path, wait: Duration) -> Result<(), 
             let d1 = deliver.clone();
             let link = bird::spawn(b, move |i| d1(Input::Bird(i)))?;
             g.log(&format!("bgp: reading BIRD at {}", b.socket.display()));
-            g.bgp = Some(Bgp { cfg: b.clone(), link, filter: None, routes: 0, refused: 0, up: false });
+            g.bgp =
+                Some(Bgp { cfg: b.clone(), link, filter: None, routes: 0, refused: 0, up: false, last_error: None });
         }
         if let Some(l) = g.dp.as_mut() {
             l.spawn_events(deliver)?;
@@ -482,12 +485,18 @@ impl Daemon {
             }
             BirdInput::Reconfigured(Ok(())) => {
                 bgp.up = true;
+                if bgp.last_error.take().is_some() {
+                    self.log("bgp: BIRD read the member filter");
+                }
             }
             BirdInput::Reconfigured(Err(e)) => {
                 bgp.up = false;
-                // Asked again at the next change or check.
+                // Asked again at the next check (each second); said once.
                 bgp.filter = None;
-                self.log(&format!("bgp: BIRD did not read the member filter again: {e}"));
+                if bgp.last_error.as_ref() != Some(&e) {
+                    bgp.last_error = Some(e.clone());
+                    self.log(&format!("bgp: BIRD did not read the member filter again: {e}"));
+                }
             }
         }
     }
@@ -549,6 +558,9 @@ impl Daemon {
         }
         if cfg.stubs != self.restart_only.1 {
             return refuse("[stubs] changed: only a restart of gw-controlplane applies it".into());
+        }
+        if cfg.bgp.as_ref() != self.bgp.as_ref().map(|b| &b.cfg) {
+            return refuse("[bgp] changed: only a restart of gw-controlplane applies it".into());
         }
         if let Err(e) = self.engine.check_reload(&cfg.groups) {
             return refuse(e);
