@@ -253,7 +253,11 @@ registry! {
     DhGroup: u16 {
         None = 0,
         Modp2048 = 14,
+        Modp3072 = 15,
+        Modp4096 = 16,
         Ecp256 = 19,
+        Ecp384 = 20,
+        Ecp521 = 21,
         Curve25519 = 31,
     }
 }

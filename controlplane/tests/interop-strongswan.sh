@@ -353,6 +353,36 @@ check "3: strongSwan rekeyed the child SA" wait_for 3 grep -q "installed (rekey 
 check "3: strongSwan rekeyed the IKE SA" wait_for 3 grep -q "rekeyed to" "$T/cp.log"
 stop_gw
 
+# ---- 3b: the other groups strongSwan proposes (RFC 5903, RFC 3526) ----------
+# ECP-384 and ECP-521, MODP-3072 and MODP-4096, each side initiating twice,
+# the child SA with PFS in the same group, then a child rekey (a new KE).
+for case in "strongswan aes256gcm16-prfsha384-ecp384 aes256gcm16-ecp384" \
+    "gateway aes256gcm16-prfsha512-ecp521 aes256gcm16-ecp521" \
+    "strongswan aes256-sha256-modp3072 aes256-sha256-modp3072" \
+    "gateway aes256-sha384-modp4096 aes256-sha256-modp4096"; do
+    read -r who ike esp <<<"$case"
+    ss stop ss >/dev/null 2>&1 || true
+    say "scenario 3b: $who initiates, $ike (PFS $esp)"
+    if [ "$who" = strongswan ]; then
+        start_gw responder "$ike" "$esp"
+        start_ss initiator "$ike" "$esp"
+        check "3b: strongSwan -> gateway, $ike" ss initiate ss --timeout 15
+    else
+        start_ss responder "$ike" "$esp"
+        start_gw initiator "$ike" "$esp"
+        check "3b: gateway -> strongSwan, $ike" wait_for 15 ss_up
+    fi
+    check "3b ($ike): gateway shows it" wait_for 5 gw_child
+    warm_up
+    check "3b ($ike): LAN -> strongSwan" bash -c "$(declare -f ping_lan no_loss); LAN=$LAN ping_lan | no_loss"
+    check "3b ($ike): strongSwan -> LAN" bash -c "$(declare -f ping_ss no_loss); B=$B ping_ss | no_loss"
+    c0=$(child_spis)
+    under_traffic 4 "3b ($ike): gateway rekeys the child SA (PFS ${esp##*-})" gwctl rekey lab
+    [ "$(child_spis)" != "$c0" ] && ok "3b ($ike): child SPIs changed" || bad "3b ($ike): child SPIs unchanged after the rekey"
+    stop_gw
+    ss stop ss >/dev/null
+done
+
 # ---- 4: IPv6 outer addresses, inner IPv4 and IPv6, both roles ----------------
 # strongSwan's kernel-libipsec always encapsulates, so this is ESP in UDP
 # over IPv6: the UDP checksum must be right and non-zero (RFC 8200 8.1),

@@ -1,9 +1,10 @@
-//! Diffie-Hellman for the KE payload: groups 14 (MODP-2048, RFC 3526),
-//! 19 (ECP-256, RFC 5903) and 31 (Curve25519, RFC 8031).
+//! Diffie-Hellman for the KE payload: groups 14, 15 and 16 (MODP-2048,
+//! -3072, -4096, RFC 3526), 19, 20 and 21 (ECP-256, -384, -521, RFC 5903)
+//! and 31 (Curve25519, RFC 8031).
 //!
 //! Wire formats: MODP publics are big-endian and padded to the prime's
-//! length (RFC 7296 3.4); ECP-256 publics are x | y without the 0x04 octet
-//! (RFC 5903 7); X25519 publics are the 32 octets of RFC 7748. Every peer
+//! length (RFC 7296 3.4); ECP publics are x | y, each padded to the
+//! field's length, without the 0x04 octet (RFC 5903 7); X25519 publics are the 32 octets of RFC 7748. Every peer
 //! public value is checked (length, range, point on the curve) before use,
 //! and a bad one is [`DhError`], which the engine answers with
 //! INVALID_SYNTAX (RFC 7296 3.4 leaves the check to us).
@@ -34,17 +35,59 @@ pub enum DhError {
 }
 
 /// RFC 3526 section 3: the 2048-bit MODP prime (generator 2). Verified a
-/// safe prime when it was typed in.
+/// safe prime when it was typed in, and by `modp_primes_are_safe_primes`.
 const MODP2048_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF";
-const MODP2048_LEN: usize = 256;
-/// Private exponent size: 256 bits, twice the ~112-bit strength of the
-/// group (RFC 3526 section 8's advice).
-const MODP2048_EXP_LEN: usize = 32;
+/// RFC 3526 section 4: the 3072-bit MODP prime (generator 2).
+const MODP3072_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF";
+/// RFC 3526 section 5: the 4096-bit MODP prime (generator 2).
+const MODP4096_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A92108011A723C12A787E6D788719A10BDBA5B2699C327186AF4E23C1A946834B6150BDA2583E9CA2AD44CE8DBBBC2DB04DE8EF92E8EFC141FBECAA6287C59474E6BC05D99B2964FA090C3A2233BA186515BE7ED1F612970CEE2D7AFB81BDD762170481CD0069127D5B05AA993B4EA988D8FDDC186FFB7DC90A6C08F4DF435C934063199FFFFFFFFFFFFFFFF";
+
+/// A MODP group: its prime, the prime's length in octets (publics and the
+/// shared secret are padded to it) and the private exponent's, about twice
+/// the group's strength (RFC 3526 section 8: 2048 bits ~112, 3072 ~130,
+/// 4096 ~150).
+struct Modp {
+    id: u16,
+    prime: &'static str,
+    len: usize,
+    exp_len: usize,
+    parsed: &'static std::sync::OnceLock<BigUint>,
+}
+
+static P2048: std::sync::OnceLock<BigUint> = std::sync::OnceLock::new();
+static P3072: std::sync::OnceLock<BigUint> = std::sync::OnceLock::new();
+static P4096: std::sync::OnceLock<BigUint> = std::sync::OnceLock::new();
+
+fn modp(g: DhGroup) -> Option<Modp> {
+    Some(match g {
+        DhGroup::Modp2048 => Modp { id: 14, prime: MODP2048_P, len: 256, exp_len: 32, parsed: &P2048 },
+        DhGroup::Modp3072 => Modp { id: 15, prime: MODP3072_P, len: 384, exp_len: 40, parsed: &P3072 },
+        DhGroup::Modp4096 => Modp { id: 16, prime: MODP4096_P, len: 512, exp_len: 48, parsed: &P4096 },
+        _ => return None,
+    })
+}
+
+impl Modp {
+    fn p(&self) -> &'static BigUint {
+        self.parsed.get_or_init(|| BigUint::parse_bytes(self.prime.as_bytes(), 16).expect("an RFC 3526 prime parses"))
+    }
+}
+
+/// An ECP group (RFC 5903): aws-lc's curve and the field's length in
+/// octets (each coordinate, and the shared secret, the x of g^ir).
+fn ecp(g: DhGroup) -> Option<(&'static lc::Algorithm, usize, u16)> {
+    Some(match g {
+        DhGroup::Ecp256 => (&lc::ECDH_P256, 32, 19),
+        DhGroup::Ecp384 => (&lc::ECDH_P384, 48, 20),
+        DhGroup::Ecp521 => (&lc::ECDH_P521, 66, 21),
+        _ => return None,
+    })
+}
 
 /// A private DH value, used once (both libraries wipe it when dropped).
 pub enum DhPrivate {
-    Modp2048(Zeroizing<Vec<u8>>),
-    Ecp256(lc::PrivateKey),
+    Modp(DhGroup, Zeroizing<Vec<u8>>),
+    Ecp(DhGroup, lc::PrivateKey),
     X25519(lc::PrivateKey),
 }
 
@@ -55,31 +98,34 @@ impl std::fmt::Debug for DhPrivate {
 }
 
 pub fn supported(g: DhGroup) -> bool {
-    matches!(g, DhGroup::Modp2048 | DhGroup::Ecp256 | DhGroup::Curve25519)
+    modp(g).is_some() || ecp(g).is_some() || g == DhGroup::Curve25519
 }
 
 /// A fresh key pair: the private half and the KE payload's data.
 pub fn generate(group: DhGroup, rng: &mut dyn Random) -> Result<(DhPrivate, Vec<u8>), DhError> {
+    if let Some(m) = modp(group) {
+        let x = Zeroizing::new(rng.vec(m.exp_len));
+        let y = BigUint::from(2u32).modpow(&BigUint::from_bytes_be(&x), m.p());
+        return Ok((DhPrivate::Modp(group, x), pad(&y.to_bytes_be(), m.len)));
+    }
+    if let Some((alg, len, id)) = ecp(group) {
+        // A scalar in [1, n-1]: `len` random octets (P-521's top octet cut
+        // to its one bit) are one but for small odds (zero, or at least the
+        // group order): draw again.
+        let k = loop {
+            let mut x = Zeroizing::new(rng.vec(len));
+            if group == DhGroup::Ecp521 {
+                x[0] &= 1;
+            }
+            if let Ok(k) = lc::PrivateKey::from_private_key(alg, &x) {
+                break k;
+            }
+        };
+        let public = k.compute_public_key().map_err(|_| DhError::Unsupported(id))?;
+        // Drop the uncompressed-point marker (RFC 5903 7).
+        return Ok((DhPrivate::Ecp(group, k), public.as_ref()[1..].to_vec()));
+    }
     match group {
-        DhGroup::Modp2048 => {
-            let x = Zeroizing::new(rng.vec(MODP2048_EXP_LEN));
-            let p = modp_p();
-            let y = BigUint::from(2u32).modpow(&BigUint::from_bytes_be(&x), &p);
-            Ok((DhPrivate::Modp2048(x), pad(&y.to_bytes_be(), MODP2048_LEN)))
-        }
-        DhGroup::Ecp256 => {
-            // A scalar in [1, n-1]: 32 random octets are one but for odds of
-            // about 2^-32 (zero, or at least the group order): draw again.
-            let k = loop {
-                let x = Zeroizing::new(rng.vec(32));
-                if let Ok(k) = lc::PrivateKey::from_private_key(&lc::ECDH_P256, &x) {
-                    break k;
-                }
-            };
-            let public = k.compute_public_key().map_err(|_| DhError::Unsupported(19))?;
-            // Drop the uncompressed-point marker (RFC 5903 7).
-            Ok((DhPrivate::Ecp256(k), public.as_ref()[1..].to_vec()))
-        }
         DhGroup::Curve25519 => x25519_pair(rng),
         g => Err(DhError::Unsupported(g.value())),
     }
@@ -142,30 +188,31 @@ fn x25519_pair(rng: &mut dyn Random) -> Result<(DhPrivate, Vec<u8>), DhError> {
 /// The shared secret g^ir from our private value and the peer's public.
 pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
     match private {
-        DhPrivate::Modp2048(x) => {
-            let p = modp_p();
-            if peer.len() != MODP2048_LEN {
-                return Err(DhError::BadPublic(14));
+        DhPrivate::Modp(g, x) => {
+            let m = modp(g).ok_or(DhError::Unsupported(g.value()))?;
+            if peer.len() != m.len {
+                return Err(DhError::BadPublic(m.id));
             }
             let y = BigUint::from_bytes_be(peer);
             // RFC 2631 / SP 800-56A: 1 < y < p-1.
             let one = BigUint::from(1u32);
-            if y <= one || y >= &p - &one {
-                return Err(DhError::BadPublic(14));
+            if y <= one || y >= m.p() - &one {
+                return Err(DhError::BadPublic(m.id));
             }
-            let s = y.modpow(&BigUint::from_bytes_be(&x), &p);
-            Ok(Secret::new(pad(&s.to_bytes_be(), MODP2048_LEN)))
+            let s = y.modpow(&BigUint::from_bytes_be(&x), m.p());
+            Ok(Secret::new(pad(&s.to_bytes_be(), m.len)))
         }
-        DhPrivate::Ecp256(k) => {
-            if peer.len() != 64 {
-                return Err(DhError::BadPublic(19));
+        DhPrivate::Ecp(g, k) => {
+            let (alg, len, id) = ecp(g).ok_or(DhError::Unsupported(g.value()))?;
+            if peer.len() != 2 * len {
+                return Err(DhError::BadPublic(id));
             }
-            let mut p = Vec::with_capacity(65);
+            let mut p = Vec::with_capacity(1 + 2 * len);
             p.push(4);
             p.extend_from_slice(peer);
             // aws-lc checks the point is on the curve.
-            let peer = lc::UnparsedPublicKey::new(&lc::ECDH_P256, p);
-            lc::agree(&k, peer, DhError::BadPublic(19), |s| Ok(Secret::from_slice(s)))
+            let peer = lc::UnparsedPublicKey::new(alg, p);
+            lc::agree(&k, peer, DhError::BadPublic(id), |s| Ok(Secret::from_slice(s)))
         }
         DhPrivate::X25519(k) => {
             if peer.len() != 32 {
@@ -177,10 +224,6 @@ pub fn agree(private: DhPrivate, peer: &[u8]) -> Result<Secret, DhError> {
             lc::agree(&k, peer, DhError::BadPublic(31), |s| Ok(Secret::from_slice(s)))
         }
     }
-}
-
-fn modp_p() -> BigUint {
-    BigUint::parse_bytes(MODP2048_P.as_bytes(), 16).expect("the RFC 3526 prime parses")
 }
 
 fn pad(b: &[u8], len: usize) -> Vec<u8> {
@@ -213,13 +256,90 @@ mod tests {
     #[test]
     fn every_group_agrees_with_itself() {
         let mut rng = SystemRandom::default();
-        for (g, len) in [(DhGroup::Modp2048, 256), (DhGroup::Ecp256, 64), (DhGroup::Curve25519, 32)] {
+        for (g, len) in [
+            (DhGroup::Modp2048, 256),
+            (DhGroup::Modp3072, 384),
+            (DhGroup::Modp4096, 512),
+            (DhGroup::Ecp256, 64),
+            (DhGroup::Ecp384, 96),
+            (DhGroup::Ecp521, 132),
+            (DhGroup::Curve25519, 32),
+        ] {
             let (a, pa) = generate(g, &mut rng).unwrap();
             let (b, pb) = generate(g, &mut rng).unwrap();
             assert_eq!(pa.len(), len);
             let s1 = agree(a, &pb).unwrap();
             let s2 = agree(b, &pa).unwrap();
             assert_eq!(s1, s2, "group {g:?}");
+        }
+    }
+
+    const ALL: [DhGroup; 7] = [
+        DhGroup::Modp2048,
+        DhGroup::Modp3072,
+        DhGroup::Modp4096,
+        DhGroup::Ecp256,
+        DhGroup::Ecp384,
+        DhGroup::Ecp521,
+        DhGroup::Curve25519,
+    ];
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// RFC 5903 sections 8.2 and 8.3: the initiator's and responder's
+    /// private values i and r give the shared g^ir (its x, girx), whichever
+    /// side computes it.
+    #[test]
+    fn ecp384_and_ecp521_match_rfc5903_section_8() {
+        let cases = [
+            (
+                DhGroup::Ecp384,
+                "099F3C7034D4A2C699884D73A375A67F7624EF7C6B3C0F160647B67414DCE655E35B538041E649EE3FAEF896783AB194",
+                "41CB0779B4BDB85D47846725FBEC3C9430FAB46CC8DC5060855CC9BDA0AA2942E0308312916B8ED2960E4BD55A7448FC",
+                "11187331C279962D93D604243FD592CB9D0A926F422E47187521287E7156C5C4D603135569B9E9D09CF5D4A270F59746",
+            ),
+            (
+                DhGroup::Ecp521,
+                "0037ADE9319A89F4DABDB3EF411AACCCA5123C61ACAB57B5393DCE47608172A095AA85A30FE1C2952C6771D937BA9777\
+                 F5957B2639BAB072462F68C27A57382D4A52",
+                "0145BA99A847AF43793FDD0E872E7CDFA16BE30FDC780F97BCCC3F078380201E9C677D600B343757A3BDBF2A3163E4C2\
+                 F869CCA7458AA4A4EFFC311F5CB151685EB9",
+                "01144C7D79AE6956BC8EDB8E7C787C4521CB086FA64407F97894E5E6B2D79B04D1427E73CA4BAA240A34786859810C06\
+                 B3C715A3A8CC3151F2BEE417996D19F3DDEA",
+            ),
+        ];
+        for (g, i, r, girx) in cases {
+            let (alg, len, _) = ecp(g).unwrap();
+            let key = |x: &str| lc::PrivateKey::from_private_key(alg, &hex(x)).unwrap();
+            let public = |x: &str| key(x).compute_public_key().unwrap().as_ref()[1..].to_vec();
+            let (gi, gr) = (public(i), public(r));
+            assert_eq!((gi.len(), gr.len()), (2 * len, 2 * len), "{g:?}: x | y, each {len} octets");
+            let s1 = agree(DhPrivate::Ecp(g, key(i)), &gr).unwrap();
+            let s2 = agree(DhPrivate::Ecp(g, key(r)), &gi).unwrap();
+            assert_eq!(s1.as_slice(), &hex(girx)[..], "{g:?}");
+            assert_eq!(s2.as_slice(), &hex(girx)[..], "{g:?}");
+        }
+    }
+
+    /// RFC 3526 gives no test vectors; what can go wrong is the prime as
+    /// typed. Each is p = 2q + 1 with p and q (probable) primes: Fermat's
+    /// test to bases 2, 3 and 5 for both (a mistyped digit fails it).
+    #[test]
+    fn modp_primes_are_safe_primes() {
+        for g in [DhGroup::Modp2048, DhGroup::Modp3072, DhGroup::Modp4096] {
+            let m = modp(g).unwrap();
+            let p = m.p();
+            assert_eq!(p.to_bytes_be().len(), m.len, "{g:?}");
+            let one = BigUint::from(1u32);
+            let q: BigUint = (p - &one) >> 1;
+            for n in [p, &q] {
+                for a in [2u32, 3, 5] {
+                    assert_eq!(BigUint::from(a).modpow(&(n - &one), n), one, "{g:?}: Fermat, base {a}");
+                }
+            }
         }
     }
 
@@ -236,7 +356,7 @@ mod tests {
 
     #[test]
     fn every_group_takes_its_private_value_from_the_given_generator() {
-        for g in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Curve25519] {
+        for g in ALL {
             let (_, a) = generate(g, &mut Fixed(1)).unwrap();
             let (_, b) = generate(g, &mut Fixed(1)).unwrap();
             let (_, c) = generate(g, &mut Fixed(2)).unwrap();
@@ -250,9 +370,6 @@ mod tests {
     /// RFC 7748 section 6.1: Alice's and Bob's keys and their shared secret.
     #[test]
     fn x25519_matches_rfc7748_section_6_1() {
-        let hex = |s: &str| {
-            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<u8>>()
-        };
         let alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
         let alice_pub = hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
         let bob = hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
@@ -275,6 +392,14 @@ mod tests {
         assert_eq!(agree(a, &[1u8; 255]), Err(DhError::BadPublic(14)));
         let (a, _) = generate(DhGroup::Ecp256, &mut rng).unwrap();
         assert_eq!(agree(a, &[1u8; 64]), Err(DhError::BadPublic(19)), "not on the curve");
+        let (a, _) = generate(DhGroup::Ecp384, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 96]), Err(DhError::BadPublic(20)), "not on the curve");
+        let (a, _) = generate(DhGroup::Ecp521, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 64]), Err(DhError::BadPublic(21)), "the wrong length");
+        let (a, _) = generate(DhGroup::Modp3072, &mut rng).unwrap();
+        assert_eq!(agree(a, &[0xffu8; 384]), Err(DhError::BadPublic(15)), "at least p");
+        let (a, _) = generate(DhGroup::Modp4096, &mut rng).unwrap();
+        assert_eq!(agree(a, &[1u8; 256]), Err(DhError::BadPublic(16)), "the wrong length");
         let (a, _) = generate(DhGroup::Curve25519, &mut rng).unwrap();
         assert_eq!(agree(a, &[1u8; 31]), Err(DhError::BadPublic(31)));
         // Small-order points give an all-zero secret (RFC 7748 6.1): u = 0 and u = 1.

@@ -59,14 +59,18 @@ fn tokens(text: &str) -> Result<Tokens, ProposalError> {
             "prfsha384" => t.prf = Some(Prf::HmacSha384),
             "prfsha512" => t.prf = Some(Prf::HmacSha512),
             "modp2048" => t.dh = Some(DhGroup::Modp2048),
+            "modp3072" => t.dh = Some(DhGroup::Modp3072),
+            "modp4096" => t.dh = Some(DhGroup::Modp4096),
             "ecp256" => t.dh = Some(DhGroup::Ecp256),
+            "ecp384" => t.dh = Some(DhGroup::Ecp384),
+            "ecp521" => t.dh = Some(DhGroup::Ecp521),
             "x25519" | "curve25519" => t.dh = Some(DhGroup::Curve25519),
             "esn" => t.esn = Some(true),
             "noesn" => t.esn = Some(false),
             other => {
                 return Err(err(format!(
                     "unknown algorithm {other:?} (known: aes128gcm16 aes256gcm16 aes128 aes256 sha1 sha256 sha384 \
-                     sha512 prfsha1 prfsha256 prfsha384 prfsha512 modp2048 ecp256 x25519 esn noesn)"
+                     sha512 prfsha1 prfsha256 prfsha384 prfsha512 modp2048 modp3072 modp4096 ecp256 ecp384 ecp521 x25519 esn noesn)"
                 )))
             }
         }
