@@ -224,6 +224,8 @@ registry! {
         AesCbc = 12,
         /// RFC 4106 / RFC 5282, 16-octet ICV; needs a key length attribute.
         AesGcm16 = 20,
+        /// RFC 7634: 256-bit key, no key length attribute.
+        ChaCha20Poly1305 = 28,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Encrypted payload (RFC 7296 3.14) and Encrypted Fragment payload
-//! (RFC 7383 2.5): AES-GCM with a 16-octet ICV (RFC 5282) and AES-CBC
-//! with a separate HMAC.
+//! (RFC 7383 2.5): AES-GCM with a 16-octet ICV (RFC 5282),
+//! ChaCha20-Poly1305 (RFC 7634) and AES-CBC with a separate HMAC.
 //!
 //! Sealing builds the whole datagram (header, SK header, IV, ciphertext,
 //! ICV) so the associated data and the integrity check cover the final
@@ -21,6 +21,9 @@ pub enum Encr {
     AesCbc(u16),
     /// AES-GCM with a 16-octet ICV, key of this many bits.
     AesGcm16(u16),
+    /// ChaCha20-Poly1305 (RFC 7634): a 256-bit key and a 4-octet salt,
+    /// 8-octet IV, 16-octet ICV; no Key Length attribute.
+    ChaCha20Poly1305,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +38,10 @@ pub enum SkError {
 
 impl Encr {
     pub fn from_transform(id: EncrId, key_bits: Option<u16>) -> Option<Encr> {
+        if id == EncrId::ChaCha20Poly1305 {
+            // RFC 7634 2: the transform has no Key Length attribute.
+            return key_bits.is_none().then_some(Encr::ChaCha20Poly1305);
+        }
         let bits = key_bits?;
         if bits != 128 && bits != 256 {
             return None;
@@ -50,17 +57,27 @@ impl Encr {
         match self {
             Encr::AesCbc(_) => EncrId::AesCbc,
             Encr::AesGcm16(_) => EncrId::AesGcm16,
+            Encr::ChaCha20Poly1305 => EncrId::ChaCha20Poly1305,
         }
     }
 
     pub fn key_bits(self) -> u16 {
         match self {
             Encr::AesCbc(b) | Encr::AesGcm16(b) => b,
+            Encr::ChaCha20Poly1305 => 256,
+        }
+    }
+
+    /// The Key Length attribute its transform carries (RFC 7296 3.3.5).
+    pub fn key_attr(self) -> Option<u16> {
+        match self {
+            Encr::ChaCha20Poly1305 => None,
+            e => Some(e.key_bits()),
         }
     }
 
     pub fn is_aead(self) -> bool {
-        matches!(self, Encr::AesGcm16(_))
+        matches!(self, Encr::AesGcm16(_) | Encr::ChaCha20Poly1305)
     }
 
     /// Octets of keying material: the key, plus the 4-octet salt for GCM
@@ -69,13 +86,15 @@ impl Encr {
         match self {
             Encr::AesCbc(b) => b as usize / 8,
             Encr::AesGcm16(b) => b as usize / 8 + 4,
+            // RFC 7634 2: 32 octets of key, then 4 of salt.
+            Encr::ChaCha20Poly1305 => 36,
         }
     }
 
     fn iv_len(self) -> usize {
         match self {
             Encr::AesCbc(_) => 16,
-            Encr::AesGcm16(_) => 8,
+            Encr::AesGcm16(_) | Encr::ChaCha20Poly1305 => 8,
         }
     }
 
@@ -105,7 +124,7 @@ pub struct SkKeys<'a> {
 impl SkKeys<'_> {
     fn icv_len(&self) -> usize {
         match (self.encr, self.integ) {
-            (Encr::AesGcm16(_), _) => 16,
+            (Encr::AesGcm16(_) | Encr::ChaCha20Poly1305, _) => 16,
             (_, Some(i)) => i.icv_len(),
             (_, None) => 0,
         }
@@ -152,12 +171,12 @@ impl SkKeys<'_> {
         let aad_end = w.len();
         w.bytes(&iv);
         match self.encr {
-            Encr::AesGcm16(bits) => {
-                let key = gcm_key(bits, &self.ek[..self.ek.len() - 4]);
+            e @ (Encr::AesGcm16(_) | Encr::ChaCha20Poly1305) => {
+                let key = aead_key(e, &self.ek[..self.ek.len() - 4]);
                 let nonce = gcm_nonce(&self.ek[self.ek.len() - 4..], &iv);
                 let tag = key
                     .seal_in_place_separate_tag(nonce, aead::Aad::from(&w.buf[..aad_end]), &mut plain)
-                    .expect("GCM seals any message IKE can carry");
+                    .expect("an AEAD seals any message IKE can carry");
                 w.bytes(&plain);
                 w.bytes(tag.as_ref());
             }
@@ -185,11 +204,11 @@ impl SkKeys<'_> {
         let iv = &datagram[sk.iv_at..sk.iv_at + ivl];
         let ct_end = datagram.len() - icv;
         let mut plain = match self.encr {
-            Encr::AesGcm16(bits) => {
-                if self.ek.len() < 4 {
+            e @ (Encr::AesGcm16(_) | Encr::ChaCha20Poly1305) => {
+                if self.ek.len() != e.key_len() {
                     return Err(SkError::Icv);
                 }
-                let key = gcm_key(bits, &self.ek[..self.ek.len() - 4]);
+                let key = aead_key(e, &self.ek[..self.ek.len() - 4]);
                 let nonce = gcm_nonce(&self.ek[self.ek.len() - 4..], iv);
                 let mut buf = datagram[sk.iv_at + ivl..].to_vec();
                 let n = key
@@ -221,12 +240,16 @@ impl SkKeys<'_> {
     }
 }
 
-fn gcm_key(bits: u16, key: &[u8]) -> aead::LessSafeKey {
-    let alg = if bits == 128 { &aead::AES_128_GCM } else { &aead::AES_256_GCM };
+fn aead_key(e: Encr, key: &[u8]) -> aead::LessSafeKey {
+    let alg = match e {
+        Encr::AesGcm16(128) => &aead::AES_128_GCM,
+        Encr::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        _ => &aead::AES_256_GCM,
+    };
     aead::LessSafeKey::new(aead::UnboundKey::new(alg, key).expect("key length fits the algorithm"))
 }
 
-/// RFC 5282 4: nonce = salt (4 octets) | IV (8 octets).
+/// RFC 5282 4 and RFC 7634 2: nonce = salt (4 octets) | IV (8 octets).
 fn gcm_nonce(salt: &[u8], iv: &[u8]) -> aead::Nonce {
     let mut n = [0u8; 12];
     n[..4].copy_from_slice(salt);
@@ -275,12 +298,40 @@ mod tests {
     }
 
     #[test]
+    fn chacha20_poly1305_matches_rfc8439_2_8_2_with_the_rfc7634_nonce() {
+        // RFC 8439 2.8.2's AEAD vector; its nonce 07000000 4041424344454647
+        // is, in RFC 7634's terms, the salt (the last 4 octets of the
+        // keying material) and the 8-octet IV.
+        let hex = |s: &str| {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<u8>>()
+        };
+        let mut keymat: Vec<u8> = (0x80..=0x9f).collect();
+        keymat.extend(hex("07000000"));
+        assert_eq!(keymat.len(), Encr::ChaCha20Poly1305.key_len());
+        let key = aead_key(Encr::ChaCha20Poly1305, &keymat[..32]);
+        let nonce = gcm_nonce(&keymat[32..], &hex("4041424344454647"));
+        let mut text = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+        let tag = key
+            .seal_in_place_separate_tag(nonce, aead::Aad::from(&hex("50515253c0c1c2c3c4c5c6c7")[..]), &mut text)
+            .unwrap();
+        assert_eq!(&text[..16], &hex("d31a8d34648e60db7b86afbc53ef7ec2")[..]);
+        assert_eq!(tag.as_ref(), &hex("1ae10b594f09e26a7e902ecbd0600691")[..]);
+        assert_eq!(Encr::from_transform(EncrId::ChaCha20Poly1305, None), Some(Encr::ChaCha20Poly1305));
+        assert_eq!(
+            Encr::from_transform(EncrId::ChaCha20Poly1305, Some(256)),
+            None,
+            "RFC 7634 2: no Key Length attribute"
+        );
+    }
+
+    #[test]
     fn seal_then_open_for_every_cipher_and_tamper_fails() {
         let mut rng = SystemRandom::default();
         let payloads = vec![Payload::Notify(Notify::new(NotifyType::Cookie2, vec![9; 21]))];
         for (encr, integ) in [
             (Encr::AesGcm16(128), None),
             (Encr::AesGcm16(256), None),
+            (Encr::ChaCha20Poly1305, None),
             (Encr::AesCbc(128), Some(Integ::HmacSha1_96)),
             (Encr::AesCbc(256), Some(Integ::HmacSha256_128)),
         ] {

@@ -238,6 +238,7 @@ pub fn suite_text(s: IkeSuite) -> String {
     let e = match s.encr {
         crate::crypto::sk::Encr::AesGcm16(b) => format!("AES_GCM_16_{b}"),
         crate::crypto::sk::Encr::AesCbc(b) => format!("AES_CBC_{b}"),
+        crate::crypto::sk::Encr::ChaCha20Poly1305 => "CHACHA20_POLY1305".to_string(),
     };
     let i = s.integ.map(|i| format!("/{i:?}")).unwrap_or_default();
     format!("{e}{i}/PRF_{:?}/{:?}", s.prf, s.dh)

@@ -48,6 +48,7 @@ fn tokens(text: &str) -> Result<Tokens, ProposalError> {
         match tok {
             "aes128gcm16" | "aes128gcm" => t.encr = Some(Encr::AesGcm16(128)),
             "aes256gcm16" | "aes256gcm" => t.encr = Some(Encr::AesGcm16(256)),
+            "chacha20poly1305" => t.encr = Some(Encr::ChaCha20Poly1305),
             "aes128" => t.encr = Some(Encr::AesCbc(128)),
             "aes256" => t.encr = Some(Encr::AesCbc(256)),
             "sha1" => t.integ = Some(Integ::HmacSha1_96),
@@ -113,6 +114,9 @@ pub fn parse_esp(text: &str) -> Result<EspSuite, ProposalError> {
     if t.prf.is_some() {
         return Err(err("ESP takes no PRF"));
     }
+    if encr == Encr::ChaCha20Poly1305 {
+        return Err(err("ChaCha20-Poly1305 in ESP is planned: the dataplane has no ChaCha20 yet (IKE has it)"));
+    }
     if encr.is_aead() && t.integ.is_some() {
         return Err(err("AES-GCM takes no integrity algorithm"));
     }
@@ -123,7 +127,10 @@ pub fn parse_esp(text: &str) -> Result<EspSuite, ProposalError> {
 }
 
 fn encr_transform(e: Encr) -> Transform {
-    Transform::with_key_len(TransformType::Encryption, e.id().value(), e.key_bits())
+    match e.key_attr() {
+        Some(bits) => Transform::with_key_len(TransformType::Encryption, e.id().value(), bits),
+        None => Transform::new(TransformType::Encryption, e.id().value()),
+    }
 }
 
 /// Our IKE proposals as an SA payload (numbered from 1).
@@ -217,7 +224,7 @@ pub fn choose_ike<'a>(ours: &[IkeSuite], theirs: &'a [Proposal]) -> Option<(IkeS
             if !o.only_known() {
                 continue;
             }
-            if o.has(TransformType::Encryption, s.encr.id().value(), Some(s.encr.key_bits()))
+            if o.has(TransformType::Encryption, s.encr.id().value(), s.encr.key_attr())
                 && o.has(TransformType::Prf, s.prf.id().value(), None)
                 && o.integ_fits(s.integ)
                 && o.has(TransformType::KeyExchange, s.dh.value(), None)
@@ -260,7 +267,7 @@ pub fn select_esp(ours: &[EspSuite], theirs: &[Proposal], want_dh: Option<DhGrou
                     None
                 }
             };
-            if o.has(TransformType::Encryption, s.encr.id().value(), Some(s.encr.key_bits())) && integ_ok && esn_ok {
+            if o.has(TransformType::Encryption, s.encr.id().value(), s.encr.key_attr()) && integ_ok && esn_ok {
                 let suite = EspSuite { dh, ..*s };
                 return Some((suite, esp_proposal(&suite, p.num, p.spi.clone(), dh.is_some())));
             }
@@ -297,6 +304,17 @@ pub fn proposal_dh(p: &Proposal) -> Option<DhGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7634: ChaCha20-Poly1305 for IKE, its transform without a Key
+    /// Length attribute; ESP with it waits for the dataplane.
+    #[test]
+    fn chacha20_poly1305_is_an_ike_cipher() {
+        let s = parse_ike("chacha20poly1305-prfsha256-x25519").unwrap();
+        assert_eq!((s.encr, s.integ), (Encr::ChaCha20Poly1305, None));
+        let t = encr_transform(s.encr);
+        assert_eq!((t.id, t.key_len()), (28, None));
+        assert!(parse_esp("chacha20poly1305").unwrap_err().why.contains("planned"));
+    }
 
     #[test]
     fn the_three_interop_proposals_parse() {
