@@ -45,11 +45,10 @@ fn member(prefix: &str, addr: &str) -> (WirePrefix, IpAddr) {
 fn learned_prefixes_join_the_member_table_and_withdrawals_leave_it() {
     let mut lab = Lab::new("");
     lab.connect_all();
-    let now = lab.now;
     let a = &mut lab.eps[0];
     let before = a.dp.len();
     let d = [route("10.1.4.0/24", "192.0.2.14")];
-    let l = a.e.learn_routes(now, "hub", &d).unwrap();
+    let l = a.e.learn_routes("hub", &d).unwrap();
     assert_eq!((l.accepted, l.refused.len(), l.changed), (1, 0, true));
     lab.collect();
     let a = &mut lab.eps[0];
@@ -58,17 +57,17 @@ fn learned_prefixes_join_the_member_table_and_withdrawals_leave_it() {
     let tables = member_tables(a);
     assert!(tables.last().unwrap().contains(&member("10.1.4.0/24", "192.0.2.14")));
     assert_eq!(tables.last().unwrap().len(), 4, "the static routes stay");
-    assert!(!a.e.learn_routes(now, "hub", &d).unwrap().changed, "the same routes again: nothing");
+    assert!(!a.e.learn_routes("hub", &d).unwrap().changed, "the same routes again: nothing");
     lab.collect();
     assert_eq!(member_tables(&lab.eps[0]).len(), tables.len(), "nothing sent");
     // A learned route replaces a static one for the same prefix.
     let moved = [route("10.1.2.0/24", "192.0.2.22")];
-    lab.eps[0].e.learn_routes(now, "hub", &moved).unwrap();
+    lab.eps[0].e.learn_routes("hub", &moved).unwrap();
     lab.collect();
     let t = member_tables(&lab.eps[0]).pop().unwrap();
     assert!(t.contains(&member("10.1.2.0/24", "192.0.2.22")) && !t.contains(&member("10.1.2.0/24", "192.0.2.12")));
     assert!(!t.iter().any(|m| m.0 == p("10.1.4.0/24")), "10.1.4.0/24 withdrawn");
-    lab.eps[0].e.learn_routes(now, "hub", &[]).unwrap();
+    lab.eps[0].e.learn_routes("hub", &[]).unwrap();
     lab.collect();
     let t = member_tables(&lab.eps[0]).pop().unwrap();
     assert_eq!(t.len(), 3);
@@ -86,7 +85,6 @@ fn learned_prefixes_join_the_member_table_and_withdrawals_leave_it() {
 fn routes_no_member_could_announce_are_refused_with_why() {
     let mut lab = Lab::new("");
     lab.connect_all();
-    let now = lab.now;
     let bad = [
         route("10.1.5.0/24", "0.0.0.0"),
         route("10.1.6.0/24", "2001:db8::6"),
@@ -96,7 +94,7 @@ fn routes_no_member_could_announce_are_refused_with_why() {
         route("10.1.8.0/24", "192.0.2.19"),
         route("10.1.1.0/24", "192.0.2.11"),
     ];
-    let l = lab.eps[0].e.learn_routes(now, "hub", &bad).unwrap();
+    let l = lab.eps[0].e.learn_routes("hub", &bad).unwrap();
     let why: Vec<&str> = l.refused.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(l.accepted, 1, "only 10.1.8.0/24 via 192.0.2.18: {why:?}");
     assert_eq!(why.len(), 5, "{why:?}");
@@ -118,7 +116,7 @@ fn routes_no_member_could_announce_are_refused_with_why() {
 fn learned_routes_survive_a_dataplane_restart_and_wait_for_the_group_sa() {
     let mut lab = Lab::new("");
     let now = lab.now;
-    let l = lab.eps[1].e.learn_routes(now, "hub", &[route("10.1.4.0/24", "192.0.2.14")]).unwrap();
+    let l = lab.eps[1].e.learn_routes("hub", &[route("10.1.4.0/24", "192.0.2.14")]).unwrap();
     assert!(l.changed);
     lab.collect();
     assert!(member_tables(&lab.eps[1]).is_empty(), "no group yet: nothing sent");
@@ -144,11 +142,10 @@ fn learned_routes_survive_a_dataplane_restart_and_wait_for_the_group_sa() {
 #[test]
 fn learned_routes_need_an_endpoint_and_its_connection() {
     let mut lab = Lab::new("");
-    let now = lab.now;
-    assert!(matches!(lab.hub.e.learn_routes(now, "members", &[]), Err(Error::NotMpsaEndpoint)));
-    assert!(matches!(lab.eps[0].e.learn_routes(now, "nope", &[]), Err(Error::NoConnection(_))));
+    assert!(matches!(lab.hub.e.learn_routes("members", &[]), Err(Error::NotMpsaEndpoint)));
+    assert!(matches!(lab.eps[0].e.learn_routes("nope", &[]), Err(Error::NoConnection(_))));
     let mut off = Lab::with("", [MpsaRole::Off, MpsaRole::Endpoint, MpsaRole::Endpoint]);
-    assert!(off.eps[0].e.learn_routes(now, "hub", &[]).is_err());
+    assert!(off.eps[0].e.learn_routes("hub", &[]).is_err());
 }
 
 /// mpsa-04 section 5 ("access control could be provided by filtering

@@ -90,11 +90,11 @@ pub enum Side {
 /// A prefix as BGP carries it: an address and length with no host bits.
 pub fn parse_prefix(s: &str) -> Result<WirePrefix, String> {
     let p: crate::ike::ts::Prefix = s.parse()?;
-    let w = WirePrefix { addr: p.addr, len: p.len };
-    if masked(w) != w {
-        return Err(format!("{s:?} has host bits set (the prefix is {})", text(masked(w))));
+    let network = p.to_ts().start;
+    if network != p.addr {
+        return Err(format!("{s:?} has host bits set (the prefix is {network}/{})", p.len));
     }
-    Ok(w)
+    Ok(WirePrefix { addr: p.addr, len: p.len })
 }
 
 /// [`parse_prefix`] for tests and tools: panics on a bad prefix.
@@ -102,36 +102,25 @@ pub fn parse_prefix_text(s: &str) -> WirePrefix {
     parse_prefix(s).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `p` with its host bits cleared.
-pub fn masked(p: WirePrefix) -> WirePrefix {
-    let addr = match p.addr {
-        IpAddr::V4(a) => {
-            let m = if p.len == 0 { 0 } else { u32::MAX << (32 - u32::from(p.len.min(32))) };
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => {
-            let m = if p.len == 0 { 0 } else { u128::MAX << (128 - u32::from(p.len.min(128))) };
-            IpAddr::V6((u128::from(a) & m).into())
-        }
-    };
-    WirePrefix { addr, len: p.len }
-}
-
 /// `a.b.c.d/len`.
 pub fn text(p: WirePrefix) -> String {
     format!("{}/{}", p.addr, p.len)
 }
 
+/// The selector of a prefix's addresses (`ike::ts`: containment and
+/// overlap are range checks there).
+fn selector(p: WirePrefix) -> crate::wire::TrafficSelector {
+    crate::ike::ts::Prefix { addr: p.addr, len: p.len }.to_ts()
+}
+
 /// Whether `inner` lies within `outer` (equal or more specific).
 pub fn within(inner: WirePrefix, outer: WirePrefix) -> bool {
-    inner.addr.is_ipv4() == outer.addr.is_ipv4()
-        && inner.len >= outer.len
-        && masked(WirePrefix { addr: inner.addr, len: outer.len }) == masked(outer)
+    crate::ike::ts::within(&[selector(inner)], &[selector(outer)])
 }
 
 /// Whether two prefixes share an address.
 pub fn overlap(a: WirePrefix, b: WirePrefix) -> bool {
-    within(a, b) || within(b, a)
+    crate::ike::ts::intersect(&selector(a), &selector(b)).is_some()
 }
 
 impl BgpToml {

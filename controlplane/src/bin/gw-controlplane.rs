@@ -449,12 +449,12 @@ impl Daemon {
             Input::Metrics(reply) => {
                 let _ = reply.send(self.metrics(now));
             }
-            Input::Bird(b) => self.bird(now, b),
+            Input::Bird(b) => self.bird(b),
         }
     }
 
     /// What BIRD said: an endpoint's learned routes go to the engine.
-    fn bird(&mut self, now: Instant, i: BirdInput) {
+    fn bird(&mut self, i: BirdInput) {
         let Some(bgp) = self.bgp.as_mut() else { return };
         match i {
             BirdInput::Routes(routes) => {
@@ -464,7 +464,7 @@ impl Daemon {
                 if !was_up {
                     self.log(&format!("bgp: BIRD answers: {} routes learned from the hub", routes.len()));
                 }
-                match self.engine.learn_routes(now, &conn, &routes) {
+                match self.engine.learn_routes(&conn, &routes) {
                     Ok(l) => {
                         for (r, why) in &l.refused {
                             self.log(&format!("bgp: refused {r}: {why}"));

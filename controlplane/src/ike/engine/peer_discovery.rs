@@ -11,7 +11,6 @@
 //! (section 5: access control by filtering routes at the gateway).
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use cpdp::msg::{Command, WirePrefix};
 
@@ -56,8 +55,7 @@ impl Engine {
     /// overlap a prefix of ours (a member cannot draw our own traffic to
     /// itself). The group's member table in the dataplane changes only
     /// when the accepted set does, its SAs staying.
-    pub fn learn_routes(&mut self, now: Instant, conn: &str, routes: &[LearnedRoute]) -> Result<Learned, Error> {
-        let _ = now;
+    pub fn learn_routes(&mut self, conn: &str, routes: &[LearnedRoute]) -> Result<Learned, Error> {
         if self.mpsa_role != MpsaRole::Endpoint {
             return Err(Error::NotMpsaEndpoint);
         }
