@@ -19,6 +19,7 @@
 //! up on A.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -45,6 +46,10 @@ pub struct FailoverArgs {
     /// Write the report as Markdown here too.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// A perf control FIFO (`perf record --control fifo:FIFO -D -1`): perf
+    /// is enabled only while the standby handles the SYN rounds.
+    #[arg(long)]
+    pub perf_ctl: Option<PathBuf>,
 }
 
 const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -96,6 +101,61 @@ fn drain(e: &mut Engine, wire: &mut Wire, stubs: &mut Vec<StubOp>) {
     }
 }
 
+/// The standby's side of the wire, as the daemon handles its outputs on
+/// its own thread: each datagram is sent (here: copied into a buffer
+/// touched before the clock) and freed; each stub is sealed under the
+/// cluster key and queued for the bank (kept sealed), the stub itself
+/// freed. Holding the engine's own buffers instead made the bench fault
+/// in fresh pages the daemon, which frees them, does not.
+struct Sink {
+    key: ClusterKey,
+    rng: SystemRandom,
+    /// The round's datagrams, back to back.
+    octets: Vec<u8>,
+    sent: Vec<(SocketAddr, SocketAddr, std::ops::Range<usize>)>,
+    /// Every stub exported, sealed, as the bank would get it.
+    sealed: Vec<Item>,
+}
+
+impl Sink {
+    fn new(n: usize) -> Sink {
+        // Touched now (not on the standby's clock): the daemon's send
+        // buffer is warm.
+        let mut octets = vec![1u8; n * 1536];
+        octets.clear();
+        Sink {
+            key: ClusterKey::new([0x5a; 32]),
+            rng: SystemRandom::default(),
+            octets,
+            sent: Vec::with_capacity(n + 16),
+            sealed: Vec::with_capacity(n),
+        }
+    }
+
+    fn take(&mut self, e: &mut Engine) {
+        while let Some(o) = e.poll_output() {
+            match o {
+                Output::Send { local, remote, data } => {
+                    let at = self.octets.len();
+                    self.octets.extend_from_slice(&data);
+                    self.sent.push((remote, local, at..self.octets.len()));
+                }
+                Output::Stub(StubOp::Update(st)) => self
+                    .sealed
+                    .push(Item::Sealed { index: st.index, sealed: seal::seal(&self.key, &st, &mut self.rng) }),
+                _ => {}
+            }
+        }
+    }
+
+    /// The round's datagrams, for the clients (after the clock).
+    fn round(&mut self) -> Wire {
+        let w = self.sent.drain(..).map(|(to, from, r)| (to, from, self.octets[r].to_vec())).collect();
+        self.octets.clear();
+        w
+    }
+}
+
 /// The standby's view of one failover: CPU per round and in all, and the
 /// whole run.
 struct Phase {
@@ -112,14 +172,13 @@ fn rounds(
     clients: &mut [Engine],
     mut to_gw: Wire,
     now: Instant,
-    stubs: &mut Vec<StubOp>,
+    sink: &mut Sink,
+    mut perf: Option<&mut std::fs::File>,
 ) -> Vec<Duration> {
     let by_addr: HashMap<IpAddr, usize> = (0..clients.len()).map(|i| (IpAddr::V4(client_addr(i)), i)).collect();
     let mut times = Vec::new();
     while !to_gw.is_empty() {
-        // Sized before the clock starts: a daemon sends each answer and
-        // frees it, where this buffer holds the round's answers.
-        let mut back = Wire::with_capacity(to_gw.len() + 16);
+        perf_ctl(&mut perf, "enable");
         let t = thread_cpu();
         // Drained after each datagram, as the daemon flushes after each
         // input: the outputs of 10,000 messages held at once made the
@@ -128,12 +187,13 @@ fn rounds(
         // receives each into the same buffer and frees none.
         for (to, from, data) in &to_gw {
             gw.handle_datagram(now, *to, *from, data);
-            drain(gw, &mut back, stubs);
+            sink.take(gw);
         }
         times.push(thread_cpu() - t);
+        perf_ctl(&mut perf, "disable");
         to_gw.clear();
         let mut ignore = Vec::new();
-        for (to, from, data) in back {
+        for (to, from, data) in sink.round() {
             if let Some(&i) = by_addr.get(&to.ip()) {
                 clients[i].handle_datagram(now, to, from, &data);
                 drain(&mut clients[i], &mut to_gw, &mut ignore);
@@ -146,13 +206,26 @@ fn rounds(
     times
 }
 
+/// Tells perf (through its control FIFO, if given) to start or stop.
+fn perf_ctl(perf: &mut Option<&mut std::fs::File>, what: &str) {
+    if let Some(f) = perf {
+        let _ = writeln!(f, "{what}").and_then(|_| f.flush());
+    }
+}
+
 fn children(e: &Engine) -> usize {
     e.ike_sas().filter(|s| s.state() == IkeState::Established).map(|s| s.children().len()).sum()
 }
 
 /// Every client fails over (its next standby is `gw`); the rounds to the
 /// last child SA.
-fn failover(gw: &mut Engine, clients: &mut [Engine], now: Instant, stubs: &mut Vec<StubOp>) -> Result<Phase, String> {
+fn failover(
+    gw: &mut Engine,
+    clients: &mut [Engine],
+    now: Instant,
+    sink: &mut Sink,
+    perf: Option<&mut std::fs::File>,
+) -> Result<Phase, String> {
     let t = Instant::now();
     let mut to_gw = Wire::with_capacity(clients.len());
     let mut ignore = Vec::new();
@@ -160,7 +233,7 @@ fn failover(gw: &mut Engine, clients: &mut [Engine], now: Instant, stubs: &mut V
         c.failover(now, "hub").map_err(|e| e.to_string())?;
         drain(c, &mut to_gw, &mut ignore);
     }
-    let rounds = rounds(gw, clients, to_gw, now, stubs);
+    let rounds = rounds(gw, clients, to_gw, now, sink, perf);
     let wall = t.elapsed();
     Ok(Phase { gateway: rounds.iter().sum(), rounds, wall, children: children(gw) })
 }
@@ -175,7 +248,7 @@ struct Result1 {
     rebuilt: u64,
 }
 
-fn one(n: usize, ike: &str) -> Result<Result1, String> {
+fn one(n: usize, ike: &str, perf: Option<&mut std::fs::File>) -> Result<Result1, String> {
     let now = Instant::now();
     let (mut a, mut f, mut s) = (gateway(A, ike)?, gateway(F, ike)?, gateway(S, ike)?);
     let mut clients = (0..n).map(|i| client(i, ike)).collect::<Result<Vec<_>, _>>()?;
@@ -186,27 +259,20 @@ fn one(n: usize, ike: &str) -> Result<Result1, String> {
         c.initiate(now, "hub").map_err(|e| e.to_string())?;
         drain(c, &mut to_a, &mut ignore);
     }
-    rounds(&mut a, &mut clients, to_a, now, &mut ignore);
+    rounds(&mut a, &mut clients, to_a, now, &mut Sink::new(n), None);
     if children(&a) != n {
         return Err(format!("setup: {} of {n} child SAs on A", children(&a)));
     }
-    // 2. A stops: the full exchange with F.
-    let mut f_stubs = Vec::with_capacity(n);
-    let full = failover(&mut f, &mut clients, now, &mut f_stubs)?;
+    // 2. A stops: the full exchange with F, which seals a stub of each
+    // new IKE SA for the bank.
+    let mut f_sink = Sink::new(n);
+    let full = failover(&mut f, &mut clients, now, &mut f_sink, None)?;
     if full.children != n {
         return Err(format!("full exchange: {} of {n} child SAs on F", full.children));
     }
-    // 3. F stops; its stubs reach S in bulk, sealed.
+    // 3. F stops; its sealed stubs reach S in bulk.
+    let messages = Signal::batches(SignalType::Download, std::mem::take(&mut f_sink.sealed));
     let key = ClusterKey::new([0x5a; 32]);
-    let mut rng = SystemRandom::default();
-    let items: Vec<Item> = f_stubs
-        .iter()
-        .filter_map(|op| match op {
-            StubOp::Update(st) => Some(Item::Sealed { index: st.index, sealed: seal::seal(&key, st, &mut rng) }),
-            _ => None,
-        })
-        .collect();
-    let messages = Signal::batches(SignalType::Download, items);
     let t = thread_cpu();
     let mut filed = 0;
     for m in &messages {
@@ -221,9 +287,8 @@ fn one(n: usize, ike: &str) -> Result<Result1, String> {
         s.add_stubs(batch);
     }
     let download = thread_cpu() - t;
-    // 4. The SYN to S.
-    let mut s_stubs = Vec::with_capacity(n);
-    let syn = failover(&mut s, &mut clients, now, &mut s_stubs)?;
+    // 4. The SYN to S (which seals the stubs of the rebuilt IKE SAs).
+    let syn = failover(&mut s, &mut clients, now, &mut Sink::new(n), perf)?;
     if syn.children != n {
         return Err(format!("SYN: {} of {n} child SAs on S", syn.children));
     }
@@ -241,9 +306,13 @@ pub fn run(a: &FailoverArgs) -> Result<(), String> {
          | clients | IKE | way | standby CPU ms | per client µs | rounds (ms each) | whole run ms | SYN cheaper |\n\
          |---:|---|---|---:|---:|---|---:|---:|\n"
     );
+    let mut perf = match &a.perf_ctl {
+        Some(p) => Some(std::fs::OpenOptions::new().write(true).open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
     for ike in &a.ike {
         for &n in &a.clients {
-            let r = one(n, ike)?;
+            let r = one(n, ike, perf.as_mut())?;
             let per = |p: &Phase| p.gateway.as_secs_f64() * 1e6 / r.clients as f64;
             let rounds = |p: &Phase| p.rounds.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(" + ");
             let ratio = r.full.gateway.as_secs_f64() / (r.syn.gateway + r.download).as_secs_f64();

@@ -40,8 +40,10 @@ impl Default for Repr {
 
 impl Drop for Repr {
     fn drop(&mut self) {
-        if let Repr::Inline { buf, .. } = self {
-            zeroize::Zeroize::zeroize(buf);
+        // Only the first `len` octets ever hold the secret (`from_slice`
+        // writes no more, and nothing writes into a Secret later).
+        if let Repr::Inline { len, buf } = self {
+            zeroize::Zeroize::zeroize(&mut buf[..*len as usize]);
         }
     }
 }
@@ -293,12 +295,12 @@ fn prf_plus_with<M: Mac + KeyInit + Clone>(key: &[u8], seed: &[u8], len: usize) 
     // inline (every key of one SA), else on the heap.
     let whole = len.div_ceil(block) * block;
     if whole <= 2 * Secret::INLINE {
-        let mut out = Zeroizing::new([0u8; 2 * Secret::INLINE]);
+        let mut out = [0u8; 2 * Secret::INLINE];
         prf_plus_into(&keyed, seed, &mut out[..whole]);
-        if len <= Secret::INLINE {
-            return Secret::from_slice(&out[..len]);
-        }
-        return Secret::new(out[..len].to_vec());
+        let s = if len <= Secret::INLINE { Secret::from_slice(&out[..len]) } else { Secret::new(out[..len].to_vec()) };
+        // Only the blocks made hold key material.
+        zeroize::Zeroize::zeroize(&mut out[..whole]);
+        return s;
     }
     let mut out = Zeroizing::new(vec![0u8; whole]);
     prf_plus_into(&keyed, seed, &mut out);

@@ -185,36 +185,50 @@ impl IkeSaStub {
     /// The versioned binary encoding (module docs).
     pub fn encode(&self) -> Secret {
         // Sized up front: no reallocation leaves copies of the secrets behind.
-        let mut w = Writer { buf: Vec::with_capacity(2048) };
+        let mut w = Writer { buf: Vec::with_capacity(self.encoded_room()) };
+        self.encode_into(&mut w);
+        // The writer's buffer holds secrets: move it into a zeroizing one.
+        Secret::new(std::mem::take(&mut w.buf))
+    }
+
+    /// Room that [`IkeSaStub::encode`]'s octets fit in: identities, the
+    /// proposal and the keys take well under 2048 octets, and each MOBIKE
+    /// address at most 17.
+    pub fn encoded_room(&self) -> usize {
+        2048 + self.mobike.as_ref().map_or(0, |m| 17 * m.peer_addresses.len())
+    }
+
+    /// Appends [`IkeSaStub::encode`]'s octets to `w`, which the caller
+    /// sized with [`IkeSaStub::encoded_room`] and zeroizes or seals in
+    /// place.
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
         w.u8(STUB_VERSION);
         let flags = (if self.nat { NAT } else { 0 })
             | (if self.peer_behind_nat { PEER_BEHIND_NAT } else { 0 })
             | (if self.mpsa { MPSA } else { 0 })
             | (if self.mobike.is_some() { MOBIKE } else { 0 });
         w.u8(flags);
-        self.index.emit(&mut w);
+        self.index.emit(w);
         w.u16(self.gateway_port);
         w.u64(self.spi_i);
         w.u64(self.spi_r);
-        emit_chunk(&mut w, &self.id_i.rest_of_payload());
-        emit_chunk(&mut w, &self.id_r.rest_of_payload());
+        emit_chunk(w, &self.id_i.rest_of_payload());
+        emit_chunk(w, &self.id_r.rest_of_payload());
         let mut sa = Writer::new();
         Payload::Sa(vec![self.proposal.clone()]).emit(&mut sa);
-        emit_chunk(&mut w, &sa.buf);
-        emit_chunk(&mut w, self.sk_d.as_slice());
-        emit_chunk(&mut w, self.g_ir.as_slice());
-        emit_addr(&mut w, self.peer.ip());
+        emit_chunk(w, &sa.buf);
+        emit_chunk(w, self.sk_d.as_slice());
+        emit_chunk(w, self.g_ir.as_slice());
+        emit_addr(w, self.peer.ip());
         w.u16(self.peer.port());
         w.u64(self.expires_unix);
         if let Some(m) = &self.mobike {
             w.u8(m.version);
             w.u8(u8::try_from(m.peer_addresses.len()).expect("at most 255 addresses"));
             for a in &m.peer_addresses {
-                emit_addr(&mut w, *a);
+                emit_addr(w, *a);
             }
         }
-        // The writer's buffer holds secrets: move it into a zeroizing one.
-        Secret::new(std::mem::take(&mut w.buf))
     }
 
     /// Parses [`IkeSaStub::encode`]'s octets; every fault is typed.

@@ -68,16 +68,23 @@ fn header(index: &StubIndex) -> Vec<u8> {
 
 /// `stub`, sealed under `key` with a fresh nonce from `rng`.
 pub fn seal(key: &ClusterKey, stub: &IkeSaStub, rng: &mut dyn Random) -> Vec<u8> {
-    let head = header(&stub.index);
+    let mut w = Writer { buf: header(&stub.index) };
+    let head_len = w.buf.len();
+    let tag_len = AES_256_GCM.tag_len();
+    // Room for all of it up front: the stub is encoded and sealed in
+    // place, so no reallocation leaves a copy of its clear octets behind.
+    w.buf.reserve_exact(NONCE_LEN + stub.encoded_room() + tag_len);
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce);
-    let mut body = Zeroizing::new(stub.encode().as_slice().to_vec());
-    key.aead()
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head), &mut *body)
+    w.buf.extend_from_slice(&nonce);
+    stub.encode_into(&mut w);
+    let mut out = w.buf;
+    let (head, body) = out.split_at_mut(head_len + NONCE_LEN);
+    let tag = key
+        .aead()
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head[..head_len]), body)
         .expect("sealing cannot fail for a stub's size");
-    let mut out = head;
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&body);
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
