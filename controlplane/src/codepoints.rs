@@ -149,6 +149,8 @@ registry! {
         RedirectedFrom = 16408,
         /// RFC 7383 2.3.
         IkeFragmentationSupported = 16430,
+        /// RFC 7427 4.
+        SignatureHashAlgorithms = 16431,
         /// RFC 7791 (the standard the clone draft became).
         CloneIkeSaSupported = 16432,
         CloneIkeSa = 16433,

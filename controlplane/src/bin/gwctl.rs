@@ -436,6 +436,14 @@ fn show(resp: Response, json: bool) -> bool {
                     s.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
                     s.virtual_ip.map(|v| format!(", virtual IP {v}")).unwrap_or_default()
                 );
+                if !s.auth.0.is_empty() {
+                    println!(
+                        "  auth: ours {}, peer's {}{}",
+                        s.auth.0,
+                        s.auth.1,
+                        s.peer_cert.as_ref().map(|c| format!(" (certificate {c})")).unwrap_or_default()
+                    );
+                }
                 if let Some(m) = &s.mobike {
                     let others: Vec<String> = m
                         .peer_addresses

@@ -162,6 +162,13 @@ pub fn psk_auth(
     prf.prf(key.as_slice(), &[real_message, peer_nonce, maced_id.as_slice()]).as_slice().to_vec()
 }
 
+/// RFC 7296 2.15: what a signature covers, the same <SignedOctets>:
+/// RealMessage | Nonce of the other side | prf(SK_p, IDx').
+pub fn signed_octets(prf: Prf, real_message: &[u8], peer_nonce: &[u8], sk_p: &Secret, id_rest: &[u8]) -> Vec<u8> {
+    let maced_id = prf.prf(sk_p.as_slice(), &[id_rest]);
+    [real_message, peer_nonce, maced_id.as_slice()].concat()
+}
+
 /// RFC 7296 2.23: SHA-1(SPIi | SPIr | IP | Port).
 pub fn natd_hash(spi_i: u64, spi_r: u64, addr: std::net::SocketAddr) -> Vec<u8> {
     let mut c = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);

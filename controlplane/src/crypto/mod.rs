@@ -10,6 +10,7 @@
 
 pub mod dh;
 pub mod keys;
+pub mod sig;
 pub mod sk;
 
 use ::hmac::digest::{KeyInit, OutputSizeUser};

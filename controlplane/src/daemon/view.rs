@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::crypto::keys::IkeSuite;
+use crate::ike::config::AuthKind;
 use crate::ike::engine::{ChildState, Engine, IkeState};
 use crate::ike::ts;
 use crate::mpsa::MpsaRole;
@@ -23,6 +24,12 @@ pub struct IkeSaInfo {
     pub nat: bool,
     pub suite: String,
     pub peer_id: String,
+    /// How each side authenticated: "psk" or "pubkey" (ours, the peer's).
+    #[serde(default)]
+    pub auth: (String, String),
+    /// The subject of the peer's certificate, when it used one.
+    #[serde(default)]
+    pub peer_cert: Option<String>,
     pub virtual_ip: Option<IpAddr>,
     pub established_secs: Option<u64>,
     pub rekey_in_secs: Option<u64>,
@@ -57,6 +64,8 @@ impl IkeSaInfo {
             nat: false,
             suite: String::new(),
             peer_id: String::new(),
+            auth: Default::default(),
+            peer_cert: None,
             virtual_ip: None,
             established_secs: None,
             rekey_in_secs: None,
@@ -141,6 +150,12 @@ pub fn ike_sas(e: &Engine, now: Instant) -> Vec<IkeSaInfo> {
             nat: sa.nat(),
             suite: suite_text(sa.suite()),
             peer_id: sa.peer_id().map(|i| i.to_text()).unwrap_or_default(),
+            auth: {
+                let c = &conns[sa.conn()];
+                let name = |a: AuthKind| if a == AuthKind::Pubkey { "pubkey" } else { "psk" }.to_string();
+                (name(c.auth), name(c.remote_auth))
+            },
+            peer_cert: sa.established().and_then(|x| x.peer_cert.clone()),
             virtual_ip: sa.established().and_then(|x| x.vip),
             established_secs: sa.established().map(|x| now.saturating_duration_since(x.since).as_secs()),
             rekey_in_secs: sa.rekey_at().map(secs),

@@ -2,8 +2,11 @@
 //! (`configs/controlplane.example.toml` documents every field).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::pki::{Credential, Trust};
 use super::proposal::{parse_esp, parse_ike, EspSuite};
 use super::ts::Prefix;
 use crate::crypto::keys::IkeSuite;
@@ -39,6 +42,15 @@ pub struct Connection {
     /// its own key and no other, so a peer that only knows the shared
     /// `psk` cannot claim its identity.
     pub peer_psks: Vec<(Identification, Secret)>,
+    /// How we authenticate, and how the peer must (RFC 7296 2.15: each
+    /// side picks its own method).
+    pub auth: AuthKind,
+    pub remote_auth: AuthKind,
+    /// `auth = "pubkey"`: our certificate chain and key.
+    pub credential: Option<Arc<Credential>>,
+    /// `remote_auth = "pubkey"`: the CAs and CRLs a peer's chain must meet.
+    pub trust: Option<Arc<Trust>>,
+    pub send_cert: SendCert,
     pub ike: Vec<IkeSuite>,
     pub esp: Vec<EspSuite>,
     /// The child SAs: the first is the connection's own (its `local_ts`
@@ -114,6 +126,27 @@ pub struct ChildConfig {
     pub interface: Option<IpAddr>,
 }
 
+/// `auth` / `remote_auth`: a pre-shared key or a certificate's key
+/// (RFC 7427 digital signatures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    #[default]
+    Psk,
+    Pubkey,
+}
+
+/// `send_cert`: when our certificate goes in IKE_AUTH (RFC 7296 3.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendCert {
+    /// When the peer sent a CERTREQ (strongSwan's default too).
+    #[default]
+    Ifasked,
+    Always,
+    Never,
+}
+
 /// `mode = "tunnel" | "transport"` of a child SA.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,6 +198,26 @@ pub struct ConnectionToml {
     /// Per-identity PSKs: { "a.example.net" = "...", ... }.
     #[serde(default)]
     pub peer_psk: std::collections::BTreeMap<String, String>,
+    /// How we authenticate: "psk" (default) or "pubkey" (`cert`, `key`).
+    #[serde(default)]
+    pub auth: AuthKind,
+    /// How the peer authenticates; default: as we do. "pubkey" needs `cas`.
+    pub remote_auth: Option<AuthKind>,
+    /// Our certificate (PEM; intermediates after it).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, SEC1 or PKCS#1).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) a peer's chain must end at.
+    #[serde(default)]
+    pub cas: Vec<PathBuf>,
+    /// CRLs (PEM) a peer's chain is checked against.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default)]
+    pub send_cert: SendCert,
+    /// An RSA key signs with RSASSA-PSS (default), else PKCS#1 v1.5.
+    #[serde(default = "d_true")]
+    pub rsa_pss: bool,
     #[serde(default = "default_ike")]
     pub ike_proposals: Vec<String>,
     #[serde(default = "default_esp")]
@@ -262,9 +315,12 @@ impl ConnectionToml {
             Some(r) => Some(r.parse::<IpAddr>().map_err(|_| format!("remote: {r:?} is not an address or %any"))?),
         };
         const SHORT: &str = "at least 8 characters (a short PSK is guessable offline from one exchange)";
-        if self.psk.is_empty() && self.peer_psk.is_empty() {
+        let remote_auth = self.remote_auth.unwrap_or(self.auth);
+        let uses_psk = self.auth == AuthKind::Psk || remote_auth == AuthKind::Psk;
+        if uses_psk && self.psk.is_empty() && self.peer_psk.is_empty() {
             return Err("psk: a PSK is needed (or peer_psk, one per peer)".into());
         }
+        let (credential, trust) = self.pki(remote_auth)?;
         if !self.psk.is_empty() && self.psk.len() < 8 {
             return Err(format!("psk: {SHORT}"));
         }
@@ -348,6 +404,11 @@ impl ConnectionToml {
         }
         let local_id = match (&self.local_id, self.local) {
             (Some(s), _) => Identification::from_text(s),
+            // With a certificate, its subject DN (RFC 7296 3.5).
+            (None, _) if credential.is_some() => Identification {
+                ty: crate::codepoints::IdType::DerAsn1Dn,
+                data: credential.as_ref().map(|c| c.subject_der.clone()).unwrap_or_default(),
+            },
             (None, Some(a)) => Identification::from_text(&a.to_string()),
             (None, None) => return Err("local_id: needed when local is not set".into()),
         };
@@ -364,6 +425,11 @@ impl ConnectionToml {
                 .iter()
                 .map(|(id, k)| (Identification::from_text(id), Secret::new(k.as_bytes().to_vec())))
                 .collect(),
+            auth: self.auth,
+            remote_auth,
+            credential,
+            trust,
+            send_cert: self.send_cert,
             ike,
             esp,
             children,
@@ -394,6 +460,33 @@ impl ConnectionToml {
                 .collect(),
             retired: false,
         })
+    }
+}
+
+/// A connection's credential and trust store, each when it uses them.
+type Pki = (Option<Arc<Credential>>, Option<Arc<Trust>>);
+
+impl ConnectionToml {
+    /// Reads the certificate files `auth` and `remote_auth` need; errors
+    /// name the field and the file.
+    fn pki(&self, remote_auth: AuthKind) -> Result<Pki, String> {
+        let credential = match (self.auth, &self.cert, &self.key) {
+            (AuthKind::Pubkey, Some(c), Some(k)) => Some(Arc::new(Credential::load(c, k, self.rsa_pss)?)),
+            (AuthKind::Pubkey, _, _) => return Err("auth = \"pubkey\" needs cert and key".into()),
+            (AuthKind::Psk, None, None) => None,
+            (AuthKind::Psk, _, _) => return Err("cert, key: set only with auth = \"pubkey\"".into()),
+        };
+        let trust = match remote_auth {
+            AuthKind::Pubkey if self.cas.is_empty() => {
+                return Err("cas: remote_auth = \"pubkey\" needs the CA certificates to check the peer's against".into())
+            }
+            AuthKind::Pubkey => Some(Arc::new(Trust::load(&self.cas, &self.crls)?)),
+            AuthKind::Psk if !self.cas.is_empty() || !self.crls.is_empty() => {
+                return Err("cas, crls: set only with remote_auth = \"pubkey\"".into())
+            }
+            AuthKind::Psk => None,
+        };
+        Ok((credential, trust))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod pki;
 pub mod proposal;
 pub mod ts;
 

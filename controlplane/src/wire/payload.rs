@@ -380,6 +380,8 @@ impl Identification {
                 Ipv6Addr::from(a).to_string()
             }
             IdType::Fqdn | IdType::Rfc822Addr => String::from_utf8_lossy(&self.data).into_owned(),
+            IdType::DerAsn1Dn => crate::ike::pki::dn_text(&self.data)
+                .unwrap_or_else(|| self.data.iter().map(|b| format!("{b:02x}")).collect()),
             _ => self.data.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }

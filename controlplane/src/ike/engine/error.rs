@@ -112,6 +112,16 @@ pub enum AuthFailure {
     /// The responder's AUTH does not verify with our PSK.
     #[error("the responder's AUTH does not verify with our PSK")]
     BadAuth,
+    /// No connection takes this identity, and why the one that came
+    /// closest refused it (a certificate or signature problem).
+    #[error("authentication of {id:?} from {from} failed: {why}")]
+    RejectedBecause { id: String, from: SocketAddr, why: String },
+    /// The responder's certificate or signature was refused.
+    #[error("the responder's authentication was refused: {0}")]
+    PeerRefused(String),
+    /// We cannot sign with a hash the peer takes (RFC 7427 4).
+    #[error("no signature hash in common with the peer (RFC 7427 4): it announced {0}")]
+    NoSignatureHash(String),
     /// The responder refused ours.
     #[error("the responder refused our authentication (AUTHENTICATION_FAILED)")]
     RefusedByPeer,

@@ -20,20 +20,23 @@ use std::time::Instant;
 
 use super::payloads::{self, has_notify};
 use super::sa::{Authenticating, Core, Established, IkeState, NewChild, Pending};
+use super::signature_auth::{self, Signer};
 use super::{AuthFailure, Engine, Error, Event, IkeGone};
 use crate::codepoints::{AuthMethod, CfgAttr, CfgType, ExchangeType, NotifyType};
-use crate::crypto::keys;
-use crate::ike::{proposal, ts};
-use crate::wire::{Authentication, Configuration, Identification, Notify, Payload};
+use crate::ike::config::AuthKind;
+use crate::ike::{pki, proposal, ts};
+use crate::wire::{Configuration, Identification, Notify, Payload};
 
 impl Engine {
     /// Initiator: IKE_AUTH request with the connection's first child SA.
-    pub(super) fn send_auth(&mut self, now: Instant, sa: &mut Core, a: &Authenticating) {
-        let spi_in = self.new_child_spi();
+    /// Fails only when we cannot sign for this peer (RFC 7427 4).
+    pub(super) fn send_auth(&mut self, now: Instant, sa: &mut Core, a: &Authenticating) -> Result<(), Error> {
         let c = &self.conns[sa.conn];
         let idi = c.local_id.clone();
-        let psk = c.psk_for(c.remote_id.as_ref()).map_or(&[][..], |k| k.as_slice());
-        let auth = keys::psk_auth(sa.suite.prf, psk, &a.init_request, &a.nr, &sa.keys.sk_pi, &idi.rest_of_payload());
+        let (certs, auth) =
+            self.our_auth(sa.conn, sa, a, Signer::Initiator, &idi, c.remote_id.as_ref(), a.cert_asked)?;
+        let spi_in = self.new_child_spi();
+        let c = &self.conns[sa.conn];
         let first = &c.children[0];
         // With a virtual address to come, propose "any" for our side and
         // let the responder narrow it to the address (RFC 7296 2.9, 3.15).
@@ -46,7 +49,10 @@ impl Engine {
         } else {
             (first.local_ts.clone(), first.remote_ts.clone())
         };
+        // RFC 7296 1.2: IDi, [CERT,] [CERTREQ,] [IDr,] AUTH.
         let mut p = vec![Payload::IdI(idi)];
+        p.extend(certs);
+        p.extend(signature_auth::certreq(c));
         // RFC 7296 2.4: INITIAL_CONTACT asserts that this is the only IKE
         // SA between the two identities; the peer deletes any other.
         if !self.another_ike_sa_with(&c.local_id, c.remote_id.as_ref(), sa.remote.ip()) {
@@ -55,7 +61,7 @@ impl Engine {
         if let Some(r) = &c.remote_id {
             p.push(Payload::IdR(r.clone()));
         }
-        p.push(Payload::Auth(Authentication { method: AuthMethod::SharedKeyMic, data: auth }));
+        p.push(auth);
         if c.request_vip {
             p.push(Payload::Cp(Configuration {
                 ty: CfgType::Request,
@@ -80,6 +86,7 @@ impl Engine {
         });
         let child = NewChild { cfg: 0, spi_in, ts_local, ts_remote };
         self.request(now, sa, ExchangeType::IkeAuth, p, Pending::Auth { child, clone });
+        Ok(())
     }
 
     /// Responder: the IKE_AUTH request. Returns the established phase, or
@@ -99,33 +106,51 @@ impl Engine {
             sa.deleting = true;
             return None;
         };
-        if auth.method != AuthMethod::SharedKeyMic {
+        if !matches!(auth.method, AuthMethod::SharedKeyMic | AuthMethod::DigitalSignature) {
             self.stats.auth_failed += 1;
             self.refuse(sa, ex, id, &Error::Auth(AuthFailure::Method(auth.method)));
             sa.deleting = true;
             return None;
         }
         // The connection: same IKE suite, addresses fit, identities fit,
-        // and the AUTH verifies with its PSK.
+        // and the AUTH verifies with its PSK, or with a certificate that
+        // chains to its CAs and names the identity.
         let idr = payloads::idr(p);
-        let rest = idi.rest_of_payload();
-        let chosen = self.conns.iter().position(|c| {
+        let mut why = None;
+        let mut peer_cert = None;
+        let chosen = (0..self.conns.len()).find(|&ci| {
+            let c = &self.conns[ci];
             let fits = !c.retired
                 && c.ike.contains(&sa.suite)
                 && c.local.is_none_or(|x| x == sa.local.ip())
                 && c.remote.is_none_or(|x| x == sa.remote.ip())
-                && c.remote_id.as_ref().is_none_or(|r| r == idi)
+                && c.remote_id.as_ref().is_none_or(|r| pki::id_matches(r, idi))
                 && idr.is_none_or(|r| *r == c.local_id);
-            // The peer's own PSK when it has one, else the shared one.
-            fits && c.psk_for(Some(idi)).is_some_and(|k| {
-                let want = keys::psk_auth(sa.suite.prf, k.as_slice(), &a.init_request, &a.nr, &sa.keys.sk_pi, &rest);
-                use subtle::ConstantTimeEq;
-                bool::from(want.ct_eq(&auth.data))
-            })
+            if !fits {
+                return false;
+            }
+            match self.check_peer_auth(now, ci, sa, a, Signer::Initiator, idi, p, auth) {
+                Ok(cert) => {
+                    peer_cert = cert;
+                    true
+                }
+                // A PSK that does not verify says nothing worth logging
+                // beyond the identity; a certificate's refusal does.
+                Err(e) => {
+                    if auth.method == AuthMethod::DigitalSignature {
+                        why = Some(e);
+                    }
+                    false
+                }
+            }
         });
         let Some(ci) = chosen else {
             self.stats.auth_failed += 1;
-            let why = Error::Auth(AuthFailure::Rejected { id: idi.to_text(), from: sa.remote });
+            let (idt, from) = (idi.to_text(), sa.remote);
+            let why = match why {
+                Some(why) => Error::Auth(AuthFailure::RejectedBecause { id: idt, from, why }),
+                None => Error::Auth(AuthFailure::Rejected { id: idt, from }),
+            };
             self.failed(sa.conn, why.clone());
             self.refuse(sa, ex, id, &why);
             sa.deleting = true;
@@ -148,23 +173,28 @@ impl Engine {
         }
         // The child SA's payloads come before the clone's.
         let (p, clone_offer) = p.split_at(clone_at.unwrap_or(p.len()));
-        let c = &self.conns[ci];
-        let ours = c.local_id.clone();
-        let my_auth = keys::psk_auth(
-            sa.suite.prf,
-            c.psk_for(Some(idi)).map_or(&[][..], |k| k.as_slice()),
-            &a.init_response,
-            &a.ni,
-            &sa.keys.sk_pr,
-            &ours.rest_of_payload(),
-        );
-        let mut out =
-            vec![Payload::IdR(ours), Payload::Auth(Authentication { method: AuthMethod::SharedKeyMic, data: my_auth })];
+        let ours = self.conns[ci].local_id.clone();
+        let (certs, my_auth) =
+            match self.our_auth(ci, sa, a, Signer::Responder, &ours, Some(idi), signature_auth::cert_asked(p)) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.stats.auth_failed += 1;
+                    self.failed(ci, e.clone());
+                    self.refuse(sa, ex, id, &Error::Auth(AuthFailure::BadAuth));
+                    sa.deleting = true;
+                    return None;
+                }
+            };
+        // RFC 7296 1.2: IDr, [CERT,] AUTH.
+        let mut out = vec![Payload::IdR(ours)];
+        out.extend(certs);
+        out.push(my_auth);
         self.file_peer(sa, Some(idi.clone()));
         if has_notify(p, NotifyType::InitialContact) {
             self.initial_contact(now, sa, idi);
         }
         let mut est = self.established(now, sa, idi.clone());
+        est.peer_cert = peer_cert.map(|c| c.subject);
         let (answer, mobike) = self.mobike_auth_answer(ci, p);
         est.mobike = mobike;
         out.extend(answer);
@@ -227,35 +257,29 @@ impl Engine {
             self.fail(sa, Error::BadAnswer("IKE_AUTH response without IDr or AUTH"));
             return None;
         };
-        if c.remote_id.as_ref().is_some_and(|r| r != idr) {
+        if c.remote_id.as_ref().is_some_and(|r| !pki::id_matches(r, idr)) {
             self.stats.auth_failed += 1;
             self.fail(sa, Error::Auth(AuthFailure::WrongIdentity(idr.to_text())));
             return None;
         }
-        let Some(psk) = c.psk_for(Some(idr)) else {
-            self.stats.auth_failed += 1;
-            self.fail(sa, Error::Auth(AuthFailure::WrongIdentity(idr.to_text())));
-            return None;
+        let peer_cert = match self.check_peer_auth(now, sa.conn, sa, a, Signer::Responder, idr, p, auth) {
+            Ok(cert) => cert,
+            Err(why) => {
+                self.stats.auth_failed += 1;
+                let e = match c.remote_auth {
+                    AuthKind::Psk if auth.method == AuthMethod::SharedKeyMic => AuthFailure::BadAuth,
+                    _ => AuthFailure::PeerRefused(why),
+                };
+                self.fail(sa, Error::Auth(e));
+                return None;
+            }
         };
-        let want = keys::psk_auth(
-            sa.suite.prf,
-            psk.as_slice(),
-            &a.init_response,
-            &a.ni,
-            &sa.keys.sk_pr,
-            &idr.rest_of_payload(),
-        );
-        use subtle::ConstantTimeEq;
-        if auth.method != AuthMethod::SharedKeyMic || !bool::from(want.ct_eq(&auth.data)) {
-            self.stats.auth_failed += 1;
-            self.fail(sa, Error::Auth(AuthFailure::BadAuth));
-            return None;
-        }
         self.file_peer(sa, Some(idr.clone()));
         if has_notify(p, NotifyType::InitialContact) {
             self.initial_contact(now, sa, idr);
         }
         let mut est = self.established(now, sa, idr.clone());
+        est.peer_cert = peer_cert.map(|c| c.subject);
         // Redirected here by the full exchange (RFC 5685 6): the IKE SA
         // with the old gateway goes now.
         if let Some(old) = a.replaces {

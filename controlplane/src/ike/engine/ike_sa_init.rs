@@ -180,6 +180,7 @@ impl Engine {
             keys::natd_hash(c.spi_i, 0, c.remote),
         )));
         p.push(Payload::Notify(Notify::new(NotifyType::IkeFragmentationSupported, vec![])));
+        p.extend(super::signature_auth::hash_notify(super::signature_auth::uses_certs(&self.conns[c.conn])));
         p.extend(self.redirect_init_payloads(c));
         if self.mpsa_role != MpsaRole::Off {
             p.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
@@ -320,6 +321,28 @@ impl Engine {
         if peer_frag {
             out.push(Payload::Notify(Notify::new(NotifyType::IkeFragmentationSupported, vec![])));
         }
+        // RFC 7427 4 and RFC 7296 3.7: our hashes to an initiator that
+        // announced its own, and a CERTREQ for the CAs we check with (the
+        // connection is known only in IKE_AUTH: every one that checks).
+        let peer_hashes = super::signature_auth::peer_hashes(p);
+        let with_certs = self.conns.iter().any(super::signature_auth::uses_certs);
+        out.extend(super::signature_auth::hash_notify(with_certs && !peer_hashes.is_empty()));
+        if with_certs {
+            let mut cas = Vec::new();
+            for c in &self.conns {
+                if let Some(Payload::CertReq(r)) = super::signature_auth::certreq(c) {
+                    if !cas.windows(r.data.len()).any(|w| w == r.data.as_slice()) {
+                        cas.extend(r.data);
+                    }
+                }
+            }
+            if !cas.is_empty() {
+                out.push(Payload::CertReq(crate::wire::Certificate {
+                    encoding: super::signature_auth::X509_SIGNATURE,
+                    data: cas,
+                }));
+            }
+        }
         if self.mpsa_role != MpsaRole::Off {
             out.push(Payload::VendorId(MPSA_VENDOR_ID.to_vec()));
         }
@@ -346,6 +369,8 @@ impl Engine {
             init_request: ike.to_vec(),
             init_response: resp.clone(),
             replaces: None,
+            peer_hashes,
+            cert_asked: false,
         });
         self.half_open += 1;
         self.init_index.insert((h.spi_i, remote), spi_r);
@@ -492,8 +517,13 @@ impl Engine {
             init_request: std::mem::take(&mut c.request),
             init_response: ike.to_vec(),
             replaces: c.redirected.map(|(_, old)| old),
+            peer_hashes: super::signature_auth::peer_hashes(p),
+            cert_asked: super::signature_auth::cert_asked(p),
         };
-        self.send_auth(now, &mut core, &auth);
+        if let Err(e) = self.send_auth(now, &mut core, &auth) {
+            self.init_failed(c, e);
+            return None;
+        }
         Some(IkeSa { core, phase: Phase::Authenticating(auth) })
     }
 

@@ -166,7 +166,7 @@ impl Engine {
     }
 
     /// The wall-clock second of `now`, when `set_unix_time` told us.
-    fn unix_now(&self, now: Instant) -> Option<u64> {
+    pub(super) fn unix_now(&self, now: Instant) -> Option<u64> {
         self.unix_anchor.map(|(at, secs)| secs + now.saturating_duration_since(at).as_secs())
     }
 

@@ -47,6 +47,7 @@ mod peer_discovery;
 mod redirect;
 mod reload;
 mod sa;
+mod signature_auth;
 mod stub_fetch;
 #[cfg(test)]
 mod tests;

@@ -155,12 +155,21 @@ pub(super) struct Authenticating {
     /// Initiator, redirected here (RFC 5685): our SPI of the IKE SA with
     /// the old gateway, deleted once this one is authenticated.
     pub replaces: Option<u64>,
+    /// The hashes the peer's IKE_SA_INIT announced for signatures (RFC
+    /// 7427 4).
+    pub peer_hashes: Vec<crate::crypto::sig::SigHash>,
+    /// Initiator: the responder's IKE_SA_INIT response asked for our
+    /// certificate (CERTREQ, RFC 7296 3.7).
+    pub cert_asked: bool,
 }
 
 /// Authenticated, with child SAs.
 #[derive(Debug)]
 pub struct Established {
     pub peer_id: Identification,
+    /// The subject of the certificate the peer authenticated with (None:
+    /// a PSK).
+    pub peer_cert: Option<String>,
     pub since: Instant,
     pub(super) rekey_at: Option<Instant>,
     pub children: Vec<Child>,
@@ -542,6 +551,7 @@ impl Established {
     pub(super) fn new(peer_id: Identification, now: Instant, rekey_at: Instant) -> Established {
         Established {
             peer_id,
+            peer_cert: None,
             since: now,
             rekey_at: Some(rekey_at),
             children: Vec::new(),

@@ -1,0 +1,290 @@
+//! Certificate authentication in IKE_AUTH (RFC 7296 2.15, 3.6, 3.7; RFC
+//! 7427 digital signatures; RFC 4945 for names), in memory between two
+//! engines, IPv4 and IPv6: ECDSA P-256 and P-384, RSA with RSASSA-PSS and
+//! with PKCS#1 v1.5, PSK one way and a certificate the other, and every
+//! bad certificate refused with AUTHENTICATION_FAILED, a reason, and
+//! nothing installed. Certificates are made for the run with rcgen.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use common::{conn, run, Node, V4, V6};
+use controlplane::ike::engine::{AuthFailure, Error};
+use controlplane::ike::Event;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, KeyIdMethod, KeyPair,
+    RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
+};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    path: PathBuf,
+}
+
+fn ca(dir: &Path, name: &str) -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, format!("{name} Root CA"));
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    let path = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&path, cert.pem()).unwrap();
+    Ca { cert, key, path }
+}
+
+fn rsa_key() -> KeyPair {
+    let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).unwrap();
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).unwrap()
+}
+
+/// Writes a certificate for `san` (a name, `user@domain` or an address)
+/// issued by `ca`, and its key; returns (cert, key) paths.
+fn issue(
+    dir: &Path,
+    ca: &Ca,
+    file: &str,
+    san: &str,
+    alg: Option<&'static SignatureAlgorithm>,
+    edit: impl FnOnce(&mut CertificateParams),
+) -> (PathBuf, PathBuf) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, san);
+    p.subject_alt_names.push(match san.parse::<IpAddr>() {
+        Ok(a) => SanType::IpAddress(a),
+        Err(_) if san.contains('@') => SanType::Rfc822Name(san.try_into().unwrap()),
+        Err(_) => SanType::DnsName(san.try_into().unwrap()),
+    });
+    edit(&mut p);
+    let key = match alg {
+        Some(a) => KeyPair::generate_for(a).unwrap(),
+        None => rsa_key(),
+    };
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn pubkey(cert: &Path, key: &Path, ca: &Path, extra: &str) -> String {
+    format!(
+        "auth = \"pubkey\"\ncert = \"{}\"\nkey = \"{}\"\ncas = [\"{}\"]\n{extra}",
+        cert.display(),
+        key.display(),
+        ca.display()
+    )
+}
+
+fn unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// a.lab (initiator) to b.lab with these config lines; (a up, b up, b's
+/// failure, a's failure, a, b).
+fn attempt(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (usize, usize, Node, Node) {
+    let mut ca_ = conn(
+        "lab",
+        "initiator",
+        fam.0,
+        &fam.1.to_string(),
+        ("a.lab", "b.lab"),
+        ("10.1.0.0/16", "10.2.0.0/16"),
+        extra_a,
+    );
+    let mut cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
+    // The PSK only where a side uses one.
+    let all_pubkey = |e: &str| e.lines().any(|l| l == "auth = \"pubkey\"") && !e.contains("remote_auth = \"psk\"");
+    if all_pubkey(extra_a) {
+        ca_.psk.clear();
+    }
+    if all_pubkey(extra_b) {
+        cb.psk.clear();
+    }
+    let mut a = Node::seeded(vec![ca_], 1);
+    let mut b = Node::seeded(vec![cb], 2);
+    let now = Instant::now();
+    a.e.set_unix_time(now, unix());
+    b.e.set_unix_time(now, unix());
+    a.e.initiate(now, "lab").unwrap();
+    run(&mut a, &mut b, now);
+    (a.established(), b.established(), a, b)
+}
+
+fn installed(n: &Node) -> bool {
+    n.dp.iter().any(|c| matches!(c, cpdp::msg::Command::InstallSa(_)))
+}
+
+/// The responder's reason for refusing, from its Failed event.
+fn refused_because(b: &Node) -> String {
+    b.events
+        .iter()
+        .find_map(|e| match e {
+            Event::Failed { why: Error::Auth(AuthFailure::RejectedBecause { why, .. }), .. } => Some(why.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no refusal with a reason: {:?}", b.events))
+}
+
+#[test]
+fn rfc7427_ecdsa_and_rsa_certificates_both_ways() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let cases: [(&str, Option<&'static SignatureAlgorithm>, &str); 4] = [
+        ("p256", Some(&rcgen::PKCS_ECDSA_P256_SHA256), ""),
+        ("p384", Some(&rcgen::PKCS_ECDSA_P384_SHA384), ""),
+        ("rsa-pss", None, ""),
+        ("rsa-pkcs1", None, "rsa_pss = false\n"),
+    ];
+    for (name, alg, extra) in cases {
+        let (ac, ak) = issue(d.path(), &lab, &format!("a-{name}"), "a.lab", alg, |_| {});
+        let (bc, bk) = issue(d.path(), &lab, &format!("b-{name}"), "b.lab", alg, |_| {});
+        for fam in [V4, V6] {
+            let (ua, ub, a, b) = attempt(fam, &pubkey(&ac, &ak, &lab.path, extra), &pubkey(&bc, &bk, &lab.path, extra));
+            assert_eq!((ua, ub), (1, 1), "{name} {fam:?}: {:?} / {:?}", a.events, b.events);
+            assert_eq!((a.children(), b.children()), (1, 1), "{name} {fam:?}");
+            // Each side shows the certificate the other proved itself with.
+            let peer_cert = |n: &Node| n.e.ike_sas().find_map(|s| s.established().and_then(|x| x.peer_cert.clone()));
+            assert_eq!(peer_cert(&b).as_deref(), Some("CN=a.lab"), "{name}");
+            assert_eq!(peer_cert(&a).as_deref(), Some("CN=b.lab"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn rfc7296_2_15_psk_one_way_and_a_certificate_the_other() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let (ac, ak) = issue(d.path(), &lab, "a", "a.lab", Some(&rcgen::PKCS_ECDSA_P256_SHA256), |_| {});
+    for fam in [V4, V6] {
+        // a signs, b answers with the PSK.
+        let a_side = format!(
+            "{}remote_auth = \"psk\"\n",
+            pubkey(&ac, &ak, &lab.path, "").replace(&format!("cas = [\"{}\"]\n", lab.path.display()), "")
+        );
+        let b_side = format!("remote_auth = \"pubkey\"\ncas = [\"{}\"]\n", lab.path.display());
+        let (ua, ub, a, b) = attempt(fam, &a_side, &b_side);
+        assert_eq!((ua, ub), (1, 1), "{fam:?}: {:?} / {:?}", a.events, b.events);
+    }
+}
+
+#[test]
+fn rfc4945_bad_certificates_get_authentication_failed_and_leave_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let other = ca(d.path(), "other");
+    let p256 = Some(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let (bc, bk) = issue(d.path(), &lab, "b", "b.lab", p256, |_| {});
+    let b_side = pubkey(&bc, &bk, &lab.path, "");
+    let expired = issue(d.path(), &lab, "expired", "a.lab", p256, |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let stranger = issue(d.path(), &other, "stranger", "a.lab", p256, |_| {});
+    let wrong_name = issue(d.path(), &lab, "wrong-name", "c.lab", p256, |_| {});
+    let revoked =
+        issue(d.path(), &lab, "revoked", "a.lab", p256, |p| p.serial_number = Some(SerialNumber::from(4242u64)));
+    let crl = CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2025, 1, 1),
+        next_update: rcgen::date_time_ymd(2035, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(4242u64),
+            revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&lab.cert, &lab.key)
+    .unwrap();
+    let crl_path = d.path().join("lab.crl");
+    std::fs::write(&crl_path, crl.pem().unwrap()).unwrap();
+    let b_with_crl = format!("{b_side}crls = [\"{}\"]\n", crl_path.display());
+    let cases = [
+        ("expired", &expired, &b_side, "", "expired"),
+        ("an unknown CA", &stranger, &b_side, "", "no chain to a CA we trust"),
+        ("another name", &wrong_name, &b_side, "", "is not for identity a.lab"),
+        ("revoked", &revoked, &b_with_crl, "", "revoked"),
+        ("not sent", &wrong_name, &b_side, "send_cert = \"never\"\n", "no certificate"),
+    ];
+    for (what, (c, k), b_side, extra, why) in cases {
+        for fam in [V4, V6] {
+            //   IKE_AUTH { SK { IDi(a.lab), CERT, AUTH(signature) } } -->
+            //                     <-- { SK { N(AUTHENTICATION_FAILED) } }
+            let (ua, ub, a, b) = attempt(fam, &pubkey(c, k, &lab.path, extra), b_side);
+            assert_eq!((ua, ub), (0, 0), "{what} {fam:?}");
+            assert_eq!((a.e.stats.auth_failed, b.e.stats.auth_failed), (1, 1), "{what} {fam:?}");
+            assert!(!installed(&a) && !installed(&b), "{what}: nothing installed");
+            assert!(b.e.ike_sas().next().is_none(), "{what}: the responder keeps no IKE SA");
+            let r = refused_because(&b);
+            assert!(r.contains(why), "{what}: {r}");
+        }
+    }
+    // The responder's certificate refused by the initiator, the same way.
+    let (ac, ak) = issue(d.path(), &lab, "a", "a.lab", p256, |_| {});
+    let (ec, ek) = expired;
+    let b_expired = pubkey(&ec, &ek, &lab.path, "").replace("a.lab", "b.lab");
+    let b_expired = b_expired
+        .replace(
+            &ec.display().to_string(),
+            &issue(d.path(), &lab, "b-expired", "b.lab", p256, |p| {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            })
+            .0
+            .display()
+            .to_string(),
+        )
+        .replace(&ek.display().to_string(), &d.path().join("b-expired.key").display().to_string());
+    for fam in [V4, V6] {
+        let (ua, _, a, _) = attempt(fam, &pubkey(&ac, &ak, &lab.path, ""), &b_expired);
+        assert_eq!(ua, 0, "{fam:?}");
+        assert!(
+            a.events.iter().any(|e| matches!(
+                e,
+                Event::Failed { why: Error::Auth(AuthFailure::PeerRefused(w)), .. } if w.contains("expired")
+            )),
+            "{:?}",
+            a.events
+        );
+        assert!(!installed(&a));
+    }
+}
+
+#[test]
+fn a_config_with_an_unreadable_or_mismatched_file_names_it() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let p256 = Some(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let (c, _) = issue(d.path(), &lab, "a", "a.lab", p256, |_| {});
+    let (_, other_key) = issue(d.path(), &lab, "x", "x.lab", p256, |_| {});
+    let build = |extra: &str| {
+        let mut t = conn(
+            "lab",
+            "initiator",
+            V4.0,
+            &V4.1.to_string(),
+            ("a.lab", "b.lab"),
+            ("10.1.0.0/16", "10.2.0.0/16"),
+            extra,
+        );
+        t.psk.clear();
+        t.build()
+    };
+    let missing = d.path().join("nope.key");
+    let e = build(&pubkey(&c, &missing, &lab.path, "")).unwrap_err();
+    assert!(e.contains("nope.key"), "{e}");
+    let e = build(&pubkey(&c, &other_key, &lab.path, "")).unwrap_err();
+    assert!(e.contains("not the key of cert") && e.contains("x.key"), "{e}");
+    let e = build(&pubkey(&c, &other_key, &d.path().join("no-ca.pem"), "")).unwrap_err();
+    assert!(e.contains("no-ca.pem") || e.contains("x.key"), "{e}");
+    let e = build("auth = \"pubkey\"\n").unwrap_err();
+    assert!(e.contains("cert and key"), "{e}");
+}
