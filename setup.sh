@@ -26,6 +26,7 @@ PKGS=(
     # (../shared/interop: charon-systemd with kernel-libipsec)
     charon-systemd strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
+    strongswan-pki             # pki: the certificates of the certificate interop (issue 17)
 )
 
 log() { [[ "${SETUP_QUIET:-0}" == 1 ]] || echo "setup: $*"; }
