@@ -393,6 +393,8 @@ scenario_certs() {
         fi
         check "7 ($tag): gateway shows the child SA" wait_for 5 gw_child
         check "7 ($tag): gateway shows both certificates' auth" gw_pubkey
+        check "7 ($tag): gwctl certs lists our certificate and the CA with expiry" bash -c \
+            "'$BIN/gwctl' -s '$T/cp.sock' certs | grep 'cert .*CN=left.lab .*expires in' && '$BIN/gwctl' -s '$T/cp.sock' certs | grep -q 'ca .*CN=Lab Root CA .*expires in'"
         local sig='.*'
         [ "$tag" = rsa ] && sig=RSA_EMSA_PSS_SHA2_256_SALT_32
         check "7 ($tag): strongSwan authenticated us by our certificate ($sig)" \

@@ -613,6 +613,7 @@ impl Daemon {
         };
         match req {
             Request::ListSas => Response::Sas { sas: self.sas(now), groups: view::groups(&self.engine, now) },
+            Request::Certs => Response::Certs { certs: view::certs(&self.engine) },
             Request::Initiate { conn, child: None } => {
                 self.held.remove(&conn);
                 done(self.engine.initiate(now, &conn).map(|_| 1), "initiating IKE SAs")

@@ -73,6 +73,8 @@ enum Cmd {
     /// IKE SAs and their child SAs, with dataplane counters.
     #[command(alias = "list-sas")]
     List,
+    /// The certificates, CAs and CRLs the connections loaded, with expiry.
+    Certs,
     /// Start an IKE SA (with its child SAs) for a connection; with
     /// --child, open that child SA on its IKE SA (CREATE_CHILD_SA).
     Initiate {
@@ -195,6 +197,7 @@ fn main() {
             return;
         }
         Cmd::List => Request::ListSas,
+        Cmd::Certs => Request::Certs,
         Cmd::Initiate { conn, child } => Request::Initiate { conn, child },
         Cmd::Terminate { conn } => Request::Terminate { conn },
         Cmd::Rekey { conn, ike } => Request::Rekey { conn, ike },
@@ -382,6 +385,21 @@ fn show(resp: Response, json: bool) -> bool {
             }
         }
         Response::Config { text } => println!("{text}"),
+        Response::Certs { certs } => {
+            if certs.is_empty() {
+                println!("no certificates (every connection uses a PSK)");
+            }
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            for c in certs {
+                let expiry = match c.not_after {
+                    Some(t) if t <= now => "EXPIRED".to_string(),
+                    Some(t) => format!("expires in {} days", (t - now) / 86400),
+                    None => "-".to_string(),
+                };
+                println!("{:<12} {:<5} {:<40} {:<20} {}", c.conn, c.kind, c.subject, expiry, c.path);
+            }
+        }
         Response::Stats {
             ike,
             half_open,

@@ -84,6 +84,8 @@ pub enum Request {
     /// What the dataplane holds: SAs, policies, routes, neighbours, group
     /// SAs, run-time addresses, and its ports' counters.
     Dataplane,
+    /// The certificates, CAs and CRLs the connections loaded.
+    Certs,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +120,9 @@ pub enum Response {
         /// lookups.
         #[serde(default)]
         stub_bank: Option<super::stubconn::BankHealth>,
+    },
+    Certs {
+        certs: Vec<super::view::CertInfo>,
     },
     Error {
         message: String,

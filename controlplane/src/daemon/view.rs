@@ -297,3 +297,53 @@ pub fn mac_text(m: &[u8; 6]) -> String {
 pub fn prefix_text(p: &cpdp::msg::WirePrefix) -> String {
     format!("{}/{}", p.addr, p.len)
 }
+
+/// A certificate, CA or CRL a connection loaded (`gwctl certs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertInfo {
+    pub conn: String,
+    /// "cert" (ours), "ca" or "crl".
+    pub kind: String,
+    pub subject: String,
+    pub path: String,
+    /// When it expires (Unix seconds); None for a CRL.
+    pub not_after: Option<i64>,
+}
+
+/// Every connection's certificate, CAs and CRLs.
+pub fn certs(e: &Engine) -> Vec<CertInfo> {
+    let mut v = Vec::new();
+    for c in e.connections().iter().filter(|c| !c.retired) {
+        let conn = c.name.clone();
+        if let Some(cr) = &c.credential {
+            v.push(CertInfo {
+                conn: conn.clone(),
+                kind: "cert".into(),
+                subject: cr.subject.clone(),
+                path: cr.path.display().to_string(),
+                not_after: Some(cr.not_after),
+            });
+        }
+        if let Some(t) = &c.trust {
+            for ca in &t.cas {
+                v.push(CertInfo {
+                    conn: conn.clone(),
+                    kind: "ca".into(),
+                    subject: ca.subject.clone(),
+                    path: ca.path.display().to_string(),
+                    not_after: Some(ca.not_after),
+                });
+            }
+            for p in &t.crl_paths {
+                v.push(CertInfo {
+                    conn: conn.clone(),
+                    kind: "crl".into(),
+                    subject: String::new(),
+                    path: p.display().to_string(),
+                    not_after: None,
+                });
+            }
+        }
+    }
+    v
+}

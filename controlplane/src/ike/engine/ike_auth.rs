@@ -1,19 +1,19 @@
-//! IKE_AUTH with a pre-shared key and the first child SA (RFC 7296 1.2,
-//! 2.15, 2.4, 3.15), both roles:
+//! IKE_AUTH and the first child SA (RFC 7296 1.2, 2.15, 2.4, 3.15), both
+//! roles, authenticated by PSK or certificate (`signature_auth.rs`):
 //!
 //! ```text
 //! Initiator                                        Responder
-//! HDR, SK { IDi, [N(INITIAL_CONTACT)], [IDr], AUTH,
+//! HDR, SK { IDi, [CERT,] [CERTREQ,] [N(INITIAL_CONTACT)], [IDr], AUTH,
 //!           [CP(CFG_REQUEST)], SAi2, TSi, TSr }  -->
-//!                         <--  HDR, SK { IDr, AUTH, [CP(CFG_REPLY)], SAr2, TSi, TSr }
+//!                <--  HDR, SK { IDr, [CERT,] AUTH, [CP(CFG_REPLY)], SAr2, TSi, TSr }
 //! ```
 //!
-//! AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <SignedOctets>). The
-//! responder picks the connection whose addresses, identities and IKE
-//! suite fit and whose PSK makes the AUTH verify. INITIAL_CONTACT is sent
-//! only when no other IKE SA joins the two identities, and a received one
-//! deletes the older IKE SAs between them (2.4). A refused first child SA
-//! leaves the IKE SA up (2.21.3).
+//! The responder picks the connection whose addresses, identities and
+//! IKE suite fit and whose PSK, or CAs and the certificate's signature,
+//! make the AUTH verify. INITIAL_CONTACT is sent only when no other IKE SA
+//! joins the two identities, and a received one deletes the older IKE SAs
+//! between them (2.4). A refused first child SA leaves the IKE SA up
+//! (2.21.3).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
