@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use common::{conn, run, Node, V4, V6};
+use common::{conn_a, conn_b, run, Node, V4, V6};
 use controlplane::ike::engine::{AuthFailure, Error};
 use controlplane::ike::Event;
 use rcgen::{
@@ -88,16 +88,8 @@ fn unix() -> u64 {
 /// a.lab (initiator) to b.lab with these config lines; (a up, b up, b's
 /// failure, a's failure, a, b).
 fn attempt(fam: (IpAddr, IpAddr), extra_a: &str, extra_b: &str) -> (usize, usize, Node, Node) {
-    let mut ca_ = conn(
-        "lab",
-        "initiator",
-        fam.0,
-        &fam.1.to_string(),
-        ("a.lab", "b.lab"),
-        ("10.1.0.0/16", "10.2.0.0/16"),
-        extra_a,
-    );
-    let mut cb = conn("lab", "responder", fam.1, "%any", ("b.lab", "a.lab"), ("10.2.0.0/16", "10.1.0.0/16"), extra_b);
+    let mut ca_ = conn_a(fam, extra_a);
+    let mut cb = conn_b(fam, extra_b);
     // The PSK only where a side uses one.
     let all_pubkey = |e: &str| e.lines().any(|l| l == "auth = \"pubkey\"") && !e.contains("remote_auth = \"psk\"");
     if all_pubkey(extra_a) {
@@ -266,15 +258,7 @@ fn a_config_with_an_unreadable_or_mismatched_file_names_it() {
     let (c, _) = issue(d.path(), &lab, "a", "a.lab", p256, |_| {});
     let (_, other_key) = issue(d.path(), &lab, "x", "x.lab", p256, |_| {});
     let build = |extra: &str| {
-        let mut t = conn(
-            "lab",
-            "initiator",
-            V4.0,
-            &V4.1.to_string(),
-            ("a.lab", "b.lab"),
-            ("10.1.0.0/16", "10.2.0.0/16"),
-            extra,
-        );
+        let mut t = conn_a(V4, extra);
         t.psk.clear();
         t.build()
     };

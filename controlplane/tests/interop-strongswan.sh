@@ -144,12 +144,15 @@ gwctl() { "$BIN/gwctl" -s "$T/cp.sock" "$@"; }
 ss() { "$IOP/strongswan-peer.sh" "$@"; }
 
 # What start_gw and start_ss use; scenario 4 switches them to IPv6 outer.
-GW_LOCAL=10.77.0.1
-GW_REMOTE=10.77.0.2
-GW_LTS='"10.77.1.0/24"'
-GW_RTS='"10.77.2.0/24"'
-SS_LTS=10.77.2.0/24
-SS_RTS=10.77.1.0/24
+ipv4_outer() {
+    GW_LOCAL=10.77.0.1
+    GW_REMOTE=10.77.0.2
+    GW_LTS='"10.77.1.0/24"'
+    GW_RTS='"10.77.2.0/24"'
+    SS_LTS=10.77.2.0/24
+    SS_RTS=10.77.1.0/24
+}
+ipv4_outer
 GW_MORE=""  # more [[connection]] tables
 
 # start_gw ROLE IKE ESP [extra connection lines]
@@ -808,11 +811,6 @@ ss stop ss >/dev/null
 ip -n "$A" link set wan0 up
 
 # IPv4 outer again for the certificates.
-GW_LOCAL=10.77.0.1
-GW_REMOTE=10.77.0.2
-GW_LTS='"10.77.1.0/24"'
-GW_RTS='"10.77.2.0/24"'
-SS_LTS=10.77.2.0/24
-SS_RTS=10.77.1.0/24
+ipv4_outer
 scenario_certs
 finish
