@@ -75,17 +75,31 @@ fn x25519_ceiling() -> f64 {
 /// time spent inside the responder's handle_datagram calls. With `keep`
 /// every SA stays up, so the last ones are set up beside `count - 1`
 /// others: what a responder with many peers pays.
-fn in_memory(count: u32, keep: bool) -> f64 {
+fn in_memory(count: u32, keep: bool, certs: Option<&CertFiles>) -> f64 {
     use controlplane::ike::config::ConnectionToml;
     use controlplane::ike::{Engine, Output, Settings};
     pin(1);
     let conn = |role: &str, local: &str, remote: &str, lid: &str, rid: &str, lts: &str, rts: &str| {
+        let auth = match certs {
+            None => String::new(),
+            Some(c) => {
+                let (cert, key) =
+                    if role == "responder" { (&c.responder, &c.responder_key) } else { (&c.client, &c.client_key) };
+                format!(
+                    "auth = \"pubkey\"\ncert = \"{}\"\nkey = \"{}\"\ncas = [\"{}\"]\n",
+                    cert.display(),
+                    key.display(),
+                    c.ca.display()
+                )
+            }
+        };
         let t = format!(
             "name = \"lab\"\nrole = \"{role}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\nlocal_id = \"{lid}\"\n\
-             remote_id = \"{rid}\"\npsk = \"{PSK}\"\nlocal_ts = [\"{lts}\"]\nremote_ts = [\"{rts}\"]\n"
+             remote_id = \"{rid}\"\npsk = \"{PSK}\"\nlocal_ts = [\"{lts}\"]\nremote_ts = [\"{rts}\"]\n{auth}"
         );
         toml::from_str::<ConnectionToml>(&t).expect("toml").build().expect("conn")
     };
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let settings = Settings { cookie_threshold: usize::MAX, ..Settings::default() };
     let mut r = Engine::new(
         vec![conn("responder", "10.0.0.2", "%any", "right.lab", "%any", "10.2.0.0/16", "10.1.0.0/16")],
@@ -94,16 +108,18 @@ fn in_memory(count: u32, keep: bool) -> f64 {
     );
     let mut spent = Duration::ZERO;
     let now = Instant::now();
+    r.set_unix_time(now, unix);
     for n in 0..count {
         // One identity per client, as the load-tester's lt-%d.lab: with one
         // identity for all, each new IKE SA's INITIAL_CONTACT would tell the
         // responder to drop the others (RFC 7296 2.4).
-        let id = format!("c{n}.lab");
+        let id = format!("c{n}.bench.lab");
         let mut i = Engine::new(
             vec![conn("initiator", "10.0.0.1", "10.0.0.2", &id, "right.lab", "10.1.0.0/16", "10.2.0.0/16")],
             settings.clone(),
             Box::new(SystemRandom::default()),
         );
+        i.set_unix_time(now, unix);
         i.initiate(now, "lab").expect("initiate");
         let mut to_r: Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> = Vec::new();
         loop {
@@ -147,6 +163,70 @@ fn in_memory(count: u32, keep: bool) -> f64 {
     let up = if keep { count as usize } else { 0 };
     assert_eq!(r.ike_sas().count(), up, "every SA was set up (and deleted unless kept)");
     spent.as_secs_f64() / count as f64
+}
+
+/// ECDSA P-256 certificates for the in-memory run with certificates, made
+/// by strongSwan's `pki`: a CA, the responder's (right.lab) and one for
+/// every client (`*.bench.lab`: each client has its own identity).
+struct CertFiles {
+    ca: PathBuf,
+    responder: PathBuf,
+    responder_key: PathBuf,
+    client: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Result<CertFiles, String> {
+    let pki = |args: &[&str], out: &Path, input: Option<&Path>| -> Result<(), String> {
+        let mut c = Command::new("pki");
+        c.args(args).stderr(Stdio::null());
+        if let Some(i) = input {
+            c.stdin(std::fs::File::open(i).map_err(|e| e.to_string())?);
+        }
+        let o = c.output().map_err(|e| format!("pki (Debian strongswan-pki): {e}"))?;
+        if !o.status.success() {
+            return Err(format!("pki {}: failed", args.join(" ")));
+        }
+        std::fs::write(out, o.stdout).map_err(|e| e.to_string())
+    };
+    let p = |n: &str| dir.join(n);
+    let s = |q: &Path| q.display().to_string();
+    let gen = ["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"];
+    pki(&gen, &p("ca.key"), None)?;
+    let dn = "C=CH, O=Bench, CN=Bench CA";
+    pki(
+        &["--self", "--ca", "--in", &s(&p("ca.key")), "--type", "ecdsa", "--dn", dn, "--outform", "pem"],
+        &p("ca.pem"),
+        None,
+    )?;
+    for (name, san) in [("responder", "right.lab"), ("client", "*.bench.lab")] {
+        let key = p(&format!("{name}.key"));
+        pki(&gen, &key, None)?;
+        let public = p(&format!("{name}.pub"));
+        pki(&["--pub", "--in", &s(&key), "--type", "ecdsa"], &public, None)?;
+        let dn = format!("C=CH, O=Bench, CN={san}");
+        let args = [
+            "--issue",
+            "--cacert",
+            &s(&p("ca.pem")),
+            "--cakey",
+            &s(&p("ca.key")),
+            "--dn",
+            &dn,
+            "--san",
+            san,
+            "--outform",
+            "pem",
+        ];
+        pki(&args, &p(&format!("{name}.pem")), Some(&public))?;
+    }
+    Ok(CertFiles {
+        ca: p("ca.pem"),
+        responder: p("responder.pem"),
+        responder_key: p("responder.key"),
+        client: p("client.pem"),
+        client_key: p("client.key"),
+    })
 }
 
 /// CPU time of every thread of `pid`, from schedstat (nanoseconds).
@@ -476,9 +556,24 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
     println!("ike: X25519 ceiling (2 scalar multiplications per SA, one core) ...");
     let x = x25519_ceiling();
     println!("ike: in-memory responder ({} SAs) ...", a.count.min(2000));
-    let mem = in_memory(a.count.min(2000), false);
+    let mem = in_memory(a.count.min(2000), false, None);
+    let cert_dir = std::env::temp_dir().join(format!("gw-bench-ike-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&cert_dir).map_err(|e| e.to_string())?;
+    let mem_certs = match make_certs(&cert_dir) {
+        Ok(c) => {
+            println!("ike: in-memory responder with ECDSA P-256 certificates ({} SAs) ...", a.count.min(2000));
+            let m = in_memory(a.count.min(2000), false, Some(&c));
+            println!("ike: in memory, {:.3} ms CPU per SA with certificates, {:.3} ms with PSK", m * 1e3, mem * 1e3);
+            Some(m)
+        }
+        Err(e) => {
+            println!("ike: no run with certificates: {e}");
+            None
+        }
+    };
+    let _ = std::fs::remove_dir_all(&cert_dir);
     println!("ike: in-memory responder keeping {} SAs up ...", a.established);
-    let mem_kept = if a.established > 0 { in_memory(a.established, true) } else { f64::NAN };
+    let mem_kept = if a.established > 0 { in_memory(a.established, true, None) } else { f64::NAN };
     let mut our_cpu = Vec::new();
     let mut our_wall = Vec::new();
     let mut app_cpu = Vec::new();
@@ -562,6 +657,13 @@ pub fn run(a: &IkeArgs, shared: Option<&Path>) -> Result<(), String> {
         t.push_str(&format!("| ratio ours / strongSwan | | **{:.1}x** | |\n", sc / oc));
     }
     t.push_str(&format!("| gw-controlplane engine in memory (no I/O) | {:.3} ms | {:.0} | |\n", mem * 1e3, 1.0 / mem));
+    if let Some(m) = mem_certs {
+        t.push_str(&format!(
+            "| the same with ECDSA P-256 certificates both ways (RFC 7427; chain, CERT, CERTREQ) | {:.3} ms | {:.0} | |\n",
+            m * 1e3,
+            1.0 / m
+        ));
+    }
     if a.established > 0 {
         t.push_str(&format!(
             "| the same, all {} IKE SAs kept up | {:.3} ms | {:.0} | |\n",
