@@ -5,85 +5,17 @@
 //! bad certificate refused with AUTHENTICATION_FAILED, a reason, and
 //! nothing installed. Certificates are made for the run with rcgen.
 
+mod certs_common;
 mod common;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
+use certs_common::{ca, issue, pubkey, unix};
 use common::{conn_a, conn_b, run, Node, V4, V6};
 use controlplane::ike::engine::{AuthFailure, Error};
 use controlplane::ike::Event;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, KeyIdMethod, KeyPair,
-    RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
-};
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    path: PathBuf,
-}
-
-fn ca(dir: &Path, name: &str) -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, format!("{name} Root CA"));
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    let path = dir.join(format!("{name}-ca.pem"));
-    std::fs::write(&path, cert.pem()).unwrap();
-    Ca { cert, key, path }
-}
-
-fn rsa_key() -> KeyPair {
-    let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).unwrap();
-    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
-    KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).unwrap()
-}
-
-/// Writes a certificate for `san` (a name, `user@domain` or an address)
-/// issued by `ca`, and its key; returns (cert, key) paths.
-fn issue(
-    dir: &Path,
-    ca: &Ca,
-    file: &str,
-    san: &str,
-    alg: Option<&'static SignatureAlgorithm>,
-    edit: impl FnOnce(&mut CertificateParams),
-) -> (PathBuf, PathBuf) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, san);
-    p.subject_alt_names.push(match san.parse::<IpAddr>() {
-        Ok(a) => SanType::IpAddress(a),
-        Err(_) if san.contains('@') => SanType::Rfc822Name(san.try_into().unwrap()),
-        Err(_) => SanType::DnsName(san.try_into().unwrap()),
-    });
-    edit(&mut p);
-    let key = match alg {
-        Some(a) => KeyPair::generate_for(a).unwrap(),
-        None => rsa_key(),
-    };
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
-
-fn pubkey(cert: &Path, key: &Path, ca: &Path, extra: &str) -> String {
-    format!(
-        "auth = \"pubkey\"\ncert = \"{}\"\nkey = \"{}\"\ncas = [\"{}\"]\n{extra}",
-        cert.display(),
-        key.display(),
-        ca.display()
-    )
-}
-
-fn unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber, SignatureAlgorithm};
 
 /// a.lab (initiator) to b.lab with these config lines; (a up, b up, b's
 /// failure, a's failure, a, b).
