@@ -80,6 +80,70 @@ fn rfc7427_ecdsa_and_rsa_certificates_both_ways() {
     }
 }
 
+/// RFC 4945 3.1: every identity type a certificate can prove. a's
+/// identity is an address, an RFC 822 name, or (no local_id) its subject
+/// DN; b expects it as written (the DN as text).
+#[test]
+fn rfc4945_3_1_address_email_and_dn_identities() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let p256 = Some(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let (bc, bk) = issue(d.path(), &lab, "b", "b.lab", p256, |_| {});
+    for fam in [V4, V6] {
+        let addr = fam.0.to_string();
+        let (ac, ak) = issue(d.path(), &lab, &format!("a-{addr}"), &addr, p256, |_| {});
+        let (ec, ek) = issue(d.path(), &lab, "a-mail", "a@lab.example", p256, |_| {});
+        let cases = [
+            (format!("local_id = \"{addr}\"\n"), addr.clone(), &ac, &ak),
+            ("local_id = \"a@lab.example\"\n".to_string(), "a@lab.example".to_string(), &ec, &ek),
+            // No local_id: the certificate's subject DN, written as text on b.
+            (String::new(), "CN=a@lab.example".to_string(), &ec, &ek),
+        ];
+        for (id_line, remote_id, c, k) in cases {
+            let mut a_side = conn_a(fam, &pubkey(c, k, &lab.path, ""));
+            a_side.psk.clear();
+            a_side.local_id = (!id_line.is_empty()).then(|| id_line.split('"').nth(1).unwrap().to_string());
+            let mut b_side = conn_b(fam, &pubkey(&bc, &bk, &lab.path, ""));
+            b_side.psk.clear();
+            b_side.remote_id = Some(remote_id.clone());
+            let mut a = Node::seeded(vec![a_side], 1);
+            let mut b = Node::seeded(vec![b_side], 2);
+            let now = Instant::now();
+            a.e.set_unix_time(now, unix());
+            b.e.set_unix_time(now, unix());
+            a.e.initiate(now, "lab").unwrap();
+            run(&mut a, &mut b, now);
+            assert_eq!((a.established(), b.established()), (1, 1), "{fam:?} {remote_id}: {:?}", b.events);
+            let peer = b.e.ike_sas().find_map(|s| s.peer_id().map(|i| i.to_text())).unwrap();
+            assert_eq!(peer, remote_id, "{fam:?}");
+        }
+    }
+}
+
+/// RFC 7427 4: without the peer's SIGNATURE_HASH_ALGORITHMS there is no
+/// hash we may sign with: a PSK-only responder never announces one, so an
+/// initiator with a certificate does not send an AUTH it cannot make.
+#[test]
+fn rfc7427_4_no_signature_without_the_peers_hash_algorithms() {
+    let d = tempfile::tempdir().unwrap();
+    let lab = ca(d.path(), "lab");
+    let (ac, ak) = issue(d.path(), &lab, "a", "a.lab", Some(&rcgen::PKCS_ECDSA_P256_SHA256), |_| {});
+    for fam in [V4, V6] {
+        let a_side = format!("{}remote_auth = \"psk\"\n", pubkey(&ac, &ak, &lab.path, ""));
+        let a_side = a_side.replace(&format!("cas = [\"{}\"]\n", lab.path.display()), "");
+        // b takes a PSK from a: no certificates at b, so no notify.
+        let (ua, ub, a, _) = attempt(fam, &a_side, "");
+        assert_eq!((ua, ub), (0, 0), "{fam:?}");
+        assert!(
+            a.events
+                .iter()
+                .any(|e| matches!(e, Event::Failed { why: Error::Auth(AuthFailure::NoSignatureHash(_)), .. })),
+            "{:?}",
+            a.events
+        );
+    }
+}
+
 #[test]
 fn rfc7296_2_15_psk_one_way_and_a_certificate_the_other() {
     let d = tempfile::tempdir().unwrap();

@@ -384,7 +384,9 @@ pub fn id_matches(want: &Identification, got: &Identification) -> bool {
         return true;
     }
     let squash = |s: &str| s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
-    want.ty == IdType::Fqdn
+    // A DN written in a config reads as a name (or, with an '@' in it, as
+    // an RFC 822 name): compare it as text.
+    matches!(want.ty, IdType::Fqdn | IdType::Rfc822Addr)
         && got.ty == IdType::DerAsn1Dn
         && std::str::from_utf8(&want.data).is_ok_and(|w| dn_text(&got.data).is_some_and(|g| squash(w) == squash(&g)))
 }
