@@ -543,7 +543,7 @@ for case in "strongswan aes256gcm16-prfsha384-ecp384 aes256gcm16-ecp384" \
     "gateway aes256gcm16-prfsha512-ecp521 aes256gcm16-ecp521" \
     "strongswan aes256-sha256-modp3072 aes256-sha256-modp3072" \
     "gateway aes256-sha384-modp4096 aes256-sha256-modp4096" \
-    "strongswan chacha20poly1305-prfsha256-x25519 aes128gcm16-x25519"; do
+    "strongswan chacha20poly1305-prfsha256-x25519 chacha20poly1305-x25519"; do
     read -r who ike esp <<<"$case"
     ss stop ss >/dev/null 2>&1 || true
     say "scenario 3b: $who initiates, $ike (PFS $esp)"

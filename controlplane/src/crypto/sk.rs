@@ -103,6 +103,7 @@ impl Encr {
         Some(match (self, integ) {
             (Encr::AesGcm16(128), None) => "aes128gcm",
             (Encr::AesGcm16(256), None) => "aes256gcm",
+            (Encr::ChaCha20Poly1305, None) => "chacha20poly1305",
             (Encr::AesCbc(128), Some(Integ::HmacSha1_96)) => "aes128cbc-sha1",
             (Encr::AesCbc(256), Some(Integ::HmacSha1_96)) => "aes256cbc-sha1",
             (Encr::AesCbc(128), Some(Integ::HmacSha256_128)) => "aes128cbc-sha256",

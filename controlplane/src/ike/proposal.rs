@@ -114,9 +114,6 @@ pub fn parse_esp(text: &str) -> Result<EspSuite, ProposalError> {
     if t.prf.is_some() {
         return Err(err("ESP takes no PRF"));
     }
-    if encr == Encr::ChaCha20Poly1305 {
-        return Err(err("ChaCha20-Poly1305 in ESP is planned: the dataplane has no ChaCha20 yet (IKE has it)"));
-    }
     if encr.is_aead() && t.integ.is_some() {
         return Err(err("AES-GCM takes no integrity algorithm"));
     }
@@ -305,15 +302,18 @@ pub fn proposal_dh(p: &Proposal) -> Option<DhGroup> {
 mod tests {
     use super::*;
 
-    /// RFC 7634: ChaCha20-Poly1305 for IKE, its transform without a Key
-    /// Length attribute; ESP with it waits for the dataplane.
+    /// RFC 7634: ChaCha20-Poly1305 for IKE and ESP, its transform without
+    /// a Key Length attribute, 36 octets of keying material (key | salt).
     #[test]
     fn chacha20_poly1305_is_an_ike_cipher() {
         let s = parse_ike("chacha20poly1305-prfsha256-x25519").unwrap();
         assert_eq!((s.encr, s.integ), (Encr::ChaCha20Poly1305, None));
         let t = encr_transform(s.encr);
         assert_eq!((t.id, t.key_len()), (28, None));
-        assert!(parse_esp("chacha20poly1305").unwrap_err().why.contains("planned"));
+        let e = parse_esp("chacha20poly1305-x25519").unwrap();
+        assert_eq!((e.encr, e.integ, e.encr.key_len()), (Encr::ChaCha20Poly1305, None, 36));
+        assert_eq!(e.encr.esp_name(None), Some("chacha20poly1305"), "the dataplane's name");
+        assert!(parse_esp("chacha20poly1305-sha256").is_err(), "an AEAD takes no integrity");
     }
 
     #[test]

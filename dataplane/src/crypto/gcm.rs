@@ -1,6 +1,7 @@
 //! AES-GCM for ESP (RFC 4106) on intel-ipsec-mb, with `ring` as the
 //! fallback where intel-ipsec-mb does not initialise (figures in
-//! crypto/mod.rs).
+//! crypto/mod.rs); and ChaCha20-Poly1305 (RFC 7634) on `ring`, which is
+//! built the same way in ESP: salt, IV, AAD and a 16-octet tag.
 //!
 //! Nonce = 4-octet salt (the last octets of the key material, RFC 4106
 //! 8.1) || 8-octet explicit IV. The IV is the 64-bit sequence number: unique
@@ -34,6 +35,16 @@ impl Gcm {
     /// was checked by the caller.
     pub(super) fn new(material: &[u8]) -> Gcm {
         Self::with_engine(material, true)
+    }
+
+    /// `material` = ChaCha20 key (32 octets) || salt (4 octets) (RFC 7634
+    /// 2); the length was checked by the caller.
+    pub(super) fn chacha20_poly1305(material: &[u8]) -> Gcm {
+        let (k, s) = material.split_at(material.len() - 4);
+        let key = UnboundKey::new(&aead::CHACHA20_POLY1305, k).expect("key length checked by EspCipher::new");
+        let mut salt = Zeroizing::new([0u8; 4]);
+        salt.copy_from_slice(s);
+        Gcm { key: Engine::Ring(LessSafeKey::new(key)), salt }
     }
 
     /// `fast`: intel-ipsec-mb when it is available; otherwise `ring`.
@@ -184,6 +195,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// RFC 8439 2.8.2's AEAD vector (RFC 7634 Appendix A uses it too), as
+    /// an ESP packet with ESN: SPI 0x50515253, sequence number
+    /// 0xc0c1c2c3c4c5c6c7 (AAD = SPI | Seq high | Seq low, RFC 7634 2.1),
+    /// salt 07000000, IV 4041424344454647, opened in place; then sealed
+    /// back with the sequence number as the IV, and opened again.
+    #[test]
+    fn rfc7634_chacha20_poly1305_known_answer_through_esp() {
+        let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f07000000");
+        let c = Gcm::chacha20_poly1305(&key);
+        let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let mut esp = hex("50515253c4c5c6c74041424344454647");
+        esp.extend(hex("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6\
+             3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36\
+             92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc\
+             3ff4def08e4b7a9de576d26586cec64b6116"));
+        esp.extend(hex("1ae10b594f09e26a7e902ecbd0600691"));
+        let seq = 0xc0c1c2c3c4c5c6c7u64;
+        c.open(&mut esp, seq, true).unwrap();
+        assert_eq!(&esp[16..16 + plain.len()], &plain[..]);
+        let mut bad = esp.clone();
+        c.seal(&mut bad, seq, true);
+        bad[20] ^= 1;
+        assert_eq!(c.open(&mut bad, seq, true), Err(IcvError));
+        c.seal(&mut esp, seq, false);
+        assert_eq!(&esp[8..16], &seq.to_be_bytes(), "explicit IV = sequence number");
+        c.open(&mut esp, seq, false).unwrap();
+        assert_eq!(&esp[16..16 + plain.len()], &plain[..]);
     }
 
     /// The ESP construction uses exactly those primitives: salt || IV as the

@@ -1,6 +1,8 @@
-//! ESP ciphers: AES-GCM-128/256 (RFC 4106) and AES-CBC-128/256 (RFC 3602)
-//! with HMAC-SHA1-96 (RFC 2404) or HMAC-SHA2-256-128 (RFC 4868), applied
-//! in place to the ESP part of a packet buffer.
+//! ESP ciphers: AES-GCM-128/256 (RFC 4106), ChaCha20-Poly1305 (RFC 7634)
+//! and AES-CBC-128/256 (RFC 3602) with HMAC-SHA1-96 (RFC 2404) or
+//! HMAC-SHA2-256-128 (RFC 4868), applied in place to the ESP part of a
+//! packet buffer. ChaCha20-Poly1305 is `ring`'s (the only one of the
+//! three crates here with it in the build).
 //!
 //! Crates, chosen by measurement on this machine's CPU (AES-NI, VAES,
 //! VPCLMULQDQ, SHA-NI; figures in ../shared/anchors/README.md, TSC
@@ -31,6 +33,7 @@ use crate::wire::esp::HEADER_LEN;
 pub enum Algorithm {
     AesGcm128,
     AesGcm256,
+    ChaCha20Poly1305,
     AesCbc128HmacSha1,
     AesCbc256HmacSha1,
     AesCbc128HmacSha256,
@@ -38,9 +41,10 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 6] = [
+    pub const ALL: [Algorithm; 7] = [
         Algorithm::AesGcm128,
         Algorithm::AesGcm256,
+        Algorithm::ChaCha20Poly1305,
         Algorithm::AesCbc128HmacSha1,
         Algorithm::AesCbc256HmacSha1,
         Algorithm::AesCbc128HmacSha256,
@@ -52,6 +56,7 @@ impl Algorithm {
         match self {
             Algorithm::AesGcm128 => "aes128gcm",
             Algorithm::AesGcm256 => "aes256gcm",
+            Algorithm::ChaCha20Poly1305 => "chacha20poly1305",
             Algorithm::AesCbc128HmacSha1 => "aes128cbc-sha1",
             Algorithm::AesCbc256HmacSha1 => "aes256cbc-sha1",
             Algorithm::AesCbc128HmacSha256 => "aes128cbc-sha256",
@@ -60,15 +65,16 @@ impl Algorithm {
     }
 
     pub fn is_aead(self) -> bool {
-        matches!(self, Algorithm::AesGcm128 | Algorithm::AesGcm256)
+        matches!(self, Algorithm::AesGcm128 | Algorithm::AesGcm256 | Algorithm::ChaCha20Poly1305)
     }
 
     /// Octets of encryption key material: for GCM the AES key followed by
-    /// the 4-octet salt (RFC 4106 8.1), for CBC the AES key.
+    /// the 4-octet salt (RFC 4106 8.1), for ChaCha20-Poly1305 the 32-octet
+    /// key and the salt (RFC 7634 2), for CBC the AES key.
     pub fn enc_key_len(self) -> usize {
         match self {
             Algorithm::AesGcm128 => 16 + 4,
-            Algorithm::AesGcm256 => 32 + 4,
+            Algorithm::AesGcm256 | Algorithm::ChaCha20Poly1305 => 32 + 4,
             Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc128HmacSha256 => 16,
             Algorithm::AesCbc256HmacSha1 | Algorithm::AesCbc256HmacSha256 => 32,
         }
@@ -77,13 +83,14 @@ impl Algorithm {
     /// Octets of integrity key (RFC 2404: 20; RFC 4868: 32; AEAD: none).
     pub fn auth_key_len(self) -> usize {
         match self {
-            Algorithm::AesGcm128 | Algorithm::AesGcm256 => 0,
+            Algorithm::AesGcm128 | Algorithm::AesGcm256 | Algorithm::ChaCha20Poly1305 => 0,
             Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc256HmacSha1 => 20,
             Algorithm::AesCbc128HmacSha256 | Algorithm::AesCbc256HmacSha256 => 32,
         }
     }
 
-    /// Explicit IV in each packet: GCM 8 (RFC 4106 3.1), CBC 16 (RFC 3602).
+    /// Explicit IV in each packet: GCM 8 (RFC 4106 3.1), ChaCha20-Poly1305
+    /// 8 (RFC 7634 2), CBC 16 (RFC 3602).
     pub fn iv_len(self) -> usize {
         if self.is_aead() {
             8
@@ -92,7 +99,7 @@ impl Algorithm {
         }
     }
 
-    /// ICV octets: GCM 16, HMAC-SHA1-96 12, HMAC-SHA2-256-128 16.
+    /// ICV octets: GCM and Poly1305 16, HMAC-SHA1-96 12, HMAC-SHA2-256-128 16.
     pub fn icv_len(self) -> usize {
         match self {
             Algorithm::AesCbc128HmacSha1 | Algorithm::AesCbc256HmacSha1 => 12,
@@ -100,8 +107,8 @@ impl Algorithm {
         }
     }
 
-    /// Alignment of payload + padding + trailer: 4 for GCM (RFC 4303 2.4),
-    /// the 16-octet block for CBC.
+    /// Alignment of payload + padding + trailer: 4 for the AEADs (RFC 4303
+    /// 2.4; RFC 7634 2: no padding beyond it), the 16-octet block for CBC.
     pub fn align(self) -> usize {
         if self.is_aead() {
             4
@@ -179,7 +186,9 @@ impl EspCipher {
         if auth_key.len() != alg.auth_key_len() {
             return Err(KeyError::AuthKeyLength { alg, want: alg.auth_key_len(), got: auth_key.len() });
         }
-        let inner = if alg.is_aead() {
+        let inner = if alg == Algorithm::ChaCha20Poly1305 {
+            Inner::Gcm(gcm::Gcm::chacha20_poly1305(enc_key))
+        } else if alg.is_aead() {
             Inner::Gcm(gcm::Gcm::new(enc_key))
         } else {
             Inner::Cbc(cbc_hmac::CbcHmac::new(alg, enc_key, auth_key))

@@ -59,10 +59,13 @@ pub fn fix_ipv4_checksum(frame: &mut [u8]) {
 
 /// `../shared/interop/esp-oracle` (Scapy's IPsec layer), which must sit
 /// beside the repository.
+/// The shared ESP oracle, through `tests/esp-oracle-plus`: the same
+/// program with ChaCha20-Poly1305 (Scapy has it; the oracle's table does
+/// not list it).
 pub fn oracle() -> std::path::PathBuf {
     let p = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/interop/esp-oracle"));
     assert!(p.exists(), "{} missing: ../shared must sit beside the repository", p.display());
-    p
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/esp-oracle-plus"))
 }
 
 /// Runs `cmd` with `args`; its output, or a panic with it on failure.
