@@ -263,6 +263,8 @@ registry! {
         Ecp384 = 20,
         Ecp521 = 21,
         Curve25519 = 31,
+        /// RFC 8031.
+        Curve448 = 32,
     }
 }
 

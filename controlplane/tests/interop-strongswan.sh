@@ -538,12 +538,13 @@ stop_gw
 # ---- 3b: the other groups strongSwan proposes (RFC 5903, RFC 3526) ----------
 # ECP-384 and ECP-521, MODP-3072 and MODP-4096, each side initiating twice,
 # the child SA with PFS in the same group, then a child rekey (a new KE);
-# and ChaCha20-Poly1305 for the IKE SA (RFC 7634).
+# ChaCha20-Poly1305 for the IKE SA and ESP (RFC 7634); Curve448 (RFC 8031).
 for case in "strongswan aes256gcm16-prfsha384-ecp384 aes256gcm16-ecp384" \
     "gateway aes256gcm16-prfsha512-ecp521 aes256gcm16-ecp521" \
     "strongswan aes256-sha256-modp3072 aes256-sha256-modp3072" \
     "gateway aes256-sha384-modp4096 aes256-sha256-modp4096" \
-    "strongswan chacha20poly1305-prfsha256-x25519 chacha20poly1305-x25519"; do
+    "strongswan chacha20poly1305-prfsha256-x25519 chacha20poly1305-x25519" \
+    "gateway aes256gcm16-prfsha512-curve448 aes256gcm16-curve448"; do
     read -r who ike esp <<<"$case"
     ss stop ss >/dev/null 2>&1 || true
     say "scenario 3b: $who initiates, $ike (PFS $esp)"

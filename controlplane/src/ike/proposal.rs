@@ -66,12 +66,13 @@ fn tokens(text: &str) -> Result<Tokens, ProposalError> {
             "ecp384" => t.dh = Some(DhGroup::Ecp384),
             "ecp521" => t.dh = Some(DhGroup::Ecp521),
             "x25519" | "curve25519" => t.dh = Some(DhGroup::Curve25519),
+            "x448" | "curve448" => t.dh = Some(DhGroup::Curve448),
             "esn" => t.esn = Some(true),
             "noesn" => t.esn = Some(false),
             other => {
                 return Err(err(format!(
-                    "unknown algorithm {other:?} (known: aes128gcm16 aes256gcm16 aes128 aes256 sha1 sha256 sha384 \
-                     sha512 prfsha1 prfsha256 prfsha384 prfsha512 modp2048 modp3072 modp4096 ecp256 ecp384 ecp521 x25519 esn noesn)"
+                    "unknown algorithm {other:?} (known: aes128gcm16 aes256gcm16 chacha20poly1305 aes128 aes256 sha1 sha256 sha384 \
+                     sha512 prfsha1 prfsha256 prfsha384 prfsha512 modp2048 modp3072 modp4096 ecp256 ecp384 ecp521 x25519 curve448 esn noesn)"
                 )))
             }
         }
