@@ -454,7 +454,9 @@ fn show(resp: Response, json: bool) -> bool {
                     s.rekey_in_secs.map_or("-".into(), |r| format!("{r}s")),
                     s.virtual_ip.map(|v| format!(", virtual IP {v}")).unwrap_or_default()
                 );
-                if !s.auth.0.is_empty() {
+                // Shown only where a certificate is involved: a PSK-only
+                // listing keeps its shape.
+                if s.auth.0 == "pubkey" || s.auth.1 == "pubkey" {
                     println!(
                         "  auth: ours {}, peer's {}{}",
                         s.auth.0,
