@@ -146,27 +146,18 @@ pub fn child_keys(
     }
 }
 
-/// RFC 7296 2.15: the AUTH value for a shared key.
-/// AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>),
-/// SignedOctets = RealMessage | Nonce of the other side | prf(SK_p, IDx').
-pub fn psk_auth(
-    prf: Prf,
-    psk: &[u8],
-    real_message: &[u8],
-    peer_nonce: &[u8],
-    sk_p: &Secret,
-    id_rest: &[u8],
-) -> Vec<u8> {
-    let maced_id = prf.prf(sk_p.as_slice(), &[id_rest]);
-    let key = prf.prf(psk, &[b"Key Pad for IKEv2"]);
-    prf.prf(key.as_slice(), &[real_message, peer_nonce, maced_id.as_slice()]).as_slice().to_vec()
-}
-
-/// RFC 7296 2.15: what a signature covers, the same <SignedOctets>:
-/// RealMessage | Nonce of the other side | prf(SK_p, IDx').
+/// RFC 7296 2.15: what AUTH covers, a shared key's and a signature's:
+/// <SignedOctets> = RealMessage | Nonce of the other side | prf(SK_p, IDx').
 pub fn signed_octets(prf: Prf, real_message: &[u8], peer_nonce: &[u8], sk_p: &Secret, id_rest: &[u8]) -> Vec<u8> {
     let maced_id = prf.prf(sk_p.as_slice(), &[id_rest]);
     [real_message, peer_nonce, maced_id.as_slice()].concat()
+}
+
+/// RFC 7296 2.15: the AUTH value for a shared key over `signed`
+/// ([`signed_octets`]): prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>).
+pub fn psk_auth(prf: Prf, psk: &[u8], signed: &[u8]) -> Secret {
+    let key = prf.prf(psk, &[b"Key Pad for IKEv2"]);
+    prf.prf(key.as_slice(), &[signed])
 }
 
 /// RFC 7296 2.23: SHA-1(SPIi | SPIr | IP | Port).
@@ -224,8 +215,10 @@ mod tests {
         let octets = hex(v.auth_octets_i);
         let (msg1, rest) = octets.split_at(octets.len() - 64);
         assert_eq!(&rest[..32], hex(v.nr).as_slice());
-        let auth = psk_auth(suite.prf, v.psk, msg1, &hex(v.nr), &k.sk_pi, &hex(v.idi_rest));
-        assert_eq!(auth, hex(v.auth_i));
+        let signed = signed_octets(suite.prf, msg1, &hex(v.nr), &k.sk_pi, &hex(v.idi_rest));
+        assert_eq!(signed, octets, "the octets strongSwan signed");
+        let auth = psk_auth(suite.prf, v.psk, &signed);
+        assert_eq!(auth.as_slice(), hex(v.auth_i).as_slice());
 
         // The first child SA (no PFS): KEYMAT = prf+(SK_d, Ni | Nr).
         let c = child_keys(suite.prf, &k.sk_d, None, &hex(v.ni), &hex(v.nr), Encr::AesGcm16(128), None);

@@ -90,8 +90,7 @@ impl Engine {
         let signed = octets(sa, a, who, ours);
         let Some(cred) = c.credential.as_ref().filter(|_| c.auth == AuthKind::Pubkey) else {
             let psk = c.psk_for(peer).map_or(&[][..], |k| k.as_slice());
-            let key = sa.suite.prf.prf(psk, &[b"Key Pad for IKEv2"]);
-            let data = sa.suite.prf.prf(key.as_slice(), &[&signed]).as_slice().to_vec();
+            let data = keys::psk_auth(sa.suite.prf, psk, &signed).as_slice().to_vec();
             return Ok((Vec::new(), Payload::Auth(Authentication { method: AuthMethod::SharedKeyMic, data })));
         };
         let scheme = cred.choose(&a.peer_hashes).ok_or_else(|| {
@@ -136,8 +135,7 @@ impl Engine {
         match (c.remote_auth, auth.method) {
             (AuthKind::Psk, AuthMethod::SharedKeyMic) => {
                 let k = c.psk_for(Some(id)).ok_or("no PSK for this identity")?;
-                let key = sa.suite.prf.prf(k.as_slice(), &[b"Key Pad for IKEv2"]);
-                let want = sa.suite.prf.prf(key.as_slice(), &[&signed]);
+                let want = keys::psk_auth(sa.suite.prf, k.as_slice(), &signed);
                 use subtle::ConstantTimeEq;
                 if bool::from(want.as_slice().ct_eq(&auth.data)) {
                     Ok(None)
